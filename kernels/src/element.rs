@@ -1,0 +1,127 @@
+//! The element types kernels compute in: f32 for training, f64 for checking.
+//!
+//! CPU kernels and the reference are written once, generic over [`Element`], so the
+//! gradient checks run the very code that trains, only in double precision.
+
+use crate::storage::Storage;
+
+/// The runtime tag of an element type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F64,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+        }
+    }
+
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A floating-point type a CPU kernel can run on.
+pub trait Element:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::fmt::Debug
+    + Default
+    + Send
+    + Sync
+    + 'static
+{
+    const DTYPE: DType;
+
+    /// Converts a literal or hyper-parameter; exact for every value we use.
+    fn of(value: f64) -> Self;
+
+    /// Widens to f64 (for reporting and scalar reads).
+    fn to_f64_lossy(self) -> f64;
+
+    /// Borrows the host buffer of `storage` if it holds this element type on the CPU.
+    fn host_slice(storage: &Storage) -> Option<&[Self]>;
+
+    /// Mutably borrows the host buffer of `storage` if it holds this element type on the CPU.
+    fn host_slice_mut(storage: &mut Storage) -> Option<&mut [Self]>;
+
+    /// Wraps a host buffer of this element type.
+    fn into_storage(values: Vec<Self>) -> Storage;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+
+    fn of(value: f64) -> Self {
+        value as f32
+    }
+
+    fn to_f64_lossy(self) -> f64 {
+        self as f64
+    }
+
+    fn host_slice(storage: &Storage) -> Option<&[Self]> {
+        match storage {
+            Storage::F32(values) => Some(values),
+            _ => None,
+        }
+    }
+
+    fn host_slice_mut(storage: &mut Storage) -> Option<&mut [Self]> {
+        match storage {
+            Storage::F32(values) => Some(values),
+            _ => None,
+        }
+    }
+
+    fn into_storage(values: Vec<Self>) -> Storage {
+        Storage::F32(values)
+    }
+}
+
+impl Element for f64 {
+    const DTYPE: DType = DType::F64;
+
+    fn of(value: f64) -> Self {
+        value
+    }
+
+    fn to_f64_lossy(self) -> f64 {
+        self
+    }
+
+    fn host_slice(storage: &Storage) -> Option<&[Self]> {
+        match storage {
+            Storage::F64(values) => Some(values),
+            _ => None,
+        }
+    }
+
+    fn host_slice_mut(storage: &mut Storage) -> Option<&mut [Self]> {
+        match storage {
+            Storage::F64(values) => Some(values),
+            _ => None,
+        }
+    }
+
+    fn into_storage(values: Vec<Self>) -> Storage {
+        Storage::F64(values)
+    }
+}

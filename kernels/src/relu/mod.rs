@@ -1,0 +1,42 @@
+//! ReLU: `y = max(x, 0)`; the gradient flows where the output is positive.
+//!
+//! ```
+//! use kernels::{relu, Storage};
+//! let y = relu::forward(&Storage::F32(vec![-1.0, 2.0])).unwrap();
+//! assert_eq!(y, Storage::F32(vec![0.0, 2.0]));
+//! ```
+
+mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::{Element, Result, Storage};
+
+const OP: &str = "relu";
+
+/// Applies ReLU element-wise.
+pub fn forward(x: &Storage) -> Result<Storage> {
+    match x {
+        Storage::F32(_) => forward_cpu::<f32>(x),
+        Storage::F64(_) => forward_cpu::<f64>(x),
+    }
+}
+
+/// Gradient of ReLU given its forward *output* `y` (positive exactly where the input was).
+pub fn backward(y: &Storage, grad_out: &Storage) -> Result<Storage> {
+    grad_out.expect_len(OP, "grad_out", y.len())?;
+    match y {
+        Storage::F32(_) => backward_cpu::<f32>(y, grad_out),
+        Storage::F64(_) => backward_cpu::<f64>(y, grad_out),
+    }
+}
+
+fn forward_cpu<T: Element>(x: &Storage) -> Result<Storage> {
+    Ok(T::into_storage(cpu::forward(x.host::<T>(OP, "input")?)))
+}
+
+fn backward_cpu<T: Element>(y: &Storage, grad_out: &Storage) -> Result<Storage> {
+    let y = y.host::<T>(OP, "output")?;
+    let grad_out = grad_out.host::<T>(OP, "grad_out")?;
+    Ok(T::into_storage(cpu::backward(y, grad_out)))
+}
