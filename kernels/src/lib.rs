@@ -12,6 +12,7 @@ mod element;
 mod error;
 mod storage;
 
+pub mod reference;
 pub mod relu;
 
 pub use device::Device;
