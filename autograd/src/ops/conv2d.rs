@@ -1,0 +1,66 @@
+//! 2-D convolution.
+
+use kernels::conv2d::{self, Conv2dGeometry};
+use kernels::{Result, Storage};
+
+use crate::graph::BackwardOp;
+use crate::Tensor;
+
+struct Conv2dBackward {
+    geometry: Conv2dGeometry,
+}
+
+impl BackwardOp for Conv2dBackward {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn backward(&self, inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
+        let (input, weight) = (&inputs[0], &inputs[1]);
+        let has_bias = inputs.len() == 3;
+        let grads = conv2d::backward(
+            &input.storage(),
+            &weight.storage(),
+            grad_out,
+            &self.geometry,
+            has_bias,
+            input.requires_grad_flag(),
+        )?;
+        let mut out = vec![grads.input, Some(grads.weight)];
+        if has_bias {
+            out.push(grads.bias);
+        }
+        Ok(out)
+    }
+}
+
+impl Tensor {
+    /// Convolves an NCHW input with `weight` ([out, in, kh, kw]) plus an optional `bias`
+    /// ([out]), with a (height, width) stride and zero padding, like `torch.nn.functional.conv2d`.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Result<Tensor> {
+        let geometry = Conv2dGeometry::new(self.shape(), weight.shape(), stride, padding)?;
+        let output = {
+            let bias_storage = bias.map(|b| b.storage());
+            conv2d::forward(
+                &self.storage(),
+                &weight.storage(),
+                bias_storage.as_deref(),
+                &geometry,
+            )?
+        };
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        Ok(Tensor::from_op(
+            output,
+            geometry.output_shape().to_vec(),
+            &inputs,
+            Conv2dBackward { geometry },
+        ))
+    }
+}
