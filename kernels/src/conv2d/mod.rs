@@ -1,0 +1,330 @@
+//! 2-D convolution (cross-correlation, as in PyTorch), NCHW input, `[C_out, C_in, KH, KW]` weight.
+//!
+//! ```text
+//! y[n, co, oy, ox] = b[co] + sum_{ci, ky, kx} w[co, ci, ky, kx] * x[n, ci, oy*sh + ky - ph, ox*sw + kx - pw]
+//! ```
+//! with `x` read as zero outside the image, `out = (in + 2*pad - kernel) / stride + 1`.
+//!
+//! The CPU code lowers the convolution to matrix products. `im2col` unrolls every
+//! receptive field of a group of images into a column of `col` (`[C_in*KH*KW, images*OH*OW]`),
+//! so that
+//!
+//! ```text
+//! y         = W * col                 W viewed as [C_out, C_in*KH*KW]
+//! dL/dW    += dL/dy * col^T
+//! dL/dcol   = W^T * dL/dy             then col2im adds each column back onto its receptive field
+//! dL/db     = sum of dL/dy over n, oy, ox
+//! ```
+//!
+//! A 1x1 kernel with stride 1 and no padding needs no unrolling: the image itself is `col`.
+//! The batch is split into one contiguous slice of images per rayon thread, each with its own
+//! scratch buffers and weight-gradient partial sum (summed at the end); images with few
+//! output pixels are unrolled several at a time so each product stays wide enough to be fast.
+//!
+//! ```
+//! use kernels::{conv2d, Storage};
+//! // A 2x2 image, a 1x1 kernel of weight 2, padding 1: the image doubled inside a zero border.
+//! let g = conv2d::Conv2dGeometry::new(&[1, 1, 2, 2], &[1, 1, 1, 1], [1, 1], [1, 1]).unwrap();
+//! assert_eq!(g.output_shape(), [1, 1, 4, 4]);
+//! let x = Storage::F64(vec![1.0, 2.0, 3.0, 4.0]);
+//! let y = conv2d::forward(&x, &Storage::F64(vec![2.0]), None, &g).unwrap();
+//! assert_eq!(y.to_vec_f64().unwrap()[5..7], [2.0, 4.0]);
+//! ```
+
+mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::{fmt_shape, Element, Error, Result, Storage};
+
+const OP: &str = "conv2d";
+
+/// The shapes and hyper-parameters of one convolution, validated by [`Conv2dGeometry::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_channels: usize,
+    /// `[KH, KW]`.
+    pub kernel: [usize; 2],
+    /// `[SH, SW]`.
+    pub stride: [usize; 2],
+    /// Zero padding added on both sides, `[PH, PW]`.
+    pub padding: [usize; 2],
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+impl Conv2dGeometry {
+    /// Checks an input `[N, C_in, H, W]` and weight `[C_out, C_in, KH, KW]` against each
+    /// other and the hyper-parameters, and works out the output size.
+    pub fn new(
+        input: &[usize],
+        weight: &[usize],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Result<Conv2dGeometry> {
+        let shapes = || {
+            format!(
+                "input {}, weight {}, stride {stride:?}, padding {padding:?}",
+                fmt_shape(input),
+                fmt_shape(weight)
+            )
+        };
+        let &[batch, in_channels, in_h, in_w] = input else {
+            return Err(Error::shape(
+                OP,
+                format!("input must be 4-D [N, C, H, W], got {}", fmt_shape(input)),
+            ));
+        };
+        let &[out_channels, weight_in, kh, kw] = weight else {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "weight must be 4-D [C_out, C_in, KH, KW], got {}",
+                    fmt_shape(weight)
+                ),
+            ));
+        };
+        if weight_in != in_channels {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "input has {in_channels} channels but the weight expects {weight_in} ({})",
+                    shapes()
+                ),
+            ));
+        }
+        if stride.contains(&0) {
+            return Err(Error::invalid(
+                OP,
+                format!("stride must be at least 1 ({})", shapes()),
+            ));
+        }
+        if kh == 0 || kw == 0 {
+            return Err(Error::invalid(
+                OP,
+                format!("kernel {kh}x{kw} is empty ({})", shapes()),
+            ));
+        }
+        let padded = |len: usize, pad: usize| pad.checked_mul(2).and_then(|p| p.checked_add(len));
+        let (Some(padded_h), Some(padded_w)) = (padded(in_h, padding[0]), padded(in_w, padding[1]))
+        else {
+            return Err(Error::invalid(
+                OP,
+                format!("padding is too large ({})", shapes()),
+            ));
+        };
+        if kh > padded_h || kw > padded_w {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "kernel {kh}x{kw} is larger than the padded input {padded_h}x{padded_w} ({})",
+                    shapes()
+                ),
+            ));
+        }
+        let g = Conv2dGeometry {
+            batch,
+            in_channels,
+            in_h,
+            in_w,
+            out_channels,
+            kernel: [kh, kw],
+            stride,
+            padding,
+            out_h: (padded_h - kh) / stride[0] + 1,
+            out_w: (padded_w - kw) / stride[1] + 1,
+        };
+        // Every buffer the kernels allocate must have a size that fits in memory addressing,
+        // so later products of these dimensions cannot overflow.
+        let sizes = [
+            &g.input_shape()[..],
+            &g.weight_shape()[..],
+            &g.output_shape()[..],
+            // the unrolled columns of the whole batch bound every scratch buffer
+            &[in_channels, kh, kw, batch, g.out_h, g.out_w][..],
+        ];
+        if sizes.iter().any(|dims| checked_numel(dims).is_none()) {
+            return Err(Error::invalid(
+                OP,
+                format!("the tensors would be too large to address ({})", shapes()),
+            ));
+        }
+        Ok(g)
+    }
+
+    /// `[N, C_in, H, W]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.batch, self.in_channels, self.in_h, self.in_w]
+    }
+
+    /// `[C_out, C_in, KH, KW]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [
+            self.out_channels,
+            self.in_channels,
+            self.kernel[0],
+            self.kernel[1],
+        ]
+    }
+
+    /// `[N, C_out, OH, OW]`.
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.out_channels, self.out_h, self.out_w]
+    }
+
+    /// Floating-point operations of the forward pass (2 per multiply-add, bias not counted);
+    /// the backward pass costs twice as much (input and weight gradients).
+    pub fn forward_flops(&self) -> f64 {
+        2.0 * [
+            self.batch,
+            self.out_channels,
+            self.out_h,
+            self.out_w,
+            self.in_channels,
+            self.kernel[0],
+            self.kernel[1],
+        ]
+        .iter()
+        .map(|&d| d as f64)
+        .product::<f64>()
+    }
+
+    /// Rejects a geometry built by hand whose fields disagree with one another, which
+    /// would otherwise index out of bounds.
+    fn check(&self) -> Result<()> {
+        let derived = Conv2dGeometry::new(
+            &self.input_shape(),
+            &self.weight_shape(),
+            self.stride,
+            self.padding,
+        )?;
+        if derived == *self {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                OP,
+                format!(
+                    "inconsistent geometry: output {} but input {}, weight {}, stride {:?}, padding {:?} give {}",
+                    fmt_shape(&self.output_shape()),
+                    fmt_shape(&self.input_shape()),
+                    fmt_shape(&self.weight_shape()),
+                    self.stride,
+                    self.padding,
+                    fmt_shape(&derived.output_shape())
+                ),
+            ))
+        }
+    }
+}
+
+fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+fn numel(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+/// Gradients of a convolution; `input` and `bias` are `None` when they were not asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv2dGrads {
+    pub input: Option<Storage>,
+    pub weight: Storage,
+    pub bias: Option<Storage>,
+}
+
+/// `y = conv(x, w) + b`, returning an `[N, C_out, OH, OW]` buffer.
+pub fn forward(
+    input: &Storage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &Conv2dGeometry,
+) -> Result<Storage> {
+    check_operands(input, weight, g)?;
+    if let Some(bias) = bias {
+        check_bias(bias, g)?;
+    }
+    match input {
+        Storage::F32(_) => forward_cpu::<f32>(input, weight, bias, g),
+        Storage::F64(_) => forward_cpu::<f64>(input, weight, bias, g),
+    }
+}
+
+/// Gradients of the loss with respect to the input (when `need_input_grad`), the weight,
+/// and the bias (when `has_bias`), given the gradient with respect to the output.
+pub fn backward(
+    input: &Storage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &Conv2dGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<Conv2dGrads> {
+    check_operands(input, weight, g)?;
+    grad_out.expect_len(OP, "grad_out", numel(&g.output_shape()))?;
+    match input {
+        Storage::F32(_) => {
+            backward_cpu::<f32>(input, weight, grad_out, g, has_bias, need_input_grad)
+        }
+        Storage::F64(_) => {
+            backward_cpu::<f64>(input, weight, grad_out, g, has_bias, need_input_grad)
+        }
+    }
+}
+
+fn check_operands(input: &Storage, weight: &Storage, g: &Conv2dGeometry) -> Result<()> {
+    g.check()?;
+    input.expect_len(OP, "input", numel(&g.input_shape()))?;
+    weight.expect_len(OP, "weight", numel(&g.weight_shape()))
+}
+
+fn check_bias(bias: &Storage, g: &Conv2dGeometry) -> Result<()> {
+    if bias.len() == g.out_channels {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            OP,
+            format!(
+                "bias has {} elements but weight {} has {} output channels",
+                bias.len(),
+                fmt_shape(&g.weight_shape()),
+                g.out_channels
+            ),
+        ))
+    }
+}
+
+fn forward_cpu<T: Element>(
+    input: &Storage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &Conv2dGeometry,
+) -> Result<Storage> {
+    let x = input.host::<T>(OP, "input")?;
+    let w = weight.host::<T>(OP, "weight")?;
+    let b = bias.map(|b| b.host::<T>(OP, "bias")).transpose()?;
+    Ok(T::into_storage(cpu::forward(x, w, b, g)))
+}
+
+fn backward_cpu<T: Element>(
+    input: &Storage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &Conv2dGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<Conv2dGrads> {
+    let x = input.host::<T>(OP, "input")?;
+    let w = weight.host::<T>(OP, "weight")?;
+    let gy = grad_out.host::<T>(OP, "grad_out")?;
+    let grads = cpu::backward(x, w, gy, g, has_bias, need_input_grad);
+    Ok(Conv2dGrads {
+        input: grads.input.map(T::into_storage),
+        weight: T::into_storage(grads.weight),
+        bias: grads.bias.map(T::into_storage),
+    })
+}

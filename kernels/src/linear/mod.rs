@@ -1,0 +1,185 @@
+//! Fully connected layer, PyTorch layout: `y = x W^T + b`, x `[N, in]`, W `[out, in]`, b `[out]`.
+//!
+//! ```text
+//! dL/dx = dL/dy W          [N, out] x [out, in]
+//! dL/dW = dL/dy^T x        [out, N] x [N, in]
+//! dL/db = sum over the batch of dL/dy
+//! ```
+//!
+//! ```
+//! use kernels::{linear, Storage};
+//! let g = linear::LinearGeometry::new(&[1, 2], &[1, 2]).unwrap();
+//! let y = linear::forward(
+//!     &Storage::F64(vec![1.0, 2.0]),
+//!     &Storage::F64(vec![3.0, 4.0]),
+//!     Some(&Storage::F64(vec![0.5])),
+//!     &g,
+//! )
+//! .unwrap();
+//! assert_eq!(y, Storage::F64(vec![11.5]));
+//! ```
+
+mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::{fmt_shape, Element, Error, Result, Storage};
+
+const OP: &str = "linear";
+
+/// The sizes of one fully connected layer, validated by [`LinearGeometry::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearGeometry {
+    pub batch: usize,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+impl LinearGeometry {
+    /// Checks an input `[N, in]` against a weight `[out, in]`.
+    pub fn new(input: &[usize], weight: &[usize]) -> Result<LinearGeometry> {
+        let &[batch, in_features] = input else {
+            return Err(Error::shape(
+                OP,
+                format!("input must be 2-D [N, in], got {}", fmt_shape(input)),
+            ));
+        };
+        let &[out_features, weight_in] = weight else {
+            return Err(Error::shape(
+                OP,
+                format!("weight must be 2-D [out, in], got {}", fmt_shape(weight)),
+            ));
+        };
+        if weight_in != in_features {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "input {} has {in_features} features but weight {} expects {weight_in}",
+                    fmt_shape(input),
+                    fmt_shape(weight)
+                ),
+            ));
+        }
+        let g = LinearGeometry {
+            batch,
+            in_features,
+            out_features,
+        };
+        g.sizes()?;
+        Ok(g)
+    }
+
+    /// Floating-point operations of the forward pass (2 per multiply-add); backward is twice that.
+    pub fn forward_flops(&self) -> f64 {
+        2.0 * self.batch as f64 * self.in_features as f64 * self.out_features as f64
+    }
+
+    /// Element counts of input, weight and output, or an error if they overflow.
+    fn sizes(&self) -> Result<[usize; 3]> {
+        let (n, i, o) = (self.batch, self.in_features, self.out_features);
+        match (n.checked_mul(i), o.checked_mul(i), n.checked_mul(o)) {
+            (Some(x), Some(w), Some(y)) => Ok([x, w, y]),
+            _ => Err(Error::invalid(
+                OP,
+                format!("the tensors would be too large to address ({self:?})"),
+            )),
+        }
+    }
+}
+
+/// Gradients of a linear layer; `input` and `bias` are `None` when they were not asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearGrads {
+    pub input: Option<Storage>,
+    pub weight: Storage,
+    pub bias: Option<Storage>,
+}
+
+/// `y = x W^T + b`, an `[N, out]` buffer.
+pub fn forward(
+    input: &Storage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &LinearGeometry,
+) -> Result<Storage> {
+    check_operands(input, weight, g)?;
+    if let Some(bias) = bias {
+        if bias.len() != g.out_features {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "bias has {} elements but weight [{}, {}] has {} outputs",
+                    bias.len(),
+                    g.out_features,
+                    g.in_features,
+                    g.out_features
+                ),
+            ));
+        }
+    }
+    match input {
+        Storage::F32(_) => forward_cpu::<f32>(input, weight, bias, g),
+        Storage::F64(_) => forward_cpu::<f64>(input, weight, bias, g),
+    }
+}
+
+/// Gradients with respect to the input (when `need_input_grad`), the weight, and the bias
+/// (when `has_bias`), given `grad_out` `[N, out]`.
+pub fn backward(
+    input: &Storage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &LinearGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<LinearGrads> {
+    let [_, _, out_len] = check_operands(input, weight, g)?;
+    grad_out.expect_len(OP, "grad_out", out_len)?;
+    match input {
+        Storage::F32(_) => {
+            backward_cpu::<f32>(input, weight, grad_out, g, has_bias, need_input_grad)
+        }
+        Storage::F64(_) => {
+            backward_cpu::<f64>(input, weight, grad_out, g, has_bias, need_input_grad)
+        }
+    }
+}
+
+fn check_operands(input: &Storage, weight: &Storage, g: &LinearGeometry) -> Result<[usize; 3]> {
+    let sizes = g.sizes()?;
+    input.expect_len(OP, "input", sizes[0])?;
+    weight.expect_len(OP, "weight", sizes[1])?;
+    Ok(sizes)
+}
+
+fn forward_cpu<T: Element>(
+    input: &Storage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &LinearGeometry,
+) -> Result<Storage> {
+    let x = input.host::<T>(OP, "input")?;
+    let w = weight.host::<T>(OP, "weight")?;
+    let b = bias.map(|b| b.host::<T>(OP, "bias")).transpose()?;
+    Ok(T::into_storage(cpu::forward(x, w, b, g)))
+}
+
+fn backward_cpu<T: Element>(
+    input: &Storage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &LinearGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<LinearGrads> {
+    let x = input.host::<T>(OP, "input")?;
+    let w = weight.host::<T>(OP, "weight")?;
+    let gy = grad_out.host::<T>(OP, "grad_out")?;
+    let (n, i, o) = (g.batch, g.in_features, g.out_features);
+    let grad_input = need_input_grad.then(|| cpu::input_grad(gy, w, n, i, o));
+    Ok(LinearGrads {
+        input: grad_input.map(T::into_storage),
+        weight: T::into_storage(cpu::weight_grad(gy, x, n, i, o)),
+        bias: has_bias.then(|| T::into_storage(cpu::bias_grad(gy, n, o))),
+    })
+}
