@@ -12,6 +12,10 @@ mod element;
 mod error;
 mod storage;
 
+pub mod conv2d;
+pub mod gemm;
+pub mod linear;
+pub mod matmul;
 pub mod reference;
 pub mod relu;
 
