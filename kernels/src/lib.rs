@@ -12,10 +12,19 @@ mod element;
 mod error;
 mod storage;
 
+pub mod batch_norm;
 pub mod conv2d;
+pub mod cross_entropy;
+pub mod cuda;
+pub mod dropout;
+pub mod elementwise;
 pub mod gemm;
 pub mod linear;
+pub mod log_softmax;
 pub mod matmul;
+pub mod optim;
+pub mod pool2d;
+pub mod reduce;
 pub mod reference;
 pub mod relu;
 

@@ -1,0 +1,483 @@
+//! One opened device: its context, its single stream, a cuBLAS handle, the compiled
+//! kernel modules and the caching allocator.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
+    LaunchConfig, ValidAsZeroBits,
+};
+
+use super::alloc::{CudaBuffer, Pool, PoolStats};
+use super::compile::{arch_for, compile_ptx};
+use super::kernel_source;
+use crate::{Error, Result};
+
+/// Threads per block of the element-wise and per-channel kernels (a multiple of 32, as
+/// the block reductions in the `.cu` files require).
+pub const BLOCK_SIZE: u32 = 256;
+
+/// Grid-stride kernels get at most this many blocks per multiprocessor: enough to fill
+/// the device, few enough that each thread does several elements.
+const BLOCKS_PER_SM: u32 = 8;
+
+/// A CUDA device ready to run the crate's kernels.
+///
+/// All work goes to one stream, in order, so buffers need no events or locks between
+/// kernels; copies to the host wait for the stream.
+pub struct CudaBackend {
+    ordinal: usize,
+    name: String,
+    compute_capability: (i32, i32),
+    arch: String,
+    multiprocessors: u32,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    /// cuBLAS handles must not be used by two threads at once.
+    blas: Mutex<CudaBlas>,
+    tf32: AtomicBool,
+    /// Compiled `.cu` files by file name.
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    /// Loaded kernels by (file name, kernel name).
+    functions: Mutex<HashMap<(&'static str, &'static str), CudaFunction>>,
+    pool: Arc<Pool>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A driver, cuBLAS or other CUDA error, with what was being done.
+fn cuda_error(doing: &str, err: impl std::fmt::Display) -> Error {
+    Error::Cuda(format!("{doing}: {err}"))
+}
+
+fn driver<T>(
+    result: std::result::Result<T, cudarc::driver::DriverError>,
+    doing: &str,
+) -> Result<T> {
+    result.map_err(|e| cuda_error(doing, e))
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal`. Use [`super::open`], which checks first that the libraries
+    /// load (cudarc panics when they do not) and shares one backend per device.
+    pub(super) fn new(ordinal: usize) -> Result<CudaBackend> {
+        let ctx = driver(
+            CudaContext::new(ordinal),
+            &format!("could not open CUDA device {ordinal}"),
+        )?;
+        // One stream means no cross-stream hazards: the per-buffer events cudarc records
+        // for multi-stream use would only add two driver calls per kernel argument.
+        // SAFETY: nothing has been allocated in this context object yet, and every buffer
+        // of this backend is used on `stream` only.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = driver(ctx.new_stream(), "could not create a CUDA stream")?;
+        let compute_capability = driver(
+            ctx.compute_capability(),
+            "could not read the compute capability",
+        )?;
+        let multiprocessors = driver(
+            ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
+            "could not read the multiprocessor count",
+        )?;
+        let name = driver(ctx.name(), "could not read the device name")?;
+        let blas = CudaBlas::new(stream.clone())
+            .map_err(|e| cuda_error("could not create a cuBLAS handle", e))?;
+        let backend = CudaBackend {
+            ordinal,
+            name,
+            compute_capability,
+            arch: arch_for(compute_capability),
+            multiprocessors: multiprocessors.max(1) as u32,
+            pool: Arc::new(Pool::new(stream.clone())),
+            ctx,
+            stream,
+            blas: Mutex::new(blas),
+            tf32: AtomicBool::new(false),
+            modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+        };
+        // Plain f32 products unless asked otherwise: results comparable with the CPU's.
+        backend.set_tf32(false)?;
+        Ok(backend)
+    }
+
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    /// The device's name, e.g. "NVIDIA H200".
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `(major, minor)`, e.g. `(9, 0)` for a Hopper GPU.
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.compute_capability
+    }
+
+    /// The architecture the kernels are compiled for, e.g. `"sm_90"`.
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    pub fn multiprocessors(&self) -> u32 {
+        self.multiprocessors
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// The stream every kernel, copy and product of this backend runs on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Lets cuBLAS use TF32 tensor cores for f32 products (about 10 significant bits in
+    /// the multiplications, much faster on Ampere and later), or turns them off again.
+    /// Off by default.
+    pub fn set_tf32(&self, enabled: bool) -> Result<()> {
+        let mode = if enabled {
+            cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+        } else {
+            cublasMath_t::CUBLAS_DEFAULT_MATH
+        };
+        let blas = lock(&self.blas);
+        // SAFETY: the handle is alive (owned by `blas`) and the mode is a valid enum value.
+        unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), mode) }
+            .result()
+            .map_err(|e| cuda_error("could not set the cuBLAS math mode", e))?;
+        self.tf32.store(enabled, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether cuBLAS may use TF32 (see [`CudaBackend::set_tf32`]).
+    pub fn tf32(&self) -> bool {
+        self.tf32.load(Ordering::Relaxed)
+    }
+
+    /// The compiled module of the `.cu` file `file` (e.g. `"relu.cu"`), compiled by NVRTC
+    /// for this device on first use.
+    pub fn module(&self, file: &'static str) -> Result<Arc<CudaModule>> {
+        let mut modules = lock(&self.modules);
+        if let Some(module) = modules.get(file) {
+            return Ok(module.clone());
+        }
+        let source = kernel_source(file)
+            .ok_or_else(|| Error::Cuda(format!("no kernel file named {file}")))?;
+        let ptx = compile_ptx(file, source, &self.arch)?;
+        let module = driver(
+            self.ctx.load_module(ptx),
+            &format!("could not load the compiled {file} on {}", self.arch),
+        )?;
+        modules.insert(file, module.clone());
+        Ok(module)
+    }
+
+    /// The kernel `name` of the `.cu` file `file`, ready for `stream().launch_builder`.
+    pub fn function(&self, file: &'static str, name: &'static str) -> Result<CudaFunction> {
+        if let Some(function) = lock(&self.functions).get(&(file, name)) {
+            return Ok(function.clone());
+        }
+        let module = self.module(file)?;
+        let function = driver(
+            module.load_function(name),
+            &format!("no kernel {name} in {file}"),
+        )?;
+        lock(&self.functions).insert((file, name), function.clone());
+        Ok(function)
+    }
+
+    /// A launch of [`BLOCK_SIZE`]-thread blocks for a grid-stride loop over `n` elements.
+    pub fn grid_stride_config(&self, n: usize) -> LaunchConfig {
+        let wanted = n.div_ceil(BLOCK_SIZE as usize).max(1);
+        let cap = (self.multiprocessors * BLOCKS_PER_SM) as usize;
+        LaunchConfig {
+            grid_dim: (wanted.min(cap) as u32, 1, 1),
+            block_dim: (BLOCK_SIZE, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// A launch with one warp per row ([`BLOCK_SIZE`] / 32 rows per block), for the
+    /// row-wise softmax kernels.
+    pub fn warp_per_row_config(&self, rows: usize) -> LaunchConfig {
+        let rows_per_block = (BLOCK_SIZE / 32) as usize;
+        let wanted = rows.div_ceil(rows_per_block).max(1);
+        let cap = (self.multiprocessors * BLOCKS_PER_SM) as usize;
+        LaunchConfig {
+            grid_dim: (wanted.min(cap) as u32, 1, 1),
+            block_dim: (BLOCK_SIZE, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// A launch with one [`BLOCK_SIZE`]-thread block per item (per channel for batch norm
+    /// and the conv bias gradient), blocks striding over the items beyond 65535.
+    pub fn block_per_item_config(&self, items: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (items.clamp(1, 65_535) as u32, 1, 1),
+            block_dim: (BLOCK_SIZE, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// A single block of [`BLOCK_SIZE`] threads (the final step of a reduction).
+    pub fn single_block_config(&self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (BLOCK_SIZE, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// The `(32, 8)` blocks of `linear_bias_grad`, one block per 32 columns.
+    pub fn column_sum_config(&self, cols: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (cols.div_ceil(32).clamp(1, 65_535) as u32, 1, 1),
+            block_dim: (32, 8, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// `len` elements from the caching allocator, with undefined contents: only for
+    /// outputs a kernel writes in full.
+    pub fn alloc<T: DeviceRepr + Send + 'static>(&self, len: usize) -> Result<CudaBuffer<T>> {
+        driver(
+            self.pool.alloc(len),
+            &format!("could not allocate {len} elements on cuda:{}", self.ordinal),
+        )
+    }
+
+    /// `len` zeros.
+    pub fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits + Send + 'static>(
+        &self,
+        len: usize,
+    ) -> Result<CudaBuffer<T>> {
+        let mut buffer = self.alloc::<T>(len)?;
+        driver(
+            self.stream.memset_zeros(&mut buffer.view_mut()),
+            "could not zero a device buffer",
+        )?;
+        Ok(buffer)
+    }
+
+    /// Copies host values into a new device buffer.
+    pub fn htod<T: DeviceRepr + Send + 'static>(&self, values: &[T]) -> Result<CudaBuffer<T>> {
+        let mut buffer = self.alloc::<T>(values.len())?;
+        if !values.is_empty() {
+            driver(
+                self.stream.memcpy_htod(values, &mut buffer.view_mut()),
+                "could not copy to the device",
+            )?;
+        }
+        Ok(buffer)
+    }
+
+    /// Copies a device buffer to the host, waiting for the work queued before it.
+    pub fn dtoh<T: DeviceRepr + Default + Clone + Send + 'static>(
+        &self,
+        buffer: &CudaBuffer<T>,
+    ) -> Result<Vec<T>> {
+        if buffer.is_empty() {
+            return Ok(Vec::new());
+        }
+        driver(
+            self.stream.clone_dtoh(&buffer.view()),
+            "could not copy from the device",
+        )
+    }
+
+    /// A device copy of a device buffer.
+    pub fn dtod<T: DeviceRepr + Send + 'static>(
+        &self,
+        buffer: &CudaBuffer<T>,
+    ) -> Result<CudaBuffer<T>> {
+        let mut copy = self.alloc::<T>(buffer.len())?;
+        if !buffer.is_empty() {
+            driver(
+                self.stream
+                    .memcpy_dtod(&buffer.view(), &mut copy.view_mut()),
+                "could not copy on the device",
+            )?;
+        }
+        Ok(copy)
+    }
+
+    /// Waits until everything queued on the stream has run, and reports an error that a
+    /// kernel raised meanwhile.
+    pub fn synchronize(&self) -> Result<()> {
+        driver(self.stream.synchronize(), "a CUDA kernel failed")?;
+        driver(self.ctx.check_err(), "a CUDA call failed")
+    }
+
+    /// Frees the allocator's cached buffers (live buffers are untouched).
+    pub fn release_cached(&self) {
+        self.pool.release_cached();
+    }
+
+    /// Bytes held by the caching allocator.
+    pub fn memory_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Row-major `c = op(a) * op(b)`, or `c += op(a) * op(b)` when `accumulate`, in cuBLAS:
+    /// the same contract as [`crate::gemm::gemm`]. `op(a)` is `m x k` (`a` stored `k x m`
+    /// when `a_transposed`), `op(b)` is `k x n` (`b` stored `n x k` when `b_transposed`),
+    /// `c` is `m x n`. Buffers that are too short are an error, not a fault.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm<A: DevicePtr<f32>, B: DevicePtr<f32>, C: DevicePtrMut<f32>>(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &A,
+        a_transposed: bool,
+        b: &B,
+        b_transposed: bool,
+        c: &mut C,
+        accumulate: bool,
+    ) -> Result<()> {
+        self.sgemm_strided_batched(
+            1,
+            m,
+            n,
+            k,
+            (a, 0, a_transposed),
+            (b, 0, b_transposed),
+            (c, 0),
+            accumulate,
+        )
+    }
+
+    /// `batch` independent row-major products (see [`CudaBackend::sgemm`]); product `i`
+    /// reads `a` from element `i * stride_a` (and likewise `b`) and writes `c` from
+    /// `i * stride_c`. A stride of 0 reuses one matrix for every product (a shared weight).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm_strided_batched<A: DevicePtr<f32>, B: DevicePtr<f32>, C: DevicePtrMut<f32>>(
+        &self,
+        batch: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        (a, stride_a, a_transposed): (&A, usize, bool),
+        (b, stride_b, b_transposed): (&B, usize, bool),
+        (c, stride_c): (&mut C, usize),
+        accumulate: bool,
+    ) -> Result<()> {
+        const OP: &str = "sgemm";
+        let needed = |stride: usize, rows: usize, cols: usize| {
+            let one = rows.checked_mul(cols)?;
+            if batch == 0 {
+                return Some(0);
+            }
+            stride.checked_mul(batch - 1)?.checked_add(one)
+        };
+        let fits = |len: usize, need: Option<usize>| need.is_some_and(|need| need <= len);
+        if !(fits(a.len(), needed(stride_a, m, k))
+            && fits(b.len(), needed(stride_b, k, n))
+            && fits(c.len(), needed(stride_c, m, n)))
+        {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "buffers of {} / {} / {} elements are too short for {batch} product(s) \
+                     m={m} n={n} k={k} with strides {stride_a} / {stride_b} / {stride_c}",
+                    a.len(),
+                    b.len(),
+                    c.len()
+                ),
+            ));
+        }
+        if batch == 0 || m == 0 || n == 0 {
+            return Ok(());
+        }
+        if k == 0 {
+            // An empty sum: c is zero (or unchanged when accumulating). cuBLAS is not
+            // asked, as it rejects a leading dimension of 0.
+            if !accumulate {
+                let bytes = needed(stride_c, m, n).unwrap_or(0) * std::mem::size_of::<f32>();
+                let (ptr, _record) = c.device_ptr_mut(&self.stream);
+                // SAFETY: the first `bytes` bytes of `c` are in bounds (checked above).
+                let zeroed = unsafe {
+                    cudarc::driver::result::memset_d8_async(ptr, 0, bytes, self.stream.cu_stream())
+                };
+                driver(zeroed, "could not zero a product")?;
+            }
+            return Ok(());
+        }
+        let int = |what: &str, v: usize| super::to_i32(OP, what, v);
+        let long = |what: &str, v: usize| {
+            i64::try_from(v).map_err(|_| Error::invalid(OP, format!("{what} = {v} is too large")))
+        };
+        // cuBLAS is column-major, and a row-major matrix is its transpose in column-major
+        // order: the row-major c = op(a) op(b) is the column-major c^T = op(b)^T op(a)^T,
+        // so b goes first, a second, and the transpose flags carry over unchanged.
+        let op = |transposed: bool| {
+            if transposed {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let gemm = GemmConfig {
+            transa: op(b_transposed),
+            transb: op(a_transposed),
+            m: int("n", n)?,
+            n: int("m", m)?,
+            k: int("k", k)?,
+            alpha: 1.0f32,
+            lda: int("ldb", if b_transposed { k } else { n })?,
+            ldb: int("lda", if a_transposed { m } else { k })?,
+            beta: if accumulate { 1.0 } else { 0.0 },
+            ldc: int("n", n)?,
+        };
+        let blas = lock(&self.blas);
+        // SAFETY: the checks above bound every element each product reads or writes by
+        // the buffers' lengths, and `c` is a unique borrow.
+        let result = unsafe {
+            if batch == 1 {
+                blas.gemm(gemm, b, a, c)
+            } else {
+                blas.gemm_strided_batched(
+                    StridedBatchedConfig {
+                        gemm,
+                        batch_size: int("batch", batch)?,
+                        stride_a: long("stride_b", stride_b)?,
+                        stride_b: long("stride_a", stride_a)?,
+                        stride_c: long("stride_c", stride_c)?,
+                    },
+                    b,
+                    a,
+                    c,
+                )
+            }
+        };
+        result.map_err(|e| {
+            cuda_error(
+                &format!("cuBLAS sgemm failed ({batch} x m={m} n={n} k={k})"),
+                e,
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("ordinal", &self.ordinal)
+            .field("name", &self.name)
+            .field("arch", &self.arch)
+            .field("tf32", &self.tf32())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,243 @@
+//! The CUDA backend: one device, one stream, cuBLAS for the products and run-time compiled
+//! CUDA C for everything else.
+//!
+//! Every op's GPU kernels live beside its CPU code as `kernels/src/<op>/<op>.cu`, embedded
+//! in the binary ([`KERNEL_SOURCES`]) and compiled by NVRTC for the device's own
+//! architecture the first time a kernel of that file is needed (once per process and
+//! device). Nothing here needs a CUDA toolkit or a GPU to build: the driver (`libcuda`),
+//! NVRTC (`libnvrtc`) and cuBLAS (`libcublas`) are loaded at run time, and every entry
+//! point checks that a library loads before calling into it, so a machine without CUDA
+//! gets an [`Error::Cuda`] naming what is missing instead of a panic.
+//!
+//! ```
+//! // On a machine without a GPU this is simply false; `open` says why.
+//! if !kernels::cuda::is_available() {
+//!     let err = kernels::cuda::open(0).unwrap_err();
+//!     assert!(err.to_string().starts_with("CUDA: "));
+//! }
+//! ```
+//!
+//! NVRTC comes from the `nvidia-cuda-nvrtc` wheel where no toolkit is installed:
+//! `scripts/install-nvrtc.sh` installs it into `.nvrtc/` and prints the folder to put on
+//! `LD_LIBRARY_PATH` (libnvrtc loads `libnvrtc-builtins` from the search path, so the
+//! variable is needed even though cudarc could be pointed at the library directly).
+
+mod alloc;
+mod backend;
+mod compile;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use alloc::{CudaBuffer, PoolStats};
+pub use backend::CudaBackend;
+pub use compile::{arch_for, compile_ptx, COMPILE_OPTIONS};
+/// The cudarc types a caller needs to launch kernels and pass buffers to cuBLAS.
+pub use cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
+    LaunchConfig, PushKernelArg,
+};
+
+use crate::{Error, Result};
+
+/// Every `.cu` file of the crate, by file name, with its source. The file name is the key
+/// of [`CudaBackend::module`] and appears in compile errors.
+pub const KERNEL_SOURCES: &[(&str, &str)] = &[
+    ("batch_norm.cu", include_str!("../batch_norm/batch_norm.cu")),
+    ("conv2d.cu", include_str!("../conv2d/conv2d.cu")),
+    (
+        "cross_entropy.cu",
+        include_str!("../cross_entropy/cross_entropy.cu"),
+    ),
+    ("dropout.cu", include_str!("../dropout/dropout.cu")),
+    (
+        "elementwise.cu",
+        include_str!("../elementwise/elementwise.cu"),
+    ),
+    ("linear.cu", include_str!("../linear/linear.cu")),
+    (
+        "log_softmax.cu",
+        include_str!("../log_softmax/log_softmax.cu"),
+    ),
+    ("optim.cu", include_str!("../optim/optim.cu")),
+    ("pool2d.cu", include_str!("../pool2d/pool2d.cu")),
+    ("reduce.cu", include_str!("../reduce/reduce.cu")),
+    ("relu.cu", include_str!("../relu/relu.cu")),
+];
+
+/// The `extern "C" __global__` kernels of each `.cu` file. Launch code names kernels
+/// through these constants' strings; a test checks that each one is in the compiled PTX.
+pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
+    (
+        "batch_norm.cu",
+        &[
+            "batch_norm_train_stats",
+            "batch_norm_eval_scale",
+            "batch_norm_affine",
+            "batch_norm_backward_train_reduce",
+            "batch_norm_backward_eval_reduce",
+            "batch_norm_input_grad",
+        ],
+    ),
+    (
+        "conv2d.cu",
+        &[
+            "conv2d_im2col",
+            "conv2d_col2im",
+            "conv2d_cnp_to_ncp",
+            "conv2d_ncp_to_cnp",
+            "conv2d_bias_grad",
+        ],
+    ),
+    (
+        "cross_entropy.cu",
+        &[
+            "cross_entropy_forward",
+            "cross_entropy_mean",
+            "cross_entropy_backward",
+        ],
+    ),
+    ("dropout.cu", &["dropout_apply", "dropout_uniform"]),
+    (
+        "elementwise.cu",
+        &[
+            "elementwise_add",
+            "elementwise_mul",
+            "elementwise_scale",
+            "elementwise_add_assign",
+            "elementwise_fill",
+        ],
+    ),
+    ("linear.cu", &["linear_bias_add", "linear_bias_grad"]),
+    (
+        "log_softmax.cu",
+        &["log_softmax_forward", "log_softmax_backward"],
+    ),
+    ("optim.cu", &["sgd_step", "sgd_momentum_step", "adam_step"]),
+    (
+        "pool2d.cu",
+        &[
+            "max_pool2d_forward",
+            "avg_pool2d_forward",
+            "max_pool2d_backward",
+            "avg_pool2d_backward",
+        ],
+    ),
+    (
+        "reduce.cu",
+        &[
+            "reduce_sum_partials",
+            "reduce_sum_finish",
+            "reduce_broadcast_scalar",
+        ],
+    ),
+    ("relu.cu", &["relu_forward", "relu_backward"]),
+];
+
+/// The source of the `.cu` file called `file` (e.g. `"relu.cu"`).
+pub fn kernel_source(file: &str) -> Option<&'static str> {
+    KERNEL_SOURCES
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|&(_, source)| source)
+}
+
+/// What to tell a user who asked for CUDA on a machine where it cannot run.
+const USE_CPU: &str = "use --device cpu";
+
+/// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics on the
+/// first driver call when it cannot, so every path into the driver checks this first.
+pub fn driver_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: only tries to dlopen the library under its usual names.
+    *PRESENT.get_or_init(|| unsafe { cudarc::driver::sys::is_culib_present() })
+}
+
+/// Whether NVRTC (`libnvrtc.so.13` or another name cudarc knows) can be loaded.
+pub fn nvrtc_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: only tries to dlopen the library under its usual names.
+    *PRESENT.get_or_init(|| unsafe { cudarc::nvrtc::sys::is_culib_present() })
+}
+
+/// Whether cuBLAS (`libcublas.so.13` or another name cudarc knows) can be loaded.
+pub fn cublas_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: only tries to dlopen the library under its usual names.
+    *PRESENT.get_or_init(|| unsafe { cudarc::cublas::sys::is_culib_present() })
+}
+
+/// Number of CUDA devices, or why there are none to ask about.
+pub fn device_count() -> Result<usize> {
+    if !driver_present() {
+        return Err(Error::Cuda(format!(
+            "no CUDA driver found (libcuda.so could not be loaded); {USE_CPU}"
+        )));
+    }
+    let count = cudarc::driver::CudaContext::device_count().map_err(|e| {
+        Error::Cuda(format!(
+            "the CUDA driver could not be initialised ({e}); {USE_CPU}"
+        ))
+    })?;
+    Ok(count.max(0) as usize)
+}
+
+/// Whether device 0 can be opened: the driver, NVRTC and cuBLAS load and the device opens.
+/// The opened backend is kept, so a later [`open`]`(0)` costs nothing.
+pub fn is_available() -> bool {
+    open(0).is_ok()
+}
+
+/// The backend of device `ordinal`, opened on first use and shared afterwards (so every
+/// kernel file is compiled at most once per process and device).
+///
+/// Fails with [`Error::Cuda`] when the driver library is missing, no such device exists,
+/// NVRTC or cuBLAS cannot be loaded, or the device refuses a context.
+pub fn open(ordinal: usize) -> Result<Arc<CudaBackend>> {
+    static OPENED: OnceLock<Mutex<HashMap<usize, Arc<CudaBackend>>>> = OnceLock::new();
+    let mut opened = OPENED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(backend) = opened.get(&ordinal) {
+        return Ok(backend.clone());
+    }
+    let count = device_count()?;
+    if ordinal >= count {
+        return Err(Error::Cuda(format!(
+            "CUDA device {ordinal} does not exist ({count} device{} found); {USE_CPU}",
+            if count == 1 { "" } else { "s" }
+        )));
+    }
+    if !nvrtc_present() {
+        return Err(Error::Cuda(format!(
+            "NVRTC (libnvrtc.so.13) could not be loaded: install it with \
+             scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH, \
+             or {USE_CPU}"
+        )));
+    }
+    if !cublas_present() {
+        return Err(Error::Cuda(format!(
+            "cuBLAS (libcublas.so.13) could not be loaded: put the folder that holds it on \
+             LD_LIBRARY_PATH, or {USE_CPU}"
+        )));
+    }
+    let backend = Arc::new(CudaBackend::new(ordinal)?);
+    opened.insert(ordinal, backend.clone());
+    Ok(backend)
+}
+
+/// Converts a size to the `int` a kernel parameter takes, or says which one is too large.
+pub fn to_i32(op: &'static str, what: &str, value: usize) -> Result<i32> {
+    i32::try_from(value).map_err(|_| {
+        Error::invalid(
+            op,
+            format!(
+                "{what} = {value} is too large for the CUDA kernels (at most {})",
+                i32::MAX
+            ),
+        )
+    })
+}

@@ -1,0 +1,297 @@
+//! Checks that need no GPU (every `.cu` file compiles with NVRTC, the tables are complete)
+//! run everywhere; the few that launch kernels run only where a device opens.
+
+use super::*;
+
+/// Whether NVRTC is loadable; if not, explains how to get it, and fails under CI (where
+/// `.ci/run` installs it) instead of skipping.
+fn nvrtc_or_skip(test: &str) -> bool {
+    if nvrtc_present() {
+        return true;
+    }
+    let reason = format!(
+        "{test}: libnvrtc could not be loaded; run scripts/install-nvrtc.sh and put the \
+         folder it prints on LD_LIBRARY_PATH"
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason} (CI=true, so this is a failure, not a skip)");
+    }
+    eprintln!("skipped: {reason}");
+    false
+}
+
+#[test]
+fn every_kernel_file_compiles_with_nvrtc_for_sm_80_and_sm_90() {
+    if !nvrtc_or_skip("NVRTC compile test") {
+        return;
+    }
+    let mut failures = Vec::new();
+    for arch in ["sm_80", "sm_90"] {
+        for &(file, source) in KERNEL_SOURCES {
+            match compile_ptx(file, source, arch) {
+                Ok(ptx) => {
+                    let ptx = ptx.to_src();
+                    let names = KERNEL_NAMES
+                        .iter()
+                        .find(|(f, _)| *f == file)
+                        .map(|(_, names)| *names)
+                        .unwrap_or_default();
+                    for name in names {
+                        // An extern "C" kernel keeps its plain name as the PTX entry.
+                        if !ptx.contains(&format!(".entry {name}(")) {
+                            failures.push(format!("{file} ({arch}): no kernel {name} in the PTX"));
+                        }
+                    }
+                }
+                Err(err) => failures.push(format!("{file} ({arch}): {err}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_compile_error_names_the_file_the_options_and_the_log() {
+    if !nvrtc_or_skip("NVRTC error test") {
+        return;
+    }
+    let source = "extern \"C\" __global__ void broken(float* x) { x[0] = undeclared; }";
+    let err = compile_ptx("broken.cu", source, "sm_90").unwrap_err();
+    let message = err.to_string();
+    for expected in [
+        "broken.cu",
+        "--gpu-architecture=sm_90",
+        "--fmad=false",
+        "undeclared",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected:?} missing from: {message}"
+        );
+    }
+}
+
+#[test]
+fn kernel_sources_list_every_cu_file_of_the_crate() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "cu") {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                // Each op's kernels sit beside its CPU code: kernels/src/<op>/<op>.cu.
+                assert_eq!(
+                    Some(name.trim_end_matches(".cu")),
+                    dir.file_name().and_then(|d| d.to_str()),
+                    "{} is not named after its folder",
+                    path.display()
+                );
+                on_disk.push(name);
+            }
+        }
+    }
+    on_disk.sort();
+    let mut listed: Vec<String> = KERNEL_SOURCES.iter().map(|(f, _)| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, on_disk);
+    let mut named: Vec<String> = KERNEL_NAMES.iter().map(|(f, _)| f.to_string()).collect();
+    named.sort();
+    assert_eq!(named, on_disk);
+}
+
+#[test]
+fn every_kernel_is_extern_c_and_nothing_is_included() {
+    for &(file, source) in KERNEL_SOURCES {
+        // NVRTC has no libc headers: an #include would compile here only by accident.
+        assert!(
+            !source
+                .lines()
+                .any(|line| line.trim_start().starts_with("#include")),
+            "{file} includes a header"
+        );
+        let names = KERNEL_NAMES.iter().find(|(f, _)| *f == file).unwrap().1;
+        let globals = source.matches("__global__").count();
+        assert_eq!(globals, names.len(), "{file}: KERNEL_NAMES lists {names:?}");
+        for name in names {
+            assert!(
+                source.contains(&format!("extern \"C\" __global__ void {name}(")),
+                "{file}: {name} is not an extern \"C\" __global__ kernel"
+            );
+        }
+    }
+}
+
+#[test]
+fn kernel_source_finds_files_by_name() {
+    assert!(kernel_source("relu.cu").unwrap().contains("relu_forward"));
+    assert!(kernel_source("nope.cu").is_none());
+}
+
+#[test]
+fn arch_follows_the_compute_capability() {
+    assert_eq!(arch_for((9, 0)), "sm_90");
+    assert_eq!(arch_for((8, 6)), "sm_86");
+    assert_eq!(arch_for((12, 0)), "sm_120");
+}
+
+#[test]
+fn to_i32_refuses_sizes_a_kernel_cannot_index() {
+    assert_eq!(to_i32("conv2d", "channels", 64).unwrap(), 64);
+    let err = to_i32("conv2d", "channels", 1 << 31).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { op: "conv2d", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("channels = 2147483648"), "{err}");
+}
+
+#[test]
+fn without_a_driver_open_explains_and_does_not_panic() {
+    if driver_present() {
+        eprintln!("skipped: a CUDA driver is present on this machine");
+        return;
+    }
+    assert!(!is_available());
+    let err = open(0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "CUDA: no CUDA driver found (libcuda.so could not be loaded); use --device cpu"
+    );
+    assert!(device_count().is_err());
+}
+
+// The tests below launch kernels, so they run only where a device opens (never in CI).
+
+fn device_or_skip(test: &str) -> Option<Arc<CudaBackend>> {
+    match open(0) {
+        Ok(backend) => Some(backend),
+        Err(err) => {
+            eprintln!("skipped {test}: {err}");
+            None
+        }
+    }
+}
+
+#[test]
+fn gpu_copies_round_trip_and_buffers_are_reused() {
+    let Some(gpu) = device_or_skip("gpu_copies_round_trip_and_buffers_are_reused") else {
+        return;
+    };
+    let values = [1.5f32, -2.0, 3.25, 0.0, 7.0];
+    let first = gpu.htod(&values).unwrap();
+    assert_eq!(gpu.dtoh(&first).unwrap(), values);
+    let copy = gpu.dtod(&first).unwrap();
+    drop(first);
+    let cached = gpu.memory_stats().cached_bytes;
+    assert!(cached >= 5 * 4, "{:?}", gpu.memory_stats());
+    // A buffer of the same size comes from the free list.
+    let second = gpu.alloc::<f32>(5).unwrap();
+    assert_eq!(gpu.memory_stats().cached_bytes, cached - 5 * 4);
+    assert_eq!(gpu.dtoh(&copy).unwrap(), values);
+    let zeros = gpu.alloc_zeros::<f32>(3).unwrap();
+    assert_eq!(gpu.dtoh(&zeros).unwrap(), [0.0; 3]);
+    assert!(gpu.dtoh(&gpu.htod::<f32>(&[]).unwrap()).unwrap().is_empty());
+    drop(second);
+    gpu.synchronize().unwrap();
+}
+
+#[test]
+fn gpu_relu_and_dropout_match_the_cpu() {
+    let Some(gpu) = device_or_skip("gpu_relu_and_dropout_match_the_cpu") else {
+        return;
+    };
+    let x = [-1.0f32, 0.0, 2.5, -0.5, 4.0, f32::NAN];
+    let xb = gpu.htod(&x).unwrap();
+    let mut yb = gpu.alloc::<f32>(x.len()).unwrap();
+    let f = gpu.function("relu.cu", "relu_forward").unwrap();
+    let n = x.len() as u64;
+    {
+        let (xv, mut yv) = (xb.view(), yb.view_mut());
+        let mut launch = gpu.stream().launch_builder(&f);
+        launch.arg(&xv).arg(&mut yv).arg(&n);
+        // SAFETY: relu_forward(const float*, float*, unsigned long long) over n elements.
+        unsafe { launch.launch(gpu.grid_stride_config(x.len())) }.unwrap();
+    }
+    assert_eq!(gpu.dtoh(&yb).unwrap(), [0.0, 0.0, 2.5, 0.0, 4.0, 0.0]);
+
+    // The counter RNG gives the CPU's numbers, index for index.
+    let len = 10_000usize;
+    let seed = 0xDEAD_BEEF_u64;
+    let mut ub = gpu.alloc::<f32>(len).unwrap();
+    let f = gpu.function("dropout.cu", "dropout_uniform").unwrap();
+    let n = len as u64;
+    {
+        let mut uv = ub.view_mut();
+        let mut launch = gpu.stream().launch_builder(&f);
+        launch.arg(&mut uv).arg(&n).arg(&seed);
+        // SAFETY: dropout_uniform(float*, unsigned long long, unsigned long long).
+        unsafe { launch.launch(gpu.grid_stride_config(len)) }.unwrap();
+    }
+    let gpu_uniform = gpu.dtoh(&ub).unwrap();
+    for (i, &u) in gpu_uniform.iter().enumerate() {
+        assert_eq!(u, crate::dropout::uniform(seed, i as u64), "index {i}");
+    }
+}
+
+#[test]
+fn gpu_sgemm_is_row_major_with_transposes() {
+    let Some(gpu) = device_or_skip("gpu_sgemm_is_row_major_with_transposes") else {
+        return;
+    };
+    // a = [1 2 3; 4 5 6] (2x3), b = [1 0; 0 1; 1 1] (3x2): a b = [4 5; 10 11].
+    let a = gpu.htod(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let b = gpu.htod(&[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
+    let mut c = gpu.alloc::<f32>(4).unwrap();
+    gpu.sgemm(
+        2,
+        2,
+        3,
+        &a.view(),
+        false,
+        &b.view(),
+        false,
+        &mut c.view_mut(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(gpu.dtoh(&c).unwrap(), [4.0, 5.0, 10.0, 11.0]);
+    // a^T stored (3x2) and b^T stored (2x3) give the same product; accumulate doubles it.
+    let at = gpu.htod(&[1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0]).unwrap();
+    let bt = gpu.htod(&[1.0f32, 0.0, 1.0, 0.0, 1.0, 1.0]).unwrap();
+    gpu.sgemm(
+        2,
+        2,
+        3,
+        &at.view(),
+        true,
+        &bt.view(),
+        true,
+        &mut c.view_mut(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(gpu.dtoh(&c).unwrap(), [8.0, 10.0, 20.0, 22.0]);
+    // Too-short buffers are an error, not a fault.
+    let err = gpu
+        .sgemm(
+            3,
+            2,
+            3,
+            &a.view(),
+            false,
+            &b.view(),
+            false,
+            &mut c.view_mut(),
+            false,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "sgemm", .. }), "{err}");
+    gpu.set_tf32(true).unwrap();
+    assert!(gpu.tf32());
+    gpu.set_tf32(false).unwrap();
+}

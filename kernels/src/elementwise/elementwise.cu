@@ -1,0 +1,35 @@
+// Element-wise arithmetic on equal-length buffers; see elementwise/mod.rs.
+// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
+
+#define GRID_STRIDE(i, n)                                                          \
+    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
+         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+
+// out = a + b
+extern "C" __global__ void elementwise_add(const float* a, const float* b, float* out,
+                                           unsigned long long n) {
+    GRID_STRIDE(i, n) { out[i] = a[i] + b[i]; }
+}
+
+// out = a * b
+extern "C" __global__ void elementwise_mul(const float* a, const float* b, float* out,
+                                           unsigned long long n) {
+    GRID_STRIDE(i, n) { out[i] = a[i] * b[i]; }
+}
+
+// out = a * factor; the host rounds the f64 factor to f32 first, as the CPU code does.
+extern "C" __global__ void elementwise_scale(const float* a, float factor, float* out,
+                                             unsigned long long n) {
+    GRID_STRIDE(i, n) { out[i] = a[i] * factor; }
+}
+
+// acc += x, in place (gradient accumulation).
+extern "C" __global__ void elementwise_add_assign(float* acc, const float* x,
+                                                  unsigned long long n) {
+    GRID_STRIDE(i, n) { acc[i] += x[i]; }
+}
+
+// out = value everywhere (Storage::full / zeros on the device).
+extern "C" __global__ void elementwise_fill(float* out, float value, unsigned long long n) {
+    GRID_STRIDE(i, n) { out[i] = value; }
+}
