@@ -1,0 +1,146 @@
+use rayon::prelude::*;
+
+use super::BatchNormGeometry;
+use crate::{Element, PAR_MIN_LEN};
+
+/// Independent f64 accumulators: a single running sum is one long dependency chain of
+/// additions, while eight lanes let the compiler keep several additions in flight.
+const LANES: usize = 8;
+
+/// `sum(f(a[i], b[i]))` in f64 over two equally long slices.
+fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(&x, &y)| f(x.to_f64_lossy(), y.to_f64_lossy()))
+        .sum();
+    for (ca, cb) in a_chunks.zip(b_chunks) {
+        for k in 0..LANES {
+            lanes[k] += f(ca[k].to_f64_lossy(), cb[k].to_f64_lossy());
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// The `(n, c)` planes of channel `c`, in batch order.
+fn channel_planes<'a, T>(
+    x: &'a [T],
+    c: usize,
+    g: &'a BatchNormGeometry,
+) -> impl Iterator<Item = &'a [T]> + 'a {
+    (0..g.batch).map(move |n| {
+        let start = (n * g.channels + c) * g.spatial;
+        &x[start..start + g.spatial]
+    })
+}
+
+/// How many channels one rayon task should take.
+fn min_channels(g: &BatchNormGeometry) -> usize {
+    (PAR_MIN_LEN / (g.batch * g.spatial).max(1)).max(1)
+}
+
+/// `(mean, M2)` of every channel, where `M2 = sum((x - mean)^2)`.
+///
+/// Each plane gets an exact two-pass mean and M2 (the second pass reads from cache), and
+/// planes are merged with Chan et al.'s update, which keeps the precision of two passes
+/// over the whole channel while reading the input from memory once.
+pub fn channel_moments<T: Element>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, f64)> {
+    (0..g.channels)
+        .into_par_iter()
+        .with_min_len(min_channels(g))
+        .map(|c| {
+            let (mut count, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+            for plane in channel_planes(x, c, g) {
+                let n_b = plane.len() as f64;
+                let mean_b = lane_sum(plane, plane, |v, _| v) / n_b;
+                let m2_b = lane_sum(plane, plane, |v, _| (v - mean_b) * (v - mean_b));
+                let total = count + n_b;
+                let delta = mean_b - mean;
+                mean += delta * (n_b / total);
+                m2 += m2_b + delta * delta * (count * n_b / total);
+                count = total;
+            }
+            (mean, m2)
+        })
+        .collect()
+}
+
+/// `(sum(dy), sum(dy * (x - mean_c)))` of every channel, in f64.
+pub fn grad_sums<T: Element>(
+    x: &[T],
+    dy: &[T],
+    mean: &[f64],
+    g: &BatchNormGeometry,
+) -> Vec<(f64, f64)> {
+    (0..g.channels)
+        .into_par_iter()
+        .with_min_len(min_channels(g))
+        .map(|c| {
+            let m = mean[c];
+            channel_planes(x, c, g).zip(channel_planes(dy, c, g)).fold(
+                (0.0, 0.0),
+                |(s, sx), (x, dy)| {
+                    (
+                        s + lane_sum(dy, dy, |d, _| d),
+                        sx + lane_sum(x, dy, |v, d| d * (v - m)),
+                    )
+                },
+            )
+        })
+        .collect()
+}
+
+/// Runs `f(channel, input plane, output plane)` over every `(n, c)` plane in parallel.
+fn map_planes<T: Element>(
+    len: usize,
+    g: &BatchNormGeometry,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); len];
+    if len == 0 {
+        // Also covers spatial == 0, which chunking by plane could not.
+        return out;
+    }
+    out.par_chunks_mut(g.spatial)
+        .enumerate()
+        .with_min_len((PAR_MIN_LEN / g.spatial).max(1))
+        .for_each(|(plane, out)| f(plane % g.channels, plane * g.spatial, out));
+    out
+}
+
+/// `y = (x - center_c) * scale_c + shift_c` for `coefficients[c] = (center_c, scale_c, shift_c)`.
+///
+/// Subtracting the mean first (rather than folding it into the shift) keeps f32 outputs
+/// accurate when a channel's mean is large compared with its spread.
+pub fn affine<T: Element>(
+    x: &[T],
+    coefficients: &[(f64, f64, f64)],
+    g: &BatchNormGeometry,
+) -> Vec<T> {
+    map_planes(x.len(), g, |c, start, y| {
+        let (center, scale, shift) = coefficients[c];
+        let (center, scale, shift) = (T::of(center), T::of(scale), T::of(shift));
+        for (y, &x) in y.iter_mut().zip(&x[start..]) {
+            *y = (x - center) * scale + shift;
+        }
+    })
+}
+
+/// `dx = a_c * dy + b_c * (x - mean_c) + k_c` for `coefficients[c] = (mean_c, a_c, b_c, k_c)`.
+pub fn input_grad<T: Element>(
+    x: &[T],
+    dy: &[T],
+    coefficients: &[(f64, f64, f64, f64)],
+    g: &BatchNormGeometry,
+) -> Vec<T> {
+    map_planes(x.len(), g, |c, start, dx| {
+        let (mean, a, b, k) = coefficients[c];
+        let (mean, a, b, k) = (T::of(mean), T::of(a), T::of(b), T::of(k));
+        for ((dx, &x), &dy) in dx.iter_mut().zip(&x[start..]).zip(&dy[start..]) {
+            *dx = a * dy + b * (x - mean) + k;
+        }
+    })
+}

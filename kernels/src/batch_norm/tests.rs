@@ -1,0 +1,486 @@
+use super::*;
+use crate::{DType, Error};
+
+fn f64s(s: &Storage) -> Vec<f64> {
+    s.to_vec_f64().unwrap()
+}
+
+fn assert_close(actual: &[f64], expected: &[f64], tol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= tol * (1.0 + e.abs()),
+            "element {i}: {a} vs {e}\n{actual:?}\nvs\n{expected:?}"
+        );
+    }
+}
+
+/// Input [N=2, C=2, H=1, W=2], laid out n0c0 n0c1 n1c0 n1c1:
+/// channel 0 holds 1, 2, 3, 6: mean 3, squared deviations 4+1+0+9 = 14,
+///   biased variance 14/4 = 3.5, unbiased 14/3;
+/// channel 1 holds 16, 5, 9, 10: mean 10, deviations 6,-5,-1,0, squares 36+25+1+0 = 62,
+///   biased variance 15.5, unbiased 62/3.
+/// With eps = 0.5, var + eps = 4 and 16, so inv_std = 0.5 and 0.25.
+const SHAPE: [usize; 4] = [2, 2, 1, 2];
+const X: [f64; 8] = [1.0, 2.0, 16.0, 5.0, 3.0, 6.0, 9.0, 10.0];
+const GAMMA: [f64; 2] = [2.0, -1.0];
+const BETA: [f64; 2] = [0.5, 3.0];
+const EPS: f64 = 0.5;
+/// y0 = 2 * (x - 3) * 0.5 + 0.5 = x - 2.5;  y1 = -(x - 10) * 0.25 + 3.
+const Y: [f64; 8] = [-1.5, -0.5, 1.5, 4.25, 0.5, 3.5, 3.25, 3.0];
+
+fn storage(dtype: DType, values: &[f64]) -> Storage {
+    Storage::F64(values.to_vec()).to_dtype(dtype).unwrap()
+}
+
+#[test]
+fn training_forward_matches_the_hand_worked_example() {
+    for dtype in [DType::F32, DType::F64] {
+        let g = BatchNormGeometry::new(&SHAPE, 2).unwrap();
+        assert_eq!(
+            g,
+            BatchNormGeometry {
+                batch: 2,
+                channels: 2,
+                spatial: 2
+            }
+        );
+        let mut running_mean = storage(dtype, &[0.0, 1.0]);
+        let mut running_var = storage(dtype, &[1.0, 2.0]);
+        let (y, stats) = forward_train(
+            &storage(dtype, &X),
+            &storage(dtype, &GAMMA),
+            &storage(dtype, &BETA),
+            &mut running_mean,
+            &mut running_var,
+            0.1,
+            EPS,
+            &g,
+        )
+        .unwrap();
+        assert_eq!(y.dtype(), dtype);
+        assert_close(&f64s(&y), &Y, 1e-6);
+        assert_close(&f64s(&stats.mean), &[3.0, 10.0], 1e-7);
+        assert_close(&f64s(&stats.inv_std), &[0.5, 0.25], 1e-7);
+        // running = 0.9 * running + 0.1 * batch, with the UNBIASED variance:
+        // mean: 0.9*0 + 0.1*3 = 0.3, 0.9*1 + 0.1*10 = 1.9;
+        // var:  0.9*1 + 0.1*14/3, 0.9*2 + 0.1*62/3 (the biased 3.5 / 15.5 would give 1.25 / 3.35).
+        assert_close(&f64s(&running_mean), &[0.3, 1.9], 1e-6);
+        assert_close(
+            &f64s(&running_var),
+            &[0.9 + 1.4 / 3.0, 1.8 + 6.2 / 3.0],
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn momentum_zero_freezes_and_one_replaces_the_running_statistics() {
+    let g = BatchNormGeometry::new(&SHAPE, 2).unwrap();
+    for (momentum, mean, var) in [
+        (0.0, [0.0, 1.0], [1.0, 2.0]),
+        (1.0, [3.0, 10.0], [14.0 / 3.0, 62.0 / 3.0]),
+    ] {
+        let mut running_mean = Storage::F64(vec![0.0, 1.0]);
+        let mut running_var = Storage::F64(vec![1.0, 2.0]);
+        forward_train(
+            &Storage::F64(X.to_vec()),
+            &Storage::F64(GAMMA.to_vec()),
+            &Storage::F64(BETA.to_vec()),
+            &mut running_mean,
+            &mut running_var,
+            momentum,
+            EPS,
+            &g,
+        )
+        .unwrap();
+        assert_close(&f64s(&running_mean), &mean, 1e-14);
+        assert_close(&f64s(&running_var), &var, 1e-14);
+    }
+}
+
+#[test]
+fn a_large_offset_does_not_cost_precision() {
+    // The hand-worked example shifted by a constant: mean and variance shift/stay exactly,
+    // where E[x^2] - E[x]^2 would lose everything (1e16 - 1e16 in f64).
+    for (dtype, offset) in [(DType::F32, 1e4), (DType::F64, 1e8)] {
+        let x: Vec<f64> = X.iter().map(|v| v + offset).collect();
+        let g = BatchNormGeometry::new(&SHAPE, 2).unwrap();
+        let mut running_mean = storage(dtype, &[0.0, 0.0]);
+        let mut running_var = storage(dtype, &[0.0, 0.0]);
+        let (y, stats) = forward_train(
+            &storage(dtype, &x),
+            &storage(dtype, &GAMMA),
+            &storage(dtype, &BETA),
+            &mut running_mean,
+            &mut running_var,
+            1.0,
+            EPS,
+            &g,
+        )
+        .unwrap();
+        assert_close(&f64s(&y), &Y, 1e-6);
+        assert_close(&f64s(&stats.inv_std), &[0.5, 0.25], 1e-7);
+        assert_close(&f64s(&running_var), &[14.0 / 3.0, 62.0 / 3.0], 1e-6);
+        assert_close(&f64s(&stats.mean), &[3.0 + offset, 10.0 + offset], 1e-12);
+    }
+}
+
+#[test]
+fn eval_forward_uses_the_running_statistics() {
+    // 2-D input [3, 2]: channel 0 holds 1, 3, 5 and channel 1 holds 2, 4, 6.
+    // running_var + eps = 3.75 + 0.25 = 4 and 0.75 + 0.25 = 1: inv_std 0.5 and 1.
+    // y0 = 2 * (x - 1) * 0.5 + 0.5 = x - 0.5;  y1 = -(x + 2) + 3 = 1 - x.
+    let g = BatchNormGeometry::new(&[3, 2], 2).unwrap();
+    assert_eq!(g.spatial, 1);
+    let y = forward_eval(
+        &Storage::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        &Storage::F32(vec![2.0, -1.0]),
+        &Storage::F32(vec![0.5, 3.0]),
+        &Storage::F32(vec![1.0, -2.0]),
+        &Storage::F32(vec![3.75, 0.75]),
+        0.25,
+        &g,
+    )
+    .unwrap();
+    assert_eq!(y, Storage::F32(vec![0.5, -1.0, 2.5, -3.0, 4.5, -5.0]));
+}
+
+#[test]
+fn eval_backward_matches_the_hand_worked_example() {
+    // Same setting as above. dx = gamma * inv_std * dy: factor 1 for channel 0, -1 for 1.
+    // dbeta = sum(dy) per channel; dgamma = sum(dy * (x - running_mean) * inv_std):
+    // channel 0: dy 1, 2, 3 at x - 1 = 0, 2, 4, times 0.5: (0 + 4 + 12) * 0.5 = 8;
+    // channel 1: dy -1, 0.5, 2 at x + 2 = 4, 6, 8, times 1: -4 + 3 + 16 = 15.
+    let g = BatchNormGeometry::new(&[3, 2], 2).unwrap();
+    let grads = backward_eval(
+        &Storage::F64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        &Storage::F64(vec![2.0, -1.0]),
+        &Storage::F64(vec![1.0, -2.0]),
+        &Storage::F64(vec![3.75, 0.75]),
+        0.25,
+        &Storage::F64(vec![1.0, -1.0, 2.0, 0.5, 3.0, 2.0]),
+        &g,
+    )
+    .unwrap();
+    assert_close(
+        &f64s(&grads.input),
+        &[1.0, 1.0, 2.0, -0.5, 3.0, -2.0],
+        1e-15,
+    );
+    assert_close(&f64s(&grads.gamma), &[8.0, 15.0], 1e-15);
+    assert_close(&f64s(&grads.beta), &[6.0, 1.5], 1e-15);
+}
+
+/// Deterministic pseudo-random values in [-1, 1) for the finite-difference checks.
+fn values(len: usize, salt: u64) -> Vec<f64> {
+    (0..len as u64)
+        .map(|i| {
+            let mut z = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt;
+            z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z ^= z >> 29;
+            (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+        .collect()
+}
+
+/// Everything a forward call needs; `loss` is `sum(y * w)` so `dL/dy = w`.
+struct Problem {
+    shape: Vec<usize>,
+    x: Vec<f64>,
+    gamma: Vec<f64>,
+    beta: Vec<f64>,
+    running_mean: Vec<f64>,
+    running_var: Vec<f64>,
+    w: Vec<f64>,
+}
+
+const FD_EPS: f64 = 1e-3;
+
+impl Problem {
+    fn new(shape: &[usize]) -> Problem {
+        let len: usize = shape.iter().product();
+        let c = shape[1];
+        Problem {
+            shape: shape.to_vec(),
+            // An offset and scale so the statistics are not trivially 0 and 1.
+            x: values(len, 1).iter().map(|v| 3.0 * v + 0.7).collect(),
+            gamma: values(c, 2).iter().map(|v| v + 1.5).collect(),
+            beta: values(c, 3),
+            running_mean: values(c, 4),
+            running_var: values(c, 5).iter().map(|v| v + 1.2).collect(),
+            w: values(len, 6),
+        }
+    }
+
+    fn geometry(&self) -> BatchNormGeometry {
+        BatchNormGeometry::new(&self.shape, self.shape[1]).unwrap()
+    }
+
+    fn loss(&self, train: bool) -> f64 {
+        let g = self.geometry();
+        let (x, gamma, beta) = (
+            Storage::F64(self.x.clone()),
+            Storage::F64(self.gamma.clone()),
+            Storage::F64(self.beta.clone()),
+        );
+        let mut rm = Storage::F64(self.running_mean.clone());
+        let mut rv = Storage::F64(self.running_var.clone());
+        let y = if train {
+            forward_train(&x, &gamma, &beta, &mut rm, &mut rv, 0.1, FD_EPS, &g)
+                .unwrap()
+                .0
+        } else {
+            forward_eval(&x, &gamma, &beta, &rm, &rv, FD_EPS, &g).unwrap()
+        };
+        f64s(&y).iter().zip(&self.w).map(|(y, w)| y * w).sum()
+    }
+
+    fn grads(&self, train: bool) -> BatchNormGrads {
+        let g = self.geometry();
+        let (x, gamma, beta, w) = (
+            Storage::F64(self.x.clone()),
+            Storage::F64(self.gamma.clone()),
+            Storage::F64(self.beta.clone()),
+            Storage::F64(self.w.clone()),
+        );
+        let mut rm = Storage::F64(self.running_mean.clone());
+        let mut rv = Storage::F64(self.running_var.clone());
+        if train {
+            let (_, stats) =
+                forward_train(&x, &gamma, &beta, &mut rm, &mut rv, 0.1, FD_EPS, &g).unwrap();
+            backward_train(&x, &gamma, &stats, &w, &g).unwrap()
+        } else {
+            backward_eval(&x, &gamma, &rm, &rv, FD_EPS, &w, &g).unwrap()
+        }
+    }
+}
+
+/// Central differences of the loss with respect to every entry of one parameter.
+fn numeric_grad(
+    p: &mut Problem,
+    train: bool,
+    field: fn(&mut Problem) -> &mut Vec<f64>,
+) -> Vec<f64> {
+    let h = 1e-5;
+    (0..field(p).len())
+        .map(|i| {
+            let orig = field(p)[i];
+            field(p)[i] = orig + h;
+            let up = p.loss(train);
+            field(p)[i] = orig - h;
+            let down = p.loss(train);
+            field(p)[i] = orig;
+            (up - down) / (2.0 * h)
+        })
+        .collect()
+}
+
+fn check_gradients(shape: &[usize], train: bool) {
+    let mut p = Problem::new(shape);
+    let grads = p.grads(train);
+    let dx = numeric_grad(&mut p, train, |p| &mut p.x);
+    let dgamma = numeric_grad(&mut p, train, |p| &mut p.gamma);
+    let dbeta = numeric_grad(&mut p, train, |p| &mut p.beta);
+    assert_close(&f64s(&grads.input), &dx, 1e-7);
+    assert_close(&f64s(&grads.gamma), &dgamma, 1e-7);
+    assert_close(&f64s(&grads.beta), &dbeta, 1e-7);
+}
+
+#[test]
+fn training_backward_matches_finite_differences() {
+    check_gradients(&[3, 2, 2, 3], true);
+    check_gradients(&[5, 3], true);
+    check_gradients(&[1, 2, 3], true);
+}
+
+#[test]
+fn eval_backward_matches_finite_differences() {
+    check_gradients(&[3, 2, 2, 3], false);
+    check_gradients(&[4, 3], false);
+}
+
+#[test]
+fn training_gradient_of_the_input_sums_to_zero_per_channel() {
+    // A consequence of normalising by the batch mean that the eval gradient lacks:
+    // shifting a whole channel leaves the output unchanged.
+    let p = Problem::new(&[4, 3, 2, 2]);
+    let dx = f64s(&p.grads(true).input);
+    for c in 0..3 {
+        let sum: f64 = (0..4)
+            .flat_map(|n| (0..4).map(move |s| (n * 3 + c) * 4 + s))
+            .map(|i| dx[i])
+            .sum();
+        assert!(sum.abs() < 1e-12, "channel {c}: {sum}");
+    }
+}
+
+#[test]
+fn f32_matches_f64() {
+    let p = Problem::new(&[4, 3, 5, 5]);
+    let g = p.geometry();
+    let run = |dtype: DType| {
+        let s = |v: &[f64]| storage(dtype, v);
+        let (x, gamma, beta, w) = (s(&p.x), s(&p.gamma), s(&p.beta), s(&p.w));
+        let (mut rm, mut rv) = (s(&p.running_mean), s(&p.running_var));
+        let (y, stats) = forward_train(&x, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5, &g).unwrap();
+        let grads = backward_train(&x, &gamma, &stats, &w, &g).unwrap();
+        [y, rm, rv, grads.input, grads.gamma, grads.beta].map(|s| f64s(&s))
+    };
+    let (single, double) = (run(DType::F32), run(DType::F64));
+    for (a, b) in single.iter().zip(&double) {
+        assert_close(a, b, 1e-5);
+    }
+}
+
+fn train_error(shape: &[usize], momentum: f64, eps: f64) -> Error {
+    let g = BatchNormGeometry::new(shape, shape[1]).unwrap();
+    let len: usize = shape.iter().product();
+    let c = shape[1];
+    let mut rm = Storage::F32(vec![0.5; c]);
+    let mut rv = Storage::F32(vec![2.0; c]);
+    let err = forward_train(
+        &Storage::F32(vec![1.0; len]),
+        &Storage::F32(vec![1.0; c]),
+        &Storage::F32(vec![0.0; c]),
+        &mut rm,
+        &mut rv,
+        momentum,
+        eps,
+        &g,
+    )
+    .unwrap_err();
+    // A refused call leaves the running statistics alone.
+    assert_eq!(
+        (rm, rv),
+        (Storage::F32(vec![0.5; c]), Storage::F32(vec![2.0; c]))
+    );
+    assert!(err.to_string().starts_with("batch_norm: "), "{err}");
+    err
+}
+
+#[test]
+fn training_refuses_a_single_value_per_channel() {
+    for shape in [&[1, 3][..], &[1, 3, 1, 1]] {
+        let err = train_error(shape, 0.1, 1e-5);
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        assert!(
+            err.to_string().contains("more than 1 value per channel"),
+            "{err}"
+        );
+    }
+    // Evaluation is fine with one value.
+    let g = BatchNormGeometry::new(&[1, 3], 3).unwrap();
+    let y = forward_eval(
+        &Storage::F64(vec![1.0, 2.0, 3.0]),
+        &Storage::F64(vec![1.0; 3]),
+        &Storage::F64(vec![0.0; 3]),
+        &Storage::F64(vec![0.0; 3]),
+        &Storage::F64(vec![1.0; 3]),
+        1e-5,
+        &g,
+    )
+    .unwrap();
+    assert_close(&f64s(&y), &[1.0, 2.0, 3.0], 1e-5);
+}
+
+#[test]
+fn refuses_bad_momentum_and_eps() {
+    for momentum in [-0.1, 1.5, f64::NAN] {
+        let err = train_error(&[2, 2], momentum, 1e-5);
+        assert!(err.to_string().contains("momentum"), "{err}");
+    }
+    for eps in [0.0, -1e-5, f64::NAN, f64::INFINITY] {
+        let err = train_error(&[2, 2], 0.1, eps);
+        assert!(err.to_string().contains("eps"), "{err}");
+    }
+}
+
+#[test]
+fn refuses_bad_shapes_naming_them() {
+    let err = BatchNormGeometry::new(&[4], 4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                op: "batch_norm",
+                ..
+            }
+        ) && err.to_string().contains("[4]"),
+        "{err}"
+    );
+    let err = BatchNormGeometry::new(&[2, 3, 4, 4, 4], 3).unwrap_err();
+    assert!(err.to_string().contains("[2, 3, 4, 4, 4]"), "{err}");
+    let err = BatchNormGeometry::new(&[2, 3, 4, 4], 8).unwrap_err();
+    assert!(
+        err.to_string().contains("[2, 3, 4, 4]") && err.to_string().contains("8"),
+        "{err}"
+    );
+
+    let g = BatchNormGeometry::new(&[2, 3], 3).unwrap();
+    let x = Storage::F64(vec![1.0; 6]);
+    let ok3 = Storage::F64(vec![1.0; 3]);
+    let err =
+        forward_eval(&x, &Storage::F64(vec![1.0; 2]), &ok3, &ok3, &ok3, 1e-5, &g).unwrap_err();
+    assert!(err.to_string().contains("gamma has 2 elements"), "{err}");
+    let err = forward_eval(
+        &Storage::F64(vec![1.0; 5]),
+        &ok3,
+        &ok3,
+        &ok3,
+        &ok3,
+        1e-5,
+        &g,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("input has 5 elements") && err.to_string().contains("[2, 3, 1]"),
+        "{err}"
+    );
+    let stats = BatchStats {
+        mean: ok3.clone(),
+        inv_std: ok3.clone(),
+    };
+    let err = backward_train(&x, &ok3, &stats, &Storage::F64(vec![1.0; 7]), &g).unwrap_err();
+    assert!(err.to_string().contains("grad_out has 7 elements"), "{err}");
+    let err = backward_train(&x, &Storage::F32(vec![1.0; 3]), &stats, &x, &g).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Mismatch {
+                op: "batch_norm",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let huge = BatchNormGeometry {
+        batch: usize::MAX,
+        channels: 3,
+        spatial: 2,
+    };
+    assert!(forward_eval(&x, &ok3, &ok3, &ok3, &ok3, 1e-5, &huge).is_err());
+}
+
+#[test]
+fn empty_inputs_are_handled() {
+    // Zero batch in eval, and zero spatial size, give empty outputs without panicking.
+    for shape in [&[0, 2, 3, 3][..], &[2, 2, 0, 3]] {
+        let g = BatchNormGeometry::new(shape, 2).unwrap();
+        let two = Storage::F32(vec![1.0; 2]);
+        let y = forward_eval(&Storage::F32(vec![]), &two, &two, &two, &two, 1e-5, &g).unwrap();
+        assert!(y.is_empty());
+        let grads = backward_eval(
+            &Storage::F32(vec![]),
+            &two,
+            &two,
+            &two,
+            1e-5,
+            &Storage::F32(vec![]),
+            &g,
+        )
+        .unwrap();
+        assert!(grads.input.is_empty());
+        assert_eq!(grads.beta, Storage::F32(vec![0.0; 2]));
+    }
+}

@@ -1,0 +1,394 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::reference::{pool_backward, pool_forward, Array4, PoolMode, PoolParams};
+use crate::Error;
+
+const MAX: PoolKind = PoolKind::Max;
+const AVG: PoolKind = PoolKind::Avg {
+    count_include_pad: true,
+};
+const AVG_NO_PAD: PoolKind = PoolKind::Avg {
+    count_include_pad: false,
+};
+
+fn geometry(kind: PoolKind, input: [usize; 4], k: usize, s: usize, p: usize) -> Pool2dGeometry {
+    Pool2dGeometry::new(kind, &input, [k, k], [s, s], [p, p]).unwrap()
+}
+
+fn f64s(s: Storage) -> Vec<f64> {
+    s.to_vec_f64().unwrap()
+}
+
+fn assert_close(actual: &[f64], expected: &[f64], tol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= tol * (1.0 + e.abs()),
+            "element {i}: {a} vs {e}\n{actual:?}\nvs\n{expected:?}"
+        );
+    }
+}
+
+/// 1..=16 in a 4x4 plane.
+fn ramp_4x4() -> Vec<f64> {
+    (1..=16).map(f64::from).collect()
+}
+
+#[test]
+fn max_2x2_stride_2_takes_each_block_maximum() {
+    let g = geometry(MAX, [1, 1, 4, 4], 2, 2, 0);
+    assert_eq!(g.output_shape(), [1, 1, 2, 2]);
+    // Blocks {1,2,5,6}, {3,4,7,8}, {9,10,13,14}, {11,12,15,16}.
+    let y = forward(
+        &Storage::F32(ramp_4x4().iter().map(|&v| v as f32).collect()),
+        &g,
+    )
+    .unwrap();
+    assert_eq!(y, Storage::F32(vec![6.0, 8.0, 14.0, 16.0]));
+}
+
+#[test]
+fn max_backward_routes_each_gradient_to_its_maximum() {
+    let g = geometry(MAX, [1, 1, 4, 4], 2, 2, 0);
+    let dx = backward(
+        &Storage::F64(ramp_4x4()),
+        &Storage::F64(vec![1.0, 2.0, 3.0, 4.0]),
+        &g,
+    )
+    .unwrap();
+    // The maxima 6, 8, 14, 16 sit at flat indices 5, 7, 13, 15.
+    let mut expected = vec![0.0; 16];
+    expected[5] = 1.0;
+    expected[7] = 2.0;
+    expected[13] = 3.0;
+    expected[15] = 4.0;
+    assert_eq!(f64s(dx), expected);
+}
+
+#[test]
+fn max_padding_acts_as_minus_infinity() {
+    // All-negative 3x3 input, kernel 2, stride 2, padding 1 (the notebook's later pools):
+    // out = (3 + 2 - 2) / 2 + 1 = 2. Windows in input coordinates, padding clipped:
+    // (0,0): {-1}; (0,1): {-2,-3}; (1,0): {-4,-7}; (1,1): {-5,-6,-8,-9}.
+    // Zero padding would wrongly give 0 everywhere.
+    let x: Vec<f64> = (1..=9).map(|v| -f64::from(v)).collect();
+    let g = geometry(MAX, [1, 1, 3, 3], 2, 2, 1);
+    assert_eq!(g.output_shape(), [1, 1, 2, 2]);
+    assert_eq!(
+        f64s(forward(&Storage::F64(x.clone()), &g).unwrap()),
+        [-1.0, -2.0, -4.0, -5.0]
+    );
+    let dx = backward(
+        &Storage::F64(x),
+        &Storage::F64(vec![1.0, 2.0, 3.0, 4.0]),
+        &g,
+    )
+    .unwrap();
+    // -1 at 0, -2 at 1, -4 at 3, -5 at 4.
+    assert_eq!(f64s(dx), [1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn max_ties_go_to_the_first_maximum_in_row_major_order() {
+    let g = geometry(MAX, [1, 1, 2, 2], 2, 2, 0);
+    for (x, first) in [
+        (vec![3.0, 3.0, 3.0, 1.0], 0),
+        (vec![1.0, 5.0, 5.0, 5.0], 1),
+        (vec![0.0, 2.0, 7.0, 7.0], 2),
+    ] {
+        let dx = backward(&Storage::F64(x.clone()), &Storage::F64(vec![1.0]), &g).unwrap();
+        let mut expected = vec![0.0; 4];
+        expected[first] = 1.0;
+        assert_eq!(f64s(dx), expected, "input {x:?}");
+    }
+}
+
+#[test]
+fn overlapping_max_windows_accumulate_gradient() {
+    // Kernel 1x3, stride 1 over the row [1, 9, 2, 3]: both windows pick the 9.
+    let g = Pool2dGeometry::new(MAX, &[1, 1, 1, 4], [1, 3], [1, 1], [0, 0]).unwrap();
+    let x = Storage::F64(vec![1.0, 9.0, 2.0, 3.0]);
+    assert_eq!(f64s(forward(&x, &g).unwrap()), [9.0, 9.0]);
+    let dx = backward(&x, &Storage::F64(vec![1.0, 10.0]), &g).unwrap();
+    assert_eq!(f64s(dx), [0.0, 11.0, 0.0, 0.0]);
+}
+
+#[test]
+fn max_propagates_nan_and_routes_its_gradient_there() {
+    let g = geometry(MAX, [1, 1, 2, 2], 2, 2, 0);
+    let x = Storage::F64(vec![1.0, f64::NAN, 5.0, 2.0]);
+    assert!(f64s(forward(&x, &g).unwrap())[0].is_nan());
+    assert_eq!(
+        f64s(backward(&x, &Storage::F64(vec![1.0]), &g).unwrap()),
+        [0.0, 1.0, 0.0, 0.0]
+    );
+}
+
+/// 3x3 input 1..=9, kernel 3, stride 1, padding 1: out 3x3, each window is the 3x3
+/// neighbourhood clipped to the input. Window sums, worked by hand:
+/// (0,0) 1+2+4+5 = 12, (0,1) 1+..+6 = 21, (0,2) 2+3+5+6 = 16,
+/// (1,0) 1+2+4+5+7+8 = 27, (1,1) 45, (1,2) 2+3+5+6+8+9 = 33,
+/// (2,0) 4+5+7+8 = 24, (2,1) 4+..+9 = 39, (2,2) 5+6+8+9 = 28;
+/// in-bounds cell counts 4 6 4 / 6 9 6 / 4 6 4.
+const SUMS: [f64; 9] = [12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0];
+const COUNTS: [f64; 9] = [4.0, 6.0, 4.0, 6.0, 9.0, 6.0, 4.0, 6.0, 4.0];
+
+fn ramp_3x3() -> Storage {
+    Storage::F64((1..=9).map(f64::from).collect())
+}
+
+#[test]
+fn avg_counts_padding_in_the_divisor_by_default() {
+    let g = geometry(AVG, [1, 1, 3, 3], 3, 1, 1);
+    let expected: Vec<f64> = SUMS.iter().map(|s| s / 9.0).collect();
+    assert_close(&f64s(forward(&ramp_3x3(), &g).unwrap()), &expected, 1e-15);
+}
+
+#[test]
+fn avg_without_count_include_pad_divides_by_in_bounds_cells() {
+    let g = geometry(AVG_NO_PAD, [1, 1, 3, 3], 3, 1, 1);
+    // 12/4, 21/6, 16/4, 27/6, 45/9, 33/6, 24/4, 39/6, 28/4.
+    let expected = [3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0];
+    assert_close(&f64s(forward(&ramp_3x3(), &g).unwrap()), &expected, 1e-15);
+}
+
+#[test]
+fn avg_backward_spreads_gradient_by_the_same_divisor() {
+    let ones = Storage::F64(vec![1.0; 9]);
+    // Input cell (i, j) lies in the windows of the outputs next to it: 4 for a corner,
+    // 6 for an edge, 9 for the centre.
+    let g = geometry(AVG, [1, 1, 3, 3], 3, 1, 1);
+    let expected: Vec<f64> = COUNTS.iter().map(|c| c / 9.0).collect();
+    assert_close(
+        &f64s(backward(&ramp_3x3(), &ones, &g).unwrap()),
+        &expected,
+        1e-15,
+    );
+
+    // Without padding in the divisor each window hands out 1/count of its own:
+    // corner (0,0) is in windows (0,0) [4], (0,1) [6], (1,0) [6], (1,1) [9];
+    // edge (0,1) in (0,0),(0,2) [4 each], (0,1),(1,0),(1,2) [6 each], (1,1) [9];
+    // centre in all nine.
+    let g = geometry(AVG_NO_PAD, [1, 1, 3, 3], 3, 1, 1);
+    let corner = 1.0 / 4.0 + 2.0 / 6.0 + 1.0 / 9.0;
+    let edge = 2.0 / 4.0 + 3.0 / 6.0 + 1.0 / 9.0;
+    let centre = 4.0 / 4.0 + 4.0 / 6.0 + 1.0 / 9.0;
+    let expected = [
+        corner, edge, corner, edge, centre, edge, corner, edge, corner,
+    ];
+    assert_close(
+        &f64s(backward(&ramp_3x3(), &ones, &g).unwrap()),
+        &expected,
+        1e-15,
+    );
+}
+
+#[test]
+fn planes_are_pooled_independently() {
+    // Two batches x two channels of 2x2, kernel 2: each plane reduces to its own max / mean.
+    let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+    let g = geometry(MAX, [2, 2, 2, 2], 2, 2, 0);
+    assert_eq!(
+        forward(&Storage::F32(x.clone()), &g).unwrap(),
+        Storage::F32(vec![3.0, 7.0, 11.0, 15.0])
+    );
+    let g = geometry(AVG, [2, 2, 2, 2], 2, 2, 0);
+    assert_eq!(
+        forward(&Storage::F32(x), &g).unwrap(),
+        Storage::F32(vec![1.5, 5.5, 9.5, 13.5])
+    );
+}
+
+#[test]
+fn geometry_rounds_the_output_size_down() {
+    // (7 + 2 - 3) / 2 + 1 = 4 rows, (6 + 0 - 2) / 3 + 1 = 2 columns.
+    let g = Pool2dGeometry::new(MAX, &[3, 5, 7, 6], [3, 2], [2, 3], [1, 0]).unwrap();
+    assert_eq!(g.output_shape(), [3, 5, 4, 2]);
+}
+
+#[test]
+fn empty_batch_gives_empty_output() {
+    let g = geometry(MAX, [0, 3, 4, 4], 2, 2, 0);
+    assert_eq!(
+        forward(&Storage::F32(vec![]), &g).unwrap(),
+        Storage::F32(vec![])
+    );
+    assert_eq!(
+        backward(&Storage::F32(vec![]), &Storage::F32(vec![]), &g).unwrap(),
+        Storage::F32(vec![])
+    );
+}
+
+fn shape_error(
+    kind: PoolKind,
+    input: &[usize],
+    k: [usize; 2],
+    s: [usize; 2],
+    p: [usize; 2],
+) -> String {
+    let err = Pool2dGeometry::new(kind, input, k, s, p).unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with(kind.op_name()), "{text}");
+    text
+}
+
+#[test]
+fn geometry_refuses_bad_shapes_and_hyper_parameters() {
+    let text = shape_error(MAX, &[2, 3, 4], [2, 2], [2, 2], [0, 0]);
+    assert!(text.contains("[2, 3, 4]"), "{text}");
+    let text = shape_error(AVG, &[1, 1, 4, 4], [2, 2], [2, 2], [2, 0]);
+    assert!(
+        text.starts_with("avg_pool2d")
+            && text.contains("padding 2x0")
+            && text.contains("[1, 1, 4, 4]"),
+        "{text}"
+    );
+    let text = shape_error(MAX, &[1, 1, 4, 4], [3, 3], [1, 1], [2, 2]);
+    assert!(text.contains("half the kernel 3x3"), "{text}");
+    let text = shape_error(MAX, &[1, 1, 2, 2], [5, 5], [1, 1], [1, 1]);
+    assert!(
+        text.contains("kernel 5x5") && text.contains("padded input 4x4"),
+        "{text}"
+    );
+    let text = shape_error(MAX, &[1, 1, 4, 4], [2, 2], [0, 1], [0, 0]);
+    assert!(text.contains("stride 0x1"), "{text}");
+    shape_error(MAX, &[1, 1, 4, 4], [0, 2], [1, 1], [0, 0]);
+    shape_error(MAX, &[1, 0, 4, 4], [2, 2], [1, 1], [0, 0]);
+    shape_error(MAX, &[1, 1, 0, 4], [1, 1], [1, 1], [0, 0]);
+    shape_error(MAX, &[usize::MAX, 1, 2, 2], [2, 2], [1, 1], [1, 1]);
+    shape_error(MAX, &[1, 1, usize::MAX, 1], [2, 2], [1, 1], [1, 1]);
+}
+
+#[test]
+fn forward_and_backward_refuse_wrong_buffers() {
+    let g = geometry(MAX, [1, 1, 4, 4], 2, 2, 0);
+    let err = forward(&Storage::F32(vec![0.0; 15]), &g).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                op: "max_pool2d",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = backward(
+        &Storage::F32(vec![0.0; 16]),
+        &Storage::F32(vec![0.0; 3]),
+        &g,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                op: "max_pool2d",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = backward(
+        &Storage::F32(vec![0.0; 16]),
+        &Storage::F64(vec![0.0; 4]),
+        &g,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Mismatch {
+                op: "max_pool2d",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // A hand-built geometry whose fields disagree must not index out of bounds.
+    let bad = Pool2dGeometry { out_h: 3, ..g };
+    let err = forward(&Storage::F32(vec![0.0; 16]), &bad).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                op: "max_pool2d",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let bad = Pool2dGeometry {
+        padding: [3, 3],
+        ..g
+    };
+    assert!(backward(
+        &Storage::F32(vec![0.0; 16]),
+        &Storage::F32(vec![0.0; 4]),
+        &bad
+    )
+    .is_err());
+}
+
+/// A random pooling problem the reference accepts: square window and stride, padding at
+/// most half the window, window no larger than the padded input.
+fn case() -> impl Strategy<Value = ([usize; 4], usize, usize, usize, Vec<f64>, Vec<f64>)> {
+    (
+        1usize..=3,
+        1usize..=3,
+        1usize..=9,
+        1usize..=9,
+        1usize..=4,
+        1usize..=3,
+    )
+        .prop_flat_map(|(n, c, h, w, f, stride)| {
+            let pad_max = f / 2;
+            (Just((n, c, h, w, f, stride)), 0..=pad_max)
+        })
+        .prop_filter(
+            "window fits the padded input",
+            |&((_, _, h, w, f, _), pad)| f <= h.min(w) + 2 * pad,
+        )
+        .prop_flat_map(|((n, c, h, w, f, stride), pad)| {
+            let out_h = (h + 2 * pad - f) / stride + 1;
+            let out_w = (w + 2 * pad - f) / stride + 1;
+            (
+                Just(([n, c, h, w], f, stride, pad)),
+                prop::collection::vec(-4.0f64..4.0, n * c * h * w),
+                prop::collection::vec(-1.0f64..1.0, n * c * out_h * out_w),
+            )
+        })
+        .prop_map(|((shape, f, stride, pad), x, dy)| (shape, f, stride, pad, x, dy))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn matches_the_reference((shape, f, stride, pad, x, dy) in case()) {
+        let [n, c, h, w] = shape;
+        let hp = PoolParams { f, stride, pad };
+        let x_ref = Array4::from_nchw(shape, &x);
+        for (kind, mode) in [(MAX, PoolMode::Max), (AVG, PoolMode::Average)] {
+            let g = geometry(kind, shape, f, stride, pad);
+            let [_, _, out_h, out_w] = g.output_shape();
+
+            let y_ref = pool_forward(&x_ref, hp, mode);
+            prop_assert_eq!(y_ref.shape, [n, out_h, out_w, c]);
+            let y = f64s(forward(&Storage::F64(x.clone()), &g).unwrap());
+            assert_close(&y, &y_ref.to_nchw(), 1e-12);
+
+            let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
+            let dx_ref = pool_backward(&dy_ref, &x_ref, hp, mode);
+            let dx = f64s(backward(&Storage::F64(x.clone()), &Storage::F64(dy.clone()), &g).unwrap());
+            assert_close(&dx, &dx_ref.to_nchw(), 1e-12);
+            prop_assert_eq!(dx.len(), n * c * h * w);
+
+            // The f32 path runs the same code: it agrees to f32 rounding.
+            let y32 = forward(&Storage::F64(x.clone()).to_dtype(crate::DType::F32).unwrap(), &g).unwrap();
+            assert_close(&f64s(y32), &y_ref.to_nchw(), 1e-5);
+        }
+    }
+}
