@@ -1,0 +1,4 @@
+pub mod eval;
+pub mod predict;
+pub mod summary;
+pub mod train;

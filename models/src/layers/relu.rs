@@ -1,0 +1,16 @@
+use autograd::{Result, Tensor};
+
+use super::Module;
+
+/// `max(x, 0)`, like `torch.nn.ReLU`.
+pub struct ReLU;
+
+impl Module for ReLU {
+    fn forward(&mut self, input: &Tensor) -> Result<Tensor> {
+        input.relu()
+    }
+
+    fn describe(&self) -> String {
+        "ReLU()".to_string()
+    }
+}

@@ -1,0 +1,139 @@
+//! One training step and a full evaluation: the pieces the `train` and `eval` commands
+//! (and the end-to-end tests) are built from.
+
+use std::sync::Arc;
+
+use autograd::{no_grad, Device, Tensor};
+
+use crate::data::{epoch_batches, Batch, LoaderConfig, Split, CHANNELS, IMAGE_SIDE};
+use crate::error::Result;
+use crate::layers::Module;
+use crate::optim::Optimizer;
+
+/// A batch of images as an NCHW f32 tensor on `device`.
+pub fn images_tensor(batch: &Batch, device: Device) -> Result<Tensor> {
+    Ok(Tensor::from_vec(
+        batch.images.clone(),
+        &[batch.len(), CHANNELS, IMAGE_SIDE, IMAGE_SIDE],
+        device,
+    )?)
+}
+
+/// The index of the largest logit of each row of a [batch, classes] tensor.
+pub fn predictions(logits: &Tensor) -> Result<Vec<usize>> {
+    let classes = *logits.shape().last().unwrap_or(&1);
+    let values = logits.to_vec_f32()?;
+    Ok(values
+        .chunks(classes.max(1))
+        .map(|row| {
+            // First maximum on ties, like torch.max.
+            let mut best = 0;
+            for (i, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect())
+}
+
+/// What one optimizer step saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    pub loss: f64,
+    pub correct: usize,
+    pub count: usize,
+}
+
+/// Forward, cross-entropy, backward and one optimizer update on `batch`.
+pub fn train_step(
+    model: &mut dyn Module,
+    optimizer: &mut Optimizer,
+    batch: &Batch,
+    device: Device,
+) -> Result<StepOutcome> {
+    let images = images_tensor(batch, device)?;
+    optimizer.zero_grad();
+    let logits = model.forward(&images)?;
+    let loss = logits.cross_entropy(&batch.labels)?;
+    loss.backward()?;
+    optimizer.step()?;
+    let correct = predictions(&logits)?
+        .iter()
+        .zip(&batch.labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
+    Ok(StepOutcome {
+        loss: loss.item()?,
+        correct,
+        count: batch.len(),
+    })
+}
+
+/// Test-set results: the confusion matrix and what follows from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// `confusion[true_class][predicted_class]` counts.
+    pub confusion: Vec<Vec<u64>>,
+    /// Mean cross-entropy over the evaluated images.
+    pub loss: f64,
+}
+
+impl Evaluation {
+    pub fn total(&self) -> u64 {
+        self.confusion.iter().flatten().sum()
+    }
+
+    pub fn correct(&self) -> u64 {
+        (0..self.confusion.len())
+            .map(|c| self.confusion[c][c])
+            .sum()
+    }
+
+    /// Overall accuracy in percent.
+    pub fn accuracy(&self) -> f64 {
+        100.0 * self.correct() as f64 / self.total().max(1) as f64
+    }
+
+    /// Accuracy in percent of each true class (`None` for a class with no images).
+    pub fn per_class_accuracy(&self) -> Vec<Option<f64>> {
+        self.confusion
+            .iter()
+            .enumerate()
+            .map(|(c, row)| {
+                let total: u64 = row.iter().sum();
+                (total > 0).then(|| 100.0 * row[c] as f64 / total as f64)
+            })
+            .collect()
+    }
+}
+
+/// Runs `model` in evaluation mode over `split` and tallies the predictions.
+/// The model is left in evaluation mode.
+pub fn evaluate(
+    model: &mut dyn Module,
+    split: Arc<Split>,
+    config: &LoaderConfig,
+    device: Device,
+    classes: usize,
+) -> Result<Evaluation> {
+    config.validate()?;
+    model.set_training(false);
+    let _guard = no_grad();
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    let mut loss_sum = 0.0;
+    let mut count = 0usize;
+    for batch in epoch_batches(split, config, 0) {
+        let logits = model.forward(&images_tensor(&batch, device)?)?;
+        loss_sum += logits.cross_entropy(&batch.labels)?.item()? * batch.len() as f64;
+        count += batch.len();
+        for (predicted, label) in predictions(&logits)?.into_iter().zip(&batch.labels) {
+            confusion[*label as usize][predicted] += 1;
+        }
+    }
+    Ok(Evaluation {
+        confusion,
+        loss: loss_sum / count.max(1) as f64,
+    })
+}

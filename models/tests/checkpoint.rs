@@ -1,0 +1,171 @@
+//! Checkpoints: round trips, strictness, clear errors, atomic writes.
+
+use std::collections::HashMap;
+
+use models::checkpoint::{
+    load_model, load_training_state, save_model, save_training_state, TrainingProgress,
+};
+use models::data::Batch;
+use models::layers::Module;
+use models::optim::{Adam, AdamConfig, Optimizer};
+use models::train::train_step;
+use models::{Device, Net};
+
+fn batch(seed: u32, len: usize) -> Batch {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+        (state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+    };
+    Batch {
+        images: (0..len * 3072).map(|_| next()).collect(),
+        labels: (0..len as u32).map(|i| (i * 7 + seed) % 10).collect(),
+    }
+}
+
+fn all_values(net: &mut Net) -> Vec<Vec<f32>> {
+    let mut values = Vec::new();
+    net.visit_state(&mut |_, entry| match entry {
+        models::layers::StateEntry::Parameter(t) | models::layers::StateEntry::Buffer(t) => {
+            values.push(t.to_vec_f32().unwrap())
+        }
+        _ => {}
+    });
+    values
+}
+
+#[test]
+fn a_saved_model_loads_back_identically_with_its_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let mut trained = Net::new(1, Device::Cpu).unwrap();
+    let mut optimizer =
+        Optimizer::Adam(Adam::new(trained.parameters(), AdamConfig::default()).unwrap());
+    train_step(&mut trained, &mut optimizer, &batch(1, 4), Device::Cpu).unwrap();
+    save_model(
+        &mut trained,
+        &path,
+        HashMap::from([("note".into(), "hi".into())]),
+    )
+    .unwrap();
+
+    let mut fresh = Net::new(2, Device::Cpu).unwrap();
+    let metadata = load_model(&mut fresh, &path).unwrap();
+    assert_eq!(metadata.get("note").map(String::as_str), Some("hi"));
+    assert_eq!(all_values(&mut fresh), all_values(&mut trained));
+    let mut tracked = Vec::new();
+    fresh.visit_state(&mut |name, entry| {
+        if let models::layers::StateEntry::Counter(c) = entry {
+            tracked.push((name.to_string(), *c));
+        }
+    });
+    assert_eq!(tracked.len(), 5);
+    assert!(tracked.iter().all(|(_, c)| *c == 1), "{tracked:?}");
+    assert!(!dir.path().join("model.safetensors.tmp").exists());
+}
+
+#[test]
+fn loading_garbage_missing_or_mismatched_files_gives_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Net::new(0, Device::Cpu).unwrap();
+
+    let missing = dir.path().join("nope.safetensors");
+    let err = load_model(&mut net, &missing).unwrap_err().to_string();
+    assert!(
+        err.contains("nope.safetensors") && err.contains("cannot read"),
+        "{err}"
+    );
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"definitely not safetensors").unwrap();
+    let err = load_model(&mut net, &garbage).unwrap_err().to_string();
+    assert!(
+        err.contains("garbage.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
+
+    // A checkpoint of a different layer: names and shapes are reported.
+    let mut init = models::layers::ParamInit::new(0, Device::Cpu);
+    let mut other = models::layers::Linear::new(&mut init, 3, 2).unwrap();
+    let small = dir.path().join("small.safetensors");
+    save_model(&mut other, &small, HashMap::new()).unwrap();
+    let err = load_model(&mut net, &small).unwrap_err().to_string();
+    assert!(
+        err.contains("missing layer1.0.weight") && err.contains("unexpected entries"),
+        "{err}"
+    );
+
+    let mut linear = models::layers::Linear::new(&mut init, 4, 2).unwrap();
+    let err = load_model(&mut linear, &small).unwrap_err().to_string();
+    assert!(
+        err.contains("weight has shape [2, 3] in the file, the model expects [2, 4]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn training_state_restores_the_optimizer_and_dropout_streams_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model_path, state_path) = (
+        dir.path().join("m.safetensors"),
+        dir.path().join("s.safetensors"),
+    );
+    let progress = TrainingProgress {
+        epochs_done: 0,
+        batches_done: 2,
+        global_step: 2,
+        seed: 5,
+        optimizer: "adam".into(),
+        options: Default::default(),
+    };
+
+    // Uninterrupted: four steps.
+    let mut straight = Net::new(5, Device::Cpu).unwrap();
+    let mut straight_opt =
+        Optimizer::Adam(Adam::new(straight.parameters(), AdamConfig::default()).unwrap());
+    let mut straight_losses = Vec::new();
+    for step in 0..4 {
+        straight_losses.push(
+            train_step(
+                &mut straight,
+                &mut straight_opt,
+                &batch(step, 3),
+                Device::Cpu,
+            )
+            .unwrap()
+            .loss,
+        );
+    }
+
+    // Interrupted after two steps, saved, rebuilt from another seed, restored, continued.
+    let mut first = Net::new(5, Device::Cpu).unwrap();
+    let mut first_opt =
+        Optimizer::Adam(Adam::new(first.parameters(), AdamConfig::default()).unwrap());
+    let mut resumed_losses = Vec::new();
+    for step in 0..2 {
+        resumed_losses.push(
+            train_step(&mut first, &mut first_opt, &batch(step, 3), Device::Cpu)
+                .unwrap()
+                .loss,
+        );
+    }
+    save_training_state(&state_path, &mut first, &first_opt, &progress).unwrap();
+    save_model(&mut first, &model_path, HashMap::new()).unwrap();
+    drop((first, first_opt));
+
+    let mut second = Net::new(99, Device::Cpu).unwrap();
+    let mut second_opt =
+        Optimizer::Adam(Adam::new(second.parameters(), AdamConfig::default()).unwrap());
+    load_model(&mut second, &model_path).unwrap();
+    let restored = load_training_state(&state_path, &mut second, &mut second_opt).unwrap();
+    assert_eq!(restored, progress);
+    for step in 2..4 {
+        resumed_losses.push(
+            train_step(&mut second, &mut second_opt, &batch(step, 3), Device::Cpu)
+                .unwrap()
+                .loss,
+        );
+    }
+    assert_eq!(resumed_losses, straight_losses);
+    assert_eq!(all_values(&mut second), all_values(&mut straight));
+}
