@@ -1,0 +1,94 @@
+//! Element-wise arithmetic on same-length buffers: `a + b`, `a * b`, `a * factor`, and the
+//! in-place `acc += x` that accumulates gradients when a tensor feeds several ops.
+//!
+//! No broadcasting: callers (the autograd layer) hand over operands of equal length, and a
+//! length mismatch is an error naming the op and both lengths.
+//!
+//! ```
+//! use kernels::{elementwise, Storage};
+//! let a = Storage::F32(vec![1.0, 2.0]);
+//! let b = Storage::F32(vec![10.0, 20.0]);
+//! assert_eq!(elementwise::add(&a, &b).unwrap(), Storage::F32(vec![11.0, 22.0]));
+//! ```
+
+mod cpu;
+#[cfg(test)]
+mod tests;
+
+use crate::{Element, Error, Result, Storage};
+
+/// `a[i] + b[i]`.
+pub fn add(a: &Storage, b: &Storage) -> Result<Storage> {
+    const OP: &str = "add";
+    same_len(OP, a, b)?;
+    match a {
+        Storage::F32(_) => binary_cpu::<f32>(OP, a, b, |x, y| x + y),
+        Storage::F64(_) => binary_cpu::<f64>(OP, a, b, |x, y| x + y),
+    }
+}
+
+/// `a[i] * b[i]`.
+pub fn mul(a: &Storage, b: &Storage) -> Result<Storage> {
+    const OP: &str = "mul";
+    same_len(OP, a, b)?;
+    match a {
+        Storage::F32(_) => binary_cpu::<f32>(OP, a, b, |x, y| x * y),
+        Storage::F64(_) => binary_cpu::<f64>(OP, a, b, |x, y| x * y),
+    }
+}
+
+/// `a[i] * factor`, with `factor` rounded to the buffer's element type.
+pub fn scale(a: &Storage, factor: f64) -> Result<Storage> {
+    const OP: &str = "scale";
+    match a {
+        Storage::F32(_) => scale_cpu::<f32>(OP, a, factor),
+        Storage::F64(_) => scale_cpu::<f64>(OP, a, factor),
+    }
+}
+
+/// `acc[i] += x[i]`, in place (gradient accumulation without a new buffer).
+pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
+    const OP: &str = "add_assign";
+    same_len(OP, acc, x)?;
+    match acc {
+        Storage::F32(_) => add_assign_cpu::<f32>(OP, acc, x),
+        Storage::F64(_) => add_assign_cpu::<f64>(OP, acc, x),
+    }
+}
+
+fn same_len(op: &'static str, a: &Storage, b: &Storage) -> Result<()> {
+    if a.len() == b.len() {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            op,
+            format!(
+                "operands must have the same length, got {} and {} elements",
+                a.len(),
+                b.len()
+            ),
+        ))
+    }
+}
+
+fn binary_cpu<T: Element>(
+    op: &'static str,
+    a: &Storage,
+    b: &Storage,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> Result<Storage> {
+    let a = a.host::<T>(op, "lhs")?;
+    let b = b.host::<T>(op, "rhs")?;
+    Ok(T::into_storage(cpu::binary(a, b, f)))
+}
+
+fn scale_cpu<T: Element>(op: &'static str, a: &Storage, factor: f64) -> Result<Storage> {
+    let a = a.host::<T>(op, "input")?;
+    Ok(T::into_storage(cpu::scale(a, T::of(factor))))
+}
+
+fn add_assign_cpu<T: Element>(op: &'static str, acc: &mut Storage, x: &Storage) -> Result<()> {
+    let x = x.host::<T>(op, "x")?;
+    cpu::add_assign(acc.host_mut::<T>(op, "acc")?, x);
+    Ok(())
+}
