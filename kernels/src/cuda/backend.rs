@@ -401,6 +401,8 @@ impl CudaBackend {
         if batch == 0 || m == 0 || n == 0 {
             return Ok(());
         }
+        // cuBLAS runs in whatever context is current on the calling thread.
+        driver(self.ctx.bind_to_thread(), "could not bind the CUDA context")?;
         if k == 0 {
             // An empty sum: c is zero (or unchanged when accumulating). cuBLAS is not
             // asked, as it rejects a leading dimension of 0.

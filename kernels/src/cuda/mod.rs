@@ -25,6 +25,8 @@
 mod alloc;
 mod backend;
 mod compile;
+#[cfg(all(test, target_os = "linux"))]
+mod emulated_tests;
 #[cfg(test)]
 mod tests;
 
