@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use alloc::{CudaBuffer, PoolStats};
-pub use backend::CudaBackend;
+pub use backend::{CudaBackend, BLOCK_SIZE};
 pub use compile::{arch_for, compile_ptx, COMPILE_OPTIONS};
 /// The cudarc types a caller needs to launch kernels and pass buffers to cuBLAS.
 pub use cudarc::driver::{
