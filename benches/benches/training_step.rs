@@ -1,0 +1,73 @@
+//! Whole-network benchmarks on the CPU: one training step (forward, cross-entropy,
+//! backward, Adam) of the notebook's network at batch 32 and 128, and inference at 256.
+//!
+//! Run: `cargo bench -p benches --bench training_step` (about a minute on 2 cores).
+//!
+//! Throughput is `Elements(batch)`, so criterion's `elem/s` reads as images per second.
+//! The network keeps training on the same random batch across iterations; the values
+//! drift but the work per step does not depend on them.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use autograd::Device;
+use benches::random_batch;
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use models::layers::Module;
+use models::optim::{Adam, AdamConfig, Optimizer};
+use models::train::{images_tensor, train_step};
+use models::Net;
+
+fn training_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train_step");
+    // A step takes a large fraction of a second: equal-sized samples, not criterion's
+    // linear ramp, keep the run short.
+    group.sampling_mode(SamplingMode::Flat);
+    for batch_size in [32, 128] {
+        let mut net = Net::new(0, Device::Cpu).expect("network");
+        net.set_training(true);
+        let adam = Adam::new(net.parameters(), AdamConfig::default()).expect("optimizer");
+        let mut optimizer = Optimizer::Adam(adam);
+        let batch = random_batch(batch_size, 1);
+        group.throughput(Throughput::Elements(batch_size as u64));
+        group.bench_function(format!("batch_{batch_size}"), |bench| {
+            bench.iter(|| {
+                train_step(&mut net, &mut optimizer, black_box(&batch), Device::Cpu)
+                    .expect("training step")
+            })
+        });
+    }
+    group.finish();
+}
+
+fn inference(c: &mut Criterion) {
+    let mut group = c.benchmark_group("inference");
+    group.sampling_mode(SamplingMode::Flat);
+    let batch_size = 256;
+    let mut net = Net::new(0, Device::Cpu).expect("network");
+    net.set_training(false);
+    let batch = random_batch(batch_size, 2);
+    let images = images_tensor(&batch, Device::Cpu).expect("images");
+    group.throughput(Throughput::Elements(batch_size as u64));
+    group.bench_function(format!("batch_{batch_size}"), |bench| {
+        bench.iter(|| {
+            let _no_grad = autograd::no_grad();
+            net.forward(black_box(&images)).expect("forward")
+        })
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+}
+
+criterion_group! {
+    name = whole_network;
+    config = config();
+    targets = training_step, inference
+}
+criterion_main!(whole_network);
