@@ -1,14 +1,73 @@
+use std::cell::RefCell;
 use std::ops::Range;
+use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
 use super::Conv2dGeometry;
-use crate::gemm::{gemm, worth_parallel};
+use crate::gemm::{gemm_strided, worth_parallel, Operand};
 use crate::Element;
 
-/// Images with few output pixels are unrolled together until a product has about this
-/// many columns: narrower products waste most of each AVX-512 micro-kernel tile.
-const TARGET_COLUMNS: usize = 512;
+/// Widest product worth aiming for: beyond this many columns the AVX-512 tiles are full
+/// and a wider unrolled block only spills out of the L2 cache.
+const MAX_COLUMNS: usize = 512;
+/// Narrowest product worth aiming for, whatever the cache: narrower ones spend their time
+/// re-packing the weight matrix.
+const MIN_COLUMNS: usize = 128;
+/// Bytes of unrolled columns one product should fill, so that `im2col` writes them and
+/// the product packs them while they are still in the (2 MiB per core) L2 cache.
+const COLUMN_BYTES: usize = 768 << 10;
+
+/// Scratch buffers kept per thread between calls: a training step convolves the same
+/// shapes again and again, and fresh multi-megabyte buffers would cost a page fault per
+/// 4 KiB on every call.
+pub trait Scratch: Element {
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>>;
+
+    /// A buffer of exactly `len` elements with unspecified contents.
+    fn take(len: usize) -> Vec<Self> {
+        let mut buf = Self::pool()
+            .with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_default();
+        if buf.capacity() < len {
+            // Growing would copy contents nobody reads.
+            buf = Vec::with_capacity(len);
+        }
+        buf.resize(len, Self::zero());
+        buf.truncate(len);
+        buf
+    }
+
+    fn give_back(buf: Vec<Self>) {
+        if buf.capacity() == 0 {
+            return;
+        }
+        Self::pool().with(|pool| {
+            let mut pool = pool.borrow_mut();
+            // A group uses three buffers; keep no more than that per thread.
+            if pool.len() < 3 {
+                pool.push(buf);
+            }
+        });
+    }
+}
+
+thread_local! {
+    static POOL_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static POOL_F64: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Scratch for f32 {
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<f32>>>> {
+        &POOL_F32
+    }
+}
+
+impl Scratch for f64 {
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<f64>>>> {
+        &POOL_F64
+    }
+}
 
 pub struct Grads<T> {
     pub input: Option<Vec<T>>,
@@ -16,8 +75,8 @@ pub struct Grads<T> {
     pub bias: Option<Vec<T>>,
 }
 
-/// Sizes derived once from the geometry.
-struct Dims {
+/// Sizes derived from the geometry, and how the work of one group is cut into products.
+struct Plan {
     c_in: usize,
     c_out: usize,
     /// Rows of `col`: `C_in * KH * KW`.
@@ -26,19 +85,46 @@ struct Dims {
     hw: usize,
     /// Output pixels per channel.
     p: usize,
+    out_h: usize,
+    out_w: usize,
     /// 1x1 kernel, stride 1, no padding: the image already is its own `col`.
     direct: bool,
+    /// Images per product; above 1 only for images with few output pixels.
+    images: usize,
+    /// Output rows per product; below `out_h` only for images with many output pixels.
+    rows: usize,
 }
 
-impl Dims {
-    fn new(g: &Conv2dGeometry) -> Dims {
-        Dims {
+/// Part of a group's work done by one product: output rows `rows` of images
+/// `first..first + images` (counted within the group).
+struct Chunk {
+    first: usize,
+    images: usize,
+    rows: Range<usize>,
+}
+
+impl Plan {
+    fn new<T>(g: &Conv2dGeometry, group_len: usize) -> Plan {
+        let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
+        let p = g.out_h * g.out_w;
+        let target = (COLUMN_BYTES / (ckk.max(1) * std::mem::size_of::<T>()))
+            .clamp(MIN_COLUMNS, MAX_COLUMNS);
+        let (images, rows) = if p >= target {
+            (1, (target / g.out_w).clamp(1, g.out_h))
+        } else {
+            (target.div_ceil(p).clamp(1, group_len.max(1)), g.out_h)
+        };
+        Plan {
             c_in: g.in_channels,
             c_out: g.out_channels,
-            ckk: g.in_channels * g.kernel[0] * g.kernel[1],
+            ckk,
             hw: g.in_h * g.in_w,
-            p: g.out_h * g.out_w,
+            p,
+            out_h: g.out_h,
+            out_w: g.out_w,
             direct: g.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [0, 0],
+            images,
+            rows,
         }
     }
 
@@ -50,11 +136,43 @@ impl Dims {
         self.c_out * self.p
     }
 
-    /// How many images one product covers.
-    fn images_per_product(&self, group_len: usize) -> usize {
-        TARGET_COLUMNS
-            .div_ceil(self.p.max(1))
-            .clamp(1, group_len.max(1))
+    /// Columns of the widest product.
+    fn max_cols(&self) -> usize {
+        self.images * self.rows * self.out_w
+    }
+
+    fn chunks(&self, group_len: usize) -> impl Iterator<Item = Chunk> + '_ {
+        (0..group_len).step_by(self.images).flat_map(move |first| {
+            let images = self.images.min(group_len - first);
+            (0..self.out_h).step_by(self.rows).map(move |y| Chunk {
+                first,
+                images,
+                rows: y..(y + self.rows).min(self.out_h),
+            })
+        })
+    }
+
+    /// Whether a chunk's columns can be read straight from the input image.
+    fn reads_image_directly(&self, chunk: &Chunk) -> bool {
+        self.direct && chunk.images == 1
+    }
+
+    /// Scratch for the unrolled columns of a product (none when the image is used as is).
+    fn scratch_col<T: Scratch>(&self) -> Vec<T> {
+        if self.direct && self.images == 1 {
+            Vec::new()
+        } else {
+            T::take(self.ckk * self.max_cols())
+        }
+    }
+
+    /// Scratch for the output (gradient) of several images in product layout.
+    fn scratch_wide<T: Scratch>(&self) -> Vec<T> {
+        if self.images == 1 {
+            Vec::new()
+        } else {
+            T::take(self.c_out * self.max_cols())
+        }
     }
 }
 
@@ -83,82 +201,85 @@ fn split_groups<'a, T>(
         .collect()
 }
 
-pub fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Conv2dGeometry) -> Vec<T> {
-    let d = Dims::new(g);
-    let mut y = vec![T::zero(); g.batch * d.out_image()];
+pub fn forward<T: Scratch>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Conv2dGeometry) -> Vec<T> {
+    let mut y = vec![T::zero(); g.batch * g.out_channels * g.out_h * g.out_w];
+    if y.is_empty() {
+        return y;
+    }
     let groups = groups(g.batch);
     let parallel_gemm = groups.len() == 1;
-    let outs = split_groups(&mut y, d.out_image(), &groups);
+    let plan = Plan::new::<T>(g, groups[0].len());
+    let outs = split_groups(&mut y, plan.out_image(), &groups);
     groups.par_iter().zip(outs).for_each(|(range, out)| {
-        let x = &x[range.start * d.in_image()..range.end * d.in_image()];
-        forward_group(x, w, bias, g, &d, range.len(), out, parallel_gemm);
+        let x = &x[range.start * plan.in_image()..range.end * plan.in_image()];
+        forward_group(x, w, bias, g, &plan, range.len(), out, parallel_gemm);
     });
     y
 }
 
 #[allow(clippy::too_many_arguments)]
-fn forward_group<T: Element>(
+fn forward_group<T: Scratch>(
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
     g: &Conv2dGeometry,
-    d: &Dims,
+    plan: &Plan,
     images: usize,
     out: &mut [T],
     parallel_gemm: bool,
 ) {
-    let nb_max = d.images_per_product(images);
-    let mut col = Vec::new();
-    let mut wide = Vec::new();
-    for start in (0..images).step_by(nb_max) {
-        let nb = nb_max.min(images - start);
-        let cols = nb * d.p;
-        let x = &x[start * d.in_image()..(start + nb) * d.in_image()];
-        let out = &mut out[start * d.out_image()..(start + nb) * d.out_image()];
-        // One image's output [C_out, OH*OW] is exactly the product's layout; several
-        // images come out as [C_out, images, OH*OW] and are reordered afterwards.
-        let dst: &mut [T] = if nb == 1 {
-            out
+    let (p, c_out, ckk) = (plan.p, plan.c_out, plan.ckk);
+    let mut col = plan.scratch_col::<T>();
+    let mut wide = plan.scratch_wide::<T>();
+    for chunk in plan.chunks(images) {
+        let cols = chunk.images * chunk.rows.len() * plan.out_w;
+        let offset = chunk.rows.start * plan.out_w;
+        let x = &x[chunk.first * plan.in_image()..][..chunk.images * plan.in_image()];
+        let out = &mut out[chunk.first * plan.out_image()..][..chunk.images * plan.out_image()];
+        // One image's output rows land in place (rows `p` apart); several images come
+        // out as [C_out, images * OH*OW] and are reordered afterwards.
+        let (dst, dst_stride): (&mut [T], usize) = if chunk.images == 1 {
+            (&mut out[offset..], p)
         } else {
-            wide.resize(d.c_out * cols, T::zero());
-            &mut wide
+            (&mut wide[..c_out * cols], cols)
         };
         if let Some(bias) = bias {
-            for (row, &b) in dst.chunks_exact_mut(cols).zip(bias) {
-                row.fill(b);
+            for (c, &b) in bias.iter().enumerate() {
+                dst[c * dst_stride..][..cols].fill(b);
             }
         }
-        let src: &[T] = if d.direct && nb == 1 {
-            x
+        let src = if plan.reads_image_directly(&chunk) {
+            Operand::new(&x[offset..], p)
         } else {
-            col.resize(d.ckk * cols, T::zero());
-            im2col(x, nb, g, &mut col);
-            &col
+            let col = &mut col[..ckk * cols];
+            im2col(x, chunk.images, chunk.rows.clone(), g, col);
+            Operand::new(&col[..], cols)
         };
-        let parallel = parallel_gemm && worth_parallel(d.c_out, cols, d.ckk);
-        gemm(
-            d.c_out,
+        let parallel = parallel_gemm && worth_parallel(c_out, cols, ckk);
+        gemm_strided(
+            c_out,
             cols,
-            d.ckk,
-            w,
-            false,
+            ckk,
+            Operand::new(w, ckk),
             src,
-            false,
             dst,
+            dst_stride,
             bias.is_some(),
             parallel,
         );
-        if nb > 1 {
-            for (n, image) in out.chunks_exact_mut(d.out_image()).enumerate() {
-                for (c, plane) in image.chunks_exact_mut(d.p).enumerate() {
-                    plane.copy_from_slice(&wide[c * cols + n * d.p..][..d.p]);
+        if chunk.images > 1 {
+            for (n, image) in out.chunks_exact_mut(plan.out_image()).enumerate() {
+                for (c, plane) in image.chunks_exact_mut(p).enumerate() {
+                    plane.copy_from_slice(&wide[c * cols + n * p..][..p]);
                 }
             }
         }
     }
+    T::give_back(col);
+    T::give_back(wide);
 }
 
-pub fn backward<T: Element>(
+pub fn backward<T: Scratch>(
     x: &[T],
     w: &[T],
     gy: &[T],
@@ -166,36 +287,40 @@ pub fn backward<T: Element>(
     has_bias: bool,
     need_input_grad: bool,
 ) -> Grads<T> {
-    let d = Dims::new(g);
     let groups = groups(g.batch);
+    let plan = Plan::new::<T>(g, groups.first().map_or(1, |r| r.len()));
     let parallel_gemm = groups.len() == 1;
-    let mut gx = need_input_grad.then(|| vec![T::zero(); g.batch * d.in_image()]);
+    let mut gx = need_input_grad.then(|| vec![T::zero(); g.batch * plan.in_image()]);
     let gx_parts: Vec<Option<&mut [T]>> = match gx.as_mut() {
-        Some(gx) => split_groups(gx, d.in_image(), &groups)
+        Some(gx) => split_groups(gx, plan.in_image(), &groups)
             .into_iter()
             .map(Some)
             .collect(),
         None => groups.iter().map(|_| None).collect(),
     };
-    let partial_gw: Vec<Vec<T>> = groups
-        .par_iter()
-        .zip(gx_parts)
-        .map(|(range, gx)| {
-            let x = &x[range.start * d.in_image()..range.end * d.in_image()];
-            let gy = &gy[range.start * d.out_image()..range.end * d.out_image()];
-            backward_group(x, w, gy, g, &d, range.len(), gx, parallel_gemm)
-        })
-        .collect();
+    let partial_gw: Vec<Vec<T>> = if plan.out_image() == 0 {
+        Vec::new()
+    } else {
+        groups
+            .par_iter()
+            .zip(gx_parts)
+            .map(|(range, gx)| {
+                let x = &x[range.start * plan.in_image()..range.end * plan.in_image()];
+                let gy = &gy[range.start * plan.out_image()..range.end * plan.out_image()];
+                backward_group(x, w, gy, g, &plan, range.len(), gx, parallel_gemm)
+            })
+            .collect()
+    };
     let mut partial_gw = partial_gw.into_iter();
     let mut gw = partial_gw
         .next()
-        .unwrap_or_else(|| vec![T::zero(); d.c_out * d.ckk]);
+        .unwrap_or_else(|| vec![T::zero(); plan.c_out * plan.ckk]);
     for part in partial_gw {
         for (a, b) in gw.iter_mut().zip(part) {
             *a += b;
         }
     }
-    let gb = has_bias.then(|| bias_grad(gy, g.batch, &d));
+    let gb = has_bias.then(|| bias_grad(gy, g.batch, &plan));
     Grads {
         input: gx,
         weight: gw,
@@ -205,83 +330,105 @@ pub fn backward<T: Element>(
 
 /// The weight-gradient partial sum of one group; writes the group's input gradient.
 #[allow(clippy::too_many_arguments)]
-fn backward_group<T: Element>(
+fn backward_group<T: Scratch>(
     x: &[T],
     w: &[T],
     gy: &[T],
     g: &Conv2dGeometry,
-    d: &Dims,
+    plan: &Plan,
     images: usize,
     mut gx: Option<&mut [T]>,
     parallel_gemm: bool,
 ) -> Vec<T> {
-    let nb_max = d.images_per_product(images);
-    let mut gw = vec![T::zero(); d.c_out * d.ckk];
-    let mut col = Vec::new();
-    let mut wide = Vec::new();
-    let mut gcol = Vec::new();
-    for start in (0..images).step_by(nb_max) {
-        let nb = nb_max.min(images - start);
-        let cols = nb * d.p;
-        let x = &x[start * d.in_image()..(start + nb) * d.in_image()];
-        let gy = &gy[start * d.out_image()..(start + nb) * d.out_image()];
-        // dL/dy as a [C_out, images * OH*OW] matrix.
-        let gy_mat: &[T] = if nb == 1 {
-            gy
+    let (p, c_out, ckk) = (plan.p, plan.c_out, plan.ckk);
+    let mut gw = vec![T::zero(); c_out * ckk];
+    let mut col = plan.scratch_col::<T>();
+    let mut wide = plan.scratch_wide::<T>();
+    let mut gcol = if gx.is_some() {
+        plan.scratch_col::<T>()
+    } else {
+        Vec::new()
+    };
+    for chunk in plan.chunks(images) {
+        let cols = chunk.images * chunk.rows.len() * plan.out_w;
+        let offset = chunk.rows.start * plan.out_w;
+        let x = &x[chunk.first * plan.in_image()..][..chunk.images * plan.in_image()];
+        let gy = &gy[chunk.first * plan.out_image()..][..chunk.images * plan.out_image()];
+        // dL/dy of the chunk as a [C_out, cols] matrix.
+        let gy_mat = if chunk.images == 1 {
+            Operand::new(&gy[offset..], p)
         } else {
-            wide.resize(d.c_out * cols, T::zero());
-            for (n, image) in gy.chunks_exact(d.out_image()).enumerate() {
-                for (c, plane) in image.chunks_exact(d.p).enumerate() {
-                    wide[c * cols + n * d.p..][..d.p].copy_from_slice(plane);
+            let wide = &mut wide[..c_out * cols];
+            for (n, image) in gy.chunks_exact(plan.out_image()).enumerate() {
+                for (c, plane) in image.chunks_exact(p).enumerate() {
+                    wide[c * cols + n * p..][..p].copy_from_slice(plane);
                 }
             }
-            &wide
+            Operand::new(&wide[..], cols)
         };
-        let src: &[T] = if d.direct && nb == 1 {
-            x
+        // col^T, from the image itself or unrolled.
+        let col_t = if plan.reads_image_directly(&chunk) {
+            Operand::t(&x[offset..], p)
         } else {
-            col.resize(d.ckk * cols, T::zero());
-            im2col(x, nb, g, &mut col);
-            &col
+            let col = &mut col[..ckk * cols];
+            im2col(x, chunk.images, chunk.rows.clone(), g, col);
+            Operand::t(&col[..], cols)
         };
-        let parallel = parallel_gemm && worth_parallel(d.c_out, cols, d.ckk);
+        let parallel = parallel_gemm && worth_parallel(c_out, cols, ckk);
         // dL/dW += dL/dy * col^T
-        gemm(
-            d.c_out, d.ckk, cols, gy_mat, false, src, true, &mut gw, true, parallel,
+        gemm_strided(
+            c_out, ckk, cols, gy_mat, col_t, &mut gw, ckk, true, parallel,
         );
         if let Some(gx) = gx.as_deref_mut() {
-            let gx = &mut gx[start * d.in_image()..(start + nb) * d.in_image()];
-            if d.direct && nb == 1 {
-                gemm(
-                    d.ckk, cols, d.c_out, w, true, gy_mat, false, gx, false, parallel,
+            let gx = &mut gx[chunk.first * plan.in_image()..][..chunk.images * plan.in_image()];
+            let w_t = Operand::t(w, ckk);
+            if plan.reads_image_directly(&chunk) {
+                gemm_strided(
+                    ckk,
+                    cols,
+                    c_out,
+                    w_t,
+                    gy_mat,
+                    &mut gx[offset..],
+                    p,
+                    false,
+                    parallel,
                 );
             } else {
                 // dL/dcol = W^T * dL/dy, folded back onto the pixels it came from.
-                gcol.resize(d.ckk * cols, T::zero());
-                gemm(
-                    d.ckk, cols, d.c_out, w, true, gy_mat, false, &mut gcol, false, parallel,
-                );
-                col2im(&gcol, nb, g, gx);
+                let gcol = &mut gcol[..ckk * cols];
+                gemm_strided(ckk, cols, c_out, w_t, gy_mat, gcol, cols, false, parallel);
+                col2im(gcol, chunk.images, chunk.rows.clone(), g, gx);
             }
         }
     }
+    T::give_back(col);
+    T::give_back(wide);
+    T::give_back(gcol);
     gw
 }
 
-fn bias_grad<T: Element>(gy: &[T], batch: usize, d: &Dims) -> Vec<T> {
-    (0..d.c_out)
+fn bias_grad<T: Element>(gy: &[T], batch: usize, plan: &Plan) -> Vec<T> {
+    (0..plan.c_out)
         .into_par_iter()
         .map(|c| {
             (0..batch)
-                .map(|n| {
-                    gy[n * d.out_image() + c * d.p..][..d.p]
-                        .iter()
-                        .copied()
-                        .sum::<T>()
-                })
+                .map(|n| sum(&gy[n * plan.out_image() + c * plan.p..][..plan.p]))
                 .sum()
         })
         .collect()
+}
+
+/// A sum the compiler can vectorise (eight running sums instead of one dependent chain).
+fn sum<T: Element>(xs: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = xs.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a += x;
+        }
+    }
+    acc.iter().copied().sum::<T>() + chunks.remainder().iter().copied().sum::<T>()
 }
 
 /// The output positions `o` in `0..out_len` whose input position `o*stride + offset - pad`
@@ -301,40 +448,59 @@ fn valid_outputs(
     lo..hi.max(lo)
 }
 
-/// Unrolls `nb` images into `col` (`[C_in*KH*KW, nb*OH*OW]`): row `(ci, ky, kx)`, column
-/// `(n, oy, ox)` holds `x[n, ci, oy*sh + ky - ph, ox*sw + kx - pw]`, zero in the padding.
-fn im2col<T: Element>(x: &[T], nb: usize, g: &Conv2dGeometry, col: &mut [T]) {
+/// Unrolls output rows `band` of `nb` images into `col` (`[C_in*KH*KW, nb*band*OW]`):
+/// row `(ci, ky, kx)`, column `(n, oy, ox)` holds `x[n, ci, oy*sh + ky - ph, ox*sw + kx - pw]`,
+/// zero in the padding.
+fn im2col<T: Element>(x: &[T], nb: usize, band: Range<usize>, g: &Conv2dGeometry, col: &mut [T]) {
     let (h, w) = (g.in_h, g.in_w);
     let ([kh, kw], [sh, sw], [ph, pw]) = (g.kernel, g.stride, g.padding);
-    let (oh, ow) = (g.out_h, g.out_w);
-    let p = oh * ow;
-    let mut rows = col.chunks_exact_mut(nb * p);
+    let ow = g.out_w;
+    let per_image = band.len() * ow;
+    let mut rows = col.chunks_exact_mut(nb * per_image);
     for ci in 0..g.in_channels {
         for ky in 0..kh {
-            let oy_valid = valid_outputs(oh, sh, ky, ph, h);
+            let oy_valid = valid_outputs(g.out_h, sh, ky, ph, h);
+            let oys = band.start.max(oy_valid.start)..band.end.min(oy_valid.end);
             for kx in 0..kw {
                 let ox_valid = valid_outputs(ow, sw, kx, pw, w);
                 let row = rows.next().expect("col has C_in*KH*KW rows");
-                for (n, dst) in row.chunks_exact_mut(p).enumerate() {
+                for (n, dst) in row.chunks_exact_mut(per_image).enumerate() {
                     let plane = &x[(n * g.in_channels + ci) * h * w..][..h * w];
-                    for (oy, dst) in dst.chunks_exact_mut(ow).enumerate() {
-                        if !oy_valid.contains(&oy) {
-                            dst.fill(T::zero());
-                            continue;
+                    if oys.is_empty() || ox_valid.is_empty() {
+                        dst.fill(T::zero());
+                    } else if sh == 1 && sw == 1 && w == ow {
+                        // A "same" convolution: input and output rows are equally long, so
+                        // all the rows this tap reads are one shifted run of the plane.
+                        // Copy it whole, then clear what it wrapped into the padding.
+                        let d0 = (oys.start - band.start) * ow + ox_valid.start;
+                        let d1 = (oys.end - 1 - band.start) * ow + ox_valid.end;
+                        let s0 = (oys.start + ky - ph) * w + ox_valid.start + kx - pw;
+                        dst[d0..d1].copy_from_slice(&plane[s0..s0 + (d1 - d0)]);
+                        for (oy, dst) in band.clone().zip(dst.chunks_exact_mut(ow)) {
+                            if oys.contains(&oy) {
+                                dst[..ox_valid.start].fill(T::zero());
+                                dst[ox_valid.end..].fill(T::zero());
+                            } else {
+                                dst.fill(T::zero());
+                            }
                         }
-                        let src = &plane[(oy * sh + ky - ph) * w..][..w];
-                        dst[..ox_valid.start].fill(T::zero());
-                        dst[ox_valid.end..].fill(T::zero());
-                        if ox_valid.is_empty() {
-                            continue;
-                        }
-                        let first = ox_valid.start * sw + kx - pw;
-                        let dst = &mut dst[ox_valid.clone()];
-                        if sw == 1 {
-                            dst.copy_from_slice(&src[first..first + dst.len()]);
-                        } else {
-                            for (d, s) in dst.iter_mut().zip(src[first..].iter().step_by(sw)) {
-                                *d = *s;
+                    } else {
+                        for (oy, dst) in band.clone().zip(dst.chunks_exact_mut(ow)) {
+                            if !oys.contains(&oy) {
+                                dst.fill(T::zero());
+                                continue;
+                            }
+                            let src = &plane[(oy * sh + ky - ph) * w..][..w];
+                            dst[..ox_valid.start].fill(T::zero());
+                            dst[ox_valid.end..].fill(T::zero());
+                            let first = ox_valid.start * sw + kx - pw;
+                            let dst = &mut dst[ox_valid.clone()];
+                            if sw == 1 {
+                                dst.copy_from_slice(&src[first..first + dst.len()]);
+                            } else {
+                                for (d, s) in dst.iter_mut().zip(src[first..].iter().step_by(sw)) {
+                                    *d = *s;
+                                }
                             }
                         }
                     }
@@ -345,28 +511,52 @@ fn im2col<T: Element>(x: &[T], nb: usize, g: &Conv2dGeometry, col: &mut [T]) {
 }
 
 /// The adjoint of [`im2col`]: adds every entry of `col` onto the input pixel it was read
-/// from (padding entries are dropped). `gx` must hold `nb` images.
-fn col2im<T: Element>(col: &[T], nb: usize, g: &Conv2dGeometry, gx: &mut [T]) {
+/// from (padding entries are dropped). `gx` holds the `nb` images. `col` is used as
+/// scratch: its padding entries are zeroed.
+fn col2im<T: Element>(
+    col: &mut [T],
+    nb: usize,
+    band: Range<usize>,
+    g: &Conv2dGeometry,
+    gx: &mut [T],
+) {
     let (h, w) = (g.in_h, g.in_w);
     let ([kh, kw], [sh, sw], [ph, pw]) = (g.kernel, g.stride, g.padding);
-    let (oh, ow) = (g.out_h, g.out_w);
-    let p = oh * ow;
-    let mut rows = col.chunks_exact(nb * p);
+    let ow = g.out_w;
+    let per_image = band.len() * ow;
+    let mut rows = col.chunks_exact_mut(nb * per_image);
     for ci in 0..g.in_channels {
         for ky in 0..kh {
-            let oy_valid = valid_outputs(oh, sh, ky, ph, h);
+            let oy_valid = valid_outputs(g.out_h, sh, ky, ph, h);
+            let oys = band.start.max(oy_valid.start)..band.end.min(oy_valid.end);
             for kx in 0..kw {
                 let ox_valid = valid_outputs(ow, sw, kx, pw, w);
                 let row = rows.next().expect("col has C_in*KH*KW rows");
-                if ox_valid.is_empty() {
+                if oys.is_empty() || ox_valid.is_empty() {
                     continue;
                 }
-                for (n, src) in row.chunks_exact(p).enumerate() {
+                let first = ox_valid.start * sw + kx - pw;
+                for (n, src) in row.chunks_exact_mut(per_image).enumerate() {
                     let plane = &mut gx[(n * g.in_channels + ci) * h * w..][..h * w];
-                    for oy in oy_valid.clone() {
-                        let src = &src[oy * ow..][ox_valid.clone()];
+                    if sh == 1 && sw == 1 && w == ow {
+                        // As in im2col: one shifted run, once the entries that would wrap
+                        // onto a neighbouring row (padding taps) are cleared.
+                        for oy in oys.clone() {
+                            let src = &mut src[(oy - band.start) * ow..][..ow];
+                            src[..ox_valid.start].fill(T::zero());
+                            src[ox_valid.end..].fill(T::zero());
+                        }
+                        let d0 = (oys.start - band.start) * ow + ox_valid.start;
+                        let d1 = (oys.end - 1 - band.start) * ow + ox_valid.end;
+                        let s0 = (oys.start + ky - ph) * w + first;
+                        for (d, &s) in plane[s0..s0 + (d1 - d0)].iter_mut().zip(&src[d0..d1]) {
+                            *d += s;
+                        }
+                        continue;
+                    }
+                    for oy in oys.clone() {
+                        let src = &src[(oy - band.start) * ow..][ox_valid.clone()];
                         let dst = &mut plane[(oy * sh + ky - ph) * w..][..w];
-                        let first = ox_valid.start * sw + kx - pw;
                         if sw == 1 {
                             for (d, &s) in dst[first..first + src.len()].iter_mut().zip(src) {
                                 *d += s;

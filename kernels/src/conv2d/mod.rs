@@ -18,8 +18,11 @@
 //!
 //! A 1x1 kernel with stride 1 and no padding needs no unrolling: the image itself is `col`.
 //! The batch is split into one contiguous slice of images per rayon thread, each with its own
-//! scratch buffers and weight-gradient partial sum (summed at the end); images with few
-//! output pixels are unrolled several at a time so each product stays wide enough to be fast.
+//! scratch buffers (kept between calls) and weight-gradient partial sum (summed at the end).
+//! Each product covers a few hundred columns: several images at once when they have few
+//! output pixels (so the product is wide enough to be fast), a band of output rows of one
+//! image when it has many (so the unrolled block is still in L2 when the product reads it).
+//! A single image runs its products on all threads instead.
 //!
 //! ```
 //! use kernels::{conv2d, Storage};
@@ -35,7 +38,7 @@ mod cpu;
 #[cfg(test)]
 mod tests;
 
-use crate::{fmt_shape, Element, Error, Result, Storage};
+use crate::{fmt_shape, Error, Result, Storage};
 
 const OP: &str = "conv2d";
 
@@ -298,7 +301,7 @@ fn check_bias(bias: &Storage, g: &Conv2dGeometry) -> Result<()> {
     }
 }
 
-fn forward_cpu<T: Element>(
+fn forward_cpu<T: cpu::Scratch>(
     input: &Storage,
     weight: &Storage,
     bias: Option<&Storage>,
@@ -310,7 +313,7 @@ fn forward_cpu<T: Element>(
     Ok(T::into_storage(cpu::forward(x, w, b, g)))
 }
 
-fn backward_cpu<T: Element>(
+fn backward_cpu<T: cpu::Scratch>(
     input: &Storage,
     weight: &Storage,
     grad_out: &Storage,

@@ -344,6 +344,32 @@ fn a_single_large_image_uses_a_parallel_product() {
 }
 
 #[test]
+fn large_images_are_cut_into_bands_of_output_rows() {
+    // 20x40 outputs: more columns than one product takes, so each image is multiplied
+    // in bands of rows (12 + 8), with stride, padding and a non-square kernel.
+    let g = geometry([3, 2, 40, 37], [3, 2, 3, 2], [2, 1], [1, 2]);
+    assert_eq!(g.output_shape(), [3, 3, 20, 40]);
+    check_against_naive(&g, 91, true);
+    // "Same" convolutions (stride 1, output as wide as the input) unroll whole runs of
+    // rows at once: in bands, several images at once, and with non-square kernels.
+    check_against_naive(
+        &geometry([2, 2, 30, 30], [3, 2, 3, 3], [1, 1], [1, 1]),
+        92,
+        true,
+    );
+    check_against_naive(
+        &geometry([5, 2, 6, 7], [3, 2, 3, 5], [1, 1], [1, 2]),
+        93,
+        true,
+    );
+    check_against_naive(
+        &geometry([2, 1, 27, 25], [2, 1, 5, 5], [1, 1], [2, 2]),
+        94,
+        false,
+    );
+}
+
+#[test]
 fn a_batch_larger_than_the_thread_count_with_tiny_images() {
     check_against_naive(
         &geometry([9, 3, 5, 4], [4, 3, 3, 2], [1, 2], [1, 0]),
@@ -573,4 +599,23 @@ fn empty_batch_and_zero_input_channels() {
 fn forward_flops_counts_two_per_multiply_add() {
     let g = geometry([2, 3, 8, 8], [4, 3, 3, 3], [1, 1], [1, 1]);
     assert_eq!(g.forward_flops(), 2.0 * 2.0 * 4.0 * 64.0 * 27.0);
+}
+
+#[test]
+fn reused_scratch_buffers_do_not_leak_into_later_calls() {
+    // Poison every thread's scratch with NaN from a larger convolution, then check
+    // smaller ones, whose buffers are the poisoned ones cut short.
+    let big = geometry([6, 4, 6, 6], [5, 4, 3, 3], [1, 1], [1, 1]);
+    let nan = |len| Storage::F64(vec![f64::NAN; len]);
+    for _ in 0..4 {
+        let x = nan(numel(&big.input_shape()));
+        let w = nan(numel(&big.weight_shape()));
+        forward(&x, &w, None, &big).unwrap();
+        backward(&x, &w, &nan(numel(&big.output_shape())), &big, true, true).unwrap();
+        check_against_naive(
+            &geometry([4, 3, 5, 4], [2, 3, 2, 3], [2, 1], [1, 2]),
+            81,
+            false,
+        );
+    }
 }

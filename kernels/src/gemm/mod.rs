@@ -29,7 +29,7 @@ use crate::Element;
 ///
 /// If a buffer is shorter than its shape says. Callers inside the crate size buffers
 /// from validated geometry; the check is kept in release builds because it is what
-/// makes the raw-pointer call below sound, and it costs nothing next to the product.
+/// makes the raw-pointer call sound, and it costs nothing next to the product.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<T: Element>(
     m: usize,
@@ -43,30 +43,121 @@ pub fn gemm<T: Element>(
     accumulate: bool,
     parallel: bool,
 ) {
-    let fits =
-        |len: usize, rows: usize, cols: usize| rows.checked_mul(cols).is_some_and(|x| x <= len);
+    let a = Operand {
+        data: a,
+        row_stride: if a_transposed { m } else { k },
+        transposed: a_transposed,
+    };
+    let b = Operand {
+        data: b,
+        row_stride: if b_transposed { k } else { n },
+        transposed: b_transposed,
+    };
+    gemm_strided(m, n, k, a, b, c, n, accumulate, parallel);
+}
+
+/// A row-major matrix operand that may be a window of a wider buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Operand<'a, T> {
+    pub data: &'a [T],
+    /// Elements between the starts of two stored rows (at least the stored row length).
+    pub row_stride: usize,
+    /// The buffer stores the transpose of the operand.
+    pub transposed: bool,
+}
+
+impl<'a, T> Operand<'a, T> {
+    /// A row-major matrix whose rows are `row_stride` apart in `data`.
+    pub fn new(data: &'a [T], row_stride: usize) -> Self {
+        Operand {
+            data,
+            row_stride,
+            transposed: false,
+        }
+    }
+
+    /// The transpose of [`Operand::new`]`(data, row_stride)`.
+    pub fn t(data: &'a [T], row_stride: usize) -> Self {
+        Operand {
+            data,
+            row_stride,
+            transposed: true,
+        }
+    }
+
+    /// (row, column) strides of the operand itself, whose shape is `rows x cols`.
+    fn strides(&self) -> (usize, usize) {
+        if self.transposed {
+            (1, self.row_stride)
+        } else {
+            (self.row_stride, 1)
+        }
+    }
+
+    /// Whether the stored `rows x cols` (before transposition) fits in `data` with rows
+    /// that do not overlap.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        let (rows, cols) = if self.transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        fits(self.data.len(), rows, cols, self.row_stride)
+    }
+}
+
+/// Whether a `rows x cols` matrix with rows `stride` apart fits in `len` elements.
+fn fits(len: usize, rows: usize, cols: usize, stride: usize) -> bool {
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    stride >= cols
+        && stride <= isize::MAX as usize
+        && (rows - 1)
+            .checked_mul(stride)
+            .and_then(|x| x.checked_add(cols))
+            .is_some_and(|needed| needed <= len)
+}
+
+/// [`gemm`] on windows of wider buffers: `c` is `m x n` with rows `c_stride` apart.
+///
+/// Lets conv2d multiply a band of columns of an image in place instead of copying it out.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_strided<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    c: &mut [T],
+    c_stride: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
     assert!(
-        fits(a.len(), m, k) && fits(b.len(), k, n) && fits(c.len(), m, n),
-        "gemm: buffers of {} / {} / {} elements are too short for m={m} n={n} k={k}",
-        a.len(),
-        b.len(),
-        c.len()
+        a.fits(m, k) && b.fits(k, n) && fits(c.len(), m, n, c_stride),
+        "gemm: buffers of {} / {} / {} elements are too short for m={m} n={n} k={k} \
+         (row strides {} / {} / {c_stride})",
+        a.data.len(),
+        b.data.len(),
+        c.len(),
+        a.row_stride,
+        b.row_stride,
     );
     if m == 0 || n == 0 {
         return;
     }
-    // (row stride, column stride) of op(a), op(b) and c inside their row-major buffers.
-    let (a_rs, a_cs) = if a_transposed { (1, m) } else { (k, 1) };
-    let (b_rs, b_cs) = if b_transposed { (1, k) } else { (n, 1) };
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: every index the product touches, (i, p) of op(a) at i*a_rs + p*a_cs etc.,
-    // is below m*k, k*n or m*n, which the assert above bounds by the slice lengths; `c`
-    // is a unique borrow so it cannot overlap `a` or `b`; T is f32 or f64, both of which
-    // the crate implements.
+    // SAFETY: the product reads op(a)[i][p] at i*a_rs + p*a_cs for i < m, p < k (and
+    // likewise b, c); `fits` bounds the largest such index by the slice length. Rows of
+    // `c` do not overlap (stride >= n), `c` is a unique borrow so it cannot alias `a` or
+    // `b`, and T is f32 or f64, both of which the crate implements.
     unsafe {
         gemm::gemm(
             m,
@@ -74,14 +165,14 @@ pub fn gemm<T: Element>(
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            c_stride as isize,
             // The crate computes dst = alpha*dst + beta*lhs*rhs and ignores dst (alpha)
             // entirely when read_dst is false.
             accumulate,
-            a.as_ptr(),
+            a.data.as_ptr(),
             a_cs as isize,
             a_rs as isize,
-            b.as_ptr(),
+            b.data.as_ptr(),
             b_cs as isize,
             b_rs as isize,
             T::one(),

@@ -143,3 +143,79 @@ fn short_buffer_panics_instead_of_reading_out_of_bounds() {
         2, 2, 3, &[1.0; 5], false, &[1.0; 6], false, &mut c, false, false,
     );
 }
+
+#[test]
+fn strided_windows_match_naive_loop() {
+    // Multiply windows of wider buffers: op(a) is 4x3 inside rows of 7, op(b) is 3x5
+    // inside rows of 9, c is 4x5 inside rows of 8; the gaps must stay untouched.
+    let (m, n, k) = (4, 5, 3);
+    for a_t in [false, true] {
+        for b_t in [false, true] {
+            let (a_rows, a_cols) = if a_t { (k, m) } else { (m, k) };
+            let (b_rows, b_cols) = if b_t { (n, k) } else { (k, n) };
+            let a_wide = values(a_rows * 7, 11);
+            let b_wide = values(b_rows * 9, 12);
+            let pack = |wide: &[f64], rows: usize, cols: usize, stride: usize| -> Vec<f64> {
+                (0..rows)
+                    .flat_map(|r| wide[r * stride..r * stride + cols].to_vec())
+                    .collect()
+            };
+            let a = pack(&a_wide, a_rows, a_cols, 7);
+            let b = pack(&b_wide, b_rows, b_cols, 9);
+            let c0 = values(m * 8, 13);
+            let expected = naive(m, n, k, &a, a_t, &b, b_t, &pack(&c0, m, n, 8), true);
+
+            let mut c = c0.clone();
+            let op = |data, stride, t| {
+                if t {
+                    Operand::t(data, stride)
+                } else {
+                    Operand::new(data, stride)
+                }
+            };
+            // The last stored row may end right after its window.
+            gemm_strided(
+                m,
+                n,
+                k,
+                op(&a_wide[..(a_rows - 1) * 7 + a_cols], 7, a_t),
+                op(&b_wide, 9, b_t),
+                &mut c[..(m - 1) * 8 + n],
+                8,
+                true,
+                false,
+            );
+            for i in 0..m {
+                for j in 0..8 {
+                    let got = c[i * 8 + j];
+                    if j < n {
+                        let want = expected[i * n + j];
+                        assert!(
+                            (got - want).abs() < 1e-12,
+                            "a_t={a_t} b_t={b_t} c[{i}][{j}]"
+                        );
+                    } else {
+                        assert_eq!(got, c0[i * 8 + j], "gap c[{i}][{j}] was written");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "too short")]
+fn overlapping_output_rows_are_refused() {
+    let mut c = [0.0f64; 16];
+    gemm_strided(
+        2,
+        3,
+        1,
+        Operand::new(&[1.0; 2], 1),
+        Operand::new(&[1.0; 3], 3),
+        &mut c,
+        2,
+        false,
+        false,
+    );
+}
