@@ -21,9 +21,17 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
 #[test]
 fn numpy_exported_state_dict_gives_the_same_logits() {
     let dir = tempfile::tempdir().unwrap();
-    let (weights, case) = (dir.path().join("net.safetensors"), dir.path().join("case.safetensors"));
+    let (weights, case) = (
+        dir.path().join("net.safetensors"),
+        dir.path().join("case.safetensors"),
+    );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/numpy_net.py");
-    let output = Command::new("python3").arg(&script).arg(&weights).arg(&case).arg("7").output();
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(&weights)
+        .arg(&case)
+        .arg("7")
+        .output();
     let ran = matches!(&output, Ok(o) if o.status.success());
     if !ran {
         let why = match &output {
