@@ -35,6 +35,7 @@
 //! variance would be 0 and the unbiased variance undefined.
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -238,6 +239,16 @@ pub fn forward_train(
             eps,
             g,
         ),
+        Storage::Cuda(input) => cuda::forward_train(
+            input,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            momentum,
+            eps,
+            g,
+        ),
     }
 }
 
@@ -268,6 +279,9 @@ pub fn forward_eval(
         Storage::F64(_) => {
             forward_eval_cpu::<f64>(input, gamma, beta, running_mean, running_var, eps, g)
         }
+        Storage::Cuda(input) => {
+            cuda::forward_eval(input, (gamma, beta), (running_mean, running_var), eps, g)
+        }
     }
 }
 
@@ -290,6 +304,7 @@ pub fn backward_train(
     match input {
         Storage::F32(_) => backward_train_cpu::<f32>(input, gamma, stats, grad_out, g),
         Storage::F64(_) => backward_train_cpu::<f64>(input, gamma, stats, grad_out, g),
+        Storage::Cuda(input) => cuda::backward_train(input, gamma, stats, grad_out, g),
     }
 }
 
@@ -318,6 +333,9 @@ pub fn backward_eval(
         }
         Storage::F64(_) => {
             backward_eval_cpu::<f64>(input, gamma, running_mean, running_var, eps, grad_out, g)
+        }
+        Storage::Cuda(input) => {
+            cuda::backward_eval(input, gamma, (running_mean, running_var), eps, grad_out, g)
         }
     }
 }

@@ -16,6 +16,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -93,6 +94,7 @@ pub fn forward(
     match logits {
         Storage::F32(_) => forward_cpu::<f32>(logits, labels, batch),
         Storage::F64(_) => forward_cpu::<f64>(logits, labels, batch),
+        Storage::Cuda(logits) => cuda::forward(logits, labels, batch),
     }
 }
 
@@ -111,6 +113,7 @@ pub fn backward(
     match probs {
         Storage::F32(_) => backward_cpu::<f32>(probs, labels, grad_loss, batch),
         Storage::F64(_) => backward_cpu::<f64>(probs, labels, grad_loss, batch),
+        Storage::Cuda(probs) => cuda::backward(probs, labels, grad_loss, batch),
     }
 }
 

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DeviceRepr, DriverError};
+use cudarc::driver::{
+    CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DeviceRepr, DriverError,
+};
 
 /// Memory held by the allocator, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,6 +149,15 @@ impl<T: DeviceRepr + Send + 'static> CudaBuffer<T> {
     /// The buffer as a read-only kernel or cuBLAS operand.
     pub fn view(&self) -> CudaView<'_, T> {
         self.slice().slice(0..self.len)
+    }
+
+    /// The device address of the first element, for a raw kernel argument
+    /// ([`super::Arg::Ptr`]). Work on the backend's one stream is ordered, so the address
+    /// stays valid for every kernel queued before the buffer is dropped (and, since a
+    /// dropped buffer goes back to the free list, for those queued after it too).
+    pub fn device_ptr(&self) -> u64 {
+        let (ptr, _record) = self.slice().device_ptr(&self.pool.stream);
+        ptr
     }
 
     /// The buffer as a writable kernel or cuBLAS operand.

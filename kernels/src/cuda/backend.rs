@@ -10,7 +10,7 @@ use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
-    LaunchConfig, ValidAsZeroBits,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 
 use super::alloc::{CudaBuffer, Pool, PoolStats};
@@ -25,6 +25,27 @@ pub const BLOCK_SIZE: u32 = 256;
 /// Grid-stride kernels get at most this many blocks per multiprocessor: enough to fill
 /// the device, few enough that each thread does several elements.
 const BLOCKS_PER_SM: u32 = 8;
+
+/// One argument of a kernel launch, as the kernel declares the parameter: a device
+/// pointer (`const float*`, `double*`, ... from [`CudaBuffer::device_ptr`], possibly
+/// advanced by an element offset), an `int`, `unsigned int`, `unsigned long long`,
+/// `float` or `double`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arg {
+    Ptr(u64),
+    I32(i32),
+    U32(u32),
+    U64(u64),
+    F32(f32),
+    F64(f64),
+}
+
+impl Arg {
+    /// A pointer to element `offset` of a buffer of `T`.
+    pub fn ptr<T: DeviceRepr + Send + 'static>(buffer: &CudaBuffer<T>, offset: usize) -> Arg {
+        Arg::Ptr(buffer.device_ptr() + (offset * std::mem::size_of::<T>()) as u64)
+    }
+}
 
 /// A CUDA device ready to run the crate's kernels.
 ///
@@ -328,6 +349,41 @@ impl CudaBackend {
     /// Bytes held by the caching allocator.
     pub fn memory_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    /// Launches the kernel `name` of the `.cu` file `file` on the backend's stream with
+    /// `args` in the order the kernel declares its parameters. `op` names the caller in
+    /// errors.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `args` must address a live device buffer of this backend at least
+    /// as long as the kernel indexes for the sizes passed beside it. (That the arguments
+    /// fit the kernel's parameter list in number and type is checked against the `.cu`
+    /// source: a mismatch is an error, not a launch.)
+    pub unsafe fn launch(
+        &self,
+        op: &'static str,
+        (file, name): (&'static str, &'static str),
+        config: LaunchConfig,
+        args: &[Arg],
+    ) -> Result<()> {
+        super::signature::check_args(op, file, name, args)?;
+        let function = self.function(file, name)?;
+        let mut launch = self.stream.launch_builder(&function);
+        for arg in args {
+            match arg {
+                Arg::Ptr(v) | Arg::U64(v) => launch.arg(v),
+                Arg::I32(v) => launch.arg(v),
+                Arg::U32(v) => launch.arg(v),
+                Arg::F32(v) => launch.arg(v),
+                Arg::F64(v) => launch.arg(v),
+            };
+        }
+        // SAFETY: the caller vouches for the arguments (see above).
+        unsafe { launch.launch(config) }
+            .map(drop)
+            .map_err(|e| cuda_error(&format!("{op}: could not launch {name} ({file})"), e))
     }
 
     /// Row-major `c = op(a) * op(b)`, or `c += op(a) * op(b)` when `accumulate`, in cuBLAS:

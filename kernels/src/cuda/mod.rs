@@ -27,6 +27,8 @@ mod backend;
 mod compile;
 #[cfg(all(test, target_os = "linux"))]
 mod emulated_tests;
+mod signature;
+mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -34,13 +36,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use alloc::{CudaBuffer, PoolStats};
-pub use backend::{CudaBackend, BLOCK_SIZE};
+pub use backend::{Arg, CudaBackend, BLOCK_SIZE};
 pub use compile::{arch_for, compile_ptx, COMPILE_OPTIONS};
 /// The cudarc types a caller needs to launch kernels and pass buffers to cuBLAS.
 pub use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
     LaunchConfig, PushKernelArg,
 };
+pub use signature::{kernel_params, Param};
+pub(crate) use storage::wrap;
+pub use storage::CudaStorage;
 
 use crate::{Error, Result};
 

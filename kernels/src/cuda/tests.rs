@@ -127,6 +127,47 @@ fn every_kernel_is_extern_c_and_nothing_is_included() {
 }
 
 #[test]
+fn every_kernel_signature_is_read_from_its_source() {
+    for &(file, names) in KERNEL_NAMES {
+        let source = kernel_source(file).unwrap();
+        for name in names {
+            let params = kernel_params(source, name);
+            assert!(
+                params.as_ref().is_some_and(|p| !p.is_empty()),
+                "{file}: cannot read the parameters of {name}"
+            );
+        }
+    }
+    let relu = kernel_source("relu.cu").unwrap();
+    assert_eq!(
+        kernel_params(relu, "relu_forward").unwrap(),
+        [Param::Ptr, Param::Ptr, Param::U64]
+    );
+    let optim = kernel_source("optim.cu").unwrap();
+    assert_eq!(
+        kernel_params(optim, "sgd_step").unwrap(),
+        [
+            Param::Ptr,
+            Param::Ptr,
+            Param::U64,
+            Param::F32,
+            Param::I32,
+            Param::F32
+        ]
+    );
+    let reduce = kernel_source("reduce.cu").unwrap();
+    assert_eq!(
+        kernel_params(reduce, "reduce_sum_finish").unwrap(),
+        [Param::Ptr, Param::U32, Param::Ptr]
+    );
+    assert_eq!(
+        kernel_params(reduce, "reduce_broadcast_scalar").unwrap(),
+        [Param::Ptr, Param::F64, Param::Ptr, Param::U64]
+    );
+    assert!(kernel_params(relu, "no_such_kernel").is_none());
+}
+
+#[test]
 fn kernel_source_finds_files_by_name() {
     assert!(kernel_source("relu.cu").unwrap().contains("relu_forward"));
     assert!(kernel_source("nope.cu").is_none());

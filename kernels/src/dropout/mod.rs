@@ -40,6 +40,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -100,6 +101,7 @@ pub fn forward(input: &Storage, p: f64, seed: u64) -> Result<Storage> {
     match input {
         Storage::F32(_) => apply_cpu::<f32>(input, "input", &mask),
         Storage::F64(_) => apply_cpu::<f64>(input, "input", &mask),
+        Storage::Cuda(input) => cuda::apply(input, &mask),
     }
 }
 
@@ -110,6 +112,7 @@ pub fn backward(grad_out: &Storage, p: f64, seed: u64) -> Result<Storage> {
     match grad_out {
         Storage::F32(_) => apply_cpu::<f32>(grad_out, "grad_out", &mask),
         Storage::F64(_) => apply_cpu::<f64>(grad_out, "grad_out", &mask),
+        Storage::Cuda(grad_out) => cuda::apply(grad_out, &mask),
     }
 }
 

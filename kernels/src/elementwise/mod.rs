@@ -12,6 +12,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ pub fn add(a: &Storage, b: &Storage) -> Result<Storage> {
     match a {
         Storage::F32(_) => binary_cpu::<f32>(OP, a, b, |x, y| x + y),
         Storage::F64(_) => binary_cpu::<f64>(OP, a, b, |x, y| x + y),
+        Storage::Cuda(a) => cuda::binary(OP, "elementwise_add", a, b),
     }
 }
 
@@ -34,6 +36,7 @@ pub fn mul(a: &Storage, b: &Storage) -> Result<Storage> {
     match a {
         Storage::F32(_) => binary_cpu::<f32>(OP, a, b, |x, y| x * y),
         Storage::F64(_) => binary_cpu::<f64>(OP, a, b, |x, y| x * y),
+        Storage::Cuda(a) => cuda::binary(OP, "elementwise_mul", a, b),
     }
 }
 
@@ -43,6 +46,7 @@ pub fn scale(a: &Storage, factor: f64) -> Result<Storage> {
     match a {
         Storage::F32(_) => scale_cpu::<f32>(OP, a, factor),
         Storage::F64(_) => scale_cpu::<f64>(OP, a, factor),
+        Storage::Cuda(a) => cuda::scale(OP, a, factor),
     }
 }
 
@@ -53,6 +57,7 @@ pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
     match acc {
         Storage::F32(_) => add_assign_cpu::<f32>(OP, acc, x),
         Storage::F64(_) => add_assign_cpu::<f64>(OP, acc, x),
+        Storage::Cuda(acc) => cuda::add_assign(OP, acc, x),
     }
 }
 

@@ -20,6 +20,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -120,6 +121,7 @@ pub fn forward(
     match input {
         Storage::F32(_) => forward_cpu::<f32>(input, weight, bias, g),
         Storage::F64(_) => forward_cpu::<f64>(input, weight, bias, g),
+        Storage::Cuda(input) => cuda::forward(input, weight, bias, g),
     }
 }
 
@@ -141,6 +143,9 @@ pub fn backward(
         }
         Storage::F64(_) => {
             backward_cpu::<f64>(input, weight, grad_out, g, has_bias, need_input_grad)
+        }
+        Storage::Cuda(input) => {
+            cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad)
         }
     }
 }

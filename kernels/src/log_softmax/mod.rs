@@ -13,6 +13,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +64,7 @@ pub fn forward(x: &Storage, rows: usize, cols: usize) -> Result<Storage> {
     match x {
         Storage::F32(_) => forward_cpu::<f32>(x, geom),
         Storage::F64(_) => forward_cpu::<f64>(x, geom),
+        Storage::Cuda(x) => cuda::forward(x, geom),
     }
 }
 
@@ -75,6 +77,7 @@ pub fn backward(y: &Storage, grad_out: &Storage, rows: usize, cols: usize) -> Re
     match y {
         Storage::F32(_) => backward_cpu::<f32>(y, grad_out, geom),
         Storage::F64(_) => backward_cpu::<f64>(y, grad_out, geom),
+        Storage::Cuda(y) => cuda::backward(y, grad_out, geom),
     }
 }
 

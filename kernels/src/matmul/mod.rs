@@ -13,6 +13,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +76,7 @@ pub fn forward(a: &Storage, b: &Storage, g: &MatmulGeometry) -> Result<Storage> 
     match a {
         Storage::F32(_) => forward_cpu::<f32>(a, b, g),
         Storage::F64(_) => forward_cpu::<f64>(a, b, g),
+        Storage::Cuda(a) => cuda::forward(a, b, g),
     }
 }
 
@@ -90,6 +92,7 @@ pub fn backward(
     match a {
         Storage::F32(_) => backward_cpu::<f32>(a, b, grad_out, g),
         Storage::F64(_) => backward_cpu::<f64>(a, b, grad_out, g),
+        Storage::Cuda(a) => cuda::backward(a, b, grad_out, g),
     }
 }
 

@@ -78,6 +78,7 @@ pub fn adam_step(
     match param {
         Storage::F32(_) => adam_cpu::<f32>(param, grad, exp_avg, exp_avg_sq, step, cfg),
         Storage::F64(_) => adam_cpu::<f64>(param, grad, exp_avg, exp_avg_sq, step, cfg),
+        Storage::Cuda(param) => super::cuda::adam(param, grad, exp_avg, exp_avg_sq, step, cfg),
     }
 }
 

@@ -23,6 +23,7 @@
 
 mod adam;
 mod cpu;
+mod cuda;
 mod sgd;
 #[cfg(test)]
 mod tests;

@@ -70,6 +70,7 @@ pub fn sgd_step(
     match param {
         Storage::F32(_) => sgd_cpu::<f32>(param, grad, momentum_buffer, cfg),
         Storage::F64(_) => sgd_cpu::<f64>(param, grad, momentum_buffer, cfg),
+        Storage::Cuda(param) => super::cuda::sgd(param, grad, momentum_buffer, cfg),
     }
 }
 

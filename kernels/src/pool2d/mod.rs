@@ -30,6 +30,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -237,6 +238,7 @@ pub fn forward(input: &Storage, g: &Pool2dGeometry) -> Result<Storage> {
     match input {
         Storage::F32(_) => forward_cpu::<f32>(input, g),
         Storage::F64(_) => forward_cpu::<f64>(input, g),
+        Storage::Cuda(input) => cuda::forward(input, g),
     }
 }
 
@@ -249,6 +251,7 @@ pub fn backward(input: &Storage, grad_out: &Storage, g: &Pool2dGeometry) -> Resu
     match input {
         Storage::F32(_) => backward_cpu::<f32>(input, grad_out, g),
         Storage::F64(_) => backward_cpu::<f64>(input, grad_out, g),
+        Storage::Cuda(input) => cuda::backward(input, grad_out, g),
     }
 }
 

@@ -15,6 +15,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,7 @@ pub fn sum(x: &Storage) -> Result<Storage> {
     match x {
         Storage::F32(_) => sum_cpu::<f32>(x),
         Storage::F64(_) => sum_cpu::<f64>(x),
+        Storage::Cuda(x) => cuda::sum(x),
     }
 }
 
@@ -44,6 +46,7 @@ pub fn broadcast_scalar(scalar: &Storage, len: usize, factor: f64) -> Result<Sto
     match scalar {
         Storage::F32(_) => broadcast_cpu::<f32>(OP, scalar, len, factor),
         Storage::F64(_) => broadcast_cpu::<f64>(OP, scalar, len, factor),
+        Storage::Cuda(scalar) => cuda::broadcast_scalar(OP, scalar, len, factor),
     }
 }
 

@@ -7,6 +7,7 @@
 //! ```
 
 mod cpu;
+mod cuda;
 #[cfg(test)]
 mod tests;
 
@@ -19,6 +20,7 @@ pub fn forward(x: &Storage) -> Result<Storage> {
     match x {
         Storage::F32(_) => forward_cpu::<f32>(x),
         Storage::F64(_) => forward_cpu::<f64>(x),
+        Storage::Cuda(x) => cuda::forward(x),
     }
 }
 
@@ -28,6 +30,7 @@ pub fn backward(y: &Storage, grad_out: &Storage) -> Result<Storage> {
     match y {
         Storage::F32(_) => backward_cpu::<f32>(y, grad_out),
         Storage::F64(_) => backward_cpu::<f64>(y, grad_out),
+        Storage::Cuda(y) => cuda::backward(y, grad_out),
     }
 }
 

@@ -1,0 +1,287 @@
+//! 2-D convolution on the GPU: the CPU code's lowering, with the products in cuBLAS and
+//! the layout work in conv2d.cu.
+//!
+//! ```text
+//! forward:  col = im2col(x)  ->  wide = W * col  ->  y = cnp_to_ncp(wide) + b
+//! backward: gy_wide = ncp_to_cnp(gy);  dW += gy_wide * col^T;
+//!           gcol = W^T * gy_wide  ->  dx = col2im(gcol);  db = bias_grad(gy)
+//! ```
+//!
+//! The batch is lowered a slice of images at a time so that the unrolled `col` stays
+//! under [`COL_BUDGET`] elements (the notebook's network at batch 128 fits in one slice;
+//! bigger batches or images are cut into several).
+
+use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
+use crate::cuda::{to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
+use crate::{Result, Storage};
+
+const FILE: &str = "conv2d.cu";
+
+/// Most elements of one unrolled `col` buffer (512 MiB of f32).
+const COL_BUDGET: usize = 1 << 27;
+
+/// The sizes of the lowering, with the batch cut into slices of `chunk` images.
+struct Lowering {
+    /// `C_in * KH * KW`, the rows of `col`.
+    ckk: usize,
+    /// `OH * OW`, the columns of `col` per image.
+    pixels: usize,
+    /// Images per slice.
+    chunk: usize,
+    /// `images, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW` without the leading `images`.
+    geometry: Vec<Arg>,
+}
+
+impl Lowering {
+    fn new(g: &Conv2dGeometry) -> Result<Lowering> {
+        let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
+        let pixels = g.out_h * g.out_w;
+        let per_image = ckk.max(g.out_channels) * pixels;
+        let chunk = (COL_BUDGET / per_image.max(1)).clamp(1, g.batch.max(1));
+        to_i32(OP, "images per slice x output pixels", chunk * pixels)?;
+        to_i32(OP, "output channels", g.out_channels)?;
+        let geometry = [
+            ("input channels", g.in_channels),
+            ("input height", g.in_h),
+            ("input width", g.in_w),
+            ("kernel height", g.kernel[0]),
+            ("kernel width", g.kernel[1]),
+            ("stride", g.stride[0]),
+            ("stride", g.stride[1]),
+            ("padding", g.padding[0]),
+            ("padding", g.padding[1]),
+            ("output height", g.out_h),
+            ("output width", g.out_w),
+        ]
+        .into_iter()
+        .map(|(what, v)| to_i32(OP, what, v).map(Arg::I32))
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Lowering {
+            ckk,
+            pixels,
+            chunk,
+            geometry,
+        })
+    }
+
+    /// `(first image, images)` of each slice of a batch of `batch`.
+    fn slices(&self, batch: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..batch)
+            .step_by(self.chunk)
+            .map(move |start| (start, self.chunk.min(batch - start)))
+    }
+
+    /// `im2col` of images `start..start + images` into the first `ckk * images * pixels`
+    /// elements of `col`.
+    fn im2col(
+        &self,
+        gpu: &CudaBackend,
+        x: &CudaStorage,
+        g: &Conv2dGeometry,
+        (start, images): (usize, usize),
+        col: &CudaBuffer<f32>,
+    ) -> Result<()> {
+        let image_len = g.in_channels * g.in_h * g.in_w;
+        let mut args = vec![
+            Arg::ptr(x.buffer(), start * image_len),
+            Arg::ptr(col, 0),
+            Arg::I32(images as i32),
+        ];
+        args.extend(&self.geometry);
+        // SAFETY: conv2d_im2col(const float* x, float* col, int images, int C, int H,
+        // int W, int KH, int KW, int SH, int SW, int PH, int PW, int OH, int OW) reads
+        // `images` images from `start` (inside the batch) and writes ckk * images * pixels
+        // elements, which fit in col (sized for `chunk` images).
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, "conv2d_im2col"),
+                gpu.grid_stride_config(self.ckk * images * self.pixels),
+                &args,
+            )
+        }
+    }
+}
+
+pub(super) fn forward(
+    x: &CudaStorage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &Conv2dGeometry,
+) -> Result<Storage> {
+    let device = x.device();
+    let gpu = x.backend();
+    let w = weight.cuda(OP, "weight", device)?;
+    let bias = bias.map(|b| b.cuda(OP, "bias", device)).transpose()?;
+    let low = Lowering::new(g)?;
+    let c_out = g.out_channels;
+    let y = gpu.alloc::<f32>(numel(&g.output_shape()))?;
+    let col = gpu.alloc::<f32>(low.ckk * low.chunk * low.pixels)?;
+    let mut wide = gpu.alloc::<f32>(c_out * low.chunk * low.pixels)?;
+    for (start, images) in low.slices(g.batch) {
+        let cols = images * low.pixels;
+        low.im2col(gpu, x, g, (start, images), &col)?;
+        gpu.sgemm(
+            c_out,
+            cols,
+            low.ckk,
+            &w.buffer().view(),
+            false,
+            &col.view().slice(0..low.ckk * cols),
+            false,
+            &mut wide.view_mut().slice_mut(0..c_out * cols),
+            false,
+        )?;
+        // The bias pointer is not read when has_bias is 0; any valid address will do.
+        let bias_arg = bias.map_or(Arg::ptr(&wide, 0), |b| b.arg());
+        // SAFETY: conv2d_cnp_to_ncp(const float* src, const float* bias, int has_bias,
+        // float* dst, int N, int C, int P) reads c_out * cols elements of wide and writes
+        // the images' c_out * pixels outputs each, inside y; bias holds c_out elements.
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, "conv2d_cnp_to_ncp"),
+                gpu.grid_stride_config(c_out * cols),
+                &[
+                    Arg::ptr(&wide, 0),
+                    bias_arg,
+                    Arg::I32(bias.is_some() as i32),
+                    Arg::ptr(&y, start * c_out * low.pixels),
+                    Arg::I32(images as i32),
+                    Arg::I32(c_out as i32),
+                    Arg::I32(low.pixels as i32),
+                ],
+            )?;
+        }
+    }
+    // Keep the scratch buffers alive (and out of the free list) until the last kernel
+    // that uses them has been queued.
+    drop((col, wide));
+    Ok(wrap(gpu, y))
+}
+
+pub(super) fn backward(
+    x: &CudaStorage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &Conv2dGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<Conv2dGrads> {
+    let device = x.device();
+    let gpu = x.backend();
+    let w = weight.cuda(OP, "weight", device)?;
+    let gy = grad_out.cuda(OP, "grad_out", device)?;
+    let low = Lowering::new(g)?;
+    let (c_out, ckk) = (g.out_channels, low.ckk);
+    let image_len = g.in_channels * g.in_h * g.in_w;
+    let cols_max = low.chunk * low.pixels;
+    let col = gpu.alloc::<f32>(ckk * cols_max)?;
+    let gy_wide = gpu.alloc::<f32>(c_out * cols_max)?;
+    let mut gcol = if need_input_grad {
+        Some(gpu.alloc::<f32>(ckk * cols_max)?)
+    } else {
+        None
+    };
+    let gx = if need_input_grad {
+        Some(gpu.alloc::<f32>(g.batch * image_len)?)
+    } else {
+        None
+    };
+    // An empty batch contributes nothing: the weight gradient is zero.
+    let mut gw = if g.batch == 0 {
+        gpu.alloc_zeros::<f32>(c_out * ckk)?
+    } else {
+        gpu.alloc::<f32>(c_out * ckk)?
+    };
+    for (start, images) in low.slices(g.batch) {
+        let cols = images * low.pixels;
+        low.im2col(gpu, x, g, (start, images), &col)?;
+        // SAFETY: conv2d_ncp_to_cnp(const float* src, float* dst, int N, int C, int P)
+        // reads the slice's c_out * cols gradients inside gy and writes as many to
+        // gy_wide (sized for a full slice).
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, "conv2d_ncp_to_cnp"),
+                gpu.grid_stride_config(c_out * cols),
+                &[
+                    Arg::ptr(gy.buffer(), start * c_out * low.pixels),
+                    Arg::ptr(&gy_wide, 0),
+                    Arg::I32(images as i32),
+                    Arg::I32(c_out as i32),
+                    Arg::I32(low.pixels as i32),
+                ],
+            )?;
+        }
+        gpu.sgemm(
+            c_out,
+            ckk,
+            cols,
+            &gy_wide.view().slice(0..c_out * cols),
+            false,
+            &col.view().slice(0..ckk * cols),
+            true,
+            &mut gw.view_mut(),
+            start > 0,
+        )?;
+        if let (Some(gcol), Some(gx)) = (gcol.as_mut(), gx.as_ref()) {
+            gpu.sgemm(
+                ckk,
+                cols,
+                c_out,
+                &w.buffer().view(),
+                true,
+                &gy_wide.view().slice(0..c_out * cols),
+                false,
+                &mut gcol.view_mut().slice_mut(0..ckk * cols),
+                false,
+            )?;
+            let mut args = vec![
+                Arg::ptr(gcol, 0),
+                Arg::ptr(gx, start * image_len),
+                Arg::I32(images as i32),
+            ];
+            args.extend(&low.geometry);
+            // SAFETY: conv2d_col2im(const float* col, float* dx, int images, <11 ints as
+            // im2col>) reads ckk * cols elements of gcol and writes the slice's images
+            // inside gx.
+            unsafe {
+                gpu.launch(
+                    OP,
+                    (FILE, "conv2d_col2im"),
+                    gpu.grid_stride_config(images * image_len),
+                    &args,
+                )?;
+            }
+        }
+    }
+    let gb = if has_bias {
+        let gb = gpu.alloc::<f32>(c_out)?;
+        // SAFETY: conv2d_bias_grad(const float* gy, int N, int C, int P, float* gb) reads
+        // the whole N * c_out * pixels gradient and writes c_out sums.
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, "conv2d_bias_grad"),
+                gpu.block_per_item_config(c_out),
+                &[
+                    gy.arg(),
+                    Arg::I32(to_i32(OP, "batch", g.batch)?),
+                    Arg::I32(c_out as i32),
+                    Arg::I32(low.pixels as i32),
+                    Arg::ptr(&gb, 0),
+                ],
+            )?;
+        }
+        Some(wrap(gpu, gb))
+    } else {
+        None
+    };
+    drop((col, gy_wide, gcol));
+    Ok(Conv2dGrads {
+        input: gx.map(|gx| wrap(gpu, gx)),
+        weight: wrap(gpu, gw),
+        bias: gb,
+    })
+}

@@ -1,0 +1,132 @@
+//! The device side of [`crate::Storage`]: an f32 buffer in GPU memory and the backend
+//! that owns it.
+
+use std::sync::Arc;
+
+use super::{Arg, CudaBackend, CudaBuffer};
+use crate::{Device, Result, Storage};
+
+/// Wraps a buffer that a kernel of `backend` has written as a `Storage::Cuda`.
+pub(crate) fn wrap(backend: &Arc<CudaBackend>, buffer: CudaBuffer<f32>) -> Storage {
+    Storage::Cuda(CudaStorage::new(buffer, backend.clone()))
+}
+
+/// An f32 buffer on one CUDA device (the payload of `Storage::Cuda`).
+///
+/// Cloning is cheap: clones share the device buffer, and a clone that is about to be
+/// written in place ([`CudaStorage::buffer_mut`]: optimizer steps, running statistics,
+/// gradient accumulation) first gets a copy of its own. So clones behave like the deep
+/// copies a CPU `Vec` makes, without copying what is only ever read (a reshaped view,
+/// a gradient handed on unchanged).
+#[derive(Clone)]
+pub struct CudaStorage {
+    buffer: Arc<CudaBuffer<f32>>,
+    backend: Arc<CudaBackend>,
+}
+
+impl CudaStorage {
+    /// Wraps a buffer allocated by `backend`.
+    pub fn new(buffer: CudaBuffer<f32>, backend: Arc<CudaBackend>) -> CudaStorage {
+        CudaStorage {
+            buffer: Arc::new(buffer),
+            backend,
+        }
+    }
+
+    /// Copies host values to the device.
+    pub fn from_host(values: &[f32], backend: &Arc<CudaBackend>) -> Result<CudaStorage> {
+        Ok(CudaStorage::new(backend.htod(values)?, backend.clone()))
+    }
+
+    /// `len` copies of `value`.
+    pub fn full(backend: &Arc<CudaBackend>, len: usize, value: f32) -> Result<CudaStorage> {
+        // All-zero bits are 0.0: a memset, no kernel.
+        if value.to_bits() == 0 {
+            return Ok(CudaStorage::new(backend.alloc_zeros(len)?, backend.clone()));
+        }
+        let buffer = backend.alloc::<f32>(len)?;
+        if len > 0 {
+            // SAFETY: elementwise_fill(float* out, float value, unsigned long long n) writes
+            // exactly the n elements of `buffer`.
+            unsafe {
+                backend.launch(
+                    "full",
+                    ("elementwise.cu", "elementwise_fill"),
+                    backend.grid_stride_config(len),
+                    &[Arg::ptr(&buffer, 0), Arg::F32(value), Arg::U64(len as u64)],
+                )?;
+            }
+        }
+        Ok(CudaStorage::new(buffer, backend.clone()))
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `Device::Cuda(ordinal)`.
+    pub fn device(&self) -> Device {
+        Device::Cuda(self.backend.ordinal())
+    }
+
+    /// The backend every kernel on this buffer is launched on.
+    pub fn backend(&self) -> &Arc<CudaBackend> {
+        &self.backend
+    }
+
+    /// The device buffer, for reading.
+    pub fn buffer(&self) -> &CudaBuffer<f32> {
+        &self.buffer
+    }
+
+    /// The device buffer, for writing in place; copies it first when a clone shares it.
+    pub fn buffer_mut(&mut self) -> Result<&mut CudaBuffer<f32>> {
+        if Arc::get_mut(&mut self.buffer).is_none() {
+            self.buffer = Arc::new(self.backend.dtod(&self.buffer)?);
+        }
+        Ok(Arc::get_mut(&mut self.buffer).expect("a fresh copy has no other owner"))
+    }
+
+    /// A pointer to the first element, as a kernel argument.
+    pub fn arg(&self) -> Arg {
+        Arg::ptr(&self.buffer, 0)
+    }
+
+    /// Copies the values to the host (waiting for the kernels that write them).
+    pub fn to_host(&self) -> Result<Vec<f32>> {
+        self.backend.dtoh(&self.buffer)
+    }
+}
+
+impl std::fmt::Debug for CudaStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CudaStorage(f32, len {} on {})",
+            self.len(),
+            self.device()
+        )
+    }
+}
+
+/// Equal when on the same device with the same values. Comparing copies both buffers to
+/// the host (a device that fails to copy compares unequal): meant for tests.
+impl PartialEq for CudaStorage {
+    fn eq(&self, other: &Self) -> bool {
+        if Arc::ptr_eq(&self.buffer, &other.buffer) {
+            return true;
+        }
+        if self.device() != other.device() || self.len() != other.len() {
+            return false;
+        }
+        match (self.to_host(), other.to_host()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The fully connected layer on the GPU: the three products in cuBLAS, the bias and its
+//! gradient in linear.cu.
+
+use super::{LinearGeometry, LinearGrads, OP};
+use crate::cuda::{to_i32, wrap, Arg, CudaStorage};
+use crate::{Result, Storage};
+
+const FILE: &str = "linear.cu";
+
+pub(super) fn forward(
+    x: &CudaStorage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &LinearGeometry,
+) -> Result<Storage> {
+    let device = x.device();
+    let gpu = x.backend();
+    let w = weight.cuda(OP, "weight", device)?;
+    let bias = bias.map(|b| b.cuda(OP, "bias", device)).transpose()?;
+    let (n, i, o) = (g.batch, g.in_features, g.out_features);
+    let mut y = gpu.alloc::<f32>(n * o)?;
+    // y = x W^T: W is stored [out, in], the transpose of the [in, out] operand.
+    gpu.sgemm(
+        n,
+        o,
+        i,
+        &x.buffer().view(),
+        false,
+        &w.buffer().view(),
+        true,
+        &mut y.view_mut(),
+        false,
+    )?;
+    if let Some(bias) = bias {
+        // SAFETY: linear_bias_add(float* y, const float* bias, int rows, int cols) over
+        // the n x o output; bias holds o elements (checked by the caller).
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, "linear_bias_add"),
+                gpu.grid_stride_config(n * o),
+                &[
+                    Arg::ptr(&y, 0),
+                    bias.arg(),
+                    Arg::I32(to_i32(OP, "batch", n)?),
+                    Arg::I32(to_i32(OP, "out_features", o)?),
+                ],
+            )?;
+        }
+    }
+    Ok(wrap(gpu, y))
+}
+
+pub(super) fn backward(
+    x: &CudaStorage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &LinearGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<LinearGrads> {
+    let device = x.device();
+    let gpu = x.backend();
+    let w = weight.cuda(OP, "weight", device)?;
+    let gy = grad_out.cuda(OP, "grad_out", device)?;
+    let (n, i, o) = (g.batch, g.in_features, g.out_features);
+    let input = if need_input_grad {
+        // dL/dx = dL/dy W: [n, o] x [o, i].
+        let mut gx = gpu.alloc::<f32>(n * i)?;
+        gpu.sgemm(
+            n,
+            i,
+            o,
+            &gy.buffer().view(),
+            false,
+            &w.buffer().view(),
+            false,
+            &mut gx.view_mut(),
+            false,
+        )?;
+        Some(wrap(gpu, gx))
+    } else {
+        None
+    };
+    // dL/dW = dL/dy^T x: [o, n] x [n, i].
+    let mut gw = gpu.alloc::<f32>(o * i)?;
+    gpu.sgemm(
+        o,
+        i,
+        n,
+        &gy.buffer().view(),
+        true,
+        &x.buffer().view(),
+        false,
+        &mut gw.view_mut(),
+        false,
+    )?;
+    let bias = if has_bias {
+        let gb = gpu.alloc::<f32>(o)?;
+        // SAFETY: linear_bias_grad(const float* gy, int rows, int cols, float* gb) reads
+        // the n x o gradient and writes o column sums; launched with (32, 8) blocks.
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, "linear_bias_grad"),
+                gpu.column_sum_config(o),
+                &[
+                    gy.arg(),
+                    Arg::I32(to_i32(OP, "batch", n)?),
+                    Arg::I32(to_i32(OP, "out_features", o)?),
+                    Arg::ptr(&gb, 0),
+                ],
+            )?;
+        }
+        Some(wrap(gpu, gb))
+    } else {
+        None
+    };
+    Ok(LinearGrads {
+        input,
+        weight: wrap(gpu, gw),
+        bias,
+    })
+}
