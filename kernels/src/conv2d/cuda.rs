@@ -33,11 +33,11 @@ struct Lowering {
 }
 
 impl Lowering {
-    fn new(g: &Conv2dGeometry) -> Result<Lowering> {
+    fn new(g: &Conv2dGeometry, budget: usize) -> Result<Lowering> {
         let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
         let pixels = g.out_h * g.out_w;
         let per_image = ckk.max(g.out_channels) * pixels;
-        let chunk = (COL_BUDGET / per_image.max(1)).clamp(1, g.batch.max(1));
+        let chunk = (budget / per_image.max(1)).clamp(1, g.batch.max(1));
         to_i32(OP, "images per slice x output pixels", chunk * pixels)?;
         to_i32(OP, "output channels", g.out_channels)?;
         let geometry = [
@@ -109,11 +109,21 @@ pub(super) fn forward(
     bias: Option<&Storage>,
     g: &Conv2dGeometry,
 ) -> Result<Storage> {
+    forward_in_slices(x, weight, bias, g, COL_BUDGET)
+}
+
+fn forward_in_slices(
+    x: &CudaStorage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &Conv2dGeometry,
+    budget: usize,
+) -> Result<Storage> {
     let device = x.device();
     let gpu = x.backend();
     let w = weight.cuda(OP, "weight", device)?;
     let bias = bias.map(|b| b.cuda(OP, "bias", device)).transpose()?;
-    let low = Lowering::new(g)?;
+    let low = Lowering::new(g, budget)?;
     let c_out = g.out_channels;
     let y = gpu.alloc::<f32>(numel(&g.output_shape()))?;
     let col = gpu.alloc::<f32>(low.ckk * low.chunk * low.pixels)?;
@@ -168,11 +178,29 @@ pub(super) fn backward(
     has_bias: bool,
     need_input_grad: bool,
 ) -> Result<Conv2dGrads> {
+    backward_in_slices(
+        x,
+        weight,
+        grad_out,
+        g,
+        (has_bias, need_input_grad),
+        COL_BUDGET,
+    )
+}
+
+fn backward_in_slices(
+    x: &CudaStorage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &Conv2dGeometry,
+    (has_bias, need_input_grad): (bool, bool),
+    budget: usize,
+) -> Result<Conv2dGrads> {
     let device = x.device();
     let gpu = x.backend();
     let w = weight.cuda(OP, "weight", device)?;
     let gy = grad_out.cuda(OP, "grad_out", device)?;
-    let low = Lowering::new(g)?;
+    let low = Lowering::new(g, budget)?;
     let (c_out, ckk) = (g.out_channels, low.ckk);
     let image_len = g.in_channels * g.in_h * g.in_w;
     let cols_max = low.chunk * low.pixels;
@@ -284,4 +312,73 @@ pub(super) fn backward(
         weight: wrap(gpu, gw),
         bias: gb,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Device;
+
+    /// Slices of 1 and 2 images (and a last, shorter slice) give the whole-batch result.
+    /// Needs a GPU: skipped (with the reason printed) where none opens.
+    #[test]
+    fn a_batch_lowered_in_slices_matches_the_cpu_or_skips() {
+        let gpu = match crate::cuda::open(0) {
+            Ok(gpu) => gpu,
+            Err(err) => {
+                if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+                    panic!("REQUIRE_CUDA=1 but no CUDA device: {err}");
+                }
+                println!("SKIPPED: no CUDA device ({err}) [conv2d slices]");
+                return;
+            }
+        };
+        gpu.set_tf32(false).unwrap();
+        let g = Conv2dGeometry::new(&[5, 3, 9, 7], &[4, 3, 3, 2], [2, 1], [1, 1]).unwrap();
+        let values = |n: usize, salt: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + salt * 104_729) % 2001) as f32 - 1000.0) / 1000.0)
+                .collect()
+        };
+        let x = values(numel(&g.input_shape()), 1);
+        let w = values(numel(&g.weight_shape()), 2);
+        let b = values(4, 3);
+        let gy = values(numel(&g.output_shape()), 4);
+        let cpu = |v: &[f32]| Storage::F32(v.to_vec());
+        let dev = |v: &[f32]| Storage::from_host(v.to_vec(), Device::Cuda(0)).unwrap();
+        let want_y = super::super::forward(&cpu(&x), &cpu(&w), Some(&cpu(&b)), &g).unwrap();
+        let want = super::super::backward(&cpu(&x), &cpu(&w), &cpu(&gy), &g, true, true).unwrap();
+        let Storage::Cuda(xd) = dev(&x) else {
+            unreachable!()
+        };
+        let per_image = 3 * 3 * 2 * g.out_h * g.out_w;
+        for images in [1, 2] {
+            let budget = images * per_image;
+            let y = forward_in_slices(&xd, &dev(&w), Some(&dev(&b)), &g, budget).unwrap();
+            let grads =
+                backward_in_slices(&xd, &dev(&w), &dev(&gy), &g, (true, true), budget).unwrap();
+            for (what, got, want) in [
+                ("forward", &y, &want_y),
+                ("weight", &grads.weight, &want.weight),
+                (
+                    "input",
+                    grads.input.as_ref().unwrap(),
+                    want.input.as_ref().unwrap(),
+                ),
+                (
+                    "bias",
+                    grads.bias.as_ref().unwrap(),
+                    want.bias.as_ref().unwrap(),
+                ),
+            ] {
+                let (got, want) = (got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
+                let diff: f64 = got.iter().zip(&want).map(|(a, b)| (a - b).powi(2)).sum();
+                let norm: f64 = want.iter().map(|b| b * b).sum();
+                assert!(
+                    (diff / norm).sqrt() < 1e-5,
+                    "{what} with {images} image(s) per slice"
+                );
+            }
+        }
+    }
 }
