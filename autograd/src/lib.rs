@@ -22,6 +22,8 @@ pub mod optim;
 mod tensor;
 
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
+/// The CUDA backend (opening a device, its name, the TF32 switch), for callers above.
+pub use kernels::cuda;
 pub use kernels::{DType, Device, Element, Error, Result};
 pub use ops::pool2d::PoolKind;
 pub use tensor::Tensor;

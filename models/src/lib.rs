@@ -8,6 +8,8 @@ pub mod net;
 pub mod optim;
 pub mod train;
 
+/// The CUDA backend, for the command line's `--device` and `--tf32`.
+pub use autograd::cuda;
 pub use autograd::{no_grad, DType, Device, Tensor};
 pub use error::{Error, Result};
 pub use net::Net;
