@@ -1,3 +1,4 @@
+pub mod bench_step;
 pub mod eval;
 pub mod predict;
 pub mod summary;

@@ -56,7 +56,7 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
-    let device = resolve(args.device)?;
+    let device = resolve(args.device, false)?;
     let (mut net, normalization) =
         load_net(&model_path(args.checkpoint), device, args.normalization)?;
     net.set_training(false);

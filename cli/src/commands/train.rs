@@ -62,6 +62,10 @@ pub struct TrainArgs {
     /// Where to train: auto takes CUDA when a GPU is usable.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Let cuBLAS use TF32 tensor cores for the convolution and linear products on CUDA
+    /// (much faster on Ampere and later, about 3 significant digits in each product).
+    #[arg(long)]
+    pub tf32: bool,
     /// Total number of epochs (a resumed run continues up to this number).
     #[arg(long, default_value_t = 20)]
     pub epochs: u64,
@@ -270,7 +274,7 @@ impl Run<'_> {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     args.validate()?;
-    let device = resolve(args.device)?;
+    let device = resolve(args.device, args.tf32)?;
     let data_path = resolve_data_path(args.data.as_deref());
     let mut dataset = ensure_dataset(&data_path, !args.no_download, !args.no_progress)
         .with_context(|| format!("loading CIFAR-10 from {}", data_path.display()))?;
