@@ -3,7 +3,20 @@
 
 mod common;
 
-use common::{assert_clean_failure, cli, stderr, stdout, synthetic_dataset};
+use std::process::{Command, Output};
+
+use common::{assert_clean_failure, stderr, stdout, synthetic_dataset};
+
+/// Runs the cli binary: the one cargo built, or `$CLI_BIN` where this test executable was
+/// carried to another machine without its build tree (scripts/gpu-check.sh).
+fn cli(args: &[&str]) -> Output {
+    let binary = std::env::var("CLI_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cli").into());
+    Command::new(binary)
+        .args(args)
+        .env_remove("CIFAR10_PATH")
+        .output()
+        .expect("the cli binary runs")
+}
 
 fn gpu_present() -> bool {
     models::cuda::open(0).is_ok()
