@@ -110,6 +110,16 @@ pub fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> Vec<T> {
     let win = Windows::new(g);
     let in_w = g.in_w;
     let mut y = vec![T::zero(); g.batch * g.channels * win.out_plane];
+    if is_max_2x2(g) {
+        y.par_chunks_mut(win.out_plane)
+            .zip(x.par_chunks(win.in_plane))
+            .with_min_len(win.min_planes())
+            .for_each_init(
+                || vec![T::zero(); in_w],
+                |buffer, (y, x)| max_2x2_forward_plane(x, y, g, buffer),
+            );
+        return y;
+    }
     y.par_chunks_mut(win.out_plane)
         .zip(x.par_chunks(win.in_plane))
         .with_min_len(win.min_planes())
@@ -164,6 +174,10 @@ pub fn backward<T: Element>(x: &[T], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
         .zip(dy.par_chunks(win.out_plane))
         .with_min_len(win.min_planes())
         .for_each(|((dx, x), dy)| {
+            if is_max_2x2(g) {
+                max_2x2_backward_plane(x, dy, dx, g, &win);
+                return;
+            }
             for (dy_row, rows) in dy.chunks(g.out_w).zip(&win.rows) {
                 for (&grad, cols) in dy_row.iter().zip(&win.cols) {
                     match g.kind {
@@ -193,4 +207,114 @@ pub fn backward<T: Element>(x: &[T], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
             }
         });
     dx
+}
+
+/// The network's only pool: max over 2x2 windows with stride 2 (padding 0 or 1, the most
+/// the geometry allows). Its windows tile the input without overlapping, so each plane is
+/// two rows in, one row out, with every full window reduced by the same few selects.
+fn is_max_2x2(g: &Pool2dGeometry) -> bool {
+    g.kind == PoolKind::Max && g.kernel == [2, 2] && g.stride == [2, 2]
+}
+
+/// The in-bounds input rows (or columns) of output row (or column) `o` of a 2x2, stride-2
+/// window: `2o - pad, 2o - pad + 1`, clipped to `0..len`.
+fn pair_range(o: usize, pad: usize, len: usize) -> Range<usize> {
+    (2 * o).saturating_sub(pad)..(2 * o + 2 - pad).min(len)
+}
+
+/// Output columns `start..end` whose windows hold two input columns; the columns
+/// before (at most one, with padding) and after (at most one) hold a single column.
+fn full_columns(g: &Pool2dGeometry) -> Range<usize> {
+    let pw = g.padding[1];
+    pw..((g.in_w + pw) / 2).min(g.out_w)
+}
+
+/// Forward of one plane: each output row first takes the element-wise max of its (one or
+/// two) input rows, then the max of each column pair.
+fn max_2x2_forward_plane<T: Element>(x: &[T], y: &mut [T], g: &Pool2dGeometry, buffer: &mut [T]) {
+    let (h, w, pw) = (g.in_h, g.in_w, g.padding[1]);
+    let full = full_columns(g);
+    for (oh, y_row) in y.chunks_exact_mut(g.out_w).enumerate() {
+        let rows = pair_range(oh, g.padding[0], h);
+        let first = &x[rows.start * w..][..w];
+        let m: &[T] = if rows.len() == 2 {
+            let second = &x[(rows.start + 1) * w..][..w];
+            for ((b, &u), &v) in buffer.iter_mut().zip(first).zip(second) {
+                *b = max_nan(u, v);
+            }
+            buffer
+        } else {
+            first
+        };
+        let pairs = m[2 * full.start - pw..].chunks_exact(2);
+        for (out, pair) in y_row[full.clone()].iter_mut().zip(pairs) {
+            *out = max_nan(pair[0], pair[1]);
+        }
+        // Edge windows with one column (padding on the left, an odd width on the right).
+        for ow in (0..full.start).chain(full.end..g.out_w) {
+            y_row[ow] = m[pair_range(ow, pw, w).start];
+        }
+    }
+}
+
+/// Backward of one plane into `dx`, which holds zeros. Full 2x2 windows find their first
+/// maximum with four selects and write all four cells; the edge windows that padding
+/// or odd sizes clip take the general path.
+fn max_2x2_backward_plane<T: Element>(
+    x: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    g: &Pool2dGeometry,
+    win: &Windows,
+) {
+    let (h, w) = (g.in_h, g.in_w);
+    let full = full_columns(g);
+    let first_col = 2 * full.start - g.padding[1];
+    for (oh, dy_row) in dy.chunks_exact(g.out_w).enumerate() {
+        let rows = pair_range(oh, g.padding[0], h);
+        // Output columns left to the general path.
+        let (left, right) = if rows.len() == 2 {
+            let (above, below) = dx[rows.start * w..].split_at_mut(w);
+            let x_above = &x[rows.start * w..][..w];
+            let x_below = &x[(rows.start + 1) * w..][..w];
+            let cells = x_above[first_col..]
+                .chunks_exact(2)
+                .zip(x_below[first_col..].chunks_exact(2))
+                .zip(above[first_col..].chunks_exact_mut(2))
+                .zip(below[first_col..w].chunks_exact_mut(2));
+            for ((((a, b), da), db), &grad) in cells.zip(&dy_row[full.clone()]) {
+                let routed = route_first_max([a[0], a[1], b[0], b[1]], grad);
+                da.copy_from_slice(&routed[..2]);
+                db.copy_from_slice(&routed[2..]);
+            }
+            (0..full.start, full.end..g.out_w)
+        } else {
+            (0..g.out_w, 0..0)
+        };
+        for ow in left.chain(right) {
+            let index = win.argmax(x, &win.rows[oh], &win.cols[ow]);
+            dx[index] += dy_row[ow];
+        }
+    }
+}
+
+/// `grad` placed on the first maximum of four cells given in row-major order (a NaN
+/// beats any number and a later NaN an earlier one, as [`Windows::argmax`]), zeros
+/// elsewhere. Selects only, so the loop over windows stays branch-free.
+#[inline(always)]
+fn route_first_max<T: Element>([a, b, c, d]: [T; 4], grad: T) -> [T; 4] {
+    let takes = |v: T, best: T| v > best || v.is_nan();
+    let tb = takes(b, a);
+    let ab = if tb { b } else { a };
+    let tc = takes(c, ab);
+    let abc = if tc { c } else { ab };
+    let td = takes(d, abc);
+    let zero = T::zero();
+    let pick = |won: bool| if won { grad } else { zero };
+    [
+        pick(!td && !tc && !tb),
+        pick(!td && !tc && tb),
+        pick(!td && tc),
+        pick(td),
+    ]
 }

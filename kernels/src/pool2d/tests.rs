@@ -392,3 +392,58 @@ proptest! {
         }
     }
 }
+
+/// The 2x2, stride-2 max pool (the network's) runs its own path: check it on larger
+/// planes with padding 0 and 1, odd and even sizes, and many ties (values from a small set).
+fn max_2x2_case() -> impl Strategy<Value = ([usize; 4], usize, Vec<f64>, Vec<f64>)> {
+    (1usize..=2, 1usize..=3, 1usize..=13, 1usize..=13, 0usize..=1)
+        .prop_filter("window fits the padded input", |&(_, _, h, w, pad)| {
+            2 <= h.min(w) + 2 * pad
+        })
+        .prop_flat_map(|(n, c, h, w, pad)| {
+            let (out_h, out_w) = ((h + 2 * pad) / 2, (w + 2 * pad) / 2);
+            (
+                Just(([n, c, h, w], pad)),
+                prop::collection::vec((-2i32..=2).prop_map(f64::from), n * c * h * w),
+                prop::collection::vec(-1.0f64..1.0, n * c * out_h * out_w),
+            )
+        })
+        .prop_map(|((shape, pad), x, dy)| (shape, pad, x, dy))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn max_2x2_stride_2_matches_the_reference((shape, pad, x, dy) in max_2x2_case()) {
+        let hp = PoolParams { f: 2, stride: 2, pad };
+        let g = geometry(MAX, shape, 2, 2, pad);
+        let x_ref = Array4::from_nchw(shape, &x);
+        let y_ref = pool_forward(&x_ref, hp, PoolMode::Max).to_nchw();
+        let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
+        let dx_ref = pool_backward(&dy_ref, &x_ref, hp, PoolMode::Max).to_nchw();
+        for dtype in [crate::DType::F64, crate::DType::F32] {
+            let x = Storage::F64(x.clone()).to_dtype(dtype).unwrap();
+            let dy = Storage::F64(dy.clone()).to_dtype(dtype).unwrap();
+            // Inputs are small integers: the max is exact in both types.
+            prop_assert_eq!(f64s(forward(&x, &g).unwrap()), y_ref.clone());
+            assert_close(&f64s(backward(&x, &dy, &g).unwrap()), &dx_ref, 1e-6);
+        }
+    }
+}
+
+#[test]
+fn max_2x2_full_windows_route_to_the_last_nan() {
+    // One full 2x2 window (padding 0), then the same cells inside a padded 2x2 input,
+    // where the window (1, 1) of the 2x2 output holds only the bottom-right cell.
+    let g = geometry(MAX, [1, 1, 2, 2], 2, 2, 0);
+    let x = Storage::F64(vec![f64::NAN, 1.0, f64::NAN, 2.0]);
+    assert!(f64s(forward(&x, &g).unwrap())[0].is_nan());
+    assert_eq!(
+        f64s(backward(&x, &Storage::F64(vec![1.0]), &g).unwrap()),
+        [0.0, 0.0, 1.0, 0.0]
+    );
+    let g = geometry(MAX, [1, 1, 2, 2], 2, 2, 1);
+    let dx = backward(&x, &Storage::F64(vec![1.0, 2.0, 3.0, 4.0]), &g).unwrap();
+    assert_eq!(f64s(dx), [1.0, 2.0, 3.0, 4.0]);
+}
