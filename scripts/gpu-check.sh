@@ -5,7 +5,8 @@
 #
 #   1. finds CUDA 13's libnvrtc and libcublas (the toolkit's lib64 folder, or the nvidia
 #      packages beside PyTorch) and puts their folders on LD_LIBRARY_PATH;
-#   2. rebuilds CIFAR-10 from the bundled JPEG pack into /tmp/cifar (about 10 s);
+#   2. rebuilds CIFAR-10 from the bundled JPEG pack into /tmp/cifar/cifar-10-batches-bin
+#      with its unpack_jpeg.py (numpy and Pillow; about 10 s), or uses $CIFAR_DIR;
 #   3. runs the bundled test executables' GPU tests with --nocapture and REQUIRE_CUDA=1 (so
 #      a test that cannot reach the GPU fails instead of printing SKIPPED);
 #   4. trains one epoch on CUDA (`cli train --device cuda ... --epochs 1 --eval-every-epoch`);
@@ -20,7 +21,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bundle="${BUNDLE:-$root/gpu-bundle}"
-data=/tmp/cifar/cifar-10-batches-bin
+data="${CIFAR_DIR:-/tmp/cifar/cifar-10-batches-bin}"
 logs=/tmp/gpu-check
 mkdir -p "$logs"
 started=$SECONDS
@@ -92,6 +93,8 @@ note "rebuilding CIFAR-10 from the JPEG pack"
 if [ -f "$data/test_batch.bin" ] && [ -f "$data/data_batch_5.bin" ]; then
     echo "already there: $data"
     record "dataset" "ok ($data, already there)"
+elif ! python3 -c 'import numpy, PIL' 2>/dev/null; then
+    fail "dataset" "unpack_jpeg.py needs numpy and Pillow, which python3 lacks (or set CIFAR_DIR to a cifar-10-batches-bin folder)"
 elif timeout 120 python3 "$bundle/unpack_jpeg.py" "$bundle/cifar-10-jpeg.pack" "$data" >"$logs/unpack.log" 2>&1; then
     tail -1 "$logs/unpack.log"
     record "dataset" "ok ($(tail -1 "$logs/unpack.log" | grep -o '(.*)'))"
@@ -133,6 +136,9 @@ run_tests cli-cuda
 # --- 4. one epoch on CUDA -----------------------------------------------------------------
 note "training one epoch on CUDA"
 rm -rf /tmp/gpu-check-run
+if [ ! -f "$data/test_batch.bin" ]; then
+    echo "no dataset at $data: the training run will fail (see the dataset step)"
+fi
 train_started=$SECONDS
 timeout 300 "$bundle/bin/cli" train --device cuda --data "$data" --no-download --epochs 1 \
     --eval-every-epoch --no-progress --workers 4 --out /tmp/gpu-check-run 2>&1 | tee "$logs/train.log"

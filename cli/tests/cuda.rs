@@ -18,8 +18,15 @@ fn cli(args: &[&str]) -> Output {
         .expect("the cli binary runs")
 }
 
+/// Whether device 0 opens; with `REQUIRE_CUDA=1` (scripts/gpu-check.sh) it must.
 fn gpu_present() -> bool {
-    models::cuda::open(0).is_ok()
+    match models::cuda::open(0) {
+        Ok(_) => true,
+        Err(err) if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
+            panic!("REQUIRE_CUDA=1 but no CUDA device: {err}")
+        }
+        Err(_) => false,
+    }
 }
 
 #[test]
