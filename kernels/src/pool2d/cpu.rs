@@ -111,12 +111,13 @@ pub fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> Vec<T> {
     let in_w = g.in_w;
     let mut y = vec![T::zero(); g.batch * g.channels * win.out_plane];
     if is_max_2x2(g) {
+        let wide = has_avx512();
         y.par_chunks_mut(win.out_plane)
             .zip(x.par_chunks(win.in_plane))
             .with_min_len(win.min_planes())
             .for_each_init(
                 || vec![T::zero(); in_w],
-                |buffer, (y, x)| max_2x2_forward_plane(x, y, g, buffer),
+                |buffer, (y, x)| max_2x2_forward_plane(wide, x, y, g, buffer),
             );
         return y;
     }
@@ -167,6 +168,7 @@ pub fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> Vec<T> {
 
 pub fn backward<T: Element>(x: &[T], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
     let win = Windows::new(g);
+    let wide = is_max_2x2(g) && has_avx512();
     let mut dx = vec![T::zero(); x.len()];
     // Each task owns whole input planes, so the scattered additions never race.
     dx.par_chunks_mut(win.in_plane)
@@ -175,7 +177,7 @@ pub fn backward<T: Element>(x: &[T], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
         .with_min_len(win.min_planes())
         .for_each(|((dx, x), dy)| {
             if is_max_2x2(g) {
-                max_2x2_backward_plane(x, dy, dx, g, &win);
+                max_2x2_backward_plane(wide, x, dy, dx, g, &win);
                 return;
             }
             for (dy_row, rows) in dy.chunks(g.out_w).zip(&win.rows) {
@@ -216,6 +218,48 @@ fn is_max_2x2(g: &Pool2dGeometry) -> bool {
     g.kind == PoolKind::Max && g.kernel == [2, 2] && g.stride == [2, 2]
 }
 
+/// Whether the CPU runs AVX-512. The crate is compiled for baseline x86-64, where the
+/// loops of the 2x2 path handle one element per instruction; [`wide_loop`] compiles them
+/// a second time for sixteen f32 lanes.
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `fn name<T>(wide: bool, args..)` running `body` compiled for AVX-512 when `wide`
+/// (the caller checked [`has_avx512`]), for baseline x86-64 otherwise. Each copy is a
+/// function of its own, so its `&mut` slices keep their no-alias guarantee, which the loop
+/// vectoriser needs.
+macro_rules! wide_loop {
+    ($(#[$attr:meta])* fn $name:ident<T: Element>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$attr])*
+        fn $name<T: Element>(wide: bool, $($arg: $ty),*) {
+            #[inline(always)]
+            fn body<T: Element>($($arg: $ty),*) $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+            unsafe fn avx512<T: Element>($($arg: $ty),*) {
+                body($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: `wide` is only set where `has_avx512()` holds.
+                return unsafe { avx512($($arg),*) };
+            }
+            let _ = wide;
+            body($($arg),*)
+        }
+    };
+}
+
 /// The in-bounds input rows (or columns) of output row (or column) `o` of a 2x2, stride-2
 /// window: `2o - pad, 2o - pad + 1`, clipped to `0..len`.
 fn pair_range(o: usize, pad: usize, len: usize) -> Range<usize> {
@@ -229,37 +273,61 @@ fn full_columns(g: &Pool2dGeometry) -> Range<usize> {
     pw..((g.in_w + pw) / 2).min(g.out_w)
 }
 
+wide_loop! {
 /// Forward of one plane: each output row first takes the element-wise max of its (one or
 /// two) input rows, then the max of each column pair.
-fn max_2x2_forward_plane<T: Element>(x: &[T], y: &mut [T], g: &Pool2dGeometry, buffer: &mut [T]) {
+fn max_2x2_forward_plane<T: Element>(
+    x: &[T],
+    y: &mut [T],
+    g: &Pool2dGeometry,
+    buffer: &mut [T],
+) {
     let (h, w, pw) = (g.in_h, g.in_w, g.padding[1]);
     let full = full_columns(g);
+    let first = 2 * full.start - pw;
     for (oh, y_row) in y.chunks_exact_mut(g.out_w).enumerate() {
         let rows = pair_range(oh, g.padding[0], h);
-        let first = &x[rows.start * w..][..w];
+        let upper = &x[rows.start * w..][..w];
         let m: &[T] = if rows.len() == 2 {
-            let second = &x[(rows.start + 1) * w..][..w];
-            for ((b, &u), &v) in buffer.iter_mut().zip(first).zip(second) {
-                *b = max_nan(u, v);
-            }
+            max_rows(upper, &x[(rows.start + 1) * w..][..w], buffer);
             buffer
         } else {
-            first
+            upper
         };
-        let pairs = m[2 * full.start - pw..].chunks_exact(2);
-        for (out, pair) in y_row[full.clone()].iter_mut().zip(pairs) {
-            *out = max_nan(pair[0], pair[1]);
-        }
+        max_pairs(
+            &m[first..first + 2 * full.len()],
+            &mut y_row[full.clone()],
+        );
         // Edge windows with one column (padding on the left, an odd width on the right).
         for ow in (0..full.start).chain(full.end..g.out_w) {
             y_row[ow] = m[pair_range(ow, pw, w).start];
         }
     }
 }
+}
 
-/// Backward of one plane into `dx`, which holds zeros. Full 2x2 windows find their first
-/// maximum with four selects and write all four cells; the edge windows that padding
-/// or odd sizes clip take the general path.
+/// `out = max(a, b)` element-wise.
+#[inline(always)]
+fn max_rows<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
+    for ((o, &u), &v) in out.iter_mut().zip(a).zip(b) {
+        *o = max_nan(u, v);
+    }
+}
+
+/// `out[i] = max(m[2i], m[2i + 1])`.
+#[inline(always)]
+fn max_pairs<T: Element>(m: &[T], out: &mut [T]) {
+    for (o, pair) in out.iter_mut().zip(m.chunks_exact(2)) {
+        *o = max_nan(pair[0], pair[1]);
+    }
+}
+
+wide_loop! {
+/// Backward of one plane into `dx`, which holds zeros. Each window's cells are written
+/// once (windows do not overlap), by branch-free loops: full 2x2 windows compare their
+/// cells against the window's max, windows that padding cuts to one row or one column
+/// use [`max_nan`]'s select. A row pair holding a NaN (where "first maximum" means "last
+/// NaN") takes the general path.
 fn max_2x2_backward_plane<T: Element>(
     x: &[T],
     dy: &[T],
@@ -269,52 +337,147 @@ fn max_2x2_backward_plane<T: Element>(
 ) {
     let (h, w) = (g.in_h, g.in_w);
     let full = full_columns(g);
-    let first_col = 2 * full.start - g.padding[1];
+    let cols = 2 * full.start - g.padding[1]..2 * full.end - g.padding[1];
     for (oh, dy_row) in dy.chunks_exact(g.out_w).enumerate() {
         let rows = pair_range(oh, g.padding[0], h);
-        // Output columns left to the general path.
-        let (left, right) = if rows.len() == 2 {
-            let (above, below) = dx[rows.start * w..].split_at_mut(w);
-            let x_above = &x[rows.start * w..][..w];
-            let x_below = &x[(rows.start + 1) * w..][..w];
-            let cells = x_above[first_col..]
-                .chunks_exact(2)
-                .zip(x_below[first_col..].chunks_exact(2))
-                .zip(above[first_col..].chunks_exact_mut(2))
-                .zip(below[first_col..w].chunks_exact_mut(2));
-            for ((((a, b), da), db), &grad) in cells.zip(&dy_row[full.clone()]) {
-                let routed = route_first_max([a[0], a[1], b[0], b[1]], grad);
-                da.copy_from_slice(&routed[..2]);
-                db.copy_from_slice(&routed[2..]);
+        let x_rows = &x[rows.start * w..][..rows.len() * w];
+        let dx_rows = &mut dx[rows.start * w..][..rows.len() * w];
+        let grads = &dy_row[full.clone()];
+        if rows.len() == 1 {
+            route_pairs(
+                &x_rows[cols.clone()],
+                grads,
+                &mut dx_rows[cols.clone()],
+            );
+        } else if has_nan(&x_rows[cols.clone()])
+            || has_nan(&x_rows[w + cols.start..w + cols.end])
+        {
+            for ow in full.clone() {
+                let index = win.argmax(x, &win.rows[oh], &win.cols[ow]);
+                dx[index] += dy_row[ow];
             }
-            (0..full.start, full.end..g.out_w)
         } else {
-            (0..g.out_w, 0..0)
-        };
-        for ow in left.chain(right) {
-            let index = win.argmax(x, &win.rows[oh], &win.cols[ow]);
-            dx[index] += dy_row[ow];
+            let (above, below) = dx_rows.split_at_mut(w);
+            route_full_windows(
+                &x_rows[cols.clone()],
+                &x_rows[w + cols.start..w + cols.end],
+                grads,
+                &mut above[cols.clone()],
+                &mut below[cols.clone()],
+            );
+        }
+        route_edges(x, dy_row, dx, g, oh, &full);
+    }
+}
+}
+
+/// The windows of output row `oh` left of and right of `full`: one input column each
+/// (padding or an odd width cut the other), one or two rows.
+fn route_edges<T: Element>(
+    x: &[T],
+    dy_row: &[T],
+    dx: &mut [T],
+    g: &Pool2dGeometry,
+    oh: usize,
+    full: &Range<usize>,
+) {
+    let w = g.in_w;
+    let rows = pair_range(oh, g.padding[0], g.in_h);
+    for ow in (0..full.start).chain(full.end..g.out_w) {
+        let top = rows.start * w + pair_range(ow, g.padding[1], w).start;
+        let grad = dy_row[ow];
+        if rows.len() == 2 {
+            let (a, b) = (x[top], x[top + w]);
+            let lower = b > a || b.is_nan();
+            dx[top] = if lower { T::zero() } else { grad };
+            dx[top + w] = if lower { grad } else { T::zero() };
+        } else {
+            dx[top] = grad;
         }
     }
 }
 
-/// `grad` placed on the first maximum of four cells given in row-major order (a NaN
-/// beats any number and a later NaN an earlier one, as [`Windows::argmax`]), zeros
-/// elsewhere. Selects only, so the loop over windows stays branch-free.
+/// Windows of one row and two columns (padding cut the other row): the second cell
+/// wins if it is larger or NaN, as in [`Windows::argmax`].
 #[inline(always)]
-fn route_first_max<T: Element>([a, b, c, d]: [T; 4], grad: T) -> [T; 4] {
-    let takes = |v: T, best: T| v > best || v.is_nan();
-    let tb = takes(b, a);
-    let ab = if tb { b } else { a };
-    let tc = takes(c, ab);
-    let abc = if tc { c } else { ab };
-    let td = takes(d, abc);
+fn route_pairs<T: Element>(a: &[T], grad: &[T], da: &mut [T]) {
     let zero = T::zero();
-    let pick = |won: bool| if won { grad } else { zero };
+    for ((a, da), &g) in a.chunks_exact(2).zip(da.chunks_exact_mut(2)).zip(grad) {
+        let second = a[1] > a[0] || a[1].is_nan();
+        da[0] = if second { zero } else { g };
+        da[1] = if second { g } else { zero };
+    }
+}
+
+/// Whether `xs` holds a NaN; a full pass rather than an early exit, so it vectorises.
+#[inline(always)]
+fn has_nan<T: Element>(xs: &[T]) -> bool {
+    xs.iter().fold(false, |acc, v| acc | v.is_nan())
+}
+
+/// Full 2x2 windows whose rows are `a` and `b` (two columns per window, no NaN): each
+/// gradient goes to the first cell, in row-major order, equal to the window's max.
+/// Blocks of [`LANES`] windows are split into per-cell arrays first, a form the compiler
+/// turns into vector code.
+#[inline(always)]
+fn route_full_windows<T: Element>(a: &[T], b: &[T], grad: &[T], da: &mut [T], db: &mut [T]) {
+    let blocks = grad.len() / LANES * LANES;
+    let (a_blocks, b_blocks) = (&a[..2 * blocks], &b[..2 * blocks]);
+    let (da_blocks, db_blocks) = (&mut da[..2 * blocks], &mut db[..2 * blocks]);
+    let block_iter = a_blocks
+        .chunks_exact(2 * LANES)
+        .zip(b_blocks.chunks_exact(2 * LANES))
+        .zip(da_blocks.chunks_exact_mut(2 * LANES))
+        .zip(db_blocks.chunks_exact_mut(2 * LANES))
+        .zip(grad.chunks_exact(LANES));
+    for ((((a, b), da), db), g) in block_iter {
+        let mut cells = [[T::zero(); LANES]; 4];
+        for j in 0..LANES {
+            cells[0][j] = a[2 * j];
+            cells[1][j] = a[2 * j + 1];
+            cells[2][j] = b[2 * j];
+            cells[3][j] = b[2 * j + 1];
+        }
+        let mut out = [[T::zero(); LANES]; 4];
+        for j in 0..LANES {
+            let window = [cells[0][j], cells[1][j], cells[2][j], cells[3][j]];
+            let routed = route_window(window, g[j]);
+            for (o, r) in out.iter_mut().zip(routed) {
+                o[j] = r;
+            }
+        }
+        for j in 0..LANES {
+            da[2 * j] = out[0][j];
+            da[2 * j + 1] = out[1][j];
+            db[2 * j] = out[2][j];
+            db[2 * j + 1] = out[3][j];
+        }
+    }
+    let rest = a[2 * blocks..]
+        .chunks_exact(2)
+        .zip(b[2 * blocks..].chunks_exact(2))
+        .zip(da[2 * blocks..].chunks_exact_mut(2))
+        .zip(db[2 * blocks..].chunks_exact_mut(2));
+    for ((((a, b), da), db), &g) in rest.zip(&grad[blocks..]) {
+        let routed = route_window([a[0], a[1], b[0], b[1]], g);
+        da.copy_from_slice(&routed[..2]);
+        db.copy_from_slice(&routed[2..]);
+    }
+}
+
+/// Windows per block of [`route_full_windows`]: one AVX-512 register of f32.
+const LANES: usize = 16;
+
+/// `grad` on the first of four cells (no NaN among them) equal to their max, zero elsewhere.
+#[inline(always)]
+fn route_window<T: Element>([a0, a1, b0, b1]: [T; 4], g: T) -> [T; 4] {
+    let m = max_nan(max_nan(a0, a1), max_nan(b0, b1));
+    let (e0, e1, e2) = (a0 == m, a1 == m, b0 == m);
+    let zero = T::zero();
     [
-        pick(!td && !tc && !tb),
-        pick(!td && !tc && tb),
-        pick(!td && tc),
-        pick(td),
+        if e0 { g } else { zero },
+        if !e0 & e1 { g } else { zero },
+        if !e0 & !e1 & e2 { g } else { zero },
+        if !e0 & !e1 & !e2 { g } else { zero },
     ]
 }
