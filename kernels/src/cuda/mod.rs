@@ -9,6 +9,13 @@
 //! point checks that a library loads before calling into it, so a machine without CUDA
 //! gets an [`Error::Cuda`] naming what is missing instead of a panic.
 //!
+//! Tensors reach the GPU as `Storage::Cuda(`[`CudaStorage`]`)`: each op's dispatch sends
+//! that variant to the `cuda.rs` beside its CPU code, which allocates outputs from the
+//! caching allocator and launches the op's kernels with [`CudaBackend::launch`] (whose
+//! arguments are checked against the kernel's parameter list in the `.cu` source) and its
+//! products with [`CudaBackend::sgemm`]. Everything runs in order on the backend's one
+//! stream; only copies to the host wait for it.
+//!
 //! ```
 //! // On a machine without a GPU this is simply false; `open` says why.
 //! if !kernels::cuda::is_available() {
