@@ -14,7 +14,7 @@ use cudarc::driver::{
 };
 
 use super::alloc::{CudaBuffer, Pool, PoolStats};
-use super::compile::{arch_for, compile_ptx};
+use super::compile::{arch_for, compile_cubin};
 use super::kernel_source;
 use crate::{Error, Result};
 
@@ -187,7 +187,7 @@ impl CudaBackend {
     }
 
     /// The compiled module of the `.cu` file `file` (e.g. `"relu.cu"`), compiled by NVRTC
-    /// for this device on first use.
+    /// to machine code for this device on first use (see [`super::compile_cubin`]).
     pub fn module(&self, file: &'static str) -> Result<Arc<CudaModule>> {
         let mut modules = lock(&self.modules);
         if let Some(module) = modules.get(file) {
@@ -195,9 +195,9 @@ impl CudaBackend {
         }
         let source = kernel_source(file)
             .ok_or_else(|| Error::Cuda(format!("no kernel file named {file}")))?;
-        let ptx = compile_ptx(file, source, &self.arch)?;
+        let cubin = compile_cubin(file, source, &self.arch)?;
         let module = driver(
-            self.ctx.load_module(ptx),
+            self.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(cubin)),
             &format!("could not load the compiled {file} on {}", self.arch),
         )?;
         modules.insert(file, module.clone());

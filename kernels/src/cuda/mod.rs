@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub use alloc::{CudaBuffer, PoolStats};
 pub use backend::{Arg, CudaBackend, BLOCK_SIZE};
-pub use compile::{arch_for, compile_ptx, COMPILE_OPTIONS};
+pub use compile::{arch_for, compile_cubin, compile_ptx, COMPILE_OPTIONS};
 /// The cudarc types a caller needs to launch kernels and pass buffers to cuBLAS.
 pub use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,

@@ -51,6 +51,31 @@ fn every_kernel_file_compiles_with_nvrtc_for_sm_80_and_sm_90() {
 }
 
 #[test]
+fn every_kernel_file_compiles_to_machine_code_for_sm_80_and_sm_90() {
+    if !nvrtc_or_skip("NVRTC CUBIN test") {
+        return;
+    }
+    for arch in ["sm_80", "sm_90"] {
+        for &(file, source) in KERNEL_SOURCES {
+            let cubin = compile_cubin(file, source, arch)
+                .unwrap_or_else(|e| panic!("{file} ({arch}): {e}"));
+            // A CUBIN is an ELF image of the device code.
+            assert_eq!(cubin.get(..4), Some(&b"\x7fELF"[..]), "{file} ({arch})");
+        }
+    }
+    let err = compile_cubin(
+        "broken.cu",
+        "extern \"C\" __global__ void f() { nope; }",
+        "sm_90",
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in ["broken.cu", "--gpu-architecture=sm_90", "nope"] {
+        assert!(err.contains(expected), "{expected:?} missing from: {err}");
+    }
+}
+
+#[test]
 fn a_compile_error_names_the_file_the_options_and_the_log() {
     if !nvrtc_or_skip("NVRTC error test") {
         return;
