@@ -12,7 +12,7 @@ fn ctrl_c_saves_a_checkpoint_and_the_run_resumes_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = synthetic_dataset(dir.path(), 16, 10);
     let run = dir.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cli"))
+    let child = Command::new(env!("CARGO_BIN_EXE_cli"))
         .args([
             "train",
             "--device",
