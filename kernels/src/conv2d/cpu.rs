@@ -18,6 +18,17 @@ const MIN_COLUMNS: usize = 128;
 /// the product packs them while they are still in the (2 MiB per core) L2 cache.
 const COLUMN_BYTES: usize = 768 << 10;
 
+/// Columns of one tile of the gemm crate's AVX-512 f32 micro-kernel (4 registers of 16).
+const TILE_COLUMNS: usize = 64;
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// Scratch buffers kept per thread between calls: a training step convolves the same
 /// shapes again and again, and fresh multi-megabyte buffers would cost a page fault per
 /// 4 KiB on every call.
@@ -110,7 +121,18 @@ impl Plan {
         let target = (COLUMN_BYTES / (ckk.max(1) * std::mem::size_of::<T>()))
             .clamp(MIN_COLUMNS, MAX_COLUMNS);
         let (images, rows) = if p >= target {
-            (1, (target / g.out_w).clamp(1, g.out_h))
+            let rows = (target / g.out_w).clamp(1, g.out_h);
+            // Whole multiples of TILE_COLUMNS when the rows allow it: the gemm crate's
+            // edge micro-kernels for a partial tile are markedly slower.
+            let step = TILE_COLUMNS / gcd(g.out_w, TILE_COLUMNS);
+            (
+                1,
+                if rows >= step {
+                    rows / step * step
+                } else {
+                    rows
+                },
+            )
         } else {
             (target.div_ceil(p).clamp(1, group_len.max(1)), g.out_h)
         };
