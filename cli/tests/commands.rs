@@ -106,6 +106,9 @@ fn the_same_seed_gives_the_same_loss_curve() {
             "--no-progress",
         ]);
         assert!(output.status.success(), "{}", stderr(&output));
+        // The notebook's line every --log-every steps, also without a progress bar.
+        let printed = stdout(&output);
+        assert!(printed.contains("Epoch: 2, loss: "), "{printed}");
         std::fs::read_to_string(run.join("metrics.jsonl"))
             .unwrap()
             .lines()

@@ -388,11 +388,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             ));
             bar.inc(1);
             if (index as u64 + 1).is_multiple_of(args.log_every) {
-                bar.println(format!(
+                let line = format!(
                     "Epoch: {epoch}, loss: {}, accuracy: {}%",
                     log_window.mean_loss(),
                     log_window.accuracy()
-                ));
+                );
+                // A hidden bar (--no-progress, or stderr not a terminal) drops println.
+                if bar.is_hidden() {
+                    println!("{line}");
+                } else {
+                    bar.println(line);
+                }
                 run.metrics.record(json!({
                     "kind": "step", "epoch": epoch, "step": index + 1,
                     "global_step": run.progress.global_step,
