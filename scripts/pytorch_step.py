@@ -15,84 +15,17 @@ Prints one line:
 usage: pytorch_step.py [--batch-size N] [--steps S] [--warmup W] [--tf32] [--device cuda|cpu]
 """
 import argparse
+import os
+import sys
 import time
-import warnings
 
 import torch
 import torch.nn as nn
 import torch.optim as optim
 
-# nn.Dropout2d on the [N, features] activations of layer_fc warns on every call (the
-# notebook uses it there; on 2-D input it drops single features, like nn.Dropout).
-warnings.filterwarnings("ignore", message="dropout2d: Received a 2-D input")
-
-
-class Net(nn.Module):
-    """The notebook's network, verbatim (section 3.1)."""
-
-    def __init__(self):
-        super(Net, self).__init__()
-        self.layer1 = nn.Sequential(
-            nn.Conv2d(3, 64, 3, padding=1),
-            nn.Conv2d(64, 64, 3, padding=1),
-            nn.MaxPool2d(2, 2),
-            nn.BatchNorm2d(64),
-            nn.ReLU()
-        )
-
-        self.layer2 = nn.Sequential(
-            nn.Conv2d(64, 128, 3, padding=1),
-            nn.Conv2d(128, 128, 3, padding=1),
-            nn.MaxPool2d(2, 2, padding=1),
-            nn.BatchNorm2d(128),
-            nn.ReLU()
-        )
-
-        self.layer3 = nn.Sequential(
-            nn.Conv2d(128, 128, 3, padding=1),
-            nn.Conv2d(128, 128, 3, padding=1),
-            nn.Conv2d(128, 128, 1, padding=1),
-            nn.MaxPool2d(2, 2, padding=1),
-            nn.BatchNorm2d(128),
-            nn.ReLU()
-        )
-
-        self.layer4 = nn.Sequential(
-            nn.Conv2d(128, 256, 3, padding=1),
-            nn.Conv2d(256, 256, 1, padding=1),
-            nn.MaxPool2d(2, 2, padding=1),
-            nn.BatchNorm2d(256),
-            nn.ReLU()
-        )
-
-        self.layer5 = nn.Sequential(
-            nn.Conv2d(256, 512, 3, padding=1),
-            nn.Conv2d(512, 512, 1, padding=1),
-            nn.MaxPool2d(2, 2, padding=1),
-            nn.BatchNorm2d(512),
-            nn.ReLU()
-        )
-
-        self.layer_fc = nn.Sequential(
-            nn.Linear(512 * 4 * 4, 1024),
-            nn.ReLU(),
-            nn.Dropout2d(),
-            nn.Linear(1024, 128),
-            nn.ReLU(),
-            nn.Dropout2d(),
-            nn.Linear(128, 10)
-        )
-
-    def forward(self, x):
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        x = self.layer4(x)
-        x = self.layer5(x)
-        x = x.view(-1, 512 * 4 * 4)
-        logits = self.layer_fc(x)
-
-        return logits
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no scripts/__pycache__ in the checkout
+from pytorch_cpu_bench import Net  # noqa: E402  (the notebook's module, verbatim; silences Dropout2d's warning)
 
 
 def set_tf32(enabled):
