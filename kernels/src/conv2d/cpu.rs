@@ -8,6 +8,8 @@ use rayon::prelude::*;
 
 #[path = "packed.rs"]
 mod packed;
+#[path = "pointwise.rs"]
+mod pointwise;
 
 use super::Conv2dGeometry;
 use crate::gemm::{gemm_strided, worth_parallel, Operand};
@@ -244,6 +246,9 @@ fn split_groups<'a, T>(
 /// zeroing it first (a fresh multi-megabyte buffer costs a full memory pass to zero, 6%
 /// of an inference batch's time), and the products store into cache-resident scratch.
 pub fn forward<T: Scratch>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Conv2dGeometry) -> Vec<T> {
+    if let Some(inner) = pointwise::interior(g) {
+        return pointwise::padded_forward(x, w, bias, g, &inner);
+    }
     let len = g.batch * g.out_channels * g.out_h * g.out_w;
     let mut y: Vec<T> = Vec::with_capacity(len);
     if len == 0 {
@@ -407,6 +412,9 @@ pub fn backward<T: Scratch>(
     has_bias: bool,
     need_input_grad: bool,
 ) -> Grads<T> {
+    if let Some(inner) = pointwise::interior(g) {
+        return pointwise::padded_backward(x, w, gy, g, &inner, has_bias, need_input_grad);
+    }
     // The input gradient as a convolution of its own, when the layer has one (see
     // `transposed`); then the loop below only computes the weight gradient.
     let transposed = need_input_grad.then(|| transposed(g)).flatten();

@@ -17,6 +17,8 @@
 //! ```
 //!
 //! A 1x1 kernel with stride 1 and no padding needs no unrolling: the image itself is `col`.
+//! With padding, only the image is multiplied and the border is filled with the bias
+//! (`pointwise.rs`).
 //! The batch is split into one contiguous slice of images per rayon thread, each with its own
 //! scratch buffers (kept between calls) and weight-gradient partial sum (summed at the end).
 //! Each product covers a few hundred columns: several images at once when they have few

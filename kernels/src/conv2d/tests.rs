@@ -316,6 +316,12 @@ fn one_by_one_kernel_with_padding_grows_the_output_by_a_zero_border() {
         11,
         true,
     );
+    // Only the unpadded image is multiplied; uneven padding and no bias (border of zeros).
+    check_against_naive(
+        &geometry([2, 16, 5, 5], [24, 16, 1, 1], [1, 1], [2, 1]),
+        12,
+        false,
+    );
 }
 
 #[test]
