@@ -10,6 +10,7 @@
 mod device;
 mod element;
 mod error;
+mod output;
 mod storage;
 
 pub mod batch_norm;

@@ -1,6 +1,7 @@
 use rayon::prelude::*;
 
 use super::BatchNormGeometry;
+use crate::output::filled_in_parallel;
 use crate::{Element, PAR_MIN_LEN};
 
 /// Independent f64 accumulators: a single running sum is one long dependency chain of
@@ -99,16 +100,16 @@ fn map_planes<T: Element>(
     g: &BatchNormGeometry,
     f: impl Fn(usize, usize, &mut [T]) + Sync,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); len];
     if len == 0 {
         // Also covers spatial == 0, which chunking by plane could not.
-        return out;
+        return Vec::new();
     }
-    out.par_chunks_mut(g.spatial)
-        .enumerate()
-        .with_min_len((PAR_MIN_LEN / g.spatial).max(1))
-        .for_each(|(plane, out)| f(plane % g.channels, plane * g.spatial, out));
-    out
+    filled_in_parallel(
+        len,
+        g.spatial,
+        PAR_MIN_LEN / g.spatial,
+        |plane, out: &mut [T]| f(plane % g.channels, plane * g.spatial, out),
+    )
 }
 
 /// `y = (x - center_c) * scale_c + shift_c` for `coefficients[c] = (center_c, scale_c, shift_c)`.

@@ -144,6 +144,77 @@ pub(crate) fn gemm_strided<T: Element>(
         a.row_stride,
         b.row_stride,
     );
+    // SAFETY: `fits` above bounds every element the product touches by the slice lengths.
+    unsafe {
+        product(
+            m,
+            n,
+            k,
+            a,
+            b,
+            c.as_mut_ptr(),
+            c_stride,
+            accumulate,
+            parallel,
+        )
+    }
+}
+
+/// `op(a) * op(b)` as a new row-major `m x n` buffer, which the product writes without
+/// its being zeroed first: for the network's 8192 -> 1024 weight gradient the zeroing is
+/// a single-threaded 32 MiB memset, a third as long as the product itself.
+pub(crate) fn gemm_new<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    parallel: bool,
+) -> Vec<T> {
+    assert!(
+        a.fits(m, k) && b.fits(k, n),
+        "gemm: buffers of {} / {} elements are too short for m={m} n={n} k={k} (row strides {} / {})",
+        a.data.len(),
+        b.data.len(),
+        a.row_stride,
+        b.row_stride,
+    );
+    let len = m.checked_mul(n).expect("gemm: m x n overflows");
+    let mut c: Vec<T> = Vec::with_capacity(len);
+    if k == 0 {
+        c.resize(len, T::zero());
+        return c;
+    }
+    // SAFETY: as in `gemm_strided`, and `c` has room for `m x n` elements with rows `n`
+    // apart. Without `accumulate` the crate writes every element of `c` and reads none
+    // (`gemm_strided`'s doc; tested with NaN-filled destinations), so after the product
+    // all `len` elements are initialised.
+    unsafe {
+        product(m, n, k, a, b, c.as_mut_ptr(), n, false, parallel);
+        c.set_len(len);
+    }
+    c
+}
+
+/// The `gemm` crate's product into `c`, `m x n` with rows `c_stride` apart.
+///
+/// # Safety
+///
+/// `a` and `b` must fit their shapes ([`Operand::fits`]); `c` must be valid for writes
+/// (and for reads when `accumulate`) of every element of that `m x n` window, and must
+/// not overlap `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    c: *mut T,
+    c_stride: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -155,15 +226,15 @@ pub(crate) fn gemm_strided<T: Element>(
         gemm::Parallelism::None
     };
     // SAFETY: the product reads op(a)[i][p] at i*a_rs + p*a_cs for i < m, p < k (and
-    // likewise b, c); `fits` bounds the largest such index by the slice length. Rows of
-    // `c` do not overlap (stride >= n), `c` is a unique borrow so it cannot alias `a` or
-    // `b`, and T is f32 or f64, both of which the crate implements.
+    // likewise b, c); the caller guarantees those are in bounds. Rows of `c` do not
+    // overlap (stride >= n), `c` does not alias `a` or `b`, and T is f32 or f64, both of
+    // which the crate implements.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             c_stride as isize,
             // The crate computes dst = alpha*dst + beta*lhs*rhs and ignores dst (alpha)

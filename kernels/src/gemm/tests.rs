@@ -219,3 +219,43 @@ fn overlapping_output_rows_are_refused() {
         false,
     );
 }
+
+#[test]
+fn a_new_buffer_holds_the_product_whatever_the_orientation_and_size() {
+    // Sizes on both sides of the threading threshold, and every transpose combination.
+    for (m, n, k) in [(3, 5, 4), (70, 90, 80), (1, 1, 1)] {
+        for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (a, b) = (values(m * k, 11), values(k * n, 12));
+            let a_op = if a_t {
+                Operand::t(&a, m)
+            } else {
+                Operand::new(&a, k)
+            };
+            let b_op = if b_t {
+                Operand::t(&b, k)
+            } else {
+                Operand::new(&b, n)
+            };
+            let c = gemm_new(m, n, k, a_op, b_op, true);
+            let expected = naive(m, n, k, &a, a_t, &b, b_t, &[], false);
+            assert_eq!(c.len(), expected.len());
+            for (got, want) in c.iter().zip(&expected) {
+                assert!((got - want).abs() < 1e-12, "{m}x{n}x{k}: {got} vs {want}");
+            }
+        }
+    }
+    // No depth: zeros. No rows: nothing.
+    assert_eq!(
+        gemm_new::<f64>(2, 3, 0, Operand::new(&[], 0), Operand::new(&[], 3), false),
+        [0.0; 6]
+    );
+    assert!(gemm_new::<f32>(
+        0,
+        3,
+        2,
+        Operand::new(&[], 2),
+        Operand::new(&[0.0; 6], 3),
+        false
+    )
+    .is_empty());
+}

@@ -1,7 +1,7 @@
 use rayon::prelude::*;
 
 use super::LinearGeometry;
-use crate::gemm::{gemm, worth_parallel};
+use crate::gemm::{gemm, gemm_new, worth_parallel, Operand};
 use crate::Element;
 
 pub fn forward<T: Element>(x: &[T], w: &[T], bias: Option<&[T]>, g: &LinearGeometry) -> Vec<T> {
@@ -67,38 +67,14 @@ fn by_column_blocks<T: Element>(
 
 /// `dL/dx = dL/dy W`.
 pub fn input_grad<T: Element>(gy: &[T], w: &[T], n: usize, i: usize, o: usize) -> Vec<T> {
-    let mut gx = vec![T::zero(); n * i];
-    gemm(
-        n,
-        i,
-        o,
-        gy,
-        false,
-        w,
-        false,
-        &mut gx,
-        false,
-        worth_parallel(n, i, o),
-    );
-    gx
+    let (gy, w) = (Operand::new(gy, o), Operand::new(w, i));
+    gemm_new(n, i, o, gy, w, worth_parallel(n, i, o))
 }
 
 /// `dL/dW = dL/dy^T x`.
 pub fn weight_grad<T: Element>(gy: &[T], x: &[T], n: usize, i: usize, o: usize) -> Vec<T> {
-    let mut gw = vec![T::zero(); o * i];
-    gemm(
-        o,
-        i,
-        n,
-        gy,
-        true,
-        x,
-        false,
-        &mut gw,
-        false,
-        worth_parallel(o, i, n),
-    );
-    gw
+    let (gy_t, x) = (Operand::t(gy, o), Operand::new(x, i));
+    gemm_new(o, i, n, gy_t, x, worth_parallel(o, i, n))
 }
 
 /// `dL/db`: column sums of `dL/dy`, split over column blocks so each thread streams rows.

@@ -3,6 +3,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{Pool2dGeometry, PoolKind};
+use crate::output::filled_in_parallel;
 use crate::{Element, PAR_MIN_LEN};
 
 /// The in-bounds input indices covered by each output position along one axis.
@@ -169,46 +170,46 @@ pub fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> Vec<T> {
 pub fn backward<T: Element>(x: &[T], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
     let win = Windows::new(g);
     let wide = is_max_2x2(g) && has_avx512();
-    let mut dx = vec![T::zero(); x.len()];
     // Each task owns whole input planes, so the scattered additions never race.
-    dx.par_chunks_mut(win.in_plane)
-        .zip(x.par_chunks(win.in_plane))
-        .zip(dy.par_chunks(win.out_plane))
-        .with_min_len(win.min_planes())
-        .for_each(|((dx, x), dy)| {
-            if is_max_2x2(g) {
-                max_2x2_backward_plane(wide, x, dy, dx, g, &win);
-                return;
-            }
-            for (dy_row, rows) in dy.chunks(g.out_w).zip(&win.rows) {
-                for (&grad, cols) in dy_row.iter().zip(&win.cols) {
-                    match g.kind {
-                        PoolKind::Max => {
-                            // The ubiquitous full 2x2 window as four fixed cells: the general
-                            // loop costs several times more than the comparisons themselves.
-                            let index = if rows.len() == 2 && cols.len() == 2 {
-                                let a = rows.start * win.in_w + cols.start;
-                                first_max(x, [a, a + 1, a + win.in_w, a + win.in_w + 1])
-                            } else {
-                                win.argmax(x, rows, cols)
-                            };
-                            dx[index] += grad;
-                        }
-                        PoolKind::Avg { .. } => {
-                            let share = grad / divisor::<T>(g, rows, cols);
-                            for h in rows.clone() {
-                                let row =
-                                    &mut dx[h * win.in_w + cols.start..h * win.in_w + cols.end];
-                                for d in row {
-                                    *d += share;
-                                }
-                            }
+    filled_in_parallel(x.len(), win.in_plane, win.min_planes(), |plane, dx| {
+        let x = &x[plane * win.in_plane..][..win.in_plane];
+        let dy = &dy[plane * win.out_plane..][..win.out_plane];
+        if is_max_2x2(g) {
+            max_2x2_backward_plane(wide, x, dy, dx, g, &win);
+        } else {
+            backward_plane(x, dy, dx, g, &win);
+        }
+    })
+}
+
+/// Backward of one plane of any pool into `dx`, which holds zeros.
+fn backward_plane<T: Element>(x: &[T], dy: &[T], dx: &mut [T], g: &Pool2dGeometry, win: &Windows) {
+    for (dy_row, rows) in dy.chunks(g.out_w).zip(&win.rows) {
+        for (&grad, cols) in dy_row.iter().zip(&win.cols) {
+            match g.kind {
+                PoolKind::Max => {
+                    // The ubiquitous full 2x2 window as four fixed cells: the general
+                    // loop costs several times more than the comparisons themselves.
+                    let index = if rows.len() == 2 && cols.len() == 2 {
+                        let a = rows.start * win.in_w + cols.start;
+                        first_max(x, [a, a + 1, a + win.in_w, a + win.in_w + 1])
+                    } else {
+                        win.argmax(x, rows, cols)
+                    };
+                    dx[index] += grad;
+                }
+                PoolKind::Avg { .. } => {
+                    let share = grad / divisor::<T>(g, rows, cols);
+                    for h in rows.clone() {
+                        let row = &mut dx[h * win.in_w + cols.start..h * win.in_w + cols.end];
+                        for d in row {
+                            *d += share;
                         }
                     }
                 }
             }
-        });
-    dx
+        }
+    }
 }
 
 /// The network's only pool: max over 2x2 windows with stride 2 (padding 0 or 1, the most
