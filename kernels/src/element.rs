@@ -125,3 +125,18 @@ impl Element for f64 {
         Storage::F64(values)
     }
 }
+
+/// `xs` as f32, when `T` is f32: lets a generic kernel hand its f32 case to code written
+/// for f32 alone (the AVX-512 products).
+pub(crate) fn as_f32<T: 'static>(xs: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 (same type id), so the slice is reinterpreted as itself.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { &*(xs as *const [T] as *const [f32]) })
+}
+
+/// `xs` as mutable f32, when `T` is f32.
+pub(crate) fn as_f32_mut<T: 'static>(xs: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as in `as_f32`.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { &mut *(xs as *mut [T] as *mut [f32]) })
+}

@@ -11,6 +11,7 @@ mod device;
 mod element;
 mod error;
 mod output;
+mod simd;
 mod storage;
 
 pub mod batch_norm;

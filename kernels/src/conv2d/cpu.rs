@@ -1,4 +1,3 @@
-use std::any::TypeId;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -10,8 +9,11 @@ use rayon::prelude::*;
 mod packed;
 #[path = "pointwise.rs"]
 mod pointwise;
+#[path = "winograd.rs"]
+mod winograd;
 
 use super::Conv2dGeometry;
+use crate::element::{as_f32, as_f32_mut};
 use crate::gemm::{gemm_strided, worth_parallel, Operand};
 use crate::Element;
 
@@ -249,6 +251,9 @@ pub fn forward<T: Scratch>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Conv2dGeome
     if let Some(inner) = pointwise::interior(g) {
         return pointwise::padded_forward(x, w, bias, g, &inner);
     }
+    if winograd::applies(g) {
+        return winograd::forward(x, w, bias, g);
+    }
     let len = g.batch * g.out_channels * g.out_h * g.out_w;
     let mut y: Vec<T> = Vec::with_capacity(len);
     if len == 0 {
@@ -296,20 +301,6 @@ fn packed_weights<T: Element>(w: &[T], plan: &Plan) -> Option<Vec<f32>> {
     let w = as_f32(w)?;
     let fits = plan.c_out.is_multiple_of(packed::ROWS) && plan.c_out <= 128 && plan.ckk > 0;
     (fits && packed::available()).then(|| packed::pack_weights(w, plan.c_out, plan.ckk))
-}
-
-/// `xs` as f32, when `T` is f32.
-fn as_f32<T: 'static>(xs: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32 (same type id), so the slice is reinterpreted as itself.
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        .then(|| unsafe { &*(xs as *const [T] as *const [f32]) })
-}
-
-/// `xs` as mutable f32, when `T` is f32.
-fn as_f32_mut<T: 'static>(xs: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: as in `as_f32`.
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        .then(|| unsafe { &mut *(xs as *mut [T] as *mut [f32]) })
 }
 
 #[allow(clippy::too_many_arguments)]

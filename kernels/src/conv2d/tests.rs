@@ -458,6 +458,44 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    // Enough input channels for Winograd's F(2x2, 3x3) (3x3, stride 1), forward and the
+    // input gradient (a 3x3 stride-1 convolution of its own), on odd and even sizes, every
+    // padding it takes, uneven padding, and images smaller than a tile.
+    #[test]
+    fn winograd_matches_naive_loops(
+        batch in 1usize..=3,
+        c_in in 16usize..=18,
+        c_out in 16usize..=19,
+        in_h in 1usize..=11,
+        in_w in 1usize..=11,
+        padding in (0usize..=2, 0usize..=2),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        prop_assume!(in_h + 2 * padding.0 >= 3 && in_w + 2 * padding.1 >= 3);
+        let g = geometry(
+            [batch, c_in, in_h, in_w],
+            [c_out, c_in, 3, 3],
+            [1, 1],
+            [padding.0, padding.1],
+        );
+        check_against_naive(&g, seed, with_bias);
+    }
+}
+
+#[test]
+fn winograd_layers_match_the_reference() {
+    // Shapes of layer2.1 and layer3.0, few images, against the notebook's conv_forward.
+    check_against_reference(
+        &geometry([2, 32, 16, 16], [24, 32, 3, 3], [1, 1], [1, 1]),
+        81,
+    );
+    check_against_reference(&geometry([3, 16, 9, 9], [16, 16, 3, 3], [1, 1], [1, 1]), 82);
+}
+
 fn message(err: Error) -> String {
     err.to_string()
 }
@@ -641,6 +679,10 @@ fn packed_f32_path_matches_naive_loops() {
         ([2, 16, 6, 6], [8, 16, 1, 1], [1, 1], [0, 0]),
         ([2, 16, 6, 5], [16, 16, 3, 3], [1, 1], [1, 1]),
         ([2, 8, 9, 9], [8, 8, 3, 3], [2, 2], [1, 1]),
+        // 3x3 stride-1 layers with 16 or more input channels take Winograd's path; these
+        // keep the direct product on deep ragged columns.
+        ([2, 32, 7, 7], [8, 32, 5, 5], [1, 1], [2, 2]),
+        ([2, 16, 6, 5], [16, 16, 3, 3], [2, 1], [1, 1]),
     ];
     for (seed, (input, weight, stride, padding)) in cases.into_iter().enumerate() {
         let g = geometry(input, weight, stride, padding);

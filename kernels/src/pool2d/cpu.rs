@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::{Pool2dGeometry, PoolKind};
 use crate::output::filled_in_parallel;
+use crate::simd::{has_avx512, wide_loop};
 use crate::{Element, PAR_MIN_LEN};
 
 /// The in-bounds input indices covered by each output position along one axis.
@@ -217,48 +218,6 @@ fn backward_plane<T: Element>(x: &[T], dy: &[T], dx: &mut [T], g: &Pool2dGeometr
 /// two rows in, one row out, with every full window reduced by the same few selects.
 fn is_max_2x2(g: &Pool2dGeometry) -> bool {
     g.kind == PoolKind::Max && g.kernel == [2, 2] && g.stride == [2, 2]
-}
-
-/// Whether the CPU runs AVX-512. The crate is compiled for baseline x86-64, where the
-/// loops of the 2x2 path handle one element per instruction; [`wide_loop`] compiles them
-/// a second time for sixteen f32 lanes.
-fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Defines `fn name<T>(wide: bool, args..)` running `body` compiled for AVX-512 when `wide`
-/// (the caller checked [`has_avx512`]), for baseline x86-64 otherwise. Each copy is a
-/// function of its own, so its `&mut` slices keep their no-alias guarantee, which the loop
-/// vectoriser needs.
-macro_rules! wide_loop {
-    ($(#[$attr:meta])* fn $name:ident<T: Element>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$attr])*
-        fn $name<T: Element>(wide: bool, $($arg: $ty),*) {
-            #[inline(always)]
-            fn body<T: Element>($($arg: $ty),*) $body
-
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-            unsafe fn avx512<T: Element>($($arg: $ty),*) {
-                body($($arg),*)
-            }
-
-            #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: `wide` is only set where `has_avx512()` holds.
-                return unsafe { avx512($($arg),*) };
-            }
-            let _ = wide;
-            body($($arg),*)
-        }
-    };
 }
 
 /// The in-bounds input rows (or columns) of output row (or column) `o` of a 2x2, stride-2

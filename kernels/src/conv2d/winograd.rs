@@ -1,0 +1,435 @@
+//! 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3).
+//!
+//! Each 2x2 block of outputs (a tile) is computed from the 4x4 block of inputs it reads:
+//!
+//! ```text
+//! Y = A^T [ (G g G^T) . (B^T d B) ] A        g: a 3x3 kernel, d: a 4x4 input block
+//!
+//!        [1  0 -1  0]          [ 1    0    0 ]
+//! B^T =  [0  1  1  0]      G = [1/2  1/2  1/2]      A^T = [1  1  1  0]
+//!        [0 -1  1  0]          [1/2 -1/2  1/2]            [0  1 -1 -1]
+//!        [0  1  0 -1]          [ 0    0    1 ]
+//! ```
+//!
+//! Summed over input channels, the elementwise product `.` becomes 16 independent matrix
+//! products, one per position `xi` of the 4x4 transformed block:
+//!
+//! ```text
+//! M[xi] (C_out x tiles) = U[xi] (C_out x C_in) * V[xi] (C_in x tiles)
+//! U = G g G^T per (co, ci)     V = B^T d B per (ci, tile)     y = A^T M A per (co, tile)
+//! ```
+//!
+//! 16 products of `C_out x C_in` per tile of 4 outputs make 4 multiplies per output and
+//! input channel where the direct convolution makes 9. The transforms are additions only;
+//! they run along whole rows of tiles (the 4 input rows of a row of tiles, split into even
+//! and odd columns), which the compiler vectorises. Transformed blocks are 16 values per
+//! 4 outputs, so `V` is 4x the input (`im2col`'s columns are 9x).
+//!
+//! The rounding differs from the direct sum (the transforms add and subtract inputs before
+//! multiplying), by a few units in the last place of f32 at the network's sizes; the
+//! tests hold it to the same tolerances as the direct path, against naive loops.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::{groups, split_groups, Scratch};
+use crate::conv2d::Conv2dGeometry;
+use crate::element::{as_f32, as_f32_mut};
+use crate::gemm::{gemm_strided, Operand};
+use crate::simd::{has_avx512, wide_loop};
+use crate::Element;
+
+use super::packed;
+
+/// Fewest input channels for which the transforms pay for themselves (the first layer,
+/// with 3, stays direct).
+const MIN_IN_CHANNELS: usize = 16;
+
+/// Most output channels worth the transforms: beyond, the 16 transformed weight matrices
+/// (8 MiB for layer5.0, 256 -> 512) no longer stream through the caches, and the direct
+/// product won (layer5.0 forward at batch 32: 6.4 ms direct, 9.0 ms here).
+const MAX_OUT_CHANNELS: usize = 256;
+
+/// Bytes of transformed input (`V`, 16 x C_in x tiles) one chunk of tile rows should fill,
+/// so that it is still in the L2 cache when the 16 products read it.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Whether `g` takes this path.
+pub(super) fn applies(g: &Conv2dGeometry) -> bool {
+    g.kernel == [3, 3]
+        && g.stride == [1, 1]
+        && g.padding[0] <= 2
+        && g.padding[1] <= 2
+        && g.in_channels >= MIN_IN_CHANNELS
+        && g.out_channels <= MAX_OUT_CHANNELS
+        && g.out_channels > 0
+        && g.out_h > 0
+        && g.out_w > 0
+}
+
+/// Tiles per image: `rows x cols`, each covering 2x2 outputs (the last row and column of
+/// tiles may overhang an odd output size; their extra outputs are never written).
+#[derive(Clone, Copy)]
+struct Tiles {
+    rows: usize,
+    cols: usize,
+}
+
+impl Tiles {
+    fn new(g: &Conv2dGeometry) -> Tiles {
+        Tiles {
+            rows: g.out_h.div_ceil(2),
+            cols: g.out_w.div_ceil(2),
+        }
+    }
+
+    /// Columns of the transformed data per row of tiles: one per tile, plus a junk one.
+    fn stride(self) -> usize {
+        self.cols + 1
+    }
+}
+
+/// `U = G g G^T` for every (co, ci): `[16][C_out][C_in]`.
+fn transform_weights<T: Scratch>(w: &[T], c_out: usize, c_in: usize) -> Vec<T> {
+    let half = T::of(0.5);
+    let mut u = vec![T::zero(); 16 * c_out * c_in];
+    for (pair, g) in w.chunks_exact(9).enumerate() {
+        // G g: 4 rows of 3.
+        let mut gg = [[T::zero(); 3]; 4];
+        for c in 0..3 {
+            let (g0, g1, g2) = (g[c], g[3 + c], g[6 + c]);
+            gg[0][c] = g0;
+            gg[1][c] = (g0 + g1 + g2) * half;
+            gg[2][c] = (g0 - g1 + g2) * half;
+            gg[3][c] = g2;
+        }
+        // (G g) G^T: 4 x 4.
+        for (r, row) in gg.iter().enumerate() {
+            let [g0, g1, g2] = *row;
+            let values = [g0, (g0 + g1 + g2) * half, (g0 - g1 + g2) * half, g2];
+            for (c, v) in values.into_iter().enumerate() {
+                u[(4 * r + c) * c_out * c_in + pair] = v;
+            }
+        }
+    }
+    u
+}
+
+pub(super) fn forward<T: Scratch>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    g: &Conv2dGeometry,
+) -> Vec<T> {
+    let (c_in, c_out) = (g.in_channels, g.out_channels);
+    let len = g.batch * c_out * g.out_h * g.out_w;
+    let mut y: Vec<T> = Vec::with_capacity(len);
+    if len == 0 {
+        return y;
+    }
+    let u = transform_weights(w, c_out, c_in);
+    let packed = packed_weights(&u, c_out, c_in);
+    let groups = groups(g.batch);
+    let in_image = c_in * g.in_h * g.in_w;
+    let out_image = c_out * g.out_h * g.out_w;
+    let outs = split_groups(&mut y.spare_capacity_mut()[..len], out_image, &groups);
+    groups.par_iter().zip(outs).for_each(|(range, out)| {
+        let x = &x[range.start * in_image..range.end * in_image];
+        let weights = Weights {
+            u: &u,
+            packed: packed.as_deref(),
+        };
+        forward_group(x, weights, bias, g, range.len(), out);
+    });
+    // SAFETY: the groups cover `0..len`; `forward_group` writes every output of its images
+    // (each output pixel lies in exactly one tile), and a panic propagates before this.
+    unsafe { y.set_len(len) };
+    y
+}
+
+/// The transformed weights, and their [`packed`] panels (one per `xi`) where that applies.
+#[derive(Clone, Copy)]
+struct Weights<'a, T> {
+    u: &'a [T],
+    packed: Option<&'a [Vec<f32>]>,
+}
+
+/// [`packed::pack_weights`] of each `U[xi]`, for f32 on AVX-512 with whole panels of rows.
+fn packed_weights<T: Scratch>(u: &[T], c_out: usize, c_in: usize) -> Option<Vec<Vec<f32>>> {
+    let u = as_f32(u)?;
+    let fits = c_out.is_multiple_of(packed::ROWS);
+    (fits && packed::available()).then(|| {
+        u.chunks_exact(c_out * c_in)
+            .map(|u| packed::pack_weights(u, c_out, c_in))
+            .collect()
+    })
+}
+
+fn forward_group<T: Scratch>(
+    x: &[T],
+    weights: Weights<'_, T>,
+    bias: Option<&[T]>,
+    g: &Conv2dGeometry,
+    images: usize,
+    out: &mut [MaybeUninit<T>],
+) {
+    let (c_in, c_out) = (g.in_channels, g.out_channels);
+    let tiles = Tiles::new(g);
+    // Whole rows of tiles per chunk, as many as fit CHUNK_BYTES of V.
+    let row_bytes = 16 * c_in * tiles.stride() * std::mem::size_of::<T>();
+    let rows_per_chunk = (CHUNK_BYTES / row_bytes).max(1);
+    let max_cols = rows_per_chunk * tiles.stride();
+    let mut v = T::take(16 * c_in * max_cols);
+    let mut m = T::take(16 * c_out * max_cols);
+    let mut scratch = T::take(Buffers::len(max_cols));
+    let all_rows = images * tiles.rows;
+    let wide = has_avx512();
+    for first in (0..all_rows).step_by(rows_per_chunk) {
+        let rows = first..(first + rows_per_chunk).min(all_rows);
+        let cols = rows.len() * tiles.stride();
+        let (v, m) = (&mut v[..16 * c_in * cols], &mut m[..16 * c_out * cols]);
+        transform_input(wide, x, g, tiles, rows.clone(), v, &mut scratch);
+        for xi in 0..16 {
+            let v = &v[xi * c_in * cols..][..c_in * cols];
+            let m = &mut m[xi * c_out * cols..][..c_out * cols];
+            let f32_operands = (weights.packed, as_f32(v), as_f32_mut(&mut *m));
+            if let (Some(packed), Some(v), Some(m)) = f32_operands {
+                packed::product(&packed[xi], c_out, c_in, v, cols, cols, None, m, cols);
+            } else {
+                let u = Operand::new(&weights.u[xi * c_out * c_in..][..c_out * c_in], c_in);
+                gemm_strided(
+                    c_out,
+                    cols,
+                    c_in,
+                    u,
+                    Operand::new(v, cols),
+                    m,
+                    cols,
+                    false,
+                    false,
+                );
+            }
+        }
+        transform_output(wide, m, bias, g, tiles, rows, out, &mut scratch);
+    }
+    T::give_back(v);
+    T::give_back(m);
+    T::give_back(scratch);
+}
+
+/// Scratch of the transforms for a chunk of `cols` columns: 8 runs of `cols + 1` for the
+/// even and odd input columns of 4 rows, then 16 runs of `cols` for the rows times B (the
+/// output transform uses the first 8 of those).
+struct Buffers;
+
+impl Buffers {
+    fn len(cols: usize) -> usize {
+        8 * (cols + 1) + 16 * cols
+    }
+}
+
+wide_loop! {
+/// `V = B^T d B` for the tile rows `rows` (counted over the group's images, `tiles.rows`
+/// per image) into `v`, `[16][C_in][rows.len() * tiles.stride()]`.
+///
+/// Each row of tiles takes `tiles.cols + 1` columns, the last a junk column that the
+/// products carry along and the output transform skips: with it, the whole chunk is one
+/// run per (xi, ci), long enough to vectorise (a row of tiles is 3 to 16 tiles).
+fn transform_input<T: Element>(
+    x: &[T],
+    g: &Conv2dGeometry,
+    tiles: Tiles,
+    rows: Range<usize>,
+    v: &mut [T],
+    scratch: &mut [T],
+) {
+    let (c_in, h, w) = (g.in_channels, g.in_h, g.in_w);
+    let [ph, pw] = g.padding;
+    let stride = tiles.stride();
+    let cols = rows.len() * stride;
+    // The even and odd input columns (in padded coordinates, zero outside the image) of
+    // the 4 input rows of each row of tiles: tile tx reads even[tx], odd[tx], even[tx + 1],
+    // odd[tx + 1] of its row's run.
+    let (split, rest) = scratch.split_at_mut(8 * (cols + 1));
+    let mut split: Vec<&mut [T]> = split.chunks_exact_mut(cols + 1).collect();
+    // Each row times B, 4 runs per row.
+    let mut t: Vec<&mut [T]> = rest[..16 * cols].chunks_exact_mut(cols.max(1)).collect();
+    for ci in 0..c_in {
+        for run in split.iter_mut() {
+            run.fill(T::zero());
+        }
+        for (local, row) in rows.clone().enumerate() {
+            let (n, ty) = (row / tiles.rows, row % tiles.rows);
+            let plane = &x[(n * c_in + ci) * h * w..][..h * w];
+            for i in 0..4 {
+                let iy = 2 * ty + i;
+                if iy >= ph && iy - ph < h {
+                    let [even, odd] = split.get_disjoint_mut([2 * i, 2 * i + 1]).expect("8 runs");
+                    let at = local * stride;
+                    split_columns(
+                        &plane[(iy - ph) * w..][..w],
+                        pw,
+                        &mut even[at..at + stride],
+                        &mut odd[at..at + stride],
+                    );
+                }
+            }
+        }
+        for i in 0..4 {
+            let (e0, e1) = (&split[2 * i][..cols], &split[2 * i][1..=cols]);
+            let (o0, o1) = (&split[2 * i + 1][..cols], &split[2 * i + 1][1..=cols]);
+            let [t0, t1, t2, t3] = t
+                .get_disjoint_mut([4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3])
+                .expect("16 runs");
+            row_times_b(e0, e1, o0, o1, t0, t1, t2, t3);
+        }
+        for c in 0..4 {
+            let (a, b, d, f) = (&*t[c], &*t[4 + c], &*t[8 + c], &*t[12 + c]);
+            let mut out = v
+                .chunks_exact_mut(c_in * cols)
+                .skip(c)
+                .step_by(4)
+                .map(|xi| &mut xi[ci * cols..][..cols]);
+            let (Some(v0), Some(v1), Some(v2), Some(v3)) =
+                (out.next(), out.next(), out.next(), out.next())
+            else {
+                unreachable!("V has 16 rows");
+            };
+            bt_times(a, b, d, f, v0, v1, v2, v3);
+        }
+    }
+}
+}
+
+/// `d B` for one input row given as its even and odd columns: per tile, `[e0 - e1,
+/// o0 + e1, e1 - o0, o0 - o1]` (`e1`, `o1` are the next tile's `e0`, `o0`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn row_times_b<T: Element>(
+    e0: &[T],
+    e1: &[T],
+    o0: &[T],
+    o1: &[T],
+    t0: &mut [T],
+    t1: &mut [T],
+    t2: &mut [T],
+    t3: &mut [T],
+) {
+    let n = t0.len();
+    let (e0, e1, o0, o1) = (&e0[..n], &e1[..n], &o0[..n], &o1[..n]);
+    let (t1, t2, t3) = (&mut t1[..n], &mut t2[..n], &mut t3[..n]);
+    for k in 0..n {
+        t0[k] = e0[k] - e1[k];
+        t1[k] = o0[k] + e1[k];
+        t2[k] = e1[k] - o0[k];
+        t3[k] = o0[k] - o1[k];
+    }
+}
+
+/// `B^T` down one column of four rows: `[a - d, b + d, d - b, b - f]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bt_times<T: Element>(
+    a: &[T],
+    b: &[T],
+    d: &[T],
+    f: &[T],
+    v0: &mut [T],
+    v1: &mut [T],
+    v2: &mut [T],
+    v3: &mut [T],
+) {
+    let n = v0.len();
+    let (a, b, d, f) = (&a[..n], &b[..n], &d[..n], &f[..n]);
+    let (v1, v2, v3) = (&mut v1[..n], &mut v2[..n], &mut v3[..n]);
+    for k in 0..n {
+        v0[k] = a[k] - d[k];
+        v1[k] = b[k] + d[k];
+        v2[k] = d[k] - b[k];
+        v3[k] = b[k] - f[k];
+    }
+}
+
+/// Input column `c` of `src` into `even[(c + pw) / 2]` or `odd[(c + pw) / 2]` by the parity
+/// of `c + pw`, its column in padded coordinates.
+#[inline(always)]
+fn split_columns<T: Element>(src: &[T], pw: usize, even: &mut [T], odd: &mut [T]) {
+    let (first, second) = if pw.is_multiple_of(2) {
+        (even, odd)
+    } else {
+        (odd, even)
+    };
+    let (first, second) = (&mut first[pw / 2..], &mut second[pw.div_ceil(2)..]);
+    for ((pair, a), b) in src
+        .chunks_exact(2)
+        .zip(first.iter_mut())
+        .zip(second.iter_mut())
+    {
+        *a = pair[0];
+        *b = pair[1];
+    }
+    if src.len() % 2 == 1 {
+        first[src.len() / 2] = src[src.len() - 1];
+    }
+}
+
+wide_loop! {
+/// `y = A^T M A (+ bias)` for the tile rows `rows` from `m` (`[16][C_out][rows.len() *
+/// tiles.stride()]`) into `out`, the group's images.
+#[allow(clippy::too_many_arguments)]
+fn transform_output<T: Element>(
+    m: &[T],
+    bias: Option<&[T]>,
+    g: &Conv2dGeometry,
+    tiles: Tiles,
+    rows: Range<usize>,
+    out: &mut [MaybeUninit<T>],
+    scratch: &mut [T],
+) {
+    let (c_out, oh, ow) = (g.out_channels, g.out_h, g.out_w);
+    let (tc, stride) = (tiles.cols, tiles.stride());
+    let cols = rows.len() * stride;
+    // A^T M: 2 rows of 4 runs.
+    let mut s: Vec<&mut [T]> = scratch[..8 * cols].chunks_exact_mut(cols.max(1)).collect();
+    for co in 0..c_out {
+        let at = |xi: usize| &m[(xi * c_out + co) * cols..][..cols];
+        for c in 0..4 {
+            let [s0, s1] = s.get_disjoint_mut([c, 4 + c]).expect("8 runs");
+            at_times(at(c), at(4 + c), at(8 + c), at(12 + c), s0, s1);
+        }
+        let b = bias.map_or(T::zero(), |b| b[co]);
+        for (local, row) in rows.clone().enumerate() {
+            let (n, ty) = (row / tiles.rows, row % tiles.rows);
+            let plane = &mut out[(n * c_out + co) * oh * ow..][..oh * ow];
+            for r in 0..2 {
+                let oy = 2 * ty + r;
+                if oy >= oh {
+                    continue;
+                }
+                let run = |c: usize| &s[4 * r + c][local * stride..][..tc];
+                let (s0, s1, s2, s3) = (run(0), run(1), run(2), run(3));
+                let dst = &mut plane[oy * ow..][..ow];
+                for (k, d) in dst.chunks_mut(2).enumerate() {
+                    d[0] = MaybeUninit::new(s0[k] + s1[k] + s2[k] + b);
+                    if let Some(d1) = d.get_mut(1) {
+                        *d1 = MaybeUninit::new(s1[k] - s2[k] - s3[k] + b);
+                    }
+                }
+            }
+        }
+    }
+}
+}
+
+/// `A^T` down one column of four rows of `M`: `[m0 + m1 + m2, m1 - m2 - m3]`.
+#[inline(always)]
+fn at_times<T: Element>(m0: &[T], m1: &[T], m2: &[T], m3: &[T], s0: &mut [T], s1: &mut [T]) {
+    let n = s0.len();
+    let (m0, m1, m2, m3, s1) = (&m0[..n], &m1[..n], &m2[..n], &m3[..n], &mut s1[..n]);
+    for k in 0..n {
+        s0[k] = m0[k] + m1[k] + m2[k];
+        s1[k] = m1[k] - m2[k] - m3[k];
+    }
+}
