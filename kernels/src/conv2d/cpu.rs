@@ -406,9 +406,22 @@ pub fn backward<T: Scratch>(
     if let Some(inner) = pointwise::interior(g) {
         return pointwise::padded_backward(x, w, gy, g, &inner, has_bias, need_input_grad);
     }
+    if winograd::applies_to_weight_grad(g) {
+        // The input gradient as a stride-1 3x3 convolution of its own, which takes
+        // Winograd's path too (see `transposed`).
+        let gx = need_input_grad
+            .then(|| transposed(g, true).map(|(gt, flipped)| forward(gy, &flipped(w), None, &gt)))
+            .flatten();
+        let plan = Plan::new::<T>(g, g.batch);
+        return Grads {
+            input: gx,
+            weight: winograd::weight_grad(x, gy, g),
+            bias: has_bias.then(|| bias_grad(gy, g.batch, &plan)),
+        };
+    }
     // The input gradient as a convolution of its own, when the layer has one (see
     // `transposed`); then the loop below only computes the weight gradient.
-    let transposed = need_input_grad.then(|| transposed(g)).flatten();
+    let transposed = need_input_grad.then(|| transposed(g, false)).flatten();
     let gx_by_convolution = transposed.map(|(gt, flipped)| forward(gy, &flipped(w), None, &gt));
     let need_input_grad = need_input_grad && gx_by_convolution.is_none();
     let groups = groups(g.batch);
@@ -469,12 +482,16 @@ pub fn backward<T: Scratch>(
 /// deep as `C_out*KH*KW` instead of `C_out` (64 for the network's first layers), and a
 /// copy-only unrolling instead of `col2im`'s scattered additions.
 #[allow(clippy::type_complexity)]
-fn transposed<T: Element>(g: &Conv2dGeometry) -> Option<(Conv2dGeometry, impl Fn(&[T]) -> Vec<T>)> {
+fn transposed<T: Element>(
+    g: &Conv2dGeometry,
+    even_if_widening: bool,
+) -> Option<(Conv2dGeometry, impl Fn(&[T]) -> Vec<T>)> {
     let ([kh, kw], [ph, pw]) = (g.kernel, g.padding);
     let empty = g.input_shape().contains(&0) || g.out_channels == 0;
-    // Measured per layer on one core: faster where C_out <= C_in (128 -> 128 at 16x16:
-    // 39 -> 36 ms at batch 32), slower where the layer widens (64 -> 128: 19 -> 21 ms).
-    let widens = g.out_channels > g.in_channels;
+    // Measured per layer on one core, with direct products: faster where C_out <= C_in
+    // (128 -> 128 at 16x16: 39 -> 36 ms at batch 32), slower where the layer widens
+    // (64 -> 128: 19 -> 21 ms). Winograd's layers take it whatever their widths.
+    let widens = g.out_channels > g.in_channels && !even_if_widening;
     if empty || widens || g.stride != [1, 1] || ph >= kh || pw >= kw {
         return None;
     }

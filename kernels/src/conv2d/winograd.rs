@@ -69,6 +69,17 @@ pub(super) fn applies(g: &Conv2dGeometry) -> bool {
         && g.out_w > 0
 }
 
+/// Whether the weight gradient of `g` takes this path too. Rows of few tiles carry a
+/// junk column each and make short products: measured at batch 32 (backward ms, direct
+/// -> here), layer2.0 at 16x16 8.4 -> 6.8, layer2.1 14.3 -> 12.4, layer1.1 at 32x32 15.7
+/// -> 14.7, but layer3.x at 9x9 5.8 -> 6.1 and layer4.0 at 6x6 5.6 -> 5.8.
+pub(super) fn applies_to_weight_grad(g: &Conv2dGeometry) -> bool {
+    applies(g) && g.out_w >= MIN_WIDTH_FOR_WEIGHT_GRAD
+}
+
+/// Narrowest output for which [`weight_grad`] beats the direct product.
+const MIN_WIDTH_FOR_WEIGHT_GRAD: usize = 12;
+
 /// Tiles per image: `rows x cols`, each covering 2x2 outputs (the last row and column of
 /// tiles may overhang an odd output size; their extra outputs are never written).
 #[derive(Clone, Copy)]
@@ -88,6 +99,22 @@ impl Tiles {
     /// Columns of the transformed data per row of tiles: one per tile, plus a junk one.
     fn stride(self) -> usize {
         self.cols + 1
+    }
+
+    /// The rows of tiles of `images` images cut into chunks whose 16 transformed rows per
+    /// channel (`channels` of them) fill [`CHUNK_BYTES`], and the widest chunk's columns.
+    fn chunks<T>(
+        self,
+        images: usize,
+        channels: usize,
+    ) -> (impl Iterator<Item = Range<usize>>, usize) {
+        let row_bytes = 16 * channels * self.stride() * std::mem::size_of::<T>();
+        let per_chunk = (CHUNK_BYTES / row_bytes.max(1)).max(1);
+        let all = images * self.rows;
+        let chunks = (0..all)
+            .step_by(per_chunk)
+            .map(move |first| first..(first + per_chunk).min(all));
+        (chunks, per_chunk * self.stride())
     }
 }
 
@@ -177,17 +204,12 @@ fn forward_group<T: Scratch>(
 ) {
     let (c_in, c_out) = (g.in_channels, g.out_channels);
     let tiles = Tiles::new(g);
-    // Whole rows of tiles per chunk, as many as fit CHUNK_BYTES of V.
-    let row_bytes = 16 * c_in * tiles.stride() * std::mem::size_of::<T>();
-    let rows_per_chunk = (CHUNK_BYTES / row_bytes).max(1);
-    let max_cols = rows_per_chunk * tiles.stride();
+    let (chunks, max_cols) = tiles.chunks::<T>(images, c_in);
     let mut v = T::take(16 * c_in * max_cols);
     let mut m = T::take(16 * c_out * max_cols);
     let mut scratch = T::take(Buffers::len(max_cols));
-    let all_rows = images * tiles.rows;
     let wide = has_avx512();
-    for first in (0..all_rows).step_by(rows_per_chunk) {
-        let rows = first..(first + rows_per_chunk).min(all_rows);
+    for rows in chunks {
         let cols = rows.len() * tiles.stride();
         let (v, m) = (&mut v[..16 * c_in * cols], &mut m[..16 * c_out * cols]);
         transform_input(wide, x, g, tiles, rows.clone(), v, &mut scratch);
@@ -257,26 +279,8 @@ fn transform_input<T: Element>(
     // Each row times B, 4 runs per row.
     let mut t: Vec<&mut [T]> = rest[..16 * cols].chunks_exact_mut(cols.max(1)).collect();
     for ci in 0..c_in {
-        for run in split.iter_mut() {
-            run.fill(T::zero());
-        }
-        for (local, row) in rows.clone().enumerate() {
-            let (n, ty) = (row / tiles.rows, row % tiles.rows);
-            let plane = &x[(n * c_in + ci) * h * w..][..h * w];
-            for i in 0..4 {
-                let iy = 2 * ty + i;
-                if iy >= ph && iy - ph < h {
-                    let [even, odd] = split.get_disjoint_mut([2 * i, 2 * i + 1]).expect("8 runs");
-                    let at = local * stride;
-                    split_columns(
-                        &plane[(iy - ph) * w..][..w],
-                        pw,
-                        &mut even[at..at + stride],
-                        &mut odd[at..at + stride],
-                    );
-                }
-            }
-        }
+        let plane = |n: usize| &x[(n * c_in + ci) * h * w..][..h * w];
+        split_tile_rows(plane, [h, w], [ph, pw], tiles, rows.clone(), &mut split);
         for i in 0..4 {
             let (e0, e1) = (&split[2 * i][..cols], &split[2 * i][1..=cols]);
             let (o0, o1) = (&split[2 * i + 1][..cols], &split[2 * i + 1][1..=cols]);
@@ -375,6 +379,45 @@ fn split_columns<T: Element>(src: &[T], pw: usize, even: &mut [T], odd: &mut [T]
     }
 }
 
+/// Zeroes `split` and fills it with the rows that each row of tiles in `rows` reads from
+/// `plane(image)` (`[h, w]`, padded by `[ph, pw]`): row `i` of the row of tiles `ty` is
+/// padded row `2 ty + i`, split into even and odd columns as runs `2i` and `2i + 1`, at
+/// `tiles.stride()` columns per row of tiles. `split` holds 8 runs for the 4 input rows of
+/// a tile, 4 for the 2 output rows of a tile's gradient.
+#[inline(always)]
+fn split_tile_rows<'a, T: Element>(
+    plane: impl Fn(usize) -> &'a [T],
+    [h, w]: [usize; 2],
+    [ph, pw]: [usize; 2],
+    tiles: Tiles,
+    rows: Range<usize>,
+    split: &mut [&mut [T]],
+) {
+    for run in split.iter_mut() {
+        run.fill(T::zero());
+    }
+    let stride = tiles.stride();
+    for (local, row) in rows.enumerate() {
+        let (n, ty) = (row / tiles.rows, row % tiles.rows);
+        let plane = plane(n);
+        for i in 0..split.len() / 2 {
+            let iy = 2 * ty + i;
+            if iy >= ph && iy - ph < h {
+                let [even, odd] = split
+                    .get_disjoint_mut([2 * i, 2 * i + 1])
+                    .expect("runs in pairs");
+                let at = local * stride;
+                split_columns(
+                    &plane[(iy - ph) * w..][..w],
+                    pw,
+                    &mut even[at..at + stride],
+                    &mut odd[at..at + stride],
+                );
+            }
+        }
+    }
+}
+
 wide_loop! {
 /// `y = A^T M A (+ bias)` for the tile rows `rows` from `m` (`[16][C_out][rows.len() *
 /// tiles.stride()]`) into `out`, the group's images.
@@ -432,4 +475,157 @@ fn at_times<T: Element>(m0: &[T], m1: &[T], m2: &[T], m3: &[T], s0: &mut [T], s1
         s0[k] = m0[k] + m1[k] + m2[k];
         s1[k] = m1[k] - m2[k] - m3[k];
     }
+}
+
+/// The weight gradient by the same transforms: with `Z = U . V` and `Y = A^T Z A`,
+///
+/// ```text
+/// dL/dZ = A dY A^T (per output channel and tile)       dL/dU[xi] = sum over tiles of dL/dZ[xi] V[xi]^T
+/// dL/dg = G^T dL/dU G (per output and input channel)
+/// ```
+///
+/// 16 products of `C_out x tiles x C_in` instead of one of `C_out x 9 C_in x outputs`.
+/// Outputs past an odd output size and the junk column of each row of tiles have a zero
+/// gradient, so they add nothing.
+pub(super) fn weight_grad<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry) -> Vec<T> {
+    let (c_in, c_out) = (g.in_channels, g.out_channels);
+    let groups = groups(g.batch);
+    let in_image = c_in * g.in_h * g.in_w;
+    let out_image = c_out * g.out_h * g.out_w;
+    let partial: Vec<Vec<T>> = groups
+        .par_iter()
+        .map(|range| {
+            let x = &x[range.start * in_image..range.end * in_image];
+            let gy = &gy[range.start * out_image..range.end * out_image];
+            weight_grad_group(x, gy, g, range.len())
+        })
+        .collect();
+    let mut partial = partial.into_iter();
+    let mut du = partial
+        .next()
+        .unwrap_or_else(|| vec![T::zero(); 16 * c_out * c_in]);
+    for part in partial {
+        for (a, b) in du.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    transform_weight_grad(&du, c_out, c_in)
+}
+
+/// `sum over the group's tiles of dL/dZ[xi] V[xi]^T`, `[16][C_out][C_in]`.
+fn weight_grad_group<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry, images: usize) -> Vec<T> {
+    let (c_in, c_out) = (g.in_channels, g.out_channels);
+    let tiles = Tiles::new(g);
+    let (chunks, max_cols) = tiles.chunks::<T>(images, c_in.max(c_out));
+    let mut v = T::take(16 * c_in * max_cols);
+    let mut dz = T::take(16 * c_out * max_cols);
+    let mut scratch = T::take(Buffers::len(max_cols));
+    let mut du = vec![T::zero(); 16 * c_out * c_in];
+    let wide = has_avx512();
+    for rows in chunks {
+        let cols = rows.len() * tiles.stride();
+        let (v, dz) = (&mut v[..16 * c_in * cols], &mut dz[..16 * c_out * cols]);
+        transform_input(wide, x, g, tiles, rows.clone(), v, &mut scratch);
+        transform_output_grad(wide, gy, g, tiles, rows, dz, &mut scratch);
+        for xi in 0..16 {
+            let dz = Operand::new(&dz[xi * c_out * cols..][..c_out * cols], cols);
+            let v_t = Operand::t(&v[xi * c_in * cols..][..c_in * cols], cols);
+            let du = &mut du[xi * c_out * c_in..][..c_out * c_in];
+            gemm_strided(c_out, c_in, cols, dz, v_t, du, c_in, true, false);
+        }
+    }
+    T::give_back(v);
+    T::give_back(dz);
+    T::give_back(scratch);
+    du
+}
+
+wide_loop! {
+/// `dL/dZ = A dY A^T` for the tile rows `rows` into `dz`, `[16][C_out][rows.len() *
+/// tiles.stride()]`, from `gy`, the group's output gradient. With `A^T` as above:
+///
+/// ```text
+/// P = A dY: rows [d0, d0 + d1, d0 - d1, -d1]     dL/dZ = P A^T: columns [p0, p0 + p1, p0 - p1, -p1]
+/// ```
+fn transform_output_grad<T: Element>(
+    gy: &[T],
+    g: &Conv2dGeometry,
+    tiles: Tiles,
+    rows: Range<usize>,
+    dz: &mut [T],
+    scratch: &mut [T],
+) {
+    let (c_out, oh, ow) = (g.out_channels, g.out_h, g.out_w);
+    let stride = tiles.stride();
+    let cols = rows.len() * stride;
+    // Even and odd columns of the tile's two gradient rows (zero past the output and in
+    // the junk column), then P's 4 rows of 2 columns.
+    let (split, rest) = scratch.split_at_mut(8 * (cols + 1));
+    let mut split: Vec<&mut [T]> = split.chunks_exact_mut(cols + 1).take(4).collect();
+    let mut p: Vec<&mut [T]> = rest[..8 * cols].chunks_exact_mut(cols.max(1)).collect();
+    for co in 0..c_out {
+        let plane = |n: usize| &gy[(n * c_out + co) * oh * ow..][..oh * ow];
+        split_tile_rows(plane, [oh, ow], [0, 0], tiles, rows.clone(), &mut split);
+        for c in 0..2 {
+            let (d0, d1) = (&split[c][..cols], &split[2 + c][..cols]);
+            let [p0, p1, p2, p3] = p
+                .get_disjoint_mut([c, 2 + c, 4 + c, 6 + c])
+                .expect("8 runs");
+            a_times(d0, d1, p0, p1, p2, p3);
+        }
+        for i in 0..4 {
+            let (p0, p1) = (&*p[2 * i], &*p[2 * i + 1]);
+            let mut out = dz
+                .chunks_exact_mut(c_out * cols)
+                .skip(4 * i)
+                .take(4)
+                .map(|xi| &mut xi[co * cols..][..cols]);
+            let (Some(z0), Some(z1), Some(z2), Some(z3)) =
+                (out.next(), out.next(), out.next(), out.next())
+            else {
+                unreachable!("dZ has 16 rows");
+            };
+            a_times(p0, p1, z0, z1, z2, z3);
+        }
+    }
+}
+}
+
+/// `A` times a pair of runs: `[d0, d0 + d1, d0 - d1, -d1]`.
+#[inline(always)]
+fn a_times<T: Element>(d0: &[T], d1: &[T], z0: &mut [T], z1: &mut [T], z2: &mut [T], z3: &mut [T]) {
+    let n = z0.len();
+    let (d0, d1, z1, z2, z3) = (&d0[..n], &d1[..n], &mut z1[..n], &mut z2[..n], &mut z3[..n]);
+    for k in 0..n {
+        z0[k] = d0[k];
+        z1[k] = d0[k] + d1[k];
+        z2[k] = d0[k] - d1[k];
+        z3[k] = -d1[k];
+    }
+}
+
+/// `dL/dg = G^T dL/dU G` per (co, ci), from `du` (`[16][C_out][C_in]`) to `[C_out][C_in][3][3]`.
+fn transform_weight_grad<T: Element>(du: &[T], c_out: usize, c_in: usize) -> Vec<T> {
+    let half = T::of(0.5);
+    // G^T applied to 4 values: [u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3].
+    let gt = |[u0, u1, u2, u3]: [T; 4]| {
+        [
+            u0 + (u1 + u2) * half,
+            (u1 - u2) * half,
+            (u1 + u2) * half + u3,
+        ]
+    };
+    let pairs = c_out * c_in;
+    let mut gw = vec![T::zero(); pairs * 9];
+    for (pair, out) in gw.chunks_exact_mut(9).enumerate() {
+        let u = |i: usize, j: usize| du[(4 * i + j) * pairs + pair];
+        // G^T dU: 3 rows of 4, then (G^T dU) G: 3 x 3.
+        let columns: [[T; 3]; 4] =
+            std::array::from_fn(|j| gt([u(0, j), u(1, j), u(2, j), u(3, j)]));
+        for r in 0..3 {
+            let row = gt([columns[0][r], columns[1][r], columns[2][r], columns[3][r]]);
+            out[3 * r..3 * r + 3].copy_from_slice(&row);
+        }
+    }
+    gw
 }
