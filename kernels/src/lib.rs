@@ -7,6 +7,7 @@
 //! Kernels take a [`Storage`] (a flat buffer tagged with device and dtype) plus explicit
 //! shapes, and dispatch with a `match` on the storage variant.
 
+mod columns;
 mod device;
 mod element;
 mod error;

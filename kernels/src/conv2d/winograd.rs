@@ -35,6 +35,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{groups, split_groups, Scratch};
+use crate::columns::split_columns;
 use crate::conv2d::Conv2dGeometry;
 use crate::element::{as_f32, as_f32_mut};
 use crate::gemm::{gemm_strided, Operand};
@@ -353,29 +354,6 @@ fn bt_times<T: Element>(
         v1[k] = b[k] + d[k];
         v2[k] = d[k] - b[k];
         v3[k] = b[k] - f[k];
-    }
-}
-
-/// Input column `c` of `src` into `even[(c + pw) / 2]` or `odd[(c + pw) / 2]` by the parity
-/// of `c + pw`, its column in padded coordinates.
-#[inline(always)]
-fn split_columns<T: Element>(src: &[T], pw: usize, even: &mut [T], odd: &mut [T]) {
-    let (first, second) = if pw.is_multiple_of(2) {
-        (even, odd)
-    } else {
-        (odd, even)
-    };
-    let (first, second) = (&mut first[pw / 2..], &mut second[pw.div_ceil(2)..]);
-    for ((pair, a), b) in src
-        .chunks_exact(2)
-        .zip(first.iter_mut())
-        .zip(second.iter_mut())
-    {
-        *a = pair[0];
-        *b = pair[1];
-    }
-    if src.len() % 2 == 1 {
-        first[src.len() / 2] = src[src.len() - 1];
     }
 }
 

@@ -3,6 +3,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{Pool2dGeometry, PoolKind};
+use crate::columns::{merge_columns, split_columns};
 use crate::output::filled_in_parallel;
 use crate::simd::{has_avx512, wide_loop};
 use crate::{Element, PAR_MIN_LEN};
@@ -175,12 +176,87 @@ pub fn backward<T: Element>(x: &[T], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
     filled_in_parallel(x.len(), win.in_plane, win.min_planes(), |plane, dx| {
         let x = &x[plane * win.in_plane..][..win.in_plane];
         let dy = &dy[plane * win.out_plane..][..win.out_plane];
-        if is_max_2x2(g) {
+        if is_max_2x2(g) && all_finite(wide, x) {
+            let mut cells = vec![T::zero(); 4 * win.out_plane];
+            max_2x2_backward_finite(wide, x, dy, dx, g, &mut cells);
+        } else if is_max_2x2(g) {
             max_2x2_backward_plane(wide, x, dy, dx, g, &win);
         } else {
             backward_plane(x, dy, dx, g, &win);
         }
     })
+}
+
+wide_loop! {
+/// Sets `*finite` to whether every element of `xs` is finite; a full pass rather than an
+/// early exit, so that it vectorises.
+fn check_finite<T: Element>(xs: &[T], finite: &mut bool) {
+    *finite = xs.iter().fold(true, |acc, v| acc & v.is_finite());
+}
+}
+
+fn all_finite<T: Element>(wide: bool, xs: &[T]) -> bool {
+    let mut finite = false;
+    check_finite(wide, xs, &mut finite);
+    finite
+}
+
+wide_loop! {
+/// Backward of one plane of finite values into `dx`, which holds zeros, as elementwise
+/// loops over the whole plane: the four cells of every window are gathered into four runs
+/// (`cells`, `4 x OH*OW`; cells in the padding read as -inf, which no finite value loses
+/// to), the gradient is routed to the first cell equal to the window's max, and the runs
+/// are merged back into the input rows. Row by row, a plane of the network's narrower
+/// pools (3 to 8 windows a row) leaves the vector units mostly idle.
+fn max_2x2_backward_finite<T: Element>(
+    x: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    g: &Pool2dGeometry,
+    cells: &mut [T],
+) {
+    let (h, w, ow) = (g.in_h, g.in_w, g.out_w);
+    let [ph, pw] = g.padding;
+    let n = g.out_h * ow;
+    let (top, bottom) = cells[..4 * n].split_at_mut(2 * n);
+    let (a, b) = top.split_at_mut(n);
+    let (c, d) = bottom.split_at_mut(n);
+    // Input row of output row `oy`'s window row `r`, if it is inside the image.
+    let input_row = |oy: usize, r: usize| (2 * oy + r).checked_sub(ph).filter(|&y| y < h);
+    for run in [&mut *a, &mut *b, &mut *c, &mut *d] {
+        run.fill(T::neg_infinity());
+    }
+    for oy in 0..g.out_h {
+        let span = oy * ow..(oy + 1) * ow;
+        if let Some(y) = input_row(oy, 0) {
+            split_columns(&x[y * w..][..w], pw, &mut a[span.clone()], &mut b[span.clone()]);
+        }
+        if let Some(y) = input_row(oy, 1) {
+            split_columns(&x[y * w..][..w], pw, &mut c[span.clone()], &mut d[span]);
+        }
+    }
+    route_runs(a, b, c, d, &dy[..n]);
+    for oy in 0..g.out_h {
+        let span = oy * ow..(oy + 1) * ow;
+        if let Some(y) = input_row(oy, 0) {
+            merge_columns(&a[span.clone()], &b[span.clone()], pw, &mut dx[y * w..][..w]);
+        }
+        if let Some(y) = input_row(oy, 1) {
+            merge_columns(&c[span.clone()], &d[span], pw, &mut dx[y * w..][..w]);
+        }
+    }
+}
+}
+
+/// Replaces each window's cells `a, b, c, d` (row-major order) by the gradient on the
+/// first one equal to their max and zero on the others.
+#[inline(always)]
+fn route_runs<T: Element>(a: &mut [T], b: &mut [T], c: &mut [T], d: &mut [T], grad: &[T]) {
+    let n = grad.len();
+    let (a, b, c, d) = (&mut a[..n], &mut b[..n], &mut c[..n], &mut d[..n]);
+    for k in 0..n {
+        [a[k], b[k], c[k], d[k]] = route_window([a[k], b[k], c[k], d[k]], grad[k]);
+    }
 }
 
 /// Backward of one plane of any pool into `dx`, which holds zeros.
@@ -283,8 +359,9 @@ fn max_pairs<T: Element>(m: &[T], out: &mut [T]) {
 }
 
 wide_loop! {
-/// Backward of one plane into `dx`, which holds zeros. Each window's cells are written
-/// once (windows do not overlap), by branch-free loops: full 2x2 windows compare their
+/// Backward of one plane holding a NaN or an infinity (finite planes take
+/// [`max_2x2_backward_finite`]) into `dx`, which holds zeros, row by row. Each window's
+/// cells are written once (windows do not overlap), by branch-free loops: full 2x2 windows compare their
 /// cells against the window's max, windows that padding cuts to one row or one column
 /// use [`max_nan`]'s select. A row pair holding a NaN (where "first maximum" means "last
 /// NaN") takes the general path.
