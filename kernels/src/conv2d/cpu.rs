@@ -11,6 +11,8 @@ mod packed;
 mod pointwise;
 #[path = "winograd.rs"]
 mod winograd;
+#[path = "winograd4.rs"]
+mod winograd4;
 
 use super::Conv2dGeometry;
 use crate::element::{as_f32, as_f32_mut};
@@ -250,6 +252,9 @@ fn split_groups<'a, T>(
 pub fn forward<T: Scratch>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Conv2dGeometry) -> Vec<T> {
     if let Some(inner) = pointwise::interior(g) {
         return pointwise::padded_forward(x, w, bias, g, &inner);
+    }
+    if winograd4::applies(g) {
+        return winograd4::forward(x, w, bias, g);
     }
     if winograd::applies(g) {
         return winograd::forward(x, w, bias, g);

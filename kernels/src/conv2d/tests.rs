@@ -487,9 +487,40 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    // Outputs 32 and more in both directions take F(4x4, 3x3): every padding, sizes
+    // around multiples of 4, and the input gradient (F(4x4, 3x3) again).
+    #[test]
+    fn winograd_4x4_matches_naive_loops(
+        batch in 1usize..=2,
+        c_in in 16usize..=17,
+        c_out in 16usize..=18,
+        in_h in 30usize..=37,
+        in_w in 30usize..=37,
+        padding in (0usize..=2, 0usize..=2),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let g = geometry(
+            [batch, c_in, in_h, in_w],
+            [c_out, c_in, 3, 3],
+            [1, 1],
+            [padding.0, padding.1],
+        );
+        check_against_naive(&g, seed, with_bias);
+    }
+}
+
 #[test]
 fn winograd_layers_match_the_reference() {
-    // Shapes of layer2.1 and layer3.0, few images, against the notebook's conv_forward.
+    // Shapes of layer1.1 (F(4x4, 3x3)), layer2.1 and layer3.0 (F(2x2, 3x3)), few images,
+    // against the notebook's conv_forward.
+    check_against_reference(
+        &geometry([1, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1]),
+        80,
+    );
     check_against_reference(
         &geometry([2, 32, 16, 16], [24, 32, 3, 3], [1, 1], [1, 1]),
         81,

@@ -81,35 +81,41 @@ pub(super) fn applies_to_weight_grad(g: &Conv2dGeometry) -> bool {
 /// Narrowest output for which [`weight_grad`] beats the direct product.
 const MIN_WIDTH_FOR_WEIGHT_GRAD: usize = 12;
 
-/// Tiles per image: `rows x cols`, each covering 2x2 outputs (the last row and column of
-/// tiles may overhang an odd output size; their extra outputs are never written).
+/// Tiles per image, `rows x cols`, each covering a square of outputs (the last row and
+/// column of tiles may overhang the output; their extra outputs are never written).
 #[derive(Clone, Copy)]
-struct Tiles {
-    rows: usize,
-    cols: usize,
+pub(super) struct Tiles {
+    pub rows: usize,
+    pub cols: usize,
 }
 
 impl Tiles {
+    /// Tiles of 2x2 outputs.
     fn new(g: &Conv2dGeometry) -> Tiles {
+        Tiles::of_side(g, 2)
+    }
+
+    /// Tiles of `side x side` outputs.
+    pub(super) fn of_side(g: &Conv2dGeometry, side: usize) -> Tiles {
         Tiles {
-            rows: g.out_h.div_ceil(2),
-            cols: g.out_w.div_ceil(2),
+            rows: g.out_h.div_ceil(side),
+            cols: g.out_w.div_ceil(side),
         }
     }
 
     /// Columns of the transformed data per row of tiles: one per tile, plus a junk one.
-    fn stride(self) -> usize {
+    pub(super) fn stride(self) -> usize {
         self.cols + 1
     }
 
-    /// The rows of tiles of `images` images cut into chunks whose 16 transformed rows per
-    /// channel (`channels` of them) fill [`CHUNK_BYTES`], and the widest chunk's columns.
+    /// The rows of tiles of `images` images cut into chunks whose transformed columns
+    /// (`values` per column) fill [`CHUNK_BYTES`], and the widest chunk's columns.
     fn chunks<T>(
         self,
         images: usize,
-        channels: usize,
+        values: usize,
     ) -> (impl Iterator<Item = Range<usize>>, usize) {
-        let row_bytes = 16 * channels * self.stride() * std::mem::size_of::<T>();
+        let row_bytes = values * self.stride() * std::mem::size_of::<T>();
         let per_chunk = (CHUNK_BYTES / row_bytes.max(1)).max(1);
         let all = images * self.rows;
         let chunks = (0..all)
@@ -151,13 +157,61 @@ pub(super) fn forward<T: Scratch>(
     bias: Option<&[T]>,
     g: &Conv2dGeometry,
 ) -> Vec<T> {
+    let variant = Variant {
+        positions: 16,
+        tiles: Tiles::new(g),
+        scratch_len: |cols| 8 * (cols + 1) + 16 * cols,
+        transform_weights,
+        transform_input,
+        transform_output,
+    };
+    forward_with(x, w, bias, g, &variant)
+}
+
+/// What a Winograd variant brings to [`forward_with`]: F(2x2, 3x3) here, F(4x4, 3x3) in
+/// `winograd4.rs`. The transforms take the `wide` flag of [`wide_loop`] first.
+pub(super) struct Variant<T> {
+    /// Positions of a transformed block (16, 36): matrix products per chunk.
+    pub positions: usize,
+    pub tiles: Tiles,
+    /// Scratch the transforms need for a chunk of this many columns.
+    pub scratch_len: fn(usize) -> usize,
+    /// `[positions][C_out][C_in]` from the `[C_out][C_in][3][3]` weights.
+    pub transform_weights: fn(&[T], usize, usize) -> Vec<T>,
+    /// Transformed input of tile rows, `[positions][C_in][columns]`, given scratch.
+    pub transform_input: InputTransform<T>,
+    /// Outputs (plus bias) of tile rows from the products, given scratch.
+    pub transform_output: OutputTransform<T>,
+}
+
+type InputTransform<T> = fn(bool, &[T], &Conv2dGeometry, Tiles, Range<usize>, &mut [T], &mut [T]);
+type OutputTransform<T> = fn(
+    bool,
+    &[T],
+    Option<&[T]>,
+    &Conv2dGeometry,
+    Tiles,
+    Range<usize>,
+    &mut [MaybeUninit<T>],
+    &mut [T],
+);
+
+/// The convolution by `variant`: per thread a slice of the batch, cut into chunks of tile
+/// rows; per chunk the input transform, one product per position, the output transform.
+pub(super) fn forward_with<T: Scratch>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    g: &Conv2dGeometry,
+    variant: &Variant<T>,
+) -> Vec<T> {
     let (c_in, c_out) = (g.in_channels, g.out_channels);
     let len = g.batch * c_out * g.out_h * g.out_w;
     let mut y: Vec<T> = Vec::with_capacity(len);
     if len == 0 {
         return y;
     }
-    let u = transform_weights(w, c_out, c_in);
+    let u = (variant.transform_weights)(w, c_out, c_in);
     let packed = packed_weights(&u, c_out, c_in);
     let groups = groups(g.batch);
     let in_image = c_in * g.in_h * g.in_w;
@@ -169,7 +223,7 @@ pub(super) fn forward<T: Scratch>(
             u: &u,
             packed: packed.as_deref(),
         };
-        forward_group(x, weights, bias, g, range.len(), out);
+        forward_group(x, weights, bias, g, variant, range.len(), out);
     });
     // SAFETY: the groups cover `0..len`; `forward_group` writes every output of its images
     // (each output pixel lies in exactly one tile), and a panic propagates before this.
@@ -177,7 +231,7 @@ pub(super) fn forward<T: Scratch>(
     y
 }
 
-/// The transformed weights, and their [`packed`] panels (one per `xi`) where that applies.
+/// The transformed weights, and their [`packed`] panels (one per position) where that applies.
 #[derive(Clone, Copy)]
 struct Weights<'a, T> {
     u: &'a [T],
@@ -200,21 +254,25 @@ fn forward_group<T: Scratch>(
     weights: Weights<'_, T>,
     bias: Option<&[T]>,
     g: &Conv2dGeometry,
+    variant: &Variant<T>,
     images: usize,
     out: &mut [MaybeUninit<T>],
 ) {
-    let (c_in, c_out) = (g.in_channels, g.out_channels);
-    let tiles = Tiles::new(g);
-    let (chunks, max_cols) = tiles.chunks::<T>(images, c_in);
-    let mut v = T::take(16 * c_in * max_cols);
-    let mut m = T::take(16 * c_out * max_cols);
-    let mut scratch = T::take(Buffers::len(max_cols));
+    let (c_in, c_out, positions) = (g.in_channels, g.out_channels, variant.positions);
+    let tiles = variant.tiles;
+    let (chunks, max_cols) = tiles.chunks::<T>(images, positions * c_in);
+    let mut v = T::take(positions * c_in * max_cols);
+    let mut m = T::take(positions * c_out * max_cols);
+    let mut scratch = T::take((variant.scratch_len)(max_cols));
     let wide = has_avx512();
     for rows in chunks {
         let cols = rows.len() * tiles.stride();
-        let (v, m) = (&mut v[..16 * c_in * cols], &mut m[..16 * c_out * cols]);
-        transform_input(wide, x, g, tiles, rows.clone(), v, &mut scratch);
-        for xi in 0..16 {
+        let (v, m) = (
+            &mut v[..positions * c_in * cols],
+            &mut m[..positions * c_out * cols],
+        );
+        (variant.transform_input)(wide, x, g, tiles, rows.clone(), v, &mut scratch);
+        for xi in 0..positions {
             let v = &v[xi * c_in * cols..][..c_in * cols];
             let m = &mut m[xi * c_out * cols..][..c_out * cols];
             let f32_operands = (weights.packed, as_f32(v), as_f32_mut(&mut *m));
@@ -222,35 +280,15 @@ fn forward_group<T: Scratch>(
                 packed::product(&packed[xi], c_out, c_in, v, cols, cols, None, m, cols);
             } else {
                 let u = Operand::new(&weights.u[xi * c_out * c_in..][..c_out * c_in], c_in);
-                gemm_strided(
-                    c_out,
-                    cols,
-                    c_in,
-                    u,
-                    Operand::new(v, cols),
-                    m,
-                    cols,
-                    false,
-                    false,
-                );
+                let v = Operand::new(v, cols);
+                gemm_strided(c_out, cols, c_in, u, v, m, cols, false, false);
             }
         }
-        transform_output(wide, m, bias, g, tiles, rows, out, &mut scratch);
+        (variant.transform_output)(wide, m, bias, g, tiles, rows, out, &mut scratch);
     }
     T::give_back(v);
     T::give_back(m);
     T::give_back(scratch);
-}
-
-/// Scratch of the transforms for a chunk of `cols` columns: 8 runs of `cols + 1` for the
-/// even and odd input columns of 4 rows, then 16 runs of `cols` for the rows times B (the
-/// output transform uses the first 8 of those).
-struct Buffers;
-
-impl Buffers {
-    fn len(cols: usize) -> usize {
-        8 * (cols + 1) + 16 * cols
-    }
 }
 
 wide_loop! {
@@ -494,10 +532,10 @@ pub(super) fn weight_grad<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry) -> 
 fn weight_grad_group<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry, images: usize) -> Vec<T> {
     let (c_in, c_out) = (g.in_channels, g.out_channels);
     let tiles = Tiles::new(g);
-    let (chunks, max_cols) = tiles.chunks::<T>(images, c_in.max(c_out));
+    let (chunks, max_cols) = tiles.chunks::<T>(images, 16 * c_in.max(c_out));
     let mut v = T::take(16 * c_in * max_cols);
     let mut dz = T::take(16 * c_out * max_cols);
-    let mut scratch = T::take(Buffers::len(max_cols));
+    let mut scratch = T::take(8 * (max_cols + 1) + 16 * max_cols);
     let mut du = vec![T::zero(); 16 * c_out * c_in];
     let wide = has_avx512();
     for rows in chunks {
