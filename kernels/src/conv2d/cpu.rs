@@ -420,7 +420,11 @@ pub fn backward<T: Scratch>(
         let plan = Plan::new::<T>(g, g.batch);
         return Grads {
             input: gx,
-            weight: winograd::weight_grad(x, gy, g),
+            weight: if winograd4::applies(g) {
+                winograd4::weight_grad(x, gy, g)
+            } else {
+                winograd::weight_grad(x, gy, g)
+            },
             bias: has_bias.then(|| bias_grad(gy, g.batch, &plan)),
         };
     }

@@ -157,15 +157,21 @@ pub(super) fn forward<T: Scratch>(
     bias: Option<&[T]>,
     g: &Conv2dGeometry,
 ) -> Vec<T> {
-    let variant = Variant {
+    forward_with(x, w, bias, g, &variant(g))
+}
+
+/// F(2x2, 3x3) for [`forward_with`] and [`weight_grad_with`].
+fn variant<T: Scratch>(g: &Conv2dGeometry) -> Variant<T> {
+    Variant {
         positions: 16,
         tiles: Tiles::new(g),
         scratch_len: |cols| 8 * (cols + 1) + 16 * cols,
         transform_weights,
         transform_input,
         transform_output,
-    };
-    forward_with(x, w, bias, g, &variant)
+        transform_output_grad,
+        transform_weight_grad,
+    }
 }
 
 /// What a Winograd variant brings to [`forward_with`]: F(2x2, 3x3) here, F(4x4, 3x3) in
@@ -182,6 +188,10 @@ pub(super) struct Variant<T> {
     pub transform_input: InputTransform<T>,
     /// Outputs (plus bias) of tile rows from the products, given scratch.
     pub transform_output: OutputTransform<T>,
+    /// `dL/dZ = A dY A^T` of tile rows, `[positions][C_out][columns]`, given scratch.
+    pub transform_output_grad: InputTransform<T>,
+    /// `dL/dg = G^T dL/dU G`: `[C_out][C_in][3][3]` from `[positions][C_out][C_in]`.
+    pub transform_weight_grad: fn(&[T], usize, usize) -> Vec<T>,
 }
 
 type InputTransform<T> = fn(bool, &[T], &Conv2dGeometry, Tiles, Range<usize>, &mut [T], &mut [T]);
@@ -504,6 +514,17 @@ fn at_times<T: Element>(m0: &[T], m1: &[T], m2: &[T], m3: &[T], s0: &mut [T], s1
 /// Outputs past an odd output size and the junk column of each row of tiles have a zero
 /// gradient, so they add nothing.
 pub(super) fn weight_grad<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry) -> Vec<T> {
+    weight_grad_with(x, gy, g, &variant(g))
+}
+
+/// The weight gradient by `variant`: per thread a slice of the batch, per chunk of tile rows
+/// both transforms and one product per position, summed over threads, then `G^T . G`.
+pub(super) fn weight_grad_with<T: Scratch>(
+    x: &[T],
+    gy: &[T],
+    g: &Conv2dGeometry,
+    variant: &Variant<T>,
+) -> Vec<T> {
     let (c_in, c_out) = (g.in_channels, g.out_channels);
     let groups = groups(g.batch);
     let in_image = c_in * g.in_h * g.in_w;
@@ -513,37 +534,46 @@ pub(super) fn weight_grad<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry) -> 
         .map(|range| {
             let x = &x[range.start * in_image..range.end * in_image];
             let gy = &gy[range.start * out_image..range.end * out_image];
-            weight_grad_group(x, gy, g, range.len())
+            weight_grad_group(x, gy, g, variant, range.len())
         })
         .collect();
     let mut partial = partial.into_iter();
     let mut du = partial
         .next()
-        .unwrap_or_else(|| vec![T::zero(); 16 * c_out * c_in]);
+        .unwrap_or_else(|| vec![T::zero(); variant.positions * c_out * c_in]);
     for part in partial {
         for (a, b) in du.iter_mut().zip(part) {
             *a += b;
         }
     }
-    transform_weight_grad(&du, c_out, c_in)
+    (variant.transform_weight_grad)(&du, c_out, c_in)
 }
 
-/// `sum over the group's tiles of dL/dZ[xi] V[xi]^T`, `[16][C_out][C_in]`.
-fn weight_grad_group<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry, images: usize) -> Vec<T> {
-    let (c_in, c_out) = (g.in_channels, g.out_channels);
-    let tiles = Tiles::new(g);
-    let (chunks, max_cols) = tiles.chunks::<T>(images, 16 * c_in.max(c_out));
-    let mut v = T::take(16 * c_in * max_cols);
-    let mut dz = T::take(16 * c_out * max_cols);
-    let mut scratch = T::take(8 * (max_cols + 1) + 16 * max_cols);
-    let mut du = vec![T::zero(); 16 * c_out * c_in];
+/// `sum over the group's tiles of dL/dZ[xi] V[xi]^T`, `[positions][C_out][C_in]`.
+fn weight_grad_group<T: Scratch>(
+    x: &[T],
+    gy: &[T],
+    g: &Conv2dGeometry,
+    variant: &Variant<T>,
+    images: usize,
+) -> Vec<T> {
+    let (c_in, c_out, positions) = (g.in_channels, g.out_channels, variant.positions);
+    let tiles = variant.tiles;
+    let (chunks, max_cols) = tiles.chunks::<T>(images, positions * c_in.max(c_out));
+    let mut v = T::take(positions * c_in * max_cols);
+    let mut dz = T::take(positions * c_out * max_cols);
+    let mut scratch = T::take((variant.scratch_len)(max_cols));
+    let mut du = vec![T::zero(); positions * c_out * c_in];
     let wide = has_avx512();
     for rows in chunks {
         let cols = rows.len() * tiles.stride();
-        let (v, dz) = (&mut v[..16 * c_in * cols], &mut dz[..16 * c_out * cols]);
-        transform_input(wide, x, g, tiles, rows.clone(), v, &mut scratch);
-        transform_output_grad(wide, gy, g, tiles, rows, dz, &mut scratch);
-        for xi in 0..16 {
+        let (v, dz) = (
+            &mut v[..positions * c_in * cols],
+            &mut dz[..positions * c_out * cols],
+        );
+        (variant.transform_input)(wide, x, g, tiles, rows.clone(), v, &mut scratch);
+        (variant.transform_output_grad)(wide, gy, g, tiles, rows, dz, &mut scratch);
+        for xi in 0..positions {
             let dz = Operand::new(&dz[xi * c_out * cols..][..c_out * cols], cols);
             let v_t = Operand::t(&v[xi * c_in * cols..][..c_in * cols], cols);
             let du = &mut du[xi * c_out * c_in..][..c_out * c_in];

@@ -74,17 +74,27 @@ pub(super) fn forward<T: Scratch>(
     bias: Option<&[T]>,
     g: &Conv2dGeometry,
 ) -> Vec<T> {
-    let variant = Variant {
+    winograd::forward_with(x, w, bias, g, &variant(g))
+}
+
+/// The weight gradient by the same transforms (see `winograd.rs` for the derivation).
+pub(super) fn weight_grad<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry) -> Vec<T> {
+    winograd::weight_grad_with(x, gy, g, &variant(g))
+}
+
+fn variant<T: Scratch>(g: &Conv2dGeometry) -> Variant<T> {
+    Variant {
         positions: 36,
         tiles: Tiles::of_side(g, 4),
         // 24 runs of `cols + 1` for the 4 column phases of 6 input rows, 36 runs of
-        // `cols` for the rows times B (the output transform uses 28 of those).
+        // `cols` for the rows times B; the output transforms use less.
         scratch_len: |cols| 24 * (cols + 1) + 36 * cols,
         transform_weights,
         transform_input,
         transform_output,
-    };
-    winograd::forward_with(x, w, bias, g, &variant)
+        transform_output_grad,
+        transform_weight_grad,
+    }
 }
 
 /// Padded column `c + pad` of `src` into slot `(c + pad) / 4` of run `(c + pad) % 4`;
@@ -121,6 +131,41 @@ fn split_phases<T: Element>(src: &[T], pad: usize, mut phases: [&mut [T]; 4]) {
         *b = quad[1];
         *c = quad[2];
         *d = quad[3];
+    }
+}
+
+/// Zeroes `split` and fills it with the rows each row of tiles in `rows` reads from
+/// `plane(image)` (`[h, w]`, padded by `[ph, pw]`): row `i` of the row of tiles `ty` is
+/// padded row `4 ty + i`, split into its 4 column phases as runs `4i..4i + 4`, at
+/// `tiles.stride()` columns per row of tiles. `split` holds 24 runs for the 6 input rows
+/// of a tile, 16 for the 4 output rows of a tile's gradient.
+#[inline(always)]
+fn split_tile_rows<'a, T: Element>(
+    plane: impl Fn(usize) -> &'a [T],
+    [h, w]: [usize; 2],
+    [ph, pw]: [usize; 2],
+    tiles: Tiles,
+    rows: Range<usize>,
+    split: &mut [&mut [T]],
+) {
+    for run in split.iter_mut() {
+        run.fill(T::zero());
+    }
+    let stride = tiles.stride();
+    for (local, row) in rows.enumerate() {
+        let (n, ty) = (row / tiles.rows, row % tiles.rows);
+        let plane = plane(n);
+        for i in 0..split.len() / 4 {
+            let iy = 4 * ty + i;
+            if iy >= ph && iy - ph < h {
+                let at = local * stride;
+                let runs = split
+                    .get_disjoint_mut([4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3])
+                    .expect("runs in fours")
+                    .map(|run| &mut run[at..at + stride]);
+                split_phases(&plane[(iy - ph) * w..][..w], pw, runs);
+            }
+        }
     }
 }
 
@@ -176,24 +221,8 @@ fn transform_input<T: Element>(
     let mut split: Vec<&mut [T]> = split.chunks_exact_mut(cols + 1).collect();
     let mut t: Vec<&mut [T]> = rest[..36 * cols].chunks_exact_mut(cols.max(1)).collect();
     for ci in 0..c_in {
-        for run in split.iter_mut() {
-            run.fill(T::zero());
-        }
-        for (local, row) in rows.clone().enumerate() {
-            let (n, ty) = (row / tiles.rows, row % tiles.rows);
-            let plane = &x[(n * c_in + ci) * h * w..][..h * w];
-            for i in 0..6 {
-                let iy = 4 * ty + i;
-                if iy >= ph && iy - ph < h {
-                    let at = local * stride;
-                    let runs = split
-                        .get_disjoint_mut([4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3])
-                        .expect("24 runs")
-                        .map(|run| &mut run[at..at + stride]);
-                    split_phases(&plane[(iy - ph) * w..][..w], pw, runs);
-                }
-            }
-        }
+        let plane = |n: usize| &x[(n * c_in + ci) * h * w..][..h * w];
+        split_tile_rows(plane, [h, w], [ph, pw], tiles, rows.clone(), &mut split);
         // Each input row times B: its 6 entries per tile are phases 0-3 of the tile and
         // phases 0-1 of the next one.
         for i in 0..6 {
@@ -294,4 +323,116 @@ fn transform_output<T: Element>(
         }
     }
 }
+}
+
+/// `A` applied to four runs (`y0..y3`, a column or row of a tile's gradient): six runs out,
+/// `[y0, y0 + y1 + y2 + y3, y0 - y1 + y2 - y3, y0 + 2 y1 + 4 y2 + 8 y3,
+/// y0 - 2 y1 + 4 y2 - 8 y3, y3]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn a_times<T: Element>(
+    y: [&[T]; 4],
+    z0: &mut [T],
+    z1: &mut [T],
+    z2: &mut [T],
+    z3: &mut [T],
+    z4: &mut [T],
+    z5: &mut [T],
+) {
+    let n = z0.len();
+    let [y0, y1, y2, y3] = y.map(|y| &y[..n]);
+    let (z1, z2, z3, z4, z5) = (
+        &mut z1[..n],
+        &mut z2[..n],
+        &mut z3[..n],
+        &mut z4[..n],
+        &mut z5[..n],
+    );
+    let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
+    for k in 0..n {
+        let (even, odd) = (y0[k] + y2[k], y1[k] + y3[k]);
+        let (even4, odd2) = (y0[k] + four * y2[k], two * y1[k] + eight * y3[k]);
+        z0[k] = y0[k];
+        z1[k] = even + odd;
+        z2[k] = even - odd;
+        z3[k] = even4 + odd2;
+        z4[k] = even4 - odd2;
+        z5[k] = y3[k];
+    }
+}
+
+wide_loop! {
+/// `dL/dZ = A dY A^T` for the tile rows `rows` into `dz`, `[36][C_out][rows.len() *
+/// stride]`, from `gy`, the group's output gradient.
+fn transform_output_grad<T: Element>(
+    gy: &[T],
+    g: &Conv2dGeometry,
+    tiles: Tiles,
+    rows: Range<usize>,
+    dz: &mut [T],
+    scratch: &mut [T],
+) {
+    let (c_out, oh, ow) = (g.out_channels, g.out_h, g.out_w);
+    let stride = tiles.stride();
+    let cols = rows.len() * stride;
+    // The 4 column phases of each of a tile's 4 gradient rows (zero past the output and
+    // in the junk column), then A dY: 6 rows of 4 runs.
+    let (split, rest) = scratch.split_at_mut(16 * (cols + 1));
+    let mut split: Vec<&mut [T]> = split.chunks_exact_mut(cols + 1).collect();
+    let mut p: Vec<&mut [T]> = rest[..24 * cols].chunks_exact_mut(cols.max(1)).collect();
+    for co in 0..c_out {
+        let plane = |n: usize| &gy[(n * c_out + co) * oh * ow..][..oh * ow];
+        split_tile_rows(plane, [oh, ow], [0, 0], tiles, rows.clone(), &mut split);
+        // A down each column q of the tile: P[i][q] for i = 0..6.
+        for q in 0..4 {
+            let column: [&[T]; 4] = std::array::from_fn(|r| &split[4 * r + q][..cols]);
+            let [p0, p1, p2, p3, p4, p5] = p
+                .get_disjoint_mut(std::array::from_fn(|i| 4 * i + q))
+                .expect("24 runs");
+            a_times(column, p0, p1, p2, p3, p4, p5);
+        }
+        // A along each row i of P, into dZ's rows (6i + j) * C_out + co.
+        for i in 0..6 {
+            let row: [&[T]; 4] = std::array::from_fn(|q| &*p[4 * i + q]);
+            let mut out = dz
+                .chunks_exact_mut(c_out * cols)
+                .skip(6 * i)
+                .take(6)
+                .map(|xi| &mut xi[co * cols..][..cols]);
+            let mut next = || out.next().expect("dZ has 36 rows");
+            let (z0, z1, z2, z3, z4, z5) = (next(), next(), next(), next(), next(), next());
+            a_times(row, z0, z1, z2, z3, z4, z5);
+        }
+    }
+}
+}
+
+/// `dL/dg = G^T dL/dU G` per (co, ci), from `du` (`[36][C_out][C_in]`) to `[C_out][C_in][3][3]`.
+fn transform_weight_grad<T: Element>(du: &[T], c_out: usize, c_in: usize) -> Vec<T> {
+    // G^T applied to 6 values.
+    let gt = |[u0, u1, u2, u3, u4, u5]: [T; 6]| -> [T; 3] {
+        let (sixth, twelfth, quarter, t24) = (
+            T::of(1.0 / 6.0),
+            T::of(1.0 / 12.0),
+            T::of(0.25),
+            T::of(1.0 / 24.0),
+        );
+        [
+            quarter * u0 - sixth * (u1 + u2) + t24 * (u3 + u4),
+            sixth * (u2 - u1) + twelfth * (u3 - u4),
+            sixth * (u3 + u4 - u1 - u2) + u5,
+        ]
+    };
+    let pairs = c_out * c_in;
+    let mut gw = vec![T::zero(); pairs * 9];
+    for (pair, out) in gw.chunks_exact_mut(9).enumerate() {
+        let u = |i: usize, j: usize| du[(6 * i + j) * pairs + pair];
+        // G^T dU: 3 rows of 6 (as 6 columns of 3), then (G^T dU) G: 3 x 3.
+        let columns: [[T; 3]; 6] = std::array::from_fn(|j| gt(std::array::from_fn(|i| u(i, j))));
+        for r in 0..3 {
+            let row = gt(std::array::from_fn(|j| columns[j][r]));
+            out[3 * r..3 * r + 3].copy_from_slice(&row);
+        }
+    }
+    gw
 }
