@@ -1,5 +1,6 @@
-//! A row split into its even and odd columns, and merged back: the layout in which
-//! stride-2 windows (2x2 pooling, Winograd's 2x2 tiles) become plain elementwise loops.
+//! A row split into its even and odd columns (or its four column phases), and merged
+//! back: the layout in which stride-2 and stride-4 windows (2x2 pooling, Winograd's 2x2 and
+//! 4x4 tiles) become plain elementwise loops.
 //!
 //! Columns are counted in padded coordinates: input column `c` with `pad` columns of
 //! padding on the left is column `c + pad`, and goes to slot `(c + pad) / 2` of the run
@@ -31,6 +32,43 @@ pub(crate) fn split_columns<T: Element>(src: &[T], pad: usize, even: &mut [T], o
         if let Some(slot) = first.get_mut(src.len() / 2) {
             *slot = src[src.len() - 1];
         }
+    }
+}
+
+/// [`split_columns`] for four phases: padded column `c + pad` of `src` into slot
+/// `(c + pad) / 4` of run `(c + pad) % 4`; slots past a run's end are dropped.
+#[inline(always)]
+pub(crate) fn split_phases<T: Element>(src: &[T], pad: usize, mut phases: [&mut [T]; 4]) {
+    let mut put = |c: usize, v: T| {
+        let at = c + pad;
+        if let Some(slot) = phases[at % 4].get_mut(at / 4) {
+            *slot = v;
+        }
+    };
+    // Columns up to the first one in phase 0 one by one, then whole groups of four.
+    let lead = ((4 - pad % 4) % 4).min(src.len());
+    for (c, &v) in src[..lead].iter().enumerate() {
+        put(c, v);
+    }
+    let groups = src[lead..].chunks_exact(4);
+    let tail_start = src.len() - groups.remainder().len();
+    for (c, &v) in src.iter().enumerate().skip(tail_start) {
+        put(c, v);
+    }
+    let first_slot = (lead + pad) / 4;
+    let [p0, p1, p2, p3] = phases
+        .each_mut()
+        .map(|run| run.get_mut(first_slot..).unwrap_or_default());
+    for ((((quad, a), b), c), d) in groups
+        .zip(p0.iter_mut())
+        .zip(p1.iter_mut())
+        .zip(p2.iter_mut())
+        .zip(p3.iter_mut())
+    {
+        *a = quad[0];
+        *b = quad[1];
+        *c = quad[2];
+        *d = quad[3];
     }
 }
 

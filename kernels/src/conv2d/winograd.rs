@@ -35,7 +35,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{groups, split_groups, Scratch};
-use crate::columns::split_columns;
+use crate::columns::{split_columns, split_phases};
 use crate::conv2d::Conv2dGeometry;
 use crate::element::{as_f32, as_f32_mut};
 use crate::gemm::{gemm_strided, Operand};
@@ -87,6 +87,8 @@ const MIN_WIDTH_FOR_WEIGHT_GRAD: usize = 12;
 pub(super) struct Tiles {
     pub rows: usize,
     pub cols: usize,
+    /// Outputs per tile along each side: 2 or 4.
+    pub side: usize,
 }
 
 impl Tiles {
@@ -97,9 +99,11 @@ impl Tiles {
 
     /// Tiles of `side x side` outputs.
     pub(super) fn of_side(g: &Conv2dGeometry, side: usize) -> Tiles {
+        assert!(side == 2 || side == 4, "Winograd tiles are 2x2 or 4x4");
         Tiles {
             rows: g.out_h.div_ceil(side),
             cols: g.out_w.div_ceil(side),
+            side,
         }
     }
 
@@ -407,11 +411,12 @@ fn bt_times<T: Element>(
 
 /// Zeroes `split` and fills it with the rows that each row of tiles in `rows` reads from
 /// `plane(image)` (`[h, w]`, padded by `[ph, pw]`): row `i` of the row of tiles `ty` is
-/// padded row `2 ty + i`, split into even and odd columns as runs `2i` and `2i + 1`, at
-/// `tiles.stride()` columns per row of tiles. `split` holds 8 runs for the 4 input rows of
-/// a tile, 4 for the 2 output rows of a tile's gradient.
+/// padded row `side * ty + i`, split into its `side` column phases (even and odd columns
+/// for 2x2 tiles, four phases for 4x4) as runs `side * i..side * (i + 1)`, at
+/// `tiles.stride()` columns per row of tiles. `split` holds a tile's input rows (4 or 6)
+/// or its gradient's output rows (2 or 4), `side` runs each.
 #[inline(always)]
-fn split_tile_rows<'a, T: Element>(
+pub(super) fn split_tile_rows<'a, T: Element>(
     plane: impl Fn(usize) -> &'a [T],
     [h, w]: [usize; 2],
     [ph, pw]: [usize; 2],
@@ -422,23 +427,30 @@ fn split_tile_rows<'a, T: Element>(
     for run in split.iter_mut() {
         run.fill(T::zero());
     }
-    let stride = tiles.stride();
+    let (side, stride) = (tiles.side, tiles.stride());
     for (local, row) in rows.enumerate() {
         let (n, ty) = (row / tiles.rows, row % tiles.rows);
         let plane = plane(n);
-        for i in 0..split.len() / 2 {
-            let iy = 2 * ty + i;
-            if iy >= ph && iy - ph < h {
-                let [even, odd] = split
-                    .get_disjoint_mut([2 * i, 2 * i + 1])
-                    .expect("runs in pairs");
-                let at = local * stride;
-                split_columns(
-                    &plane[(iy - ph) * w..][..w],
+        for (i, runs) in split.chunks_exact_mut(side).enumerate() {
+            let iy = side * ty + i;
+            if iy < ph || iy - ph >= h {
+                continue;
+            }
+            let src = &plane[(iy - ph) * w..][..w];
+            let at = local * stride;
+            match runs {
+                [even, odd] => split_columns(
+                    src,
                     pw,
                     &mut even[at..at + stride],
                     &mut odd[at..at + stride],
-                );
+                ),
+                [p0, p1, p2, p3] => split_phases(
+                    src,
+                    pw,
+                    [p0, p1, p2, p3].map(|run| &mut run[at..at + stride]),
+                ),
+                _ => unreachable!("tiles are 2x2 or 4x4"),
             }
         }
     }

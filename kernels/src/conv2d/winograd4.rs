@@ -23,7 +23,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::winograd::{self, Tiles, Variant};
+use super::winograd::{self, split_tile_rows, Tiles, Variant};
 use super::Scratch;
 use crate::conv2d::Conv2dGeometry;
 use crate::simd::wide_loop;
@@ -94,78 +94,6 @@ fn variant<T: Scratch>(g: &Conv2dGeometry) -> Variant<T> {
         transform_output,
         transform_output_grad,
         transform_weight_grad,
-    }
-}
-
-/// Padded column `c + pad` of `src` into slot `(c + pad) / 4` of run `(c + pad) % 4`;
-/// slots past a run's end are dropped.
-#[inline(always)]
-fn split_phases<T: Element>(src: &[T], pad: usize, mut phases: [&mut [T]; 4]) {
-    let mut put = |c: usize, v: T| {
-        let at = c + pad;
-        if let Some(slot) = phases[at % 4].get_mut(at / 4) {
-            *slot = v;
-        }
-    };
-    // Columns up to the first one in phase 0 one by one, then whole groups of four.
-    let lead = ((4 - pad % 4) % 4).min(src.len());
-    for (c, &v) in src[..lead].iter().enumerate() {
-        put(c, v);
-    }
-    let groups = src[lead..].chunks_exact(4);
-    let tail_start = src.len() - groups.remainder().len();
-    for (c, &v) in src.iter().enumerate().skip(tail_start) {
-        put(c, v);
-    }
-    let first_slot = (lead + pad) / 4;
-    let [p0, p1, p2, p3] = phases
-        .each_mut()
-        .map(|run| run.get_mut(first_slot..).unwrap_or_default());
-    for ((((quad, a), b), c), d) in groups
-        .zip(p0.iter_mut())
-        .zip(p1.iter_mut())
-        .zip(p2.iter_mut())
-        .zip(p3.iter_mut())
-    {
-        *a = quad[0];
-        *b = quad[1];
-        *c = quad[2];
-        *d = quad[3];
-    }
-}
-
-/// Zeroes `split` and fills it with the rows each row of tiles in `rows` reads from
-/// `plane(image)` (`[h, w]`, padded by `[ph, pw]`): row `i` of the row of tiles `ty` is
-/// padded row `4 ty + i`, split into its 4 column phases as runs `4i..4i + 4`, at
-/// `tiles.stride()` columns per row of tiles. `split` holds 24 runs for the 6 input rows
-/// of a tile, 16 for the 4 output rows of a tile's gradient.
-#[inline(always)]
-fn split_tile_rows<'a, T: Element>(
-    plane: impl Fn(usize) -> &'a [T],
-    [h, w]: [usize; 2],
-    [ph, pw]: [usize; 2],
-    tiles: Tiles,
-    rows: Range<usize>,
-    split: &mut [&mut [T]],
-) {
-    for run in split.iter_mut() {
-        run.fill(T::zero());
-    }
-    let stride = tiles.stride();
-    for (local, row) in rows.enumerate() {
-        let (n, ty) = (row / tiles.rows, row % tiles.rows);
-        let plane = plane(n);
-        for i in 0..split.len() / 4 {
-            let iy = 4 * ty + i;
-            if iy >= ph && iy - ph < h {
-                let at = local * stride;
-                let runs = split
-                    .get_disjoint_mut([4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3])
-                    .expect("runs in fours")
-                    .map(|run| &mut run[at..at + stride]);
-                split_phases(&plane[(iy - ph) * w..][..w], pw, runs);
-            }
-        }
     }
 }
 
