@@ -69,7 +69,7 @@ pub fn sgd_update(
     match momentum_buffer {
         Some(buffer) => {
             let mut guard = buffer.storage_mut();
-            let mut state = Some(std::mem::replace(&mut *guard, Storage::F32(Vec::new())));
+            let mut state = Some(std::mem::replace(&mut *guard, Storage::f32(Vec::new())));
             let result = optim::sgd_step(&mut param_storage, grad, &mut state, config);
             if let Some(state) = state {
                 *guard = state;

@@ -165,8 +165,8 @@ fn batch_norm_benches(c: &mut Criterion) {
         let gy = random_storage(len, 2);
         let gamma = random_storage_in(ch, 0.5, 1.5, 3);
         let beta = random_storage(ch, 4);
-        let mut running_mean = Storage::F32(vec![0.0; ch]);
-        let mut running_var = Storage::F32(vec![1.0; ch]);
+        let mut running_mean = Storage::f32(vec![0.0; ch]);
+        let mut running_var = Storage::f32(vec![1.0; ch]);
         group.throughput(bytes(2 * len));
         group.bench_function(format!("fwd/{}", block.bn_label()), |bench| {
             bench.iter(|| {
@@ -257,7 +257,7 @@ fn linear_benches(c: &mut Criterion) {
         bench.iter(|| {
             let (loss, probs) =
                 cross_entropy::forward(black_box(&logits), &labels, BATCH, CLASSES).unwrap();
-            let one = Storage::F32(vec![1.0]);
+            let one = Storage::f32(vec![1.0]);
             (
                 loss,
                 cross_entropy::backward(&probs, &labels, &one, BATCH, CLASSES).unwrap(),
@@ -271,8 +271,8 @@ fn adam_benches(c: &mut Criterion) {
     let len = total_parameters();
     let mut param = random_storage(len, 1);
     let grad = random_storage(len, 2);
-    let mut m = Storage::F32(vec![0.0; len]);
-    let mut v = Storage::F32(vec![0.0; len]);
+    let mut m = Storage::f32(vec![0.0; len]);
+    let mut v = Storage::f32(vec![0.0; len]);
     let cfg = optim::AdamConfig::default();
     let mut step = 0;
     let mut group = c.benchmark_group("adam");

@@ -365,13 +365,13 @@ pub fn random_vec(len: usize, seed: u64) -> Vec<f32> {
 
 /// An f32 [`Storage`] of `len` values uniform in `[-1, 1)`.
 pub fn random_storage(len: usize, seed: u64) -> Storage {
-    Storage::F32(random_vec(len, seed))
+    Storage::f32(random_vec(len, seed))
 }
 
 /// An f32 [`Storage`] of `len` values uniform in `[lo, hi)` (e.g. positive variances).
 pub fn random_storage_in(len: usize, lo: f32, hi: f32, seed: u64) -> Storage {
     let mut rng = Rng::new(seed);
-    Storage::F32(
+    Storage::f32(
         (0..len)
             .map(|_| lo + (hi - lo) * (rng.next_f32() + 1.0) / 2.0)
             .collect(),

@@ -29,6 +29,16 @@ fn no_f64_on_cuda(op: &'static str, device: Device) -> Error {
 }
 
 impl Storage {
+    /// Host f32 values.
+    pub fn f32(values: Vec<f32>) -> Storage {
+        Storage::F32(values)
+    }
+
+    /// Host f64 values.
+    pub fn f64(values: Vec<f64>) -> Storage {
+        Storage::F64(values)
+    }
+
     /// A buffer of `len` zeros.
     pub fn zeros(len: usize, dtype: DType, device: Device) -> Result<Storage> {
         Self::full(len, 0.0, dtype, device)

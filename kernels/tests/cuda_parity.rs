@@ -71,8 +71,8 @@ struct On {
 impl On {
     fn put(&self, values: &[f64]) -> Storage {
         let host = match self.dtype {
-            DType::F32 => Storage::F32(values.iter().map(|&v| v as f32).collect()),
-            DType::F64 => Storage::F64(values.to_vec()),
+            DType::F32 => Storage::f32(values.iter().map(|&v| v as f32).collect()),
+            DType::F64 => Storage::f64(values.to_vec()),
         };
         host.to_device(self.device).expect("upload")
     }
@@ -532,7 +532,7 @@ fn without_a_device_cuda_storage_is_an_error_not_a_panic() {
     let err = Storage::zeros(4, DType::F32, Device::Cuda(0)).unwrap_err();
     assert!(matches!(err, Error::Cuda(_)), "{err}");
     assert!(err.to_string().contains("use --device cpu"), "{err}");
-    let err = Storage::F32(vec![1.0])
+    let err = Storage::f32(vec![1.0])
         .to_device(Device::Cuda(0))
         .unwrap_err();
     assert!(matches!(err, Error::Cuda(_)), "{err}");
@@ -563,7 +563,7 @@ fn cuda_storage_round_trips_and_mixed_devices_are_a_mismatch_or_skips() {
     );
     assert_eq!(
         gpu.to_device(Device::Cpu).unwrap(),
-        Storage::F32(values.clone())
+        Storage::f32(values.clone())
     );
     assert_eq!(gpu.to_dtype(DType::F32).unwrap(), gpu);
     let err = gpu.to_dtype(DType::F64).unwrap_err();
@@ -596,7 +596,7 @@ fn cuda_storage_round_trips_and_mixed_devices_are_a_mismatch_or_skips() {
     );
 
     // Operands on different devices: a Mismatch naming the op, whichever comes first.
-    let cpu = Storage::F32(values.clone());
+    let cpu = Storage::f32(values.clone());
     for (a, b) in [(&gpu, &cpu), (&cpu, &gpu)] {
         let err = elementwise::add(a, b).unwrap_err();
         assert!(matches!(err, Error::Mismatch { op: "add", .. }), "{err}");
@@ -616,7 +616,7 @@ fn cuda_storage_round_trips_and_mixed_devices_are_a_mismatch_or_skips() {
     let mut param = gpu.clone();
     let (mut m, mut v) = (
         Storage::zeros(4, DType::F32, device).unwrap(),
-        Storage::F32(vec![0.0; 4]),
+        Storage::f32(vec![0.0; 4]),
     );
     let err =
         optim::adam_step(&mut param, &gpu, &mut m, &mut v, 1, &AdamConfig::default()).unwrap_err();

@@ -110,7 +110,7 @@ impl Row {
 /// Uniform weights in `±1/sqrt(fan_in)` (PyTorch's default bound), so activations stay O(1).
 fn weights(len: usize, fan_in: usize, seed: u64) -> Storage {
     let bound = 1.0 / (fan_in as f32).sqrt();
-    Storage::F32(
+    Storage::f32(
         random_vec(len, seed)
             .into_iter()
             .map(|v| v * bound)
@@ -215,10 +215,10 @@ fn forward(
 
         let g = block.bn_geometry(batch)?;
         let ch = block.channels();
-        let gamma = Storage::F32(vec![1.0; ch]);
-        let beta = Storage::F32(vec![0.0; ch]);
+        let gamma = Storage::f32(vec![1.0; ch]);
+        let beta = Storage::f32(vec![0.0; ch]);
         let (mut running_mean, mut running_var) =
-            (Storage::F32(vec![0.0; ch]), Storage::F32(vec![1.0; ch]));
+            (Storage::f32(vec![0.0; ch]), Storage::f32(vec![1.0; ch]));
         let (t, out) = time(|| {
             batch_norm::forward_train(
                 &x,
@@ -328,7 +328,7 @@ fn backward(
     probs: Storage,
     labels: &[u32],
 ) -> kernels::Result<()> {
-    let one = Storage::F32(vec![1.0]);
+    let one = Storage::f32(vec![1.0]);
     let (t, gy) = time(|| cross_entropy::backward(&probs, labels, &one, batch, CLASSES));
     let loss_row = rows.len() - 1;
     rows[loss_row].bwd = Some((t, Work::Unmeasured));
@@ -384,7 +384,7 @@ fn backward(
 
 /// Stands in for the input gradient the first layer does not compute, ending the chain.
 fn empty() -> Storage {
-    Storage::F32(Vec::new())
+    Storage::f32(Vec::new())
 }
 
 /// One Adam step over every parameter tensor of the network, tensor by tensor as the
@@ -398,8 +398,8 @@ fn adam_row() -> kernels::Result<Row> {
             [
                 random_storage(len, 100 + i as u64),
                 random_storage(len, 200 + i as u64),
-                Storage::F32(vec![0.0; len]),
-                Storage::F32(vec![0.0; len]),
+                Storage::f32(vec![0.0; len]),
+                Storage::f32(vec![0.0; len]),
             ]
         })
         .collect();

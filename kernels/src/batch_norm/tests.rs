@@ -30,7 +30,7 @@ const EPS: f64 = 0.5;
 const Y: [f64; 8] = [-1.5, -0.5, 1.5, 4.25, 0.5, 3.5, 3.25, 3.0];
 
 fn storage(dtype: DType, values: &[f64]) -> Storage {
-    Storage::F64(values.to_vec()).to_dtype(dtype).unwrap()
+    Storage::f64(values.to_vec()).to_dtype(dtype).unwrap()
 }
 
 #[test]
@@ -81,12 +81,12 @@ fn momentum_zero_freezes_and_one_replaces_the_running_statistics() {
         (0.0, [0.0, 1.0], [1.0, 2.0]),
         (1.0, [3.0, 10.0], [14.0 / 3.0, 62.0 / 3.0]),
     ] {
-        let mut running_mean = Storage::F64(vec![0.0, 1.0]);
-        let mut running_var = Storage::F64(vec![1.0, 2.0]);
+        let mut running_mean = Storage::f64(vec![0.0, 1.0]);
+        let mut running_var = Storage::f64(vec![1.0, 2.0]);
         forward_train(
-            &Storage::F64(X.to_vec()),
-            &Storage::F64(GAMMA.to_vec()),
-            &Storage::F64(BETA.to_vec()),
+            &Storage::f64(X.to_vec()),
+            &Storage::f64(GAMMA.to_vec()),
+            &Storage::f64(BETA.to_vec()),
             &mut running_mean,
             &mut running_var,
             momentum,
@@ -134,16 +134,16 @@ fn eval_forward_uses_the_running_statistics() {
     let g = BatchNormGeometry::new(&[3, 2], 2).unwrap();
     assert_eq!(g.spatial, 1);
     let y = forward_eval(
-        &Storage::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
-        &Storage::F32(vec![2.0, -1.0]),
-        &Storage::F32(vec![0.5, 3.0]),
-        &Storage::F32(vec![1.0, -2.0]),
-        &Storage::F32(vec![3.75, 0.75]),
+        &Storage::f32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        &Storage::f32(vec![2.0, -1.0]),
+        &Storage::f32(vec![0.5, 3.0]),
+        &Storage::f32(vec![1.0, -2.0]),
+        &Storage::f32(vec![3.75, 0.75]),
         0.25,
         &g,
     )
     .unwrap();
-    assert_eq!(y, Storage::F32(vec![0.5, -1.0, 2.5, -3.0, 4.5, -5.0]));
+    assert_eq!(y, Storage::f32(vec![0.5, -1.0, 2.5, -3.0, 4.5, -5.0]));
 }
 
 #[test]
@@ -154,12 +154,12 @@ fn eval_backward_matches_the_hand_worked_example() {
     // channel 1: dy -1, 0.5, 2 at x + 2 = 4, 6, 8, times 1: -4 + 3 + 16 = 15.
     let g = BatchNormGeometry::new(&[3, 2], 2).unwrap();
     let grads = backward_eval(
-        &Storage::F64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
-        &Storage::F64(vec![2.0, -1.0]),
-        &Storage::F64(vec![1.0, -2.0]),
-        &Storage::F64(vec![3.75, 0.75]),
+        &Storage::f64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        &Storage::f64(vec![2.0, -1.0]),
+        &Storage::f64(vec![1.0, -2.0]),
+        &Storage::f64(vec![3.75, 0.75]),
         0.25,
-        &Storage::F64(vec![1.0, -1.0, 2.0, 0.5, 3.0, 2.0]),
+        &Storage::f64(vec![1.0, -1.0, 2.0, 0.5, 3.0, 2.0]),
         &g,
     )
     .unwrap();
@@ -220,12 +220,12 @@ impl Problem {
     fn loss(&self, train: bool) -> f64 {
         let g = self.geometry();
         let (x, gamma, beta) = (
-            Storage::F64(self.x.clone()),
-            Storage::F64(self.gamma.clone()),
-            Storage::F64(self.beta.clone()),
+            Storage::f64(self.x.clone()),
+            Storage::f64(self.gamma.clone()),
+            Storage::f64(self.beta.clone()),
         );
-        let mut rm = Storage::F64(self.running_mean.clone());
-        let mut rv = Storage::F64(self.running_var.clone());
+        let mut rm = Storage::f64(self.running_mean.clone());
+        let mut rv = Storage::f64(self.running_var.clone());
         let y = if train {
             forward_train(&x, &gamma, &beta, &mut rm, &mut rv, 0.1, FD_EPS, &g)
                 .unwrap()
@@ -239,13 +239,13 @@ impl Problem {
     fn grads(&self, train: bool) -> BatchNormGrads {
         let g = self.geometry();
         let (x, gamma, beta, w) = (
-            Storage::F64(self.x.clone()),
-            Storage::F64(self.gamma.clone()),
-            Storage::F64(self.beta.clone()),
-            Storage::F64(self.w.clone()),
+            Storage::f64(self.x.clone()),
+            Storage::f64(self.gamma.clone()),
+            Storage::f64(self.beta.clone()),
+            Storage::f64(self.w.clone()),
         );
-        let mut rm = Storage::F64(self.running_mean.clone());
-        let mut rv = Storage::F64(self.running_var.clone());
+        let mut rm = Storage::f64(self.running_mean.clone());
+        let mut rv = Storage::f64(self.running_var.clone());
         if train {
             let (_, stats) =
                 forward_train(&x, &gamma, &beta, &mut rm, &mut rv, 0.1, FD_EPS, &g).unwrap();
@@ -337,12 +337,12 @@ fn train_error(shape: &[usize], momentum: f64, eps: f64) -> Error {
     let g = BatchNormGeometry::new(shape, shape[1]).unwrap();
     let len: usize = shape.iter().product();
     let c = shape[1];
-    let mut rm = Storage::F32(vec![0.5; c]);
-    let mut rv = Storage::F32(vec![2.0; c]);
+    let mut rm = Storage::f32(vec![0.5; c]);
+    let mut rv = Storage::f32(vec![2.0; c]);
     let err = forward_train(
-        &Storage::F32(vec![1.0; len]),
-        &Storage::F32(vec![1.0; c]),
-        &Storage::F32(vec![0.0; c]),
+        &Storage::f32(vec![1.0; len]),
+        &Storage::f32(vec![1.0; c]),
+        &Storage::f32(vec![0.0; c]),
         &mut rm,
         &mut rv,
         momentum,
@@ -353,7 +353,7 @@ fn train_error(shape: &[usize], momentum: f64, eps: f64) -> Error {
     // A refused call leaves the running statistics alone.
     assert_eq!(
         (rm, rv),
-        (Storage::F32(vec![0.5; c]), Storage::F32(vec![2.0; c]))
+        (Storage::f32(vec![0.5; c]), Storage::f32(vec![2.0; c]))
     );
     assert!(err.to_string().starts_with("batch_norm: "), "{err}");
     err
@@ -372,11 +372,11 @@ fn training_refuses_a_single_value_per_channel() {
     // Evaluation is fine with one value.
     let g = BatchNormGeometry::new(&[1, 3], 3).unwrap();
     let y = forward_eval(
-        &Storage::F64(vec![1.0, 2.0, 3.0]),
-        &Storage::F64(vec![1.0; 3]),
-        &Storage::F64(vec![0.0; 3]),
-        &Storage::F64(vec![0.0; 3]),
-        &Storage::F64(vec![1.0; 3]),
+        &Storage::f64(vec![1.0, 2.0, 3.0]),
+        &Storage::f64(vec![1.0; 3]),
+        &Storage::f64(vec![0.0; 3]),
+        &Storage::f64(vec![0.0; 3]),
+        &Storage::f64(vec![1.0; 3]),
         1e-5,
         &g,
     )
@@ -418,13 +418,13 @@ fn refuses_bad_shapes_naming_them() {
     );
 
     let g = BatchNormGeometry::new(&[2, 3], 3).unwrap();
-    let x = Storage::F64(vec![1.0; 6]);
-    let ok3 = Storage::F64(vec![1.0; 3]);
+    let x = Storage::f64(vec![1.0; 6]);
+    let ok3 = Storage::f64(vec![1.0; 3]);
     let err =
-        forward_eval(&x, &Storage::F64(vec![1.0; 2]), &ok3, &ok3, &ok3, 1e-5, &g).unwrap_err();
+        forward_eval(&x, &Storage::f64(vec![1.0; 2]), &ok3, &ok3, &ok3, 1e-5, &g).unwrap_err();
     assert!(err.to_string().contains("gamma has 2 elements"), "{err}");
     let err = forward_eval(
-        &Storage::F64(vec![1.0; 5]),
+        &Storage::f64(vec![1.0; 5]),
         &ok3,
         &ok3,
         &ok3,
@@ -441,9 +441,9 @@ fn refuses_bad_shapes_naming_them() {
         mean: ok3.clone(),
         inv_std: ok3.clone(),
     };
-    let err = backward_train(&x, &ok3, &stats, &Storage::F64(vec![1.0; 7]), &g).unwrap_err();
+    let err = backward_train(&x, &ok3, &stats, &Storage::f64(vec![1.0; 7]), &g).unwrap_err();
     assert!(err.to_string().contains("grad_out has 7 elements"), "{err}");
-    let err = backward_train(&x, &Storage::F32(vec![1.0; 3]), &stats, &x, &g).unwrap_err();
+    let err = backward_train(&x, &Storage::f32(vec![1.0; 3]), &stats, &x, &g).unwrap_err();
     assert!(
         matches!(
             err,
@@ -467,20 +467,20 @@ fn empty_inputs_are_handled() {
     // Zero batch in eval, and zero spatial size, give empty outputs without panicking.
     for shape in [&[0, 2, 3, 3][..], &[2, 2, 0, 3]] {
         let g = BatchNormGeometry::new(shape, 2).unwrap();
-        let two = Storage::F32(vec![1.0; 2]);
-        let y = forward_eval(&Storage::F32(vec![]), &two, &two, &two, &two, 1e-5, &g).unwrap();
+        let two = Storage::f32(vec![1.0; 2]);
+        let y = forward_eval(&Storage::f32(vec![]), &two, &two, &two, &two, 1e-5, &g).unwrap();
         assert!(y.is_empty());
         let grads = backward_eval(
-            &Storage::F32(vec![]),
+            &Storage::f32(vec![]),
             &two,
             &two,
             &two,
             1e-5,
-            &Storage::F32(vec![]),
+            &Storage::f32(vec![]),
             &g,
         )
         .unwrap();
         assert!(grads.input.is_empty());
-        assert_eq!(grads.beta, Storage::F32(vec![0.0; 2]));
+        assert_eq!(grads.beta, Storage::f32(vec![0.0; 2]));
     }
 }

@@ -344,7 +344,7 @@ mod tests {
         let w = values(numel(&g.weight_shape()), 2);
         let b = values(4, 3);
         let gy = values(numel(&g.output_shape()), 4);
-        let cpu = |v: &[f32]| Storage::F32(v.to_vec());
+        let cpu = |v: &[f32]| Storage::f32(v.to_vec());
         let dev = |v: &[f32]| Storage::from_host(v.to_vec(), Device::Cuda(0)).unwrap();
         let want_y = super::super::forward(&cpu(&x), &cpu(&w), Some(&cpu(&b)), &g).unwrap();
         let want = super::super::backward(&cpu(&x), &cpu(&w), &cpu(&gy), &g, true, true).unwrap();

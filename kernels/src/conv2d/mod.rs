@@ -31,8 +31,8 @@
 //! // A 2x2 image, a 1x1 kernel of weight 2, padding 1: the image doubled inside a zero border.
 //! let g = conv2d::Conv2dGeometry::new(&[1, 1, 2, 2], &[1, 1, 1, 1], [1, 1], [1, 1]).unwrap();
 //! assert_eq!(g.output_shape(), [1, 1, 4, 4]);
-//! let x = Storage::F64(vec![1.0, 2.0, 3.0, 4.0]);
-//! let y = conv2d::forward(&x, &Storage::F64(vec![2.0]), None, &g).unwrap();
+//! let x = Storage::f64(vec![1.0, 2.0, 3.0, 4.0]);
+//! let y = conv2d::forward(&x, &Storage::f64(vec![2.0]), None, &g).unwrap();
 //! assert_eq!(y.to_vec_f64().unwrap()[5..7], [2.0, 4.0]);
 //! ```
 

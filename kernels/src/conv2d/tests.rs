@@ -17,11 +17,11 @@ fn values(len: usize, seed: u64) -> Vec<f64> {
 }
 
 fn f64s(values: &[f64]) -> Storage {
-    Storage::F64(values.to_vec())
+    Storage::f64(values.to_vec())
 }
 
 fn f32s(values: &[f64]) -> Storage {
-    Storage::F32(values.iter().map(|&v| v as f32).collect())
+    Storage::f32(values.iter().map(|&v| v as f32).collect())
 }
 
 /// The values an f32 buffer holds, so the f64 oracle sees exactly the f32 inputs.
@@ -249,19 +249,19 @@ fn hand_computed_2x2_kernel_on_3x3_image() {
     // x = [1 2 3; 4 5 6; 7 8 9], w = [1 2; 3 4], b = 1
     let g = geometry([1, 1, 3, 3], [1, 1, 2, 2], [1, 1], [0, 0]);
     assert_eq!(g.output_shape(), [1, 1, 2, 2]);
-    let x = Storage::F64((1..=9).map(f64::from).collect());
-    let w = Storage::F64(vec![1.0, 2.0, 3.0, 4.0]);
-    let y = forward(&x, &w, Some(&Storage::F64(vec![1.0])), &g).unwrap();
-    assert_eq!(y, Storage::F64(vec![38.0, 48.0, 68.0, 78.0]));
+    let x = Storage::f64((1..=9).map(f64::from).collect());
+    let w = Storage::f64(vec![1.0, 2.0, 3.0, 4.0]);
+    let y = forward(&x, &w, Some(&Storage::f64(vec![1.0])), &g).unwrap();
+    assert_eq!(y, Storage::f64(vec![38.0, 48.0, 68.0, 78.0]));
 
-    let grads = backward(&x, &w, &Storage::F64(vec![1.0; 4]), &g, true, true).unwrap();
+    let grads = backward(&x, &w, &Storage::f64(vec![1.0; 4]), &g, true, true).unwrap();
     // Each weight sees the sum of the 2x2 block it slides over.
-    assert_eq!(grads.weight, Storage::F64(vec![12.0, 16.0, 24.0, 28.0]));
-    assert_eq!(grads.bias, Some(Storage::F64(vec![4.0])));
+    assert_eq!(grads.weight, Storage::f64(vec![12.0, 16.0, 24.0, 28.0]));
+    assert_eq!(grads.bias, Some(Storage::f64(vec![4.0])));
     // Each pixel receives the weights of the windows covering it.
     assert_eq!(
         grads.input,
-        Some(Storage::F64(vec![
+        Some(Storage::f64(vec![
             1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0
         ]))
     );
@@ -273,23 +273,23 @@ fn hand_computed_stride_2_with_padding() {
     // the single real pixel in its window.
     let g = geometry([1, 1, 2, 2], [1, 1, 2, 2], [2, 2], [1, 1]);
     assert_eq!(g.output_shape(), [1, 1, 2, 2]);
-    let x = Storage::F32(vec![1.0, 2.0, 3.0, 4.0]);
-    let w = Storage::F32(vec![1.0; 4]);
+    let x = Storage::f32(vec![1.0, 2.0, 3.0, 4.0]);
+    let w = Storage::f32(vec![1.0; 4]);
     let y = forward(&x, &w, None, &g).unwrap();
-    assert_eq!(y, Storage::F32(vec![1.0, 2.0, 3.0, 4.0]));
+    assert_eq!(y, Storage::f32(vec![1.0, 2.0, 3.0, 4.0]));
     let grads = backward(
         &x,
         &w,
-        &Storage::F32(vec![1.0, 2.0, 3.0, 4.0]),
+        &Storage::f32(vec![1.0, 2.0, 3.0, 4.0]),
         &g,
         false,
         true,
     )
     .unwrap();
-    assert_eq!(grads.input, Some(Storage::F32(vec![1.0, 2.0, 3.0, 4.0])));
+    assert_eq!(grads.input, Some(Storage::f32(vec![1.0, 2.0, 3.0, 4.0])));
     // Only the tap that lands on a real pixel (kernel position (1,1), (1,0), (0,1), (0,0)
     // for the four windows) collects x*gy.
-    assert_eq!(grads.weight, Storage::F32(vec![16.0, 9.0, 4.0, 1.0]));
+    assert_eq!(grads.weight, Storage::f32(vec![16.0, 9.0, 4.0, 1.0]));
     assert_eq!(grads.bias, None);
 }
 
@@ -298,11 +298,11 @@ fn one_by_one_kernel_with_padding_grows_the_output_by_a_zero_border() {
     // The notebook's `Conv2d(c, c, 1, padding=1)`: border outputs are just the bias.
     let g = geometry([1, 2, 2, 3], [1, 2, 1, 1], [1, 1], [1, 1]);
     assert_eq!(g.output_shape(), [1, 1, 4, 5]);
-    let x = Storage::F64(vec![
+    let x = Storage::f64(vec![
         1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0,
     ]);
-    let w = Storage::F64(vec![1.0, 0.5]);
-    let y = forward(&x, &w, Some(&Storage::F64(vec![-1.0])), &g).unwrap();
+    let w = Storage::f64(vec![1.0, 0.5]);
+    let y = forward(&x, &w, Some(&Storage::f64(vec![-1.0])), &g).unwrap();
     #[rustfmt::skip]
     let want = vec![
         -1.0, -1.0, -1.0, -1.0, -1.0,
@@ -310,7 +310,7 @@ fn one_by_one_kernel_with_padding_grows_the_output_by_a_zero_border() {
         -1.0, 23.0, 29.0, 35.0, -1.0,
         -1.0, -1.0, -1.0, -1.0, -1.0,
     ];
-    assert_eq!(y, Storage::F64(want));
+    assert_eq!(y, Storage::f64(want));
     check_against_naive(
         &geometry([3, 5, 4, 6], [7, 5, 1, 1], [1, 1], [1, 1]),
         11,
@@ -596,19 +596,19 @@ fn rejects_sizes_that_overflow() {
 #[test]
 fn rejects_buffers_that_disagree_with_the_geometry() {
     let g = geometry([2, 3, 4, 4], [5, 3, 3, 3], [1, 1], [1, 1]);
-    let x = Storage::F32(vec![0.0; 2 * 3 * 16]);
-    let w = Storage::F32(vec![0.0; 5 * 3 * 9]);
-    let short = Storage::F32(vec![0.0; 7]);
+    let x = Storage::f32(vec![0.0; 2 * 3 * 16]);
+    let w = Storage::f32(vec![0.0; 5 * 3 * 9]);
+    let short = Storage::f32(vec![0.0; 7]);
     let err = forward(&short, &w, None, &g).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "conv2d", .. }), "{err}");
     assert!(forward(&x, &short, None, &g).is_err());
-    let err = forward(&x, &w, Some(&Storage::F32(vec![0.0; 4])), &g).unwrap_err();
+    let err = forward(&x, &w, Some(&Storage::f32(vec![0.0; 4])), &g).unwrap_err();
     assert!(message(err).contains("bias has 4 elements"));
     let err = backward(&x, &w, &short, &g, true, true).unwrap_err();
     assert!(message(err).contains("grad_out"));
-    let err = forward(&x, &Storage::F64(vec![0.0; 5 * 3 * 9]), None, &g).unwrap_err();
+    let err = forward(&x, &Storage::f64(vec![0.0; 5 * 3 * 9]), None, &g).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "conv2d", .. }), "{err}");
-    let err = forward(&x, &w, Some(&Storage::F64(vec![0.0; 5])), &g).unwrap_err();
+    let err = forward(&x, &w, Some(&Storage::f64(vec![0.0; 5])), &g).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "conv2d", .. }), "{err}");
 }
 
@@ -616,8 +616,8 @@ fn rejects_buffers_that_disagree_with_the_geometry() {
 fn rejects_a_hand_built_geometry_whose_fields_disagree() {
     let mut g = geometry([2, 3, 4, 4], [5, 3, 3, 3], [1, 1], [1, 1]);
     g.out_h = 9;
-    let x = Storage::F32(vec![0.0; 2 * 3 * 16]);
-    let w = Storage::F32(vec![0.0; 5 * 3 * 9]);
+    let x = Storage::f32(vec![0.0; 2 * 3 * 16]);
+    let w = Storage::f32(vec![0.0; 5 * 3 * 9]);
     let err = forward(&x, &w, None, &g).unwrap_err();
     assert!(message(err).contains("inconsistent geometry"));
     g.out_h = 4;
@@ -629,46 +629,46 @@ fn rejects_a_hand_built_geometry_whose_fields_disagree() {
 fn empty_batch_and_zero_input_channels() {
     let g = geometry([0, 3, 4, 4], [5, 3, 3, 3], [1, 1], [1, 1]);
     let w = values(5 * 3 * 9, 1);
-    let y = forward(&Storage::F64(vec![]), &f64s(&w), None, &g).unwrap();
+    let y = forward(&Storage::f64(vec![]), &f64s(&w), None, &g).unwrap();
     assert!(y.is_empty());
     let grads = backward(
-        &Storage::F64(vec![]),
+        &Storage::f64(vec![]),
         &f64s(&w),
-        &Storage::F64(vec![]),
+        &Storage::f64(vec![]),
         &g,
         true,
         true,
     )
     .unwrap();
-    assert_eq!(grads.weight, Storage::F64(vec![0.0; 5 * 27]));
-    assert_eq!(grads.bias, Some(Storage::F64(vec![0.0; 5])));
+    assert_eq!(grads.weight, Storage::f64(vec![0.0; 5 * 27]));
+    assert_eq!(grads.bias, Some(Storage::f64(vec![0.0; 5])));
 
     // No input channels: the output is just the bias.
     let g = geometry([2, 0, 3, 3], [2, 0, 2, 2], [1, 1], [0, 0]);
     let y = forward(
-        &Storage::F32(vec![]),
-        &Storage::F32(vec![]),
-        Some(&Storage::F32(vec![1.0, 2.0])),
+        &Storage::f32(vec![]),
+        &Storage::f32(vec![]),
+        Some(&Storage::f32(vec![1.0, 2.0])),
         &g,
     )
     .unwrap();
-    assert_eq!(y, Storage::F32([[1.0; 4], [2.0; 4]].concat().repeat(2)));
+    assert_eq!(y, Storage::f32([[1.0; 4], [2.0; 4]].concat().repeat(2)));
     // No output channels: nothing to compute, nothing to propagate.
     let g = geometry([2, 3, 3, 3], [0, 3, 2, 2], [1, 1], [0, 0]);
-    let x = Storage::F32(vec![1.0; 54]);
-    assert!(forward(&x, &Storage::F32(vec![]), None, &g)
+    let x = Storage::f32(vec![1.0; 54]);
+    assert!(forward(&x, &Storage::f32(vec![]), None, &g)
         .unwrap()
         .is_empty());
     let grads = backward(
         &x,
-        &Storage::F32(vec![]),
-        &Storage::F32(vec![]),
+        &Storage::f32(vec![]),
+        &Storage::f32(vec![]),
         &g,
         true,
         true,
     )
     .unwrap();
-    assert_eq!(grads.input, Some(Storage::F32(vec![0.0; 54])));
+    assert_eq!(grads.input, Some(Storage::f32(vec![0.0; 54])));
 }
 
 #[test]
@@ -682,7 +682,7 @@ fn reused_scratch_buffers_do_not_leak_into_later_calls() {
     // Poison every thread's scratch with NaN from a larger convolution, then check
     // smaller ones, whose buffers are the poisoned ones cut short.
     let big = geometry([6, 4, 6, 6], [5, 4, 3, 3], [1, 1], [1, 1]);
-    let nan = |len| Storage::F64(vec![f64::NAN; len]);
+    let nan = |len| Storage::f64(vec![f64::NAN; len]);
     for _ in 0..4 {
         let x = nan(numel(&big.input_shape()));
         let w = nan(numel(&big.weight_shape()));

@@ -10,9 +10,9 @@
 //! ```
 //! use kernels::{cross_entropy, Storage};
 //! // Equal logits over 4 classes: the loss is ln 4 whatever the label.
-//! let (loss, probs) = cross_entropy::forward(&Storage::F64(vec![0.0; 4]), &[2], 1, 4).unwrap();
+//! let (loss, probs) = cross_entropy::forward(&Storage::f64(vec![0.0; 4]), &[2], 1, 4).unwrap();
 //! assert!((loss.to_vec_f64().unwrap()[0] - 4f64.ln()).abs() < 1e-15);
-//! assert_eq!(probs, Storage::F64(vec![0.25; 4]));
+//! assert_eq!(probs, Storage::f64(vec![0.25; 4]));
 //! ```
 
 mod cpu;

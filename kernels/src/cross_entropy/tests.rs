@@ -44,7 +44,7 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f64> {
 /// with grad_loss = 3, three times that.
 #[test]
 fn forward_and_backward_match_hand_values() {
-    let logits = Storage::F64(vec![0.0, LN2, ln(3.0), ln(4.0), 0.0, 0.0]);
+    let logits = Storage::f64(vec![0.0, LN2, ln(3.0), ln(4.0), 0.0, 0.0]);
     let labels = [0, 0];
     let (loss, probs) = forward(&logits, &labels, 2, 3).unwrap();
     assert!((scalar(&loss) - ln(3.0)).abs() < 1e-15, "{loss:?}");
@@ -63,9 +63,9 @@ fn forward_and_backward_match_hand_values() {
         1.0 / 12.0,
         1.0 / 12.0,
     ];
-    let g = backward(&probs, &labels, &Storage::F64(vec![1.0]), 2, 3).unwrap();
+    let g = backward(&probs, &labels, &Storage::f64(vec![1.0]), 2, 3).unwrap();
     close(&g.to_vec_f64().unwrap(), &want, 1e-15);
-    let g = backward(&probs, &labels, &Storage::F64(vec![3.0]), 2, 3).unwrap();
+    let g = backward(&probs, &labels, &Storage::f64(vec![3.0]), 2, 3).unwrap();
     let want3: Vec<f64> = want.iter().map(|w| 3.0 * w).collect();
     close(&g.to_vec_f64().unwrap(), &want3, 1e-15);
 }
@@ -74,9 +74,9 @@ fn forward_and_backward_match_hand_values() {
 /// label: PyTorch's CrossEntropyLoss on zeros(N, 10) prints 2.3026 (= ln 10).
 #[test]
 fn uniform_logits_cost_ln_of_the_class_count() {
-    let (loss, probs) = forward(&Storage::F32(vec![0.0; 30]), &[0, 9, 4], 3, 10).unwrap();
+    let (loss, probs) = forward(&Storage::f32(vec![0.0; 30]), &[0, 9, 4], 3, 10).unwrap();
     assert!((scalar(&loss) - ln(10.0)).abs() < 1e-6, "{loss:?}");
-    assert_eq!(probs, Storage::F32(vec![0.1; 30]));
+    assert_eq!(probs, Storage::f32(vec![0.1; 30]));
 }
 
 /// Rows [1e4, -1e4] with labels 0 and 1. Shifted by the max the exponents are [0, -2e4]:
@@ -87,8 +87,8 @@ fn uniform_logits_cost_ln_of_the_class_count() {
 fn huge_logits_give_finite_exact_results() {
     let labels = [0, 1];
     for logits in [
-        Storage::F32(vec![1e4, -1e4, 1e4, -1e4]),
-        Storage::F64(vec![1e4, -1e4, 1e4, -1e4]),
+        Storage::f32(vec![1e4, -1e4, 1e4, -1e4]),
+        Storage::f64(vec![1e4, -1e4, 1e4, -1e4]),
     ] {
         let (loss, probs) = forward(&logits, &labels, 2, 2).unwrap();
         assert_eq!(scalar(&loss), 1e4);
@@ -108,14 +108,14 @@ fn backward_matches_central_finite_differences() {
     let x = pseudo_random(rows * cols, 7);
     let loss = |x: &[f64]| {
         scalar(
-            &forward(&Storage::F64(x.to_vec()), &labels, rows, cols)
+            &forward(&Storage::f64(x.to_vec()), &labels, rows, cols)
                 .unwrap()
                 .0,
         )
     };
-    let (_, probs) = forward(&Storage::F64(x.clone()), &labels, rows, cols).unwrap();
+    let (_, probs) = forward(&Storage::f64(x.clone()), &labels, rows, cols).unwrap();
     let grad_loss = 0.7;
-    let g = backward(&probs, &labels, &Storage::F64(vec![grad_loss]), rows, cols)
+    let g = backward(&probs, &labels, &Storage::f64(vec![grad_loss]), rows, cols)
         .unwrap()
         .to_vec_f64()
         .unwrap();
@@ -137,7 +137,7 @@ fn backward_matches_central_finite_differences() {
 fn f32_agrees_with_f64() {
     let (rows, cols) = (6, 10);
     let labels = [1, 9, 0, 5, 5, 2];
-    let x32 = Storage::F32(
+    let x32 = Storage::f32(
         pseudo_random(rows * cols, 11)
             .iter()
             .map(|&v| v as f32)
@@ -148,8 +148,8 @@ fn f32_agrees_with_f64() {
     let (l64, p64) = forward(&x64, &labels, rows, cols).unwrap();
     assert!((scalar(&l32) - scalar(&l64)).abs() < 1e-5);
     close(&p32.to_vec_f64().unwrap(), &p64.to_vec_f64().unwrap(), 1e-6);
-    let g32 = backward(&p32, &labels, &Storage::F32(vec![1.0]), rows, cols).unwrap();
-    let g64 = backward(&p64, &labels, &Storage::F64(vec![1.0]), rows, cols).unwrap();
+    let g32 = backward(&p32, &labels, &Storage::f32(vec![1.0]), rows, cols).unwrap();
+    let g64 = backward(&p64, &labels, &Storage::f64(vec![1.0]), rows, cols).unwrap();
     close(&g32.to_vec_f64().unwrap(), &g64.to_vec_f64().unwrap(), 1e-7);
 }
 
@@ -166,7 +166,7 @@ fn many_rows_take_the_parallel_path() {
         x[r * cols + hot] = LN2;
         labels[r] = if r % 2 == 0 { hot } else { (hot + 1) % cols } as u32;
     }
-    let (loss, probs) = forward(&Storage::F64(x), &labels, rows, cols).unwrap();
+    let (loss, probs) = forward(&Storage::f64(x), &labels, rows, cols).unwrap();
     assert!((scalar(&loss) - (ln(11.0) + ln(5.5)) / 2.0).abs() < 1e-12);
     let p = probs.to_vec_f64().unwrap();
     for r in 0..rows {
@@ -183,7 +183,7 @@ fn many_rows_take_the_parallel_path() {
 
 #[test]
 fn a_label_out_of_range_is_an_error_naming_it_and_its_row() {
-    let logits = Storage::F32(vec![0.0; 6]);
+    let logits = Storage::f32(vec![0.0; 6]);
     let err = forward(&logits, &[1, 3], 2, 3).unwrap_err();
     assert!(
         matches!(
@@ -197,7 +197,7 @@ fn a_label_out_of_range_is_an_error_naming_it_and_its_row() {
     );
     let msg = err.to_string();
     assert!(msg.contains("label 3") && msg.contains("row 1"), "{msg}");
-    let err = backward(&logits, &[7, 0], &Storage::F32(vec![1.0]), 2, 3).unwrap_err();
+    let err = backward(&logits, &[7, 0], &Storage::f32(vec![1.0]), 2, 3).unwrap_err();
     assert!(
         err.to_string().contains("label 7") && err.to_string().contains("row 0"),
         "{err}"
@@ -221,8 +221,8 @@ fn shape_err<T: std::fmt::Debug>(r: Result<T>) -> String {
 
 #[test]
 fn bad_shapes_and_dtypes_are_rejected() {
-    let logits = Storage::F32(vec![0.0; 6]);
-    let msg = shape_err(forward(&Storage::F32(vec![]), &[], 0, 3));
+    let logits = Storage::f32(vec![0.0; 6]);
+    let msg = shape_err(forward(&Storage::f32(vec![]), &[], 0, 3));
     assert!(msg.contains("0 rows"), "{msg}");
     shape_err(forward(&logits, &[0], 2, 3));
     shape_err(forward(&logits, &[0, 0], 2, 4));
@@ -230,25 +230,25 @@ fn bad_shapes_and_dtypes_are_rejected() {
     shape_err(backward(
         &logits,
         &[0, 0],
-        &Storage::F32(vec![1.0, 1.0]),
+        &Storage::f32(vec![1.0, 1.0]),
         2,
         3,
     ));
     shape_err(backward(
         &logits,
         &[0, 0, 0],
-        &Storage::F32(vec![1.0]),
+        &Storage::f32(vec![1.0]),
         2,
         3,
     ));
     shape_err(backward(
-        &Storage::F32(vec![0.0; 5]),
+        &Storage::f32(vec![0.0; 5]),
         &[0, 0],
-        &Storage::F32(vec![1.0]),
+        &Storage::f32(vec![1.0]),
         2,
         3,
     ));
-    let err = backward(&logits, &[0, 0], &Storage::F64(vec![1.0]), 2, 3).unwrap_err();
+    let err = backward(&logits, &[0, 0], &Storage::f64(vec![1.0]), 2, 3).unwrap_err();
     assert!(
         matches!(
             err,

@@ -211,7 +211,7 @@ fn host(s: &Storage) -> Vec<f32> {
 }
 
 fn dev(v: &[f32]) -> Storage {
-    Storage::F32(v.to_vec())
+    Storage::f32(v.to_vec())
 }
 
 /// Same bits (any NaN matching any NaN).

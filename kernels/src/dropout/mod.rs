@@ -34,9 +34,9 @@
 //!
 //! ```
 //! use kernels::{dropout, Storage};
-//! let x = Storage::F32(vec![1.0; 8]);
+//! let x = Storage::f32(vec![1.0; 8]);
 //! assert_eq!(dropout::forward(&x, 0.0, 7).unwrap(), x);
-//! assert_eq!(dropout::forward(&x, 1.0, 7).unwrap(), Storage::F32(vec![0.0; 8]));
+//! assert_eq!(dropout::forward(&x, 1.0, 7).unwrap(), Storage::f32(vec![0.0; 8]));
 //! ```
 
 mod cpu;

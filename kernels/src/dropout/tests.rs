@@ -76,7 +76,7 @@ fn kept(y: &Storage) -> Vec<bool> {
 #[test]
 fn kept_fraction_is_close_to_one_minus_p() {
     let n = 400_000;
-    let x = Storage::F32(vec![1.0; n]);
+    let x = Storage::f32(vec![1.0; n]);
     for p in [0.1, 0.5, 0.8] {
         let fraction = kept(&forward(&x, p, 1234).unwrap())
             .iter()
@@ -97,7 +97,7 @@ fn element_is_kept_iff_its_uniform_reaches_p_and_scaled_by_the_inverse_keep_rate
     let n = 50_000;
     let x: Vec<f64> = (0..n).map(|i| 1.0 + i as f64).collect();
     for (p, scale) in [(0.5, 2.0), (0.75, 4.0), (0.2, 1.25)] {
-        let y = forward(&Storage::F64(x.clone()), p, 99)
+        let y = forward(&Storage::f64(x.clone()), p, 99)
             .unwrap()
             .to_vec_f64()
             .unwrap();
@@ -116,7 +116,7 @@ fn element_is_kept_iff_its_uniform_reaches_p_and_scaled_by_the_inverse_keep_rate
 fn an_element_whose_uniform_equals_p_is_kept() {
     let seed = 5;
     let u = uniform(seed, 3) as f64;
-    let y = kept(&forward(&Storage::F64(vec![1.0; 8]), u, seed).unwrap());
+    let y = kept(&forward(&Storage::f64(vec![1.0; 8]), u, seed).unwrap());
     assert!(y[3]);
     for (i, &k) in y.iter().enumerate() {
         assert_eq!(k, uniform(seed, i as u64) as f64 >= u, "element {i}");
@@ -125,7 +125,7 @@ fn an_element_whose_uniform_equals_p_is_kept() {
 
 #[test]
 fn same_seed_same_mask_different_seed_different_mask() {
-    let x = Storage::F32(vec![1.0; 10_000]);
+    let x = Storage::f32(vec![1.0; 10_000]);
     let a = kept(&forward(&x, 0.5, 1).unwrap());
     assert_eq!(a, kept(&forward(&x, 0.5, 1).unwrap()));
     for seed in [2, 1 << 40] {
@@ -139,8 +139,8 @@ fn same_seed_same_mask_different_seed_different_mask() {
 #[test]
 fn backward_applies_the_forward_mask_and_scale() {
     let n = 10_000;
-    let x = Storage::F32((0..n).map(|i| 1.0 + (i % 7) as f32).collect());
-    let dy = Storage::F32((0..n).map(|i| -1.0 - (i % 5) as f32).collect());
+    let x = Storage::f32((0..n).map(|i| 1.0 + (i % 7) as f32).collect());
+    let dy = Storage::f32((0..n).map(|i| -1.0 - (i % 5) as f32).collect());
     let y = forward(&x, 0.3, 77).unwrap();
     let dx = backward(&dy, 0.3, 77).unwrap();
     assert_eq!(kept(&y), kept(&dx));
@@ -153,14 +153,14 @@ fn backward_applies_the_forward_mask_and_scale() {
 
 #[test]
 fn p_zero_is_the_identity_and_p_one_gives_zeros() {
-    let x = Storage::F64(vec![1.5, -2.0, 0.25, 7.0, -0.5]);
+    let x = Storage::f64(vec![1.5, -2.0, 0.25, 7.0, -0.5]);
     assert_eq!(forward(&x, 0.0, 3).unwrap(), x);
     assert_eq!(backward(&x, 0.0, 3).unwrap(), x);
-    assert_eq!(forward(&x, 1.0, 3).unwrap(), Storage::F64(vec![0.0; 5]));
-    assert_eq!(backward(&x, 1.0, 3).unwrap(), Storage::F64(vec![0.0; 5]));
+    assert_eq!(forward(&x, 1.0, 3).unwrap(), Storage::f64(vec![0.0; 5]));
+    assert_eq!(backward(&x, 1.0, 3).unwrap(), Storage::f64(vec![0.0; 5]));
     assert_eq!(
-        forward(&Storage::F32(vec![]), 0.5, 3).unwrap(),
-        Storage::F32(vec![])
+        forward(&Storage::f32(vec![]), 0.5, 3).unwrap(),
+        Storage::f32(vec![])
     );
 }
 
@@ -168,8 +168,8 @@ fn p_zero_is_the_identity_and_p_one_gives_zeros() {
 fn refuses_a_probability_outside_zero_one() {
     for p in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
         for err in [
-            forward(&Storage::F32(vec![1.0; 4]), p, 0).unwrap_err(),
-            backward(&Storage::F64(vec![1.0; 4]), p, 0).unwrap_err(),
+            forward(&Storage::f32(vec![1.0; 4]), p, 0).unwrap_err(),
+            backward(&Storage::f64(vec![1.0; 4]), p, 0).unwrap_err(),
         ] {
             assert!(
                 matches!(err, Error::InvalidArgument { op: "dropout", .. }),
@@ -190,7 +190,7 @@ fn dropped_elements_are_exactly_zero_even_when_not_finite() {
     let x: Vec<f64> = (0..64)
         .map(|i| if i % 2 == 0 { f64::NAN } else { f64::INFINITY })
         .collect();
-    let y = forward(&Storage::F64(x), p, seed)
+    let y = forward(&Storage::f64(x), p, seed)
         .unwrap()
         .to_vec_f64()
         .unwrap();

@@ -6,9 +6,9 @@
 //!
 //! ```
 //! use kernels::{elementwise, Storage};
-//! let a = Storage::F32(vec![1.0, 2.0]);
-//! let b = Storage::F32(vec![10.0, 20.0]);
-//! assert_eq!(elementwise::add(&a, &b).unwrap(), Storage::F32(vec![11.0, 22.0]));
+//! let a = Storage::f32(vec![1.0, 2.0]);
+//! let b = Storage::f32(vec![10.0, 20.0]);
+//! assert_eq!(elementwise::add(&a, &b).unwrap(), Storage::f32(vec![11.0, 22.0]));
 //! ```
 
 mod cpu;

@@ -2,37 +2,37 @@ use super::*;
 
 #[test]
 fn add_and_mul_match_hand_values() {
-    let a = Storage::F64(vec![1.5, -2.0, 0.0, 3.0]);
-    let b = Storage::F64(vec![0.5, 4.0, -7.0, -3.0]);
+    let a = Storage::f64(vec![1.5, -2.0, 0.0, 3.0]);
+    let b = Storage::f64(vec![0.5, 4.0, -7.0, -3.0]);
     assert_eq!(
         add(&a, &b).unwrap(),
-        Storage::F64(vec![2.0, 2.0, -7.0, 0.0])
+        Storage::f64(vec![2.0, 2.0, -7.0, 0.0])
     );
     assert_eq!(
         mul(&a, &b).unwrap(),
-        Storage::F64(vec![0.75, -8.0, -0.0, -9.0])
+        Storage::f64(vec![0.75, -8.0, -0.0, -9.0])
     );
 }
 
 #[test]
 fn scale_multiplies_every_element_in_the_buffer_dtype() {
-    let a = Storage::F32(vec![1.0, -2.0, 0.25]);
+    let a = Storage::f32(vec![1.0, -2.0, 0.25]);
     assert_eq!(
         scale(&a, -4.0).unwrap(),
-        Storage::F32(vec![-4.0, 8.0, -1.0])
+        Storage::f32(vec![-4.0, 8.0, -1.0])
     );
     assert_eq!(
-        scale(&Storage::F64(vec![3.0]), 0.5).unwrap(),
-        Storage::F64(vec![1.5])
+        scale(&Storage::f64(vec![3.0]), 0.5).unwrap(),
+        Storage::f64(vec![1.5])
     );
 }
 
 #[test]
 fn add_assign_accumulates_in_place() {
-    let mut acc = Storage::F32(vec![1.0, 2.0, 3.0]);
-    add_assign(&mut acc, &Storage::F32(vec![0.5, -2.0, 10.0])).unwrap();
-    add_assign(&mut acc, &Storage::F32(vec![0.5, 1.0, 1.0])).unwrap();
-    assert_eq!(acc, Storage::F32(vec![2.0, 1.0, 14.0]));
+    let mut acc = Storage::f32(vec![1.0, 2.0, 3.0]);
+    add_assign(&mut acc, &Storage::f32(vec![0.5, -2.0, 10.0])).unwrap();
+    add_assign(&mut acc, &Storage::f32(vec![0.5, 1.0, 1.0])).unwrap();
+    assert_eq!(acc, Storage::f32(vec![2.0, 1.0, 14.0]));
 }
 
 /// Long enough to take the rayon path; integers below 2^24 are exact in f32, so
@@ -40,29 +40,29 @@ fn add_assign_accumulates_in_place() {
 #[test]
 fn large_buffers_take_the_parallel_path_and_stay_exact() {
     let n = 50_000;
-    let a = Storage::F32((0..n).map(|i| i as f32).collect());
-    let b = Storage::F32((0..n).map(|i| 2.0 * i as f32).collect());
+    let a = Storage::f32((0..n).map(|i| i as f32).collect());
+    let b = Storage::f32((0..n).map(|i| 2.0 * i as f32).collect());
     let three: Vec<f32> = (0..n).map(|i| 3.0 * i as f32).collect();
-    assert_eq!(add(&a, &b).unwrap(), Storage::F32(three.clone()));
-    assert_eq!(scale(&a, 3.0).unwrap(), Storage::F32(three.clone()));
-    let twos = Storage::F32(vec![2.0; n]);
+    assert_eq!(add(&a, &b).unwrap(), Storage::f32(three.clone()));
+    assert_eq!(scale(&a, 3.0).unwrap(), Storage::f32(three.clone()));
+    let twos = Storage::f32(vec![2.0; n]);
     assert_eq!(mul(&a, &twos).unwrap(), b);
     let mut acc = a.clone();
     add_assign(&mut acc, &b).unwrap();
-    assert_eq!(acc, Storage::F32(three));
+    assert_eq!(acc, Storage::f32(three));
 }
 
 #[test]
 fn empty_operands_give_empty_results() {
-    let e = Storage::F64(vec![]);
+    let e = Storage::f64(vec![]);
     assert_eq!(add(&e, &e).unwrap(), e);
     assert_eq!(scale(&e, 2.0).unwrap(), e);
 }
 
 #[test]
 fn length_mismatch_names_the_op_and_both_lengths() {
-    let a = Storage::F32(vec![1.0; 3]);
-    let b = Storage::F32(vec![1.0; 2]);
+    let a = Storage::f32(vec![1.0; 3]);
+    let b = Storage::f32(vec![1.0; 2]);
     for (op, err) in [
         ("add", add(&a, &b).unwrap_err()),
         ("mul", mul(&a, &b).unwrap_err()),
@@ -82,8 +82,8 @@ fn length_mismatch_names_the_op_and_both_lengths() {
 
 #[test]
 fn mixed_dtypes_are_rejected() {
-    let a = Storage::F32(vec![1.0]);
-    let b = Storage::F64(vec![1.0]);
+    let a = Storage::f32(vec![1.0]);
+    let b = Storage::f64(vec![1.0]);
     let err = add(&a, &b).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "add", .. }), "{err}");
     let err = add_assign(&mut b.clone(), &a).unwrap_err();

@@ -10,13 +10,13 @@
 //! use kernels::{linear, Storage};
 //! let g = linear::LinearGeometry::new(&[1, 2], &[1, 2]).unwrap();
 //! let y = linear::forward(
-//!     &Storage::F64(vec![1.0, 2.0]),
-//!     &Storage::F64(vec![3.0, 4.0]),
-//!     Some(&Storage::F64(vec![0.5])),
+//!     &Storage::f64(vec![1.0, 2.0]),
+//!     &Storage::f64(vec![3.0, 4.0]),
+//!     Some(&Storage::f64(vec![0.5])),
 //!     &g,
 //! )
 //! .unwrap();
-//! assert_eq!(y, Storage::F64(vec![11.5]));
+//! assert_eq!(y, Storage::f64(vec![11.5]));
 //! ```
 
 mod cpu;

@@ -63,7 +63,7 @@ fn check(n: usize, i: usize, o: usize, seed: u64) {
     );
     let (y, gx, gw, gb) = naive(&x, &w, &b, &gy, (n, i, o));
 
-    let s = |v: &[f64]| Storage::F64(v.to_vec());
+    let s = |v: &[f64]| Storage::f64(v.to_vec());
     let got = forward(&s(&x), &s(&w), Some(&s(&b)), &g).unwrap();
     assert_close("f64 y", &got, &y, 1e-12);
     let grads = backward(&s(&x), &s(&w), &s(&gy), &g, true, true).unwrap();
@@ -71,7 +71,7 @@ fn check(n: usize, i: usize, o: usize, seed: u64) {
     assert_close("f64 dw", &grads.weight, &gw, 1e-12);
     assert_close("f64 db", grads.bias.as_ref().unwrap(), &gb, 1e-12);
 
-    let s32 = |v: &[f64]| Storage::F32(v.iter().map(|&x| x as f32).collect());
+    let s32 = |v: &[f64]| Storage::f32(v.iter().map(|&x| x as f32).collect());
     let got = forward(&s32(&x), &s32(&w), None, &g).unwrap();
     let y_no_bias: Vec<f64> = y
         .iter()
@@ -88,21 +88,21 @@ fn check(n: usize, i: usize, o: usize, seed: u64) {
 fn hand_computed_layer() {
     // x = [1 2; 3 4], W = [1 0; 0 1; 1 1], b = [0.5, -0.5, 0]
     let g = LinearGeometry::new(&[2, 2], &[3, 2]).unwrap();
-    let x = Storage::F64(vec![1.0, 2.0, 3.0, 4.0]);
-    let w = Storage::F64(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
-    let b = Storage::F64(vec![0.5, -0.5, 0.0]);
+    let x = Storage::f64(vec![1.0, 2.0, 3.0, 4.0]);
+    let w = Storage::f64(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    let b = Storage::f64(vec![0.5, -0.5, 0.0]);
     let y = forward(&x, &w, Some(&b), &g).unwrap();
-    assert_eq!(y, Storage::F64(vec![1.5, 1.5, 3.0, 3.5, 3.5, 7.0]));
+    assert_eq!(y, Storage::f64(vec![1.5, 1.5, 3.0, 3.5, 3.5, 7.0]));
 
-    let gy = Storage::F64(vec![1.0, 0.0, 2.0, 0.0, 1.0, -1.0]);
+    let gy = Storage::f64(vec![1.0, 0.0, 2.0, 0.0, 1.0, -1.0]);
     let grads = backward(&x, &w, &gy, &g, true, true).unwrap();
     // dx = gy W, dW = gy^T x, db = column sums of gy.
-    assert_eq!(grads.input, Some(Storage::F64(vec![3.0, 2.0, -1.0, 0.0])));
+    assert_eq!(grads.input, Some(Storage::f64(vec![3.0, 2.0, -1.0, 0.0])));
     assert_eq!(
         grads.weight,
-        Storage::F64(vec![1.0, 2.0, 3.0, 4.0, -1.0, 0.0])
+        Storage::f64(vec![1.0, 2.0, 3.0, 4.0, -1.0, 0.0])
     );
-    assert_eq!(grads.bias, Some(Storage::F64(vec![1.0, 1.0, 1.0])));
+    assert_eq!(grads.bias, Some(Storage::f64(vec![1.0, 1.0, 1.0])));
 }
 
 #[test]
@@ -147,26 +147,26 @@ fn rejects_mismatched_shapes() {
 #[test]
 fn rejects_buffers_that_disagree_with_the_geometry() {
     let g = LinearGeometry::new(&[2, 3], &[4, 3]).unwrap();
-    let x = Storage::F32(vec![0.0; 6]);
-    let w = Storage::F32(vec![0.0; 12]);
-    let err = forward(&Storage::F32(vec![0.0; 5]), &w, None, &g).unwrap_err();
+    let x = Storage::f32(vec![0.0; 6]);
+    let w = Storage::f32(vec![0.0; 12]);
+    let err = forward(&Storage::f32(vec![0.0; 5]), &w, None, &g).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "linear", .. }), "{err}");
-    assert!(forward(&x, &Storage::F32(vec![0.0; 11]), None, &g).is_err());
-    let err = forward(&x, &w, Some(&Storage::F32(vec![0.0; 3])), &g).unwrap_err();
+    assert!(forward(&x, &Storage::f32(vec![0.0; 11]), None, &g).is_err());
+    let err = forward(&x, &w, Some(&Storage::f32(vec![0.0; 3])), &g).unwrap_err();
     assert!(err.to_string().contains("bias has 3 elements"), "{err}");
-    let err = backward(&x, &w, &Storage::F32(vec![0.0; 7]), &g, true, true).unwrap_err();
+    let err = backward(&x, &w, &Storage::f32(vec![0.0; 7]), &g, true, true).unwrap_err();
     assert!(err.to_string().contains("grad_out"), "{err}");
-    let err = forward(&x, &Storage::F64(vec![0.0; 12]), None, &g).unwrap_err();
+    let err = forward(&x, &Storage::f64(vec![0.0; 12]), None, &g).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "linear", .. }), "{err}");
 }
 
 #[test]
 fn empty_batch_gives_zero_weight_gradient() {
     let g = LinearGeometry::new(&[0, 3], &[2, 3]).unwrap();
-    let w = Storage::F64(vec![1.0; 6]);
-    let empty = Storage::F64(vec![]);
+    let w = Storage::f64(vec![1.0; 6]);
+    let empty = Storage::f64(vec![]);
     assert!(forward(&empty, &w, None, &g).unwrap().is_empty());
     let grads = backward(&empty, &w, &empty, &g, true, true).unwrap();
-    assert_eq!(grads.weight, Storage::F64(vec![0.0; 6]));
-    assert_eq!(grads.bias, Some(Storage::F64(vec![0.0; 2])));
+    assert_eq!(grads.weight, Storage::f64(vec![0.0; 6]));
+    assert_eq!(grads.bias, Some(Storage::f64(vec![0.0; 2])));
 }

@@ -8,8 +8,8 @@
 //! ```
 //! use kernels::{log_softmax, Storage};
 //! // Two equal logits: each gets probability 1/2.
-//! let y = log_softmax::forward(&Storage::F64(vec![0.0, 0.0]), 1, 2).unwrap();
-//! assert_eq!(y, Storage::F64(vec![-std::f64::consts::LN_2; 2]));
+//! let y = log_softmax::forward(&Storage::f64(vec![0.0, 0.0]), 1, 2).unwrap();
+//! assert_eq!(y, Storage::f64(vec![-std::f64::consts::LN_2; 2]));
 //! ```
 
 mod cpu;

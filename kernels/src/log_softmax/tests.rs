@@ -34,7 +34,7 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f64> {
 /// (log-softmax ignores a constant shift).
 #[test]
 fn forward_matches_hand_values() {
-    let x = Storage::F64(vec![0.0, LN2, ln(3.0), 5.0, 5.0, 5.0]);
+    let x = Storage::f64(vec![0.0, LN2, ln(3.0), 5.0, 5.0, 5.0]);
     let y = forward(&x, 2, 3).unwrap().to_vec_f64().unwrap();
     let want = [-ln(6.0), -ln(3.0), -LN2, -ln(3.0), -ln(3.0), -ln(3.0)];
     close(&y, &want, 1e-15);
@@ -45,11 +45,11 @@ fn forward_matches_hand_values() {
 /// -1e4 + ln 2: y = [0, -2e4, -1e4] exactly, and [-ln 2, -ln 2]. A naive exp(1e4) is inf.
 #[test]
 fn huge_logits_stay_finite_and_exact() {
-    let y = forward(&Storage::F32(vec![1e4, -1e4, 0.0]), 1, 3).unwrap();
-    assert_eq!(y, Storage::F32(vec![0.0, -2e4, -1e4]));
-    let y = forward(&Storage::F64(vec![1e4, -1e4, 0.0]), 1, 3).unwrap();
-    assert_eq!(y, Storage::F64(vec![0.0, -2e4, -1e4]));
-    let y = forward(&Storage::F64(vec![-1e4, -1e4]), 1, 2).unwrap();
+    let y = forward(&Storage::f32(vec![1e4, -1e4, 0.0]), 1, 3).unwrap();
+    assert_eq!(y, Storage::f32(vec![0.0, -2e4, -1e4]));
+    let y = forward(&Storage::f64(vec![1e4, -1e4, 0.0]), 1, 3).unwrap();
+    assert_eq!(y, Storage::f64(vec![0.0, -2e4, -1e4]));
+    let y = forward(&Storage::f64(vec![-1e4, -1e4]), 1, 2).unwrap();
     close(&y.to_vec_f64().unwrap(), &[-LN2, -LN2], 1e-12);
 }
 
@@ -58,9 +58,9 @@ fn huge_logits_stay_finite_and_exact() {
 /// [1/2, 0, -1/2].
 #[test]
 fn backward_matches_hand_values() {
-    let x = Storage::F64(vec![0.0, LN2, ln(3.0), 0.0, LN2, ln(3.0)]);
+    let x = Storage::f64(vec![0.0, LN2, ln(3.0), 0.0, LN2, ln(3.0)]);
     let y = forward(&x, 2, 3).unwrap();
-    let g = Storage::F64(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    let g = Storage::f64(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
     let dx = backward(&y, &g, 2, 3).unwrap().to_vec_f64().unwrap();
     close(&dx, &[5.0 / 6.0, -1.0 / 3.0, -0.5, 0.5, 0.0, -0.5], 1e-15);
 }
@@ -73,7 +73,7 @@ fn backward_matches_central_finite_differences() {
     let x = pseudo_random(rows * cols, 1);
     let w = pseudo_random(rows * cols, 2);
     let loss = |x: &[f64]| -> f64 {
-        let y = forward(&Storage::F64(x.to_vec()), rows, cols).unwrap();
+        let y = forward(&Storage::f64(x.to_vec()), rows, cols).unwrap();
         y.to_vec_f64()
             .unwrap()
             .iter()
@@ -81,8 +81,8 @@ fn backward_matches_central_finite_differences() {
             .map(|(y, w)| y * w)
             .sum()
     };
-    let y = forward(&Storage::F64(x.clone()), rows, cols).unwrap();
-    let dx = backward(&y, &Storage::F64(w.clone()), rows, cols)
+    let y = forward(&Storage::f64(x.clone()), rows, cols).unwrap();
+    let dx = backward(&y, &Storage::f64(w.clone()), rows, cols)
         .unwrap()
         .to_vec_f64()
         .unwrap();
@@ -105,8 +105,8 @@ fn f32_agrees_with_f64() {
     let (rows, cols) = (4, 7);
     let x = pseudo_random(rows * cols, 3);
     let g = pseudo_random(rows * cols, 4);
-    let x32 = Storage::F32(x.iter().map(|&v| v as f32).collect());
-    let g32 = Storage::F32(g.iter().map(|&v| v as f32).collect());
+    let x32 = Storage::f32(x.iter().map(|&v| v as f32).collect());
+    let g32 = Storage::f32(g.iter().map(|&v| v as f32).collect());
     // Round the f64 inputs through f32 so both runs see the same numbers.
     let x64 = x32.to_dtype(crate::DType::F64).unwrap();
     let g64 = g32.to_dtype(crate::DType::F64).unwrap();
@@ -126,7 +126,7 @@ fn many_rows_take_the_parallel_path() {
     let x: Vec<f64> = (0..rows)
         .flat_map(|r| [r as f64, r as f64 + LN2, r as f64 + ln(3.0)])
         .collect();
-    let y = forward(&Storage::F64(x), rows, 3)
+    let y = forward(&Storage::f64(x), rows, 3)
         .unwrap()
         .to_vec_f64()
         .unwrap();
@@ -138,18 +138,18 @@ fn many_rows_take_the_parallel_path() {
 #[test]
 fn empty_shapes_give_empty_results() {
     assert_eq!(
-        forward(&Storage::F32(vec![]), 0, 10).unwrap(),
-        Storage::F32(vec![])
+        forward(&Storage::f32(vec![]), 0, 10).unwrap(),
+        Storage::f32(vec![])
     );
     assert_eq!(
-        forward(&Storage::F32(vec![]), 4, 0).unwrap(),
-        Storage::F32(vec![])
+        forward(&Storage::f32(vec![]), 4, 0).unwrap(),
+        Storage::f32(vec![])
     );
 }
 
 #[test]
 fn bad_shapes_and_dtypes_are_rejected() {
-    let err = forward(&Storage::F32(vec![0.0; 5]), 2, 3).unwrap_err();
+    let err = forward(&Storage::f32(vec![0.0; 5]), 2, 3).unwrap_err();
     assert!(
         matches!(
             err,
@@ -164,7 +164,7 @@ fn bad_shapes_and_dtypes_are_rejected() {
         err.to_string().contains('5') && err.to_string().contains('6'),
         "{err}"
     );
-    let err = forward(&Storage::F32(vec![]), usize::MAX, 2).unwrap_err();
+    let err = forward(&Storage::f32(vec![]), usize::MAX, 2).unwrap_err();
     assert!(
         matches!(
             err,
@@ -175,8 +175,8 @@ fn bad_shapes_and_dtypes_are_rejected() {
         ),
         "{err}"
     );
-    let y = Storage::F32(vec![0.0; 6]);
-    let err = backward(&y, &Storage::F32(vec![0.0; 4]), 2, 3).unwrap_err();
+    let y = Storage::f32(vec![0.0; 6]);
+    let err = backward(&y, &Storage::f32(vec![0.0; 4]), 2, 3).unwrap_err();
     assert!(
         matches!(
             err,
@@ -187,7 +187,7 @@ fn bad_shapes_and_dtypes_are_rejected() {
         ),
         "{err}"
     );
-    let err = backward(&y, &Storage::F64(vec![0.0; 6]), 2, 3).unwrap_err();
+    let err = backward(&y, &Storage::f64(vec![0.0; 6]), 2, 3).unwrap_err();
     assert!(
         matches!(
             err,

@@ -8,8 +8,8 @@
 //! ```
 //! use kernels::{matmul, Storage};
 //! let g = matmul::MatmulGeometry::new(&[1, 2], &[2, 1]).unwrap();
-//! let c = matmul::forward(&Storage::F32(vec![1.0, 2.0]), &Storage::F32(vec![3.0, 4.0]), &g).unwrap();
-//! assert_eq!(c, Storage::F32(vec![11.0]));
+//! let c = matmul::forward(&Storage::f32(vec![1.0, 2.0]), &Storage::f32(vec![3.0, 4.0]), &g).unwrap();
+//! assert_eq!(c, Storage::f32(vec![11.0]));
 //! ```
 
 mod cpu;

@@ -41,13 +41,13 @@ fn check(m: usize, k: usize, n: usize, seed: u64) {
             }
         }
     }
-    let s = |v: &[f64]| Storage::F64(v.to_vec());
+    let s = |v: &[f64]| Storage::f64(v.to_vec());
     assert_close("f64 c", &forward(&s(&a), &s(&b), &g).unwrap(), &c, 1e-12);
     let (got_a, got_b) = backward(&s(&a), &s(&b), &s(&gc), &g).unwrap();
     assert_close("f64 da", &got_a, &ga, 1e-12);
     assert_close("f64 db", &got_b, &gb, 1e-12);
 
-    let s32 = |v: &[f64]| Storage::F32(v.iter().map(|&x| x as f32).collect());
+    let s32 = |v: &[f64]| Storage::f32(v.iter().map(|&x| x as f32).collect());
     assert_close("f32 c", &forward(&s32(&a), &s32(&b), &g).unwrap(), &c, 1e-4);
     let (got_a, got_b) = backward(&s32(&a), &s32(&b), &s32(&gc), &g).unwrap();
     assert_close("f32 da", &got_a, &ga, 1e-4);
@@ -57,13 +57,13 @@ fn check(m: usize, k: usize, n: usize, seed: u64) {
 #[test]
 fn hand_computed_product_and_gradients() {
     let g = MatmulGeometry::new(&[2, 3], &[3, 1]).unwrap();
-    let a = Storage::F64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    let b = Storage::F64(vec![1.0, 0.0, -1.0]);
-    assert_eq!(forward(&a, &b, &g).unwrap(), Storage::F64(vec![-2.0, -2.0]));
-    let (ga, gb) = backward(&a, &b, &Storage::F64(vec![1.0, 2.0]), &g).unwrap();
+    let a = Storage::f64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let b = Storage::f64(vec![1.0, 0.0, -1.0]);
+    assert_eq!(forward(&a, &b, &g).unwrap(), Storage::f64(vec![-2.0, -2.0]));
+    let (ga, gb) = backward(&a, &b, &Storage::f64(vec![1.0, 2.0]), &g).unwrap();
     // da = gc b^T, db = a^T gc.
-    assert_eq!(ga, Storage::F64(vec![1.0, 0.0, -1.0, 2.0, 0.0, -2.0]));
-    assert_eq!(gb, Storage::F64(vec![9.0, 12.0, 15.0]));
+    assert_eq!(ga, Storage::f64(vec![1.0, 0.0, -1.0, 2.0, 0.0, -2.0]));
+    assert_eq!(gb, Storage::f64(vec![9.0, 12.0, 15.0]));
 }
 
 #[test]
@@ -92,22 +92,22 @@ fn rejects_mismatched_shapes() {
 #[test]
 fn rejects_buffers_that_disagree_with_the_geometry() {
     let g = MatmulGeometry::new(&[2, 3], &[3, 4]).unwrap();
-    let (a, b) = (Storage::F32(vec![0.0; 6]), Storage::F32(vec![0.0; 12]));
-    let err = forward(&Storage::F32(vec![0.0; 5]), &b, &g).unwrap_err();
+    let (a, b) = (Storage::f32(vec![0.0; 6]), Storage::f32(vec![0.0; 12]));
+    let err = forward(&Storage::f32(vec![0.0; 5]), &b, &g).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "matmul", .. }), "{err}");
-    assert!(forward(&a, &Storage::F32(vec![0.0; 13]), &g).is_err());
-    let err = backward(&a, &b, &Storage::F32(vec![0.0; 7]), &g).unwrap_err();
+    assert!(forward(&a, &Storage::f32(vec![0.0; 13]), &g).is_err());
+    let err = backward(&a, &b, &Storage::f32(vec![0.0; 7]), &g).unwrap_err();
     assert!(err.to_string().contains("grad_out"), "{err}");
-    let err = forward(&a, &Storage::F64(vec![0.0; 12]), &g).unwrap_err();
+    let err = forward(&a, &Storage::f64(vec![0.0; 12]), &g).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "matmul", .. }), "{err}");
 }
 
 #[test]
 fn empty_inner_dimension_gives_zeros() {
     let g = MatmulGeometry::new(&[2, 0], &[0, 3]).unwrap();
-    let empty = Storage::F64(vec![]);
+    let empty = Storage::f64(vec![]);
     assert_eq!(
         forward(&empty, &empty, &g).unwrap(),
-        Storage::F64(vec![0.0; 6])
+        Storage::f64(vec![0.0; 6])
     );
 }

@@ -14,10 +14,10 @@
 //! ```
 //! use kernels::{optim, Storage};
 //! // With a constant gradient Adam moves each parameter by lr * sign(g) per step.
-//! let mut p = Storage::F64(vec![1.0]);
-//! let (mut m, mut v) = (Storage::F64(vec![0.0]), Storage::F64(vec![0.0]));
+//! let mut p = Storage::f64(vec![1.0]);
+//! let (mut m, mut v) = (Storage::f64(vec![0.0]), Storage::f64(vec![0.0]));
 //! let cfg = optim::AdamConfig { lr: 0.1, eps: 0.0, ..Default::default() };
-//! optim::adam_step(&mut p, &Storage::F64(vec![3.0]), &mut m, &mut v, 1, &cfg).unwrap();
+//! optim::adam_step(&mut p, &Storage::f64(vec![3.0]), &mut m, &mut v, 1, &cfg).unwrap();
 //! assert!((p.to_vec_f64().unwrap()[0] - 0.9).abs() < 1e-15);
 //! ```
 

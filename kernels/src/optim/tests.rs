@@ -48,8 +48,8 @@ fn run_sgd(
     cfg: &SgdConfig,
     steps: usize,
 ) -> Vec<(Vec<f64>, Option<Vec<f64>>)> {
-    let mut p = Storage::F64(p0);
-    let g = Storage::F64(grad);
+    let mut p = Storage::f64(p0);
+    let g = Storage::f64(grad);
     let mut buf = None;
     (0..steps)
         .map(|_| {
@@ -120,8 +120,8 @@ fn sgd_on_a_large_buffer_matches_the_closed_form() {
     let want_buf: Vec<f64> = g.iter().map(|g| 1.75 * g).collect();
     let cfg = sgd_cfg(0.1, 0.5, 0.0, 0.0, false);
     for dtype in [DType::F32, DType::F64] {
-        let mut p = Storage::F64(p0.clone()).to_dtype(dtype).unwrap();
-        let grad = Storage::F64(g.clone()).to_dtype(dtype).unwrap();
+        let mut p = Storage::f64(p0.clone()).to_dtype(dtype).unwrap();
+        let grad = Storage::f64(g.clone()).to_dtype(dtype).unwrap();
         let mut buf = None;
         for _ in 0..3 {
             sgd_step(&mut p, &grad, &mut buf, &cfg).unwrap();
@@ -136,12 +136,12 @@ fn sgd_on_a_large_buffer_matches_the_closed_form() {
 fn sgd_f32_agrees_with_f64() {
     let n = 64;
     let cfg = sgd_cfg(0.05, 0.9, 0.1, 0.01, false);
-    let p32 = Storage::F32(pseudo_random(n, 1).iter().map(|&v| v as f32).collect());
+    let p32 = Storage::f32(pseudo_random(n, 1).iter().map(|&v| v as f32).collect());
     let mut p64 = p32.to_dtype(DType::F64).unwrap();
     let mut p32 = p32;
     let (mut b32, mut b64) = (None, None);
     for seed in 0..3 {
-        let g32 = Storage::F32(
+        let g32 = Storage::f32(
             pseudo_random(n, 10 + seed)
                 .iter()
                 .map(|&v| v as f32)
@@ -214,32 +214,32 @@ fn sgd_rejects_bad_hyper_parameters_naming_the_value() {
             "{err} should mention {needle}"
         );
         // The step refuses too, and leaves the parameter alone.
-        let mut p = Storage::F32(vec![1.0]);
-        assert!(sgd_step(&mut p, &Storage::F32(vec![1.0]), &mut None, &cfg).is_err());
-        assert_eq!(p, Storage::F32(vec![1.0]));
+        let mut p = Storage::f32(vec![1.0]);
+        assert!(sgd_step(&mut p, &Storage::f32(vec![1.0]), &mut None, &cfg).is_err());
+        assert_eq!(p, Storage::f32(vec![1.0]));
     }
 }
 
 #[test]
 fn sgd_rejects_bad_lengths_and_dtypes_without_touching_the_parameter() {
     let cfg = sgd_cfg(0.1, 0.9, 0.0, 0.0, false);
-    let mut p = Storage::F32(vec![1.0; 4]);
-    let err = sgd_step(&mut p, &Storage::F32(vec![1.0; 3]), &mut None, &cfg).unwrap_err();
+    let mut p = Storage::f32(vec![1.0; 4]);
+    let err = sgd_step(&mut p, &Storage::f32(vec![1.0; 3]), &mut None, &cfg).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "sgd", .. }), "{err}");
     assert!(
         err.to_string().contains('3') && err.to_string().contains('4'),
         "{err}"
     );
-    let mut buf = Some(Storage::F32(vec![0.0; 5]));
-    let err = sgd_step(&mut p, &Storage::F32(vec![1.0; 4]), &mut buf, &cfg).unwrap_err();
+    let mut buf = Some(Storage::f32(vec![0.0; 5]));
+    let err = sgd_step(&mut p, &Storage::f32(vec![1.0; 4]), &mut buf, &cfg).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "sgd", .. }), "{err}");
     assert!(err.to_string().contains("momentum buffer has 5"), "{err}");
-    let mut buf = Some(Storage::F64(vec![0.0; 4]));
-    let err = sgd_step(&mut p, &Storage::F32(vec![1.0; 4]), &mut buf, &cfg).unwrap_err();
+    let mut buf = Some(Storage::f64(vec![0.0; 4]));
+    let err = sgd_step(&mut p, &Storage::f32(vec![1.0; 4]), &mut buf, &cfg).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "sgd", .. }), "{err}");
-    let err = sgd_step(&mut p, &Storage::F64(vec![1.0; 4]), &mut None, &cfg).unwrap_err();
+    let err = sgd_step(&mut p, &Storage::f64(vec![1.0; 4]), &mut None, &cfg).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "sgd", .. }), "{err}");
-    assert_eq!(p, Storage::F32(vec![1.0; 4]));
+    assert_eq!(p, Storage::f32(vec![1.0; 4]));
 }
 
 // --------------------------------------------------------------------------------- Adam
@@ -256,8 +256,8 @@ fn adam_with_constant_gradients_matches_the_closed_form() {
     let g = [0.5, -0.25, 0.0, 4.0, 1e-3];
     for dtype in [DType::F64, DType::F32] {
         let tol = if dtype == DType::F64 { 1e-13 } else { 1e-6 };
-        let mut p = Storage::F64(p0.to_vec()).to_dtype(dtype).unwrap();
-        let grad = Storage::F64(g.to_vec()).to_dtype(dtype).unwrap();
+        let mut p = Storage::f64(p0.to_vec()).to_dtype(dtype).unwrap();
+        let grad = Storage::f64(g.to_vec()).to_dtype(dtype).unwrap();
         let mut m = Storage::zeros(p0.len(), dtype, p.device()).unwrap();
         let mut v = m.clone();
         for t in 1..=5u64 {
@@ -299,8 +299,8 @@ fn adam_with_changing_gradients_matches_hand_values() {
         eps: 0.0,
         weight_decay: 0.0,
     };
-    let mut p = Storage::F64(vec![1.0]);
-    let (mut m, mut v) = (Storage::F64(vec![0.0]), Storage::F64(vec![0.0]));
+    let mut p = Storage::f64(vec![1.0]);
+    let (mut m, mut v) = (Storage::f64(vec![0.0]), Storage::f64(vec![0.0]));
     let want = [
         (2.0, 0.9, 1.0, 2.0),
         (-2.0, 0.9 + 1.0 / 30.0, -0.5, 3.0),
@@ -312,7 +312,7 @@ fn adam_with_changing_gradients_matches_hand_values() {
         ),
     ];
     for (t, (g, wp, wm, wv)) in (1..).zip(want) {
-        adam_step(&mut p, &Storage::F64(vec![g]), &mut m, &mut v, t, &cfg).unwrap();
+        adam_step(&mut p, &Storage::f64(vec![g]), &mut m, &mut v, t, &cfg).unwrap();
         close(&values(&p), &[wp], 1e-15);
         close(&values(&m), &[wm], 1e-15);
         close(&values(&v), &[wv], 1e-15);
@@ -339,8 +339,8 @@ fn adam_weight_decay_matches_hand_values() {
         eps: 0.0,
         weight_decay: 0.5,
     };
-    let mut p = Storage::F64(vec![2.0]);
-    let (mut m, mut v) = (Storage::F64(vec![0.0]), Storage::F64(vec![0.0]));
+    let mut p = Storage::f64(vec![2.0]);
+    let (mut m, mut v) = (Storage::f64(vec![0.0]), Storage::f64(vec![0.0]));
     let sqrt2 = 2f64.sqrt();
     let p2 = 1.9 - 0.2 * sqrt2 / 3.0;
     let want = [
@@ -349,7 +349,7 @@ fn adam_weight_decay_matches_hand_values() {
         (0.05 + 0.1 * sqrt2 / 3.0, p2 - 0.8 / 70f64.sqrt(), 1.0, 1.25),
     ];
     for (t, (g, wp, wm, wv)) in (1..).zip(want) {
-        adam_step(&mut p, &Storage::F64(vec![g]), &mut m, &mut v, t, &cfg).unwrap();
+        adam_step(&mut p, &Storage::f64(vec![g]), &mut m, &mut v, t, &cfg).unwrap();
         close(&values(&p), &[wp], 1e-14);
         close(&values(&m), &[wm], 1e-14);
         close(&values(&v), &[wv], 1e-14);
@@ -372,10 +372,10 @@ fn adam_on_a_large_buffer_matches_the_closed_form() {
         .zip(&g)
         .map(|(p0, g)| p0 - 3.0 * cfg.lr * g / (g.abs() + cfg.eps))
         .collect();
-    let mut p = Storage::F32(p0.iter().map(|&v| v as f32).collect());
-    let grad = Storage::F32(g.iter().map(|&v| v as f32).collect());
-    let mut m = Storage::F32(vec![0.0; n]);
-    let mut v = Storage::F32(vec![0.0; n]);
+    let mut p = Storage::f32(p0.iter().map(|&v| v as f32).collect());
+    let grad = Storage::f32(g.iter().map(|&v| v as f32).collect());
+    let mut m = Storage::f32(vec![0.0; n]);
+    let mut v = Storage::f32(vec![0.0; n]);
     for t in 1..=3 {
         adam_step(&mut p, &grad, &mut m, &mut v, t, &cfg).unwrap();
     }
@@ -390,13 +390,13 @@ fn adam_f32_agrees_with_f64() {
         weight_decay: 0.01,
         ..AdamConfig::default()
     };
-    let p32 = Storage::F32(pseudo_random(n, 1).iter().map(|&v| v as f32).collect());
+    let p32 = Storage::f32(pseudo_random(n, 1).iter().map(|&v| v as f32).collect());
     let mut p64 = p32.to_dtype(DType::F64).unwrap();
     let mut p32 = p32;
-    let (mut m32, mut v32) = (Storage::F32(vec![0.0; n]), Storage::F32(vec![0.0; n]));
-    let (mut m64, mut v64) = (Storage::F64(vec![0.0; n]), Storage::F64(vec![0.0; n]));
+    let (mut m32, mut v32) = (Storage::f32(vec![0.0; n]), Storage::f32(vec![0.0; n]));
+    let (mut m64, mut v64) = (Storage::f64(vec![0.0; n]), Storage::f64(vec![0.0; n]));
     for t in 1..=4 {
-        let g32 = Storage::F32(pseudo_random(n, 20 + t).iter().map(|&v| v as f32).collect());
+        let g32 = Storage::f32(pseudo_random(n, 20 + t).iter().map(|&v| v as f32).collect());
         let g64 = g32.to_dtype(DType::F64).unwrap();
         adam_step(&mut p32, &g32, &mut m32, &mut v32, t, &cfg).unwrap();
         adam_step(&mut p64, &g64, &mut m64, &mut v64, t, &cfg).unwrap();
@@ -466,22 +466,22 @@ fn adam_rejects_bad_hyper_parameters_and_step_naming_the_value() {
             "{err} should mention {needle}"
         );
     }
-    let mut p = Storage::F32(vec![1.0]);
-    let (mut m, mut v) = (Storage::F32(vec![0.0]), Storage::F32(vec![0.0]));
-    let err = adam_step(&mut p, &Storage::F32(vec![1.0]), &mut m, &mut v, 0, &ok).unwrap_err();
+    let mut p = Storage::f32(vec![1.0]);
+    let (mut m, mut v) = (Storage::f32(vec![0.0]), Storage::f32(vec![0.0]));
+    let err = adam_step(&mut p, &Storage::f32(vec![1.0]), &mut m, &mut v, 0, &ok).unwrap_err();
     assert!(
         matches!(err, Error::InvalidArgument { op: "adam", .. }),
         "{err}"
     );
     assert!(err.to_string().contains("step 0"), "{err}");
     let bad = AdamConfig { beta1: 1.0, ..ok };
-    assert!(adam_step(&mut p, &Storage::F32(vec![1.0]), &mut m, &mut v, 1, &bad).is_err());
+    assert!(adam_step(&mut p, &Storage::f32(vec![1.0]), &mut m, &mut v, 1, &bad).is_err());
     assert_eq!(
         (p, m, v),
         (
-            Storage::F32(vec![1.0]),
-            Storage::F32(vec![0.0]),
-            Storage::F32(vec![0.0])
+            Storage::f32(vec![1.0]),
+            Storage::f32(vec![0.0]),
+            Storage::f32(vec![0.0])
         )
     );
 }
@@ -489,9 +489,9 @@ fn adam_rejects_bad_hyper_parameters_and_step_naming_the_value() {
 #[test]
 fn adam_rejects_bad_lengths_and_dtypes_without_touching_anything() {
     let cfg = AdamConfig::default();
-    let mut p = Storage::F32(vec![1.0; 4]);
-    let g = Storage::F32(vec![1.0; 4]);
-    let zeros = |n| Storage::F32(vec![0.0; n]);
+    let mut p = Storage::f32(vec![1.0; 4]);
+    let g = Storage::f32(vec![1.0; 4]);
+    let zeros = |n| Storage::f32(vec![0.0; n]);
     let cases: [(Storage, Storage, Storage, &str); 4] = [
         (zeros(3), zeros(4), zeros(4), "grad has 3"),
         (g.clone(), zeros(5), zeros(4), "exp_avg has 5"),
@@ -499,7 +499,7 @@ fn adam_rejects_bad_lengths_and_dtypes_without_touching_anything() {
         (
             g.clone(),
             zeros(4),
-            Storage::F64(vec![0.0; 4]),
+            Storage::f64(vec![0.0; 4]),
             "exp_avg_sq is f64",
         ),
     ];
@@ -515,7 +515,7 @@ fn adam_rejects_bad_lengths_and_dtypes_without_touching_anything() {
     }
     let err = adam_step(
         &mut p,
-        &Storage::F64(vec![1.0; 4]),
+        &Storage::f64(vec![1.0; 4]),
         &mut zeros(4),
         &mut zeros(4),
         1,
@@ -523,5 +523,5 @@ fn adam_rejects_bad_lengths_and_dtypes_without_touching_anything() {
     )
     .unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "adam", .. }), "{err}");
-    assert_eq!(p, Storage::F32(vec![1.0; 4]));
+    assert_eq!(p, Storage::f32(vec![1.0; 4]));
 }

@@ -25,8 +25,8 @@
 //! ```
 //! use kernels::{pool2d::{self, PoolKind, Pool2dGeometry}, Storage};
 //! let g = Pool2dGeometry::new(PoolKind::Max, &[1, 1, 2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
-//! let y = pool2d::forward(&Storage::F32(vec![1.0, 4.0, 3.0, 2.0]), &g).unwrap();
-//! assert_eq!(y, Storage::F32(vec![4.0]));
+//! let y = pool2d::forward(&Storage::f32(vec![1.0, 4.0, 3.0, 2.0]), &g).unwrap();
+//! assert_eq!(y, Storage::f32(vec![4.0]));
 //! ```
 
 mod cpu;

@@ -41,19 +41,19 @@ fn max_2x2_stride_2_takes_each_block_maximum() {
     assert_eq!(g.output_shape(), [1, 1, 2, 2]);
     // Blocks {1,2,5,6}, {3,4,7,8}, {9,10,13,14}, {11,12,15,16}.
     let y = forward(
-        &Storage::F32(ramp_4x4().iter().map(|&v| v as f32).collect()),
+        &Storage::f32(ramp_4x4().iter().map(|&v| v as f32).collect()),
         &g,
     )
     .unwrap();
-    assert_eq!(y, Storage::F32(vec![6.0, 8.0, 14.0, 16.0]));
+    assert_eq!(y, Storage::f32(vec![6.0, 8.0, 14.0, 16.0]));
 }
 
 #[test]
 fn max_backward_routes_each_gradient_to_its_maximum() {
     let g = geometry(MAX, [1, 1, 4, 4], 2, 2, 0);
     let dx = backward(
-        &Storage::F64(ramp_4x4()),
-        &Storage::F64(vec![1.0, 2.0, 3.0, 4.0]),
+        &Storage::f64(ramp_4x4()),
+        &Storage::f64(vec![1.0, 2.0, 3.0, 4.0]),
         &g,
     )
     .unwrap();
@@ -76,12 +76,12 @@ fn max_padding_acts_as_minus_infinity() {
     let g = geometry(MAX, [1, 1, 3, 3], 2, 2, 1);
     assert_eq!(g.output_shape(), [1, 1, 2, 2]);
     assert_eq!(
-        f64s(forward(&Storage::F64(x.clone()), &g).unwrap()),
+        f64s(forward(&Storage::f64(x.clone()), &g).unwrap()),
         [-1.0, -2.0, -4.0, -5.0]
     );
     let dx = backward(
-        &Storage::F64(x),
-        &Storage::F64(vec![1.0, 2.0, 3.0, 4.0]),
+        &Storage::f64(x),
+        &Storage::f64(vec![1.0, 2.0, 3.0, 4.0]),
         &g,
     )
     .unwrap();
@@ -97,7 +97,7 @@ fn max_ties_go_to_the_first_maximum_in_row_major_order() {
         (vec![1.0, 5.0, 5.0, 5.0], 1),
         (vec![0.0, 2.0, 7.0, 7.0], 2),
     ] {
-        let dx = backward(&Storage::F64(x.clone()), &Storage::F64(vec![1.0]), &g).unwrap();
+        let dx = backward(&Storage::f64(x.clone()), &Storage::f64(vec![1.0]), &g).unwrap();
         let mut expected = vec![0.0; 4];
         expected[first] = 1.0;
         assert_eq!(f64s(dx), expected, "input {x:?}");
@@ -108,19 +108,19 @@ fn max_ties_go_to_the_first_maximum_in_row_major_order() {
 fn overlapping_max_windows_accumulate_gradient() {
     // Kernel 1x3, stride 1 over the row [1, 9, 2, 3]: both windows pick the 9.
     let g = Pool2dGeometry::new(MAX, &[1, 1, 1, 4], [1, 3], [1, 1], [0, 0]).unwrap();
-    let x = Storage::F64(vec![1.0, 9.0, 2.0, 3.0]);
+    let x = Storage::f64(vec![1.0, 9.0, 2.0, 3.0]);
     assert_eq!(f64s(forward(&x, &g).unwrap()), [9.0, 9.0]);
-    let dx = backward(&x, &Storage::F64(vec![1.0, 10.0]), &g).unwrap();
+    let dx = backward(&x, &Storage::f64(vec![1.0, 10.0]), &g).unwrap();
     assert_eq!(f64s(dx), [0.0, 11.0, 0.0, 0.0]);
 }
 
 #[test]
 fn max_propagates_nan_and_routes_its_gradient_there() {
     let g = geometry(MAX, [1, 1, 2, 2], 2, 2, 0);
-    let x = Storage::F64(vec![1.0, f64::NAN, 5.0, 2.0]);
+    let x = Storage::f64(vec![1.0, f64::NAN, 5.0, 2.0]);
     assert!(f64s(forward(&x, &g).unwrap())[0].is_nan());
     assert_eq!(
-        f64s(backward(&x, &Storage::F64(vec![1.0]), &g).unwrap()),
+        f64s(backward(&x, &Storage::f64(vec![1.0]), &g).unwrap()),
         [0.0, 1.0, 0.0, 0.0]
     );
 }
@@ -135,7 +135,7 @@ const SUMS: [f64; 9] = [12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0];
 const COUNTS: [f64; 9] = [4.0, 6.0, 4.0, 6.0, 9.0, 6.0, 4.0, 6.0, 4.0];
 
 fn ramp_3x3() -> Storage {
-    Storage::F64((1..=9).map(f64::from).collect())
+    Storage::f64((1..=9).map(f64::from).collect())
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn avg_without_count_include_pad_divides_by_in_bounds_cells() {
 
 #[test]
 fn avg_backward_spreads_gradient_by_the_same_divisor() {
-    let ones = Storage::F64(vec![1.0; 9]);
+    let ones = Storage::f64(vec![1.0; 9]);
     // Input cell (i, j) lies in the windows of the outputs next to it: 4 for a corner,
     // 6 for an edge, 9 for the centre.
     let g = geometry(AVG, [1, 1, 3, 3], 3, 1, 1);
@@ -190,13 +190,13 @@ fn planes_are_pooled_independently() {
     let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
     let g = geometry(MAX, [2, 2, 2, 2], 2, 2, 0);
     assert_eq!(
-        forward(&Storage::F32(x.clone()), &g).unwrap(),
-        Storage::F32(vec![3.0, 7.0, 11.0, 15.0])
+        forward(&Storage::f32(x.clone()), &g).unwrap(),
+        Storage::f32(vec![3.0, 7.0, 11.0, 15.0])
     );
     let g = geometry(AVG, [2, 2, 2, 2], 2, 2, 0);
     assert_eq!(
-        forward(&Storage::F32(x), &g).unwrap(),
-        Storage::F32(vec![1.5, 5.5, 9.5, 13.5])
+        forward(&Storage::f32(x), &g).unwrap(),
+        Storage::f32(vec![1.5, 5.5, 9.5, 13.5])
     );
 }
 
@@ -211,12 +211,12 @@ fn geometry_rounds_the_output_size_down() {
 fn empty_batch_gives_empty_output() {
     let g = geometry(MAX, [0, 3, 4, 4], 2, 2, 0);
     assert_eq!(
-        forward(&Storage::F32(vec![]), &g).unwrap(),
-        Storage::F32(vec![])
+        forward(&Storage::f32(vec![]), &g).unwrap(),
+        Storage::f32(vec![])
     );
     assert_eq!(
-        backward(&Storage::F32(vec![]), &Storage::F32(vec![]), &g).unwrap(),
-        Storage::F32(vec![])
+        backward(&Storage::f32(vec![]), &Storage::f32(vec![]), &g).unwrap(),
+        Storage::f32(vec![])
     );
 }
 
@@ -263,7 +263,7 @@ fn geometry_refuses_bad_shapes_and_hyper_parameters() {
 #[test]
 fn forward_and_backward_refuse_wrong_buffers() {
     let g = geometry(MAX, [1, 1, 4, 4], 2, 2, 0);
-    let err = forward(&Storage::F32(vec![0.0; 15]), &g).unwrap_err();
+    let err = forward(&Storage::f32(vec![0.0; 15]), &g).unwrap_err();
     assert!(
         matches!(
             err,
@@ -275,8 +275,8 @@ fn forward_and_backward_refuse_wrong_buffers() {
         "{err}"
     );
     let err = backward(
-        &Storage::F32(vec![0.0; 16]),
-        &Storage::F32(vec![0.0; 3]),
+        &Storage::f32(vec![0.0; 16]),
+        &Storage::f32(vec![0.0; 3]),
         &g,
     )
     .unwrap_err();
@@ -291,8 +291,8 @@ fn forward_and_backward_refuse_wrong_buffers() {
         "{err}"
     );
     let err = backward(
-        &Storage::F32(vec![0.0; 16]),
-        &Storage::F64(vec![0.0; 4]),
+        &Storage::f32(vec![0.0; 16]),
+        &Storage::f64(vec![0.0; 4]),
         &g,
     )
     .unwrap_err();
@@ -309,7 +309,7 @@ fn forward_and_backward_refuse_wrong_buffers() {
 
     // A hand-built geometry whose fields disagree must not index out of bounds.
     let bad = Pool2dGeometry { out_h: 3, ..g };
-    let err = forward(&Storage::F32(vec![0.0; 16]), &bad).unwrap_err();
+    let err = forward(&Storage::f32(vec![0.0; 16]), &bad).unwrap_err();
     assert!(
         matches!(
             err,
@@ -325,8 +325,8 @@ fn forward_and_backward_refuse_wrong_buffers() {
         ..g
     };
     assert!(backward(
-        &Storage::F32(vec![0.0; 16]),
-        &Storage::F32(vec![0.0; 4]),
+        &Storage::f32(vec![0.0; 16]),
+        &Storage::f32(vec![0.0; 4]),
         &bad
     )
     .is_err());
@@ -377,17 +377,17 @@ proptest! {
 
             let y_ref = pool_forward(&x_ref, hp, mode);
             prop_assert_eq!(y_ref.shape, [n, out_h, out_w, c]);
-            let y = f64s(forward(&Storage::F64(x.clone()), &g).unwrap());
+            let y = f64s(forward(&Storage::f64(x.clone()), &g).unwrap());
             assert_close(&y, &y_ref.to_nchw(), 1e-12);
 
             let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
             let dx_ref = pool_backward(&dy_ref, &x_ref, hp, mode);
-            let dx = f64s(backward(&Storage::F64(x.clone()), &Storage::F64(dy.clone()), &g).unwrap());
+            let dx = f64s(backward(&Storage::f64(x.clone()), &Storage::f64(dy.clone()), &g).unwrap());
             assert_close(&dx, &dx_ref.to_nchw(), 1e-12);
             prop_assert_eq!(dx.len(), n * c * h * w);
 
             // The f32 path runs the same code: it agrees to f32 rounding.
-            let y32 = forward(&Storage::F64(x.clone()).to_dtype(crate::DType::F32).unwrap(), &g).unwrap();
+            let y32 = forward(&Storage::f64(x.clone()).to_dtype(crate::DType::F32).unwrap(), &g).unwrap();
             assert_close(&f64s(y32), &y_ref.to_nchw(), 1e-5);
         }
     }
@@ -423,8 +423,8 @@ proptest! {
         let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
         let dx_ref = pool_backward(&dy_ref, &x_ref, hp, PoolMode::Max).to_nchw();
         for dtype in [crate::DType::F64, crate::DType::F32] {
-            let x = Storage::F64(x.clone()).to_dtype(dtype).unwrap();
-            let dy = Storage::F64(dy.clone()).to_dtype(dtype).unwrap();
+            let x = Storage::f64(x.clone()).to_dtype(dtype).unwrap();
+            let dy = Storage::f64(dy.clone()).to_dtype(dtype).unwrap();
             // Inputs are small integers: the max is exact in both types.
             prop_assert_eq!(f64s(forward(&x, &g).unwrap()), y_ref.clone());
             assert_close(&f64s(backward(&x, &dy, &g).unwrap()), &dx_ref, 1e-6);
@@ -437,13 +437,13 @@ fn max_2x2_full_windows_route_to_the_last_nan() {
     // One full 2x2 window (padding 0), then the same cells inside a padded 2x2 input,
     // where the window (1, 1) of the 2x2 output holds only the bottom-right cell.
     let g = geometry(MAX, [1, 1, 2, 2], 2, 2, 0);
-    let x = Storage::F64(vec![f64::NAN, 1.0, f64::NAN, 2.0]);
+    let x = Storage::f64(vec![f64::NAN, 1.0, f64::NAN, 2.0]);
     assert!(f64s(forward(&x, &g).unwrap())[0].is_nan());
     assert_eq!(
-        f64s(backward(&x, &Storage::F64(vec![1.0]), &g).unwrap()),
+        f64s(backward(&x, &Storage::f64(vec![1.0]), &g).unwrap()),
         [0.0, 0.0, 1.0, 0.0]
     );
     let g = geometry(MAX, [1, 1, 2, 2], 2, 2, 1);
-    let dx = backward(&x, &Storage::F64(vec![1.0, 2.0, 3.0, 4.0]), &g).unwrap();
+    let dx = backward(&x, &Storage::f64(vec![1.0, 2.0, 3.0, 4.0]), &g).unwrap();
     assert_eq!(f64s(dx), [1.0, 2.0, 3.0, 4.0]);
 }

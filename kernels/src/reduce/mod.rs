@@ -8,10 +8,10 @@
 //!
 //! ```
 //! use kernels::{reduce, Storage};
-//! let s = reduce::sum(&Storage::F64(vec![1.0, 2.0, 3.5])).unwrap();
-//! assert_eq!(s, Storage::F64(vec![6.5]));
+//! let s = reduce::sum(&Storage::f64(vec![1.0, 2.0, 3.5])).unwrap();
+//! assert_eq!(s, Storage::f64(vec![6.5]));
 //! let g = reduce::broadcast_scalar(&s, 2, 0.5).unwrap();
-//! assert_eq!(g, Storage::F64(vec![3.25, 3.25]));
+//! assert_eq!(g, Storage::f64(vec![3.25, 3.25]));
 //! ```
 
 mod cpu;

@@ -3,17 +3,17 @@ use super::*;
 #[test]
 fn sum_matches_hand_values() {
     assert_eq!(
-        sum(&Storage::F64(vec![1.0, -2.5, 4.0, 0.25])).unwrap(),
-        Storage::F64(vec![2.75])
+        sum(&Storage::f64(vec![1.0, -2.5, 4.0, 0.25])).unwrap(),
+        Storage::f64(vec![2.75])
     );
     // 1 + 2 + ... + 100 = 100 * 101 / 2; 100 elements exercise the 8-lane loop and its tail.
     let x: Vec<f32> = (1..=100).map(|i| i as f32).collect();
-    assert_eq!(sum(&Storage::F32(x)).unwrap(), Storage::F32(vec![5050.0]));
+    assert_eq!(sum(&Storage::f32(x)).unwrap(), Storage::f32(vec![5050.0]));
 }
 
 #[test]
 fn sum_of_nothing_is_zero() {
-    assert_eq!(sum(&Storage::F32(vec![])).unwrap(), Storage::F32(vec![0.0]));
+    assert_eq!(sum(&Storage::f32(vec![])).unwrap(), Storage::f32(vec![0.0]));
 }
 
 /// 0.1f32 is 13421773 * 2^-27; 2^22 copies of it sum to 13421773 * 2^-5 exactly (a 24-bit
@@ -24,7 +24,7 @@ fn f32_sum_of_many_tenths_is_correctly_rounded() {
     let n = 1usize << 22;
     let exact = n as f64 * 0.1f32 as f64;
     assert_eq!(exact, 13421773.0 / 32.0);
-    let got = sum(&Storage::F32(vec![0.1; n]))
+    let got = sum(&Storage::f32(vec![0.1; n]))
         .unwrap()
         .to_vec_f64()
         .unwrap()[0];
@@ -44,27 +44,27 @@ fn parallel_sum_of_integers_is_exact() {
     let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
     let expected: u64 = (0..n).map(|i| i % 1000).sum();
     assert_eq!(
-        sum(&Storage::F32(x)).unwrap(),
-        Storage::F32(vec![expected as f32])
+        sum(&Storage::f32(x)).unwrap(),
+        Storage::f32(vec![expected as f32])
     );
 }
 
 #[test]
 fn broadcast_scalar_fills_with_the_scaled_value() {
     assert_eq!(
-        broadcast_scalar(&Storage::F32(vec![3.0]), 4, 0.25).unwrap(),
-        Storage::F32(vec![0.75; 4])
+        broadcast_scalar(&Storage::f32(vec![3.0]), 4, 0.25).unwrap(),
+        Storage::f32(vec![0.75; 4])
     );
     assert_eq!(
-        broadcast_scalar(&Storage::F64(vec![-2.0]), 0, 1.0).unwrap(),
-        Storage::F64(vec![])
+        broadcast_scalar(&Storage::f64(vec![-2.0]), 0, 1.0).unwrap(),
+        Storage::f64(vec![])
     );
 }
 
 #[test]
 fn broadcast_scalar_rejects_a_non_scalar() {
     for bad in [vec![], vec![1.0, 2.0]] {
-        let err = broadcast_scalar(&Storage::F64(bad), 3, 1.0).unwrap_err();
+        let err = broadcast_scalar(&Storage::f64(bad), 3, 1.0).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -2,8 +2,8 @@
 //!
 //! ```
 //! use kernels::{relu, Storage};
-//! let y = relu::forward(&Storage::F32(vec![-1.0, 2.0])).unwrap();
-//! assert_eq!(y, Storage::F32(vec![0.0, 2.0]));
+//! let y = relu::forward(&Storage::f32(vec![-1.0, 2.0])).unwrap();
+//! assert_eq!(y, Storage::f32(vec![0.0, 2.0]));
 //! ```
 
 mod cpu;

@@ -3,28 +3,28 @@ use crate::Error;
 
 #[test]
 fn forward_clamps_negatives_and_keeps_positives() {
-    let y = forward(&Storage::F64(vec![-2.0, -0.0, 0.0, 0.5, 3.0])).unwrap();
-    assert_eq!(y, Storage::F64(vec![0.0, 0.0, 0.0, 0.5, 3.0]));
+    let y = forward(&Storage::f64(vec![-2.0, -0.0, 0.0, 0.5, 3.0])).unwrap();
+    assert_eq!(y, Storage::f64(vec![0.0, 0.0, 0.0, 0.5, 3.0]));
 }
 
 #[test]
 fn backward_passes_gradient_only_where_output_is_positive() {
-    let y = Storage::F32(vec![0.0, 1.5, 0.0, 2.0]);
-    let g = Storage::F32(vec![10.0, 20.0, 30.0, 40.0]);
+    let y = Storage::f32(vec![0.0, 1.5, 0.0, 2.0]);
+    let g = Storage::f32(vec![10.0, 20.0, 30.0, 40.0]);
     assert_eq!(
         backward(&y, &g).unwrap(),
-        Storage::F32(vec![0.0, 20.0, 0.0, 40.0])
+        Storage::f32(vec![0.0, 20.0, 0.0, 40.0])
     );
 }
 
 #[test]
 fn backward_rejects_a_gradient_of_another_length() {
-    let err = backward(&Storage::F32(vec![1.0; 3]), &Storage::F32(vec![1.0; 2])).unwrap_err();
+    let err = backward(&Storage::f32(vec![1.0; 3]), &Storage::f32(vec![1.0; 2])).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "relu", .. }), "{err}");
 }
 
 #[test]
 fn backward_rejects_mixed_dtypes() {
-    let err = backward(&Storage::F32(vec![1.0]), &Storage::F64(vec![1.0])).unwrap_err();
+    let err = backward(&Storage::f32(vec![1.0]), &Storage::f64(vec![1.0])).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "relu", .. }), "{err}");
 }
