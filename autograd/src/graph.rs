@@ -41,7 +41,7 @@ fn reverse_topological_order(root: &Tensor) -> Vec<Tensor> {
         stack.push((tensor.clone(), true));
         if let Some(node) = lock(&tensor.0.node).as_ref() {
             for input in &node.inputs {
-                if input.requires_grad_flag() && !visited.contains(&input.id()) {
+                if input.requires_grad() && !visited.contains(&input.id()) {
                     stack.push((input.clone(), false));
                 }
             }
@@ -77,7 +77,7 @@ impl Tensor {
                 ),
             ));
         }
-        if !self.requires_grad_flag() {
+        if !self.requires_grad() {
             return Err(Error::invalid(
                 "backward",
                 "the tensor does not require a gradient: no input was marked with requires_grad(), or it was computed under no_grad()",
@@ -114,7 +114,7 @@ impl Tensor {
                 let Some(input_grad) = input_grad else {
                     continue;
                 };
-                if !input.requires_grad_flag() {
+                if !input.requires_grad() {
                     continue;
                 }
                 let mut slot = pending.remove(&input.id());

@@ -94,8 +94,19 @@ impl Tensor {
         Tensor::full(shape, 0.0, dtype, device)
     }
 
-    /// A new leaf sharing nothing with `self`, whose gradient will be accumulated by `backward`.
-    pub fn requires_grad(&self) -> Tensor {
+    /// Marks the values as a leaf whose gradient `backward` accumulates, like PyTorch's
+    /// `x.requires_grad_()`. Returns a new leaf holding the same values, without history
+    /// (flags are fixed at creation, so this cannot change `self` in place).
+    ///
+    /// ```
+    /// use autograd::{Device, Tensor};
+    /// let x = Tensor::from_vec(vec![3.0f64], &[1], Device::Cpu)?.requires_grad_();
+    /// assert!(x.requires_grad() && x.is_leaf());
+    /// x.mul(&x)?.sum()?.backward()?;
+    /// assert_eq!(x.grad().unwrap().to_vec_f64()?, vec![6.0]);
+    /// # Ok::<(), autograd::Error>(())
+    /// ```
+    pub fn requires_grad_(&self) -> Tensor {
         Tensor::leaf(self.storage().clone(), self.shape().to_vec(), true)
     }
 
@@ -112,7 +123,7 @@ impl Tensor {
         inputs: &[&Tensor],
         op: impl BackwardOp + 'static,
     ) -> Tensor {
-        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad_flag());
+        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         if !record {
             return Tensor::leaf(storage, shape, false);
         }
@@ -126,7 +137,7 @@ impl Tensor {
         input: &Tensor,
         op: impl BackwardOp + 'static,
     ) -> Tensor {
-        if is_grad_enabled() && input.requires_grad_flag() {
+        if is_grad_enabled() && input.requires_grad() {
             Tensor::recorded(storage, shape, &[input], op)
         } else {
             Tensor(Arc::new(Inner {
@@ -179,7 +190,7 @@ impl Tensor {
     }
 
     /// Whether gradients flow to or through this tensor.
-    pub fn requires_grad_flag(&self) -> bool {
+    pub fn requires_grad(&self) -> bool {
         self.0.requires_grad
     }
 
@@ -188,8 +199,9 @@ impl Tensor {
         self.0.is_leaf
     }
 
-    /// Read access to the underlying buffer.
-    pub fn storage(&self) -> RwLockReadGuard<'_, Storage> {
+    /// Read access to the underlying buffer (for the ops; users read values with
+    /// `to_vec_f32`/`to_vec_f64`).
+    pub(crate) fn storage(&self) -> RwLockReadGuard<'_, Storage> {
         self.0
             .storage
             .read()
@@ -267,11 +279,6 @@ impl Tensor {
             .map(|g| Tensor::leaf(g.clone(), self.shape().to_vec(), false))
     }
 
-    /// Runs `f` on the gradient buffer without copying it (optimizers read it in place).
-    pub fn with_grad<R>(&self, f: impl FnOnce(Option<&Storage>) -> R) -> R {
-        f(lock(&self.0.grad).as_ref())
-    }
-
     /// Forgets the accumulated gradient (like PyTorch's `zero_grad(set_to_none=True)`).
     pub fn zero_grad(&self) {
         *lock(&self.0.grad) = None;
@@ -288,7 +295,7 @@ impl std::fmt::Debug for Tensor {
             .field("shape", &self.shape())
             .field("dtype", &self.dtype())
             .field("device", &self.device())
-            .field("requires_grad", &self.requires_grad_flag())
+            .field("requires_grad", &self.requires_grad())
             .finish()
     }
 }

@@ -193,7 +193,7 @@ proptest! {
         let labels: Vec<u32> = (0..rows).map(|_| ((rng.uniform() + 1.0) / 2.0 * cols as f64) as u32 % cols as u32).collect();
         let result = check_gradients(std::slice::from_ref(&logits), seed, |t| t[0].log_softmax());
         prop_assert!(result.is_ok(), "log_softmax: {}", result.unwrap_err());
-        let logits = logits.detach().requires_grad();
+        let logits = logits.detach().requires_grad_();
         let result = check_gradients(&[logits], seed, |t| t[0].cross_entropy(&labels));
         prop_assert!(result.is_ok(), "cross_entropy: {}", result.unwrap_err());
     }

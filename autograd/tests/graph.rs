@@ -47,7 +47,7 @@ fn no_grad_records_nothing() {
         let _guard = no_grad();
         x.scale(2.0).unwrap().sum().unwrap()
     };
-    assert!(!y.requires_grad_flag());
+    assert!(!y.requires_grad());
     let err = y.backward().unwrap_err();
     assert!(
         err.to_string().contains("does not require a gradient"),

@@ -4,8 +4,10 @@
 //! (`cpu.rs`), and its tests (`tests.rs`). The [`reference`] module is the notebook's
 //! from-scratch NumPy code in plain loops, the oracle the fast kernels are tested against.
 //!
-//! Kernels take a [`Storage`] (a flat buffer tagged with device and dtype) plus explicit
-//! shapes, and dispatch with a `match` on the storage variant.
+//! Kernels take a [`Storage`] (a flat buffer on a [`Device`], holding one [`DType`]) plus
+//! explicit shapes. Each op routes a call through the crate's one `dispatch!` macro: by
+//! device, then (on the CPU) by element type; a pair an op has no kernel for is
+//! [`Error::Unsupported`].
 
 mod columns;
 mod device;
@@ -13,6 +15,7 @@ mod element;
 mod error;
 mod output;
 mod simd;
+#[macro_use]
 mod storage;
 
 pub mod batch_norm;
@@ -34,7 +37,7 @@ pub mod relu;
 pub use device::Device;
 pub use element::{DType, Element};
 pub use error::{fmt_shape, Error, Result};
-pub use storage::Storage;
+pub use storage::{CpuStorage, Storage};
 
 /// Below this many elements a rayon split costs more than it saves.
 pub(crate) const PAR_MIN_LEN: usize = 1 << 14;

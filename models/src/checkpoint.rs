@@ -68,6 +68,15 @@ impl HostTensor {
                     .flat_map(|v| v.to_le_bytes())
                     .collect(),
             ),
+            // Exact: every value of a bf16 tensor is an f32 with a bf16 mantissa.
+            DType::BF16 => (
+                Dtype::BF16,
+                tensor
+                    .to_vec_f32()?
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                    .collect(),
+            ),
         };
         Ok(HostTensor {
             dtype,

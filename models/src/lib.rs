@@ -8,8 +8,8 @@ pub mod net;
 pub mod optim;
 pub mod train;
 
-/// The CUDA backend, for the command line's `--device` and `--tf32`.
-pub use autograd::cuda;
-pub use autograd::{no_grad, DType, Device, Tensor};
+/// The tensor layer's error (every op's; also what [`CudaDevice::open`] returns).
+pub use autograd::Error as TensorError;
+pub use autograd::{no_grad, CudaDevice, DType, Device, Tensor};
 pub use error::{Error, Result};
 pub use net::Net;

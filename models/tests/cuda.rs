@@ -13,13 +13,13 @@ use models::data::{Batch, LoaderConfig, Normalization, Split};
 use models::layers::{Module, StateEntry};
 use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::{evaluate, images_tensor, train_step};
-use models::{cuda, Device, Net};
+use models::{CudaDevice, Device, Net};
 
 fn cuda_or_skip(test: &str) -> Option<Device> {
-    match cuda::open(0) {
+    match CudaDevice::open(0) {
         Ok(gpu) => {
             gpu.set_tf32(false).expect("TF32 off");
-            Some(Device::Cuda(0))
+            Some(gpu.device())
         }
         Err(err) => {
             if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {

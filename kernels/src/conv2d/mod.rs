@@ -254,11 +254,12 @@ pub fn forward(
     if let Some(bias) = bias {
         check_bias(bias, g)?;
     }
-    match input {
-        Storage::F32(_) => forward_cpu::<f32>(input, weight, bias, g),
-        Storage::F64(_) => forward_cpu::<f64>(input, weight, bias, g),
-        Storage::Cuda(input) => cuda::forward(input, weight, bias, g),
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => forward_cpu::<T>(input, weight, bias, g),
+        cuda(input) => cuda::forward(input, weight, bias, g),
+    )
 }
 
 /// Gradients of the loss with respect to the input (when `need_input_grad`), the weight,
@@ -273,17 +274,12 @@ pub fn backward(
 ) -> Result<Conv2dGrads> {
     check_operands(input, weight, g)?;
     grad_out.expect_len(OP, "grad_out", numel(&g.output_shape()))?;
-    match input {
-        Storage::F32(_) => {
-            backward_cpu::<f32>(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-        Storage::F64(_) => {
-            backward_cpu::<f64>(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-        Storage::Cuda(input) => {
-            cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => backward_cpu::<T>(input, weight, grad_out, g, has_bias, need_input_grad),
+        cuda(input) => cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad),
+    )
 }
 
 fn check_operands(input: &Storage, weight: &Storage, g: &Conv2dGeometry) -> Result<()> {

@@ -91,11 +91,12 @@ pub fn forward(
 ) -> Result<(Storage, Storage)> {
     let batch = Batch::new(labels, rows, cols)?;
     batch.expect(logits, "logits")?;
-    match logits {
-        Storage::F32(_) => forward_cpu::<f32>(logits, labels, batch),
-        Storage::F64(_) => forward_cpu::<f64>(logits, labels, batch),
-        Storage::Cuda(logits) => cuda::forward(logits, labels, batch),
-    }
+    dispatch!(
+        OP,
+        logits,
+        cpu::<T> => forward_cpu::<T>(logits, labels, batch),
+        cuda(logits) => cuda::forward(logits, labels, batch),
+    )
 }
 
 /// Gradient with respect to the logits: `(probs - onehot(labels)) * grad_loss[0] / rows`,
@@ -110,11 +111,12 @@ pub fn backward(
     let batch = Batch::new(labels, rows, cols)?;
     batch.expect(probs, "probs")?;
     grad_loss.expect_len(OP, "grad_loss", 1)?;
-    match probs {
-        Storage::F32(_) => backward_cpu::<f32>(probs, labels, grad_loss, batch),
-        Storage::F64(_) => backward_cpu::<f64>(probs, labels, grad_loss, batch),
-        Storage::Cuda(probs) => cuda::backward(probs, labels, grad_loss, batch),
-    }
+    dispatch!(
+        OP,
+        probs,
+        cpu::<T> => backward_cpu::<T>(probs, labels, grad_loss, batch),
+        cuda(probs) => cuda::backward(probs, labels, grad_loss, batch),
+    )
 }
 
 fn forward_cpu<T: Element>(

@@ -4,7 +4,7 @@ use std::ffi::{c_char, CString};
 
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, CompileError, CompileOptions, Ptx};
 
-use super::{nvrtc_present, USE_CPU};
+use super::nvrtc_present;
 use crate::{Error, Result};
 
 /// Options passed to NVRTC besides the architecture.
@@ -47,10 +47,9 @@ pub fn compile_ptx(file: &str, source: &str, arch: &str) -> Result<Ptx> {
 /// NVRTC loads and the source can be handed to it.
 fn check_compilable(file: &str, source: &str) -> Result<()> {
     if !nvrtc_present() {
-        return Err(Error::Cuda(format!(
+        return Err(Error::cuda_unavailable(format!(
             "cannot compile {file}: NVRTC (libnvrtc.so.13) could not be loaded; install it \
-             with scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH, \
-             or {USE_CPU}"
+             with scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH"
         )));
     }
     if source.contains('\0') {

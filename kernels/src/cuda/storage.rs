@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{Arg, CudaBackend, CudaBuffer};
-use crate::{Device, Result, Storage};
+use crate::{DType, Device, Result, Storage};
 
 /// Wraps a buffer that a kernel of `backend` has written as a `Storage::Cuda`.
 pub(crate) fn wrap(backend: &Arc<CudaBackend>, buffer: CudaBuffer<f32>) -> Storage {
@@ -67,6 +67,11 @@ impl CudaStorage {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Always f32: the CUDA kernels compute in single precision.
+    pub fn dtype(&self) -> DType {
+        DType::F32
     }
 
     /// `Device::Cuda(ordinal)`.

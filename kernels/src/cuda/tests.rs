@@ -226,7 +226,7 @@ fn without_a_driver_open_explains_and_does_not_panic() {
     let err = open(0).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "CUDA: no CUDA driver found (libcuda.so could not be loaded); use --device cpu"
+        "CUDA is not available: no CUDA driver found (libcuda.so could not be loaded)"
     );
     assert!(device_count().is_err());
 }

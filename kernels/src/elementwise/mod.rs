@@ -22,43 +22,47 @@ use crate::{Element, Error, Result, Storage};
 pub fn add(a: &Storage, b: &Storage) -> Result<Storage> {
     const OP: &str = "add";
     same_len(OP, a, b)?;
-    match a {
-        Storage::F32(_) => binary_cpu::<f32>(OP, a, b, |x, y| x + y),
-        Storage::F64(_) => binary_cpu::<f64>(OP, a, b, |x, y| x + y),
-        Storage::Cuda(a) => cuda::binary(OP, "elementwise_add", a, b),
-    }
+    dispatch!(
+        OP,
+        a,
+        cpu::<T> => binary_cpu::<T>(OP, a, b, |x, y| x + y),
+        cuda(a) => cuda::binary(OP, "elementwise_add", a, b),
+    )
 }
 
 /// `a[i] * b[i]`.
 pub fn mul(a: &Storage, b: &Storage) -> Result<Storage> {
     const OP: &str = "mul";
     same_len(OP, a, b)?;
-    match a {
-        Storage::F32(_) => binary_cpu::<f32>(OP, a, b, |x, y| x * y),
-        Storage::F64(_) => binary_cpu::<f64>(OP, a, b, |x, y| x * y),
-        Storage::Cuda(a) => cuda::binary(OP, "elementwise_mul", a, b),
-    }
+    dispatch!(
+        OP,
+        a,
+        cpu::<T> => binary_cpu::<T>(OP, a, b, |x, y| x * y),
+        cuda(a) => cuda::binary(OP, "elementwise_mul", a, b),
+    )
 }
 
 /// `a[i] * factor`, with `factor` rounded to the buffer's element type.
 pub fn scale(a: &Storage, factor: f64) -> Result<Storage> {
     const OP: &str = "scale";
-    match a {
-        Storage::F32(_) => scale_cpu::<f32>(OP, a, factor),
-        Storage::F64(_) => scale_cpu::<f64>(OP, a, factor),
-        Storage::Cuda(a) => cuda::scale(OP, a, factor),
-    }
+    dispatch!(
+        OP,
+        a,
+        cpu::<T> => scale_cpu::<T>(OP, a, factor),
+        cuda(a) => cuda::scale(OP, a, factor),
+    )
 }
 
 /// `acc[i] += x[i]`, in place (gradient accumulation without a new buffer).
 pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
     const OP: &str = "add_assign";
     same_len(OP, acc, x)?;
-    match acc {
-        Storage::F32(_) => add_assign_cpu::<f32>(OP, acc, x),
-        Storage::F64(_) => add_assign_cpu::<f64>(OP, acc, x),
-        Storage::Cuda(acc) => cuda::add_assign(OP, acc, x),
-    }
+    dispatch!(
+        OP,
+        acc,
+        cpu::<T> => add_assign_cpu::<T>(OP, acc, x),
+        cuda(acc) => cuda::add_assign(OP, acc, x),
+    )
 }
 
 fn same_len(op: &'static str, a: &Storage, b: &Storage) -> Result<()> {

@@ -17,21 +17,23 @@ const OP: &str = "relu";
 
 /// Applies ReLU element-wise.
 pub fn forward(x: &Storage) -> Result<Storage> {
-    match x {
-        Storage::F32(_) => forward_cpu::<f32>(x),
-        Storage::F64(_) => forward_cpu::<f64>(x),
-        Storage::Cuda(x) => cuda::forward(x),
-    }
+    dispatch!(
+        OP,
+        x,
+        cpu::<T> => forward_cpu::<T>(x),
+        cuda(x) => cuda::forward(x),
+    )
 }
 
 /// Gradient of ReLU given its forward *output* `y` (positive exactly where the input was).
 pub fn backward(y: &Storage, grad_out: &Storage) -> Result<Storage> {
     grad_out.expect_len(OP, "grad_out", y.len())?;
-    match y {
-        Storage::F32(_) => backward_cpu::<f32>(y, grad_out),
-        Storage::F64(_) => backward_cpu::<f64>(y, grad_out),
-        Storage::Cuda(y) => cuda::backward(y, grad_out),
-    }
+    dispatch!(
+        OP,
+        y,
+        cpu::<T> => backward_cpu::<T>(y, grad_out),
+        cuda(y) => cuda::backward(y, grad_out),
+    )
 }
 
 fn forward_cpu<T: Element>(x: &Storage) -> Result<Storage> {
