@@ -24,6 +24,7 @@ pub mod cross_entropy;
 pub mod cuda;
 pub mod dropout;
 pub mod elementwise;
+pub mod gelu;
 pub mod gemm;
 pub mod linear;
 pub mod log_softmax;

@@ -17,8 +17,8 @@ use std::sync::{Mutex, OnceLock};
 use super::{KERNEL_NAMES, KERNEL_SOURCES};
 use crate::pool2d::{Pool2dGeometry, PoolKind};
 use crate::{
-    batch_norm, conv2d, cross_entropy, dropout, elementwise, linear, log_softmax, optim, reduce,
-    relu, Storage,
+    batch_norm, conv2d, cross_entropy, dropout, elementwise, gelu, linear, log_softmax, optim,
+    reduce, relu, Storage,
 };
 
 extern "C" {
@@ -254,6 +254,45 @@ fn product(m: usize, n: usize, k: usize, a: &[f32], at: bool, b: &[f32], bt: boo
         }
     }
     c
+}
+
+#[test]
+fn emulated_gelu_matches_the_cpu_bit_for_bit() {
+    let Some(emu) = emulator() else { return };
+    let mut rng = Lcg(7);
+    // Every branch of the piecewise normal cdf, both tails and the special values.
+    let mut x = rng.values(4000, 9.0);
+    let seam = std::f32::consts::SQRT_2;
+    x.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        seam,
+        -seam,
+        4.0 * seam,
+        -4.0 * seam,
+        40.0,
+        -40.0,
+    ]);
+    x.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+    let dy = rng.values(x.len(), 2.0);
+    let n = x.len() as u64;
+    let mut y = vec![0.0f32; x.len()];
+    emu.launch(
+        "gelu_forward",
+        3,
+        BLOCK,
+        &[input(&x), output(&mut y), Arg::U64(n)],
+    );
+    assert_bitwise("gelu_forward", &y, &host(&gelu::forward(&dev(&x)).unwrap()));
+    emu.launch(
+        "gelu_backward",
+        3,
+        BLOCK,
+        &[input(&x), input(&dy), output(&mut y), Arg::U64(n)],
+    );
+    let want = host(&gelu::backward(&dev(&x), &dev(&dy)).unwrap());
+    assert_bitwise("gelu_backward", &y, &want);
 }
 
 #[test]

@@ -66,6 +66,7 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../cross_entropy/cross_entropy.cu"),
     ),
     ("dropout.cu", include_str!("../dropout/dropout.cu")),
+    ("gelu.cu", include_str!("../gelu/gelu.cu")),
     (
         "elementwise.cu",
         include_str!("../elementwise/elementwise.cu"),
@@ -114,6 +115,7 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
         ],
     ),
     ("dropout.cu", &["dropout_apply", "dropout_uniform"]),
+    ("gelu.cu", &["gelu_forward", "gelu_backward"]),
     (
         "elementwise.cu",
         &[
