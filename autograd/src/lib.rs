@@ -19,6 +19,7 @@ mod grad_mode;
 mod graph;
 pub mod ops;
 pub mod optim;
+pub mod profile;
 mod tensor;
 
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
