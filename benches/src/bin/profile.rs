@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use autograd::{profile, Device};
 use benches::{build_model, random_batch, random_vec, LayerCase, Work};
 use clap::Parser;
+use models::layers::LayerKind;
 use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::train_step;
 
@@ -355,7 +356,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             eprintln!("profile: no rate for {e}");
             None
         });
-        let kind = case.as_ref().map_or("other", LayerCase::kind);
+        let kind = match (&case, &row.kind) {
+            (Some(case), _) => case.kind(),
+            (None, LayerKind::Flatten) => "flatten",
+            (None, _) => "other",
+        };
         layers.push((row.name.clone(), kind, case));
     }
 
