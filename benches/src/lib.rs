@@ -242,10 +242,10 @@ impl LayerCase {
 
     /// `(m, n, k)` of one forward product of the conv kernel's im2col lowering at this
     /// batch on `threads` threads: `C_out x cols` by `C_in*KH*KW`. The kernel gives each
-    /// thread a contiguous slice of the batch and unrolls images together until a product
-    /// has about 512 columns (`TARGET_COLUMNS` in `kernels/src/conv2d/`); this mirrors that
-    /// choice so the GEMM benches time the products the convolutions really issue. `None`
-    /// for layers that are not convolutions.
+    /// thread a slice of the batch and unrolls images together up to about 512 columns
+    /// (`MAX_COLUMNS` in the conv2d CPU code); this approximates that choice so the GEMM
+    /// benches time products of the sizes the convolutions issue. `None` for layers that
+    /// are not convolutions.
     pub fn forward_gemm_shape(&self, threads: usize) -> Option<(usize, usize, usize)> {
         const TARGET_COLUMNS: usize = 512;
         let Kernel::Conv2d { geometry: g, .. } = &self.kernel else {

@@ -29,13 +29,9 @@ pub trait Module: Send {
     /// Switches between training and evaluation behaviour (batch norm, dropout).
     fn set_training(&mut self, _training: bool) {}
 
-    /// What the layer computes, with its hyper-parameters.
+    /// What the layer computes, with its hyper-parameters; its `Display` is PyTorch's
+    /// `repr`: `Conv2d(3, 64, kernel_size=(3, 3), ...)`.
     fn kind(&self) -> LayerKind;
-
-    /// One line describing the layer, like PyTorch's `repr`: `Conv2d(3, 64, kernel_size=(3, 3), ...)`.
-    fn describe(&self) -> String {
-        self.kind().to_string()
-    }
 
     /// For containers: runs the layer, appending one row per leaf it runs (names prefixed
     /// with `prefix`), and returns the output. Leaves return `None` and are recorded by
