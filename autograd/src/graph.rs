@@ -101,6 +101,7 @@ impl Tensor {
                     "this graph was already consumed by an earlier backward(); run the forward pass again",
                 )
             })?;
+            let started = crate::profile::backward_started();
             let input_grads = node.op.backward(&node.inputs, &grad).map_err(|e| {
                 // Keep the kernel's message but say which op's backward failed.
                 match e {
@@ -110,6 +111,7 @@ impl Tensor {
                     other => other,
                 }
             })?;
+            crate::profile::backward_finished(tensor.id(), started);
             for (input, input_grad) in node.inputs.iter().zip(input_grads) {
                 let Some(input_grad) = input_grad else {
                     continue;

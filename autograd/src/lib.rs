@@ -20,6 +20,7 @@ mod grad_mode;
 mod graph;
 pub mod ops;
 pub mod optim;
+pub mod profile;
 mod tensor;
 
 pub use cuda::CudaDevice;

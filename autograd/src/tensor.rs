@@ -158,7 +158,8 @@ impl Tensor {
         inputs: &[&Tensor],
         op: impl BackwardOp + 'static,
     ) -> Tensor {
-        Tensor(Arc::new(Inner {
+        let name = op.name();
+        let output = Tensor(Arc::new(Inner {
             id: next_id(),
             shape,
             storage,
@@ -169,7 +170,9 @@ impl Tensor {
                 op: Box::new(op),
                 inputs: inputs.iter().map(|&t| t.clone()).collect(),
             })),
-        }))
+        }));
+        crate::profile::forward_op(&output, name, inputs);
+        output
     }
 
     pub fn shape(&self) -> &[usize] {

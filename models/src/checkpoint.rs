@@ -3,8 +3,9 @@
 //!
 //! Two files make a checkpoint: the model (`model.safetensors`: exactly the `state_dict`,
 //! `num_batches_tracked` included as int64) and the training state
-//! (`training_state.safetensors`: optimizer moments, dropout stream positions and the loop's
-//! position as JSON metadata). Every file is written to a temporary name and renamed, so a
+//! (`training_state.safetensors`: the optimizer's state as `optimizer.<name>` entries —
+//! Adam's moments and per-parameter step counts, like PyTorch's `optimizer.state_dict()` —,
+//! dropout stream positions, and the loop's position as JSON metadata). Every file is written to a temporary name and renamed, so a
 //! crash or Ctrl-C never leaves a half-written checkpoint behind.
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layers::{Module, StateEntry};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, OptimizerState};
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -301,12 +302,14 @@ pub fn save_training_state(
     optimizer: &Optimizer,
     progress: &TrainingProgress,
 ) -> Result<()> {
-    let (step, state) = optimizer.state();
+    let state = optimizer.state();
     let mut tensors = BTreeMap::new();
-    for (name, tensor) in &state {
+    for (name, tensor) in &state.tensors {
         tensors.insert(format!("optimizer.{name}"), HostTensor::of(tensor)?);
     }
-    tensors.insert("optimizer.step".to_string(), HostTensor::unsigned(step));
+    for (name, count) in &state.counters {
+        tensors.insert(format!("optimizer.{name}"), HostTensor::unsigned(*count));
+    }
     model.visit_state(&mut |name, entry| {
         if let StateEntry::RngCounter(count) = entry {
             tensors.insert(format!("rng.{name}"), HostTensor::unsigned(*count));
@@ -354,20 +357,20 @@ pub fn load_training_state(
             .map_err(|_| Error::checkpoint(path, format!("missing {name}")))?;
         read_counter(path, name, &view)
     };
-    let step = counter("optimizer.step")?;
-    let mut state = Vec::new();
+    let mut state = OptimizerState::default();
     for (name, view) in stored.tensors() {
         if let Some(short) = name.strip_prefix("optimizer.") {
-            if short != "step" {
-                state.push((
-                    short.to_string(),
-                    to_tensor(path, &name, &view, DType::F32, Device::Cpu)?,
-                ));
+            if matches!(view.dtype(), Dtype::U64 | Dtype::I64 | Dtype::I32) {
+                let count = read_counter(path, &name, &view)?;
+                state.counters.push((short.to_string(), count));
+            } else {
+                let tensor = to_tensor(path, &name, &view, DType::F32, Device::Cpu)?;
+                state.tensors.push((short.to_string(), tensor));
             }
         }
     }
     optimizer
-        .load_state(step, &state)
+        .load_state(&state)
         .map_err(|e| Error::checkpoint(path, e.to_string()))?;
     let mut failure = None;
     model.visit_state(&mut |name, entry| {

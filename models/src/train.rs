@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use autograd::{no_grad, Device, Tensor};
+use autograd::{no_grad, profile, Device, Tensor};
 
 use crate::data::{epoch_batches, Batch, LoaderConfig, Split, CHANNELS, IMAGE_SIDE};
 use crate::error::Result;
@@ -56,8 +56,15 @@ pub fn train_step(
     let images = images_tensor(batch, device)?;
     optimizer.zero_grad();
     let logits = model.forward(&images)?;
-    let loss = logits.cross_entropy(&batch.labels)?;
-    loss.backward()?;
+    // Scopes for `autograd::profile` (free when nothing records): the profiler's rows.
+    let loss = {
+        let _scope = profile::scope("loss");
+        logits.cross_entropy(&batch.labels)?
+    };
+    {
+        let _scope = profile::scope("backward");
+        loss.backward()?;
+    }
     optimizer.step()?;
     let correct = predictions(&logits)?
         .iter()

@@ -1,6 +1,7 @@
 //! Checkpoints: round trips, strictness, clear errors, atomic writes.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use models::checkpoint::{
     load_model, load_training_state, save_model, save_training_state, TrainingProgress,
@@ -10,6 +11,8 @@ use models::layers::Module;
 use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::train_step;
 use models::{Device, Net};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
 
 fn batch(seed: u32, len: usize) -> Batch {
     let mut state = seed;
@@ -103,8 +106,10 @@ fn loading_garbage_missing_or_mismatched_files_gives_clear_errors() {
     );
 }
 
-#[test]
-fn training_state_restores_the_optimizer_and_dropout_streams_exactly() {
+/// Trains four steps straight, and two steps, a save, a restore into a network built from
+/// another seed, and two more; `edit` may rewrite the saved training state in between.
+/// Both runs must see the same losses and end with the same weights.
+fn resume_matches_an_uninterrupted_run(edit: impl Fn(&Path)) -> models::Result<()> {
     let dir = tempfile::tempdir().unwrap();
     let (model_path, state_path) = (
         dir.path().join("m.safetensors"),
@@ -152,12 +157,13 @@ fn training_state_restores_the_optimizer_and_dropout_streams_exactly() {
     save_training_state(&state_path, &mut first, &first_opt, &progress).unwrap();
     save_model(&mut first, &model_path, HashMap::new()).unwrap();
     drop((first, first_opt));
+    edit(&state_path);
 
     let mut second = Net::new(99, Device::Cpu).unwrap();
     let mut second_opt =
         Optimizer::Adam(Adam::new(second.parameters(), AdamConfig::default()).unwrap());
     load_model(&mut second, &model_path).unwrap();
-    let restored = load_training_state(&state_path, &mut second, &mut second_opt).unwrap();
+    let restored = load_training_state(&state_path, &mut second, &mut second_opt)?;
     assert_eq!(restored, progress);
     for step in 2..4 {
         resumed_losses.push(
@@ -168,4 +174,60 @@ fn training_state_restores_the_optimizer_and_dropout_streams_exactly() {
     }
     assert_eq!(resumed_losses, straight_losses);
     assert_eq!(all_values(&mut second), all_values(&mut straight));
+    Ok(())
+}
+
+#[test]
+fn training_state_restores_the_optimizer_and_dropout_streams_exactly() {
+    resume_matches_an_uninterrupted_run(|_| {}).unwrap();
+}
+
+/// Rewrites a training-state file keeping the entries `keep` accepts, plus `extra` u64 scalars.
+fn rewrite_state(path: &Path, keep: impl Fn(&str) -> bool, extra: &[(&str, u64)]) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = metadata.metadata().clone();
+    let stored = SafeTensors::deserialize(&bytes).unwrap();
+    let mut views: Vec<(String, TensorView<'_>)> = stored
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| keep(name))
+        .collect();
+    let extra_bytes: Vec<(String, [u8; 8])> = extra
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_le_bytes()))
+        .collect();
+    for (name, value) in &extra_bytes {
+        views.push((
+            name.clone(),
+            TensorView::new(Dtype::U64, vec![], value).unwrap(),
+        ));
+    }
+    std::fs::write(path, safetensors::serialize(views, metadata).unwrap()).unwrap();
+}
+
+#[test]
+fn training_state_from_before_per_parameter_steps_resumes_exactly() {
+    // Earlier versions kept one Adam step for all parameters, saved as `optimizer.step`.
+    resume_matches_an_uninterrupted_run(|path| {
+        rewrite_state(
+            path,
+            |name| !name.starts_with("optimizer.step."),
+            &[("optimizer.step", 2)],
+        )
+    })
+    .unwrap();
+}
+
+#[test]
+fn training_state_without_step_counts_is_a_clear_error() {
+    let err = resume_matches_an_uninterrupted_run(|path| {
+        rewrite_state(path, |name| !name.starts_with("optimizer.step"), &[])
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("s.safetensors") && err.contains("no counter named step.layer1.0.weight"),
+        "{err}"
+    );
 }

@@ -138,7 +138,7 @@ fn main() {
 
 fn bench(args: Args) -> Result<(), Box<dyn Error>> {
     let mut net = Net::new(0, Device::Cpu)?;
-    let data = random_batch(args.batch, 1);
+    let data = random_batch(args.batch, &net, 1);
     let times = match args.mode {
         Mode::Train => {
             net.set_training(true);

@@ -2,6 +2,7 @@
 
 use clap::Args;
 use models::data::{CHANNELS, IMAGE_SIDE};
+use models::layers::Module;
 use models::{no_grad, DType, Device, Net, Tensor};
 
 #[derive(Args, Debug)]
