@@ -237,7 +237,7 @@ mod tests {
         let n = shape.iter().product();
         Tensor::from_vec(vec![0.25f32; n], shape, Device::Cpu)
             .unwrap()
-            .requires_grad()
+            .requires_grad_()
     }
 
     #[test]

@@ -6,7 +6,7 @@ use models::{Device, Tensor};
 fn scalar(value: f64) -> Tensor {
     Tensor::from_vec(vec![value], &[1], Device::Cpu)
         .unwrap()
-        .requires_grad()
+        .requires_grad_()
 }
 
 fn value(t: &Tensor) -> f64 {
