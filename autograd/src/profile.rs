@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use autograd::{profile, Device, Tensor};
-//! let w = Tensor::from_vec(vec![0.5f32; 6], &[2, 3], Device::Cpu)?.requires_grad();
+//! let w = Tensor::from_vec(vec![0.5f32; 6], &[2, 3], Device::Cpu)?.requires_grad_();
 //! let x = Tensor::from_vec(vec![1.0f32; 12], &[4, 3], Device::Cpu)?;
 //! let session = profile::start()?;
 //! let loss = {
