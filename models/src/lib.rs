@@ -11,6 +11,8 @@ mod model;
 pub mod networks;
 pub mod optim;
 pub mod train;
+pub mod tta;
+pub mod whitening;
 
 /// The tensor layer's error (every op's; also what [`CudaDevice::open`] returns).
 pub use autograd::Error as TensorError;

@@ -41,6 +41,11 @@ impl Normalization {
         mean: [0.4913, 0.4821, 0.4465],
         std: [0.2452, 0.2428, 0.2606],
     };
+    /// airbench's constants (`CIFAR_MEAN`, `CIFAR_STD` in airbench94.py).
+    pub const AIRBENCH: Normalization = Normalization {
+        mean: [0.4914, 0.4822, 0.4465],
+        std: [0.2470, 0.2435, 0.2616],
+    };
     /// `ToTensor()` alone: pixels scaled to `[0, 1]`.
     pub const IDENTITY: Normalization = Normalization {
         mean: [0.0; 3],
@@ -54,7 +59,7 @@ impl Normalization {
     }
 
     /// All 256 values per channel, so batching is one table lookup per pixel.
-    fn table(&self) -> [[f32; 256]; 3] {
+    pub(crate) fn table(&self) -> [[f32; 256]; 3] {
         let mut table = [[0.0; 256]; 3];
         for (c, row) in table.iter_mut().enumerate() {
             for (v, value) in row.iter_mut().enumerate() {
@@ -349,7 +354,7 @@ impl EpochPlan {
 
 /// A generator determined by (seed, stream, epoch, position) alone. ChaCha8 and
 /// `seed_from_u64` are specified bit for bit, so the stream is the same on any machine.
-fn rng_for(seed: u64, stream: u64, epoch: u64, position: u64) -> ChaCha8Rng {
+pub(crate) fn rng_for(seed: u64, stream: u64, epoch: u64, position: u64) -> ChaCha8Rng {
     let mut h = splitmix64(seed);
     for word in [stream, epoch, position] {
         h = splitmix64(h ^ word);

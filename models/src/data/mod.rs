@@ -18,6 +18,7 @@ mod download;
 mod error;
 mod loader;
 mod locate;
+mod resident;
 
 pub use augment::Augmentation;
 pub use cifar10::{
@@ -31,3 +32,5 @@ pub use locate::{
     ensure_dataset, ensure_dataset_from, locate, resolve_data_path, DatasetSource, DATA_ENV_VAR,
     DEFAULT_DATA_DIR,
 };
+pub(crate) use resident::reflect;
+pub use resident::{normalized_images, Epoch, ResidentConfig, ResidentLoader};

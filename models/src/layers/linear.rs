@@ -13,10 +13,26 @@ pub struct Linear {
 impl Linear {
     /// A layer with bias and PyTorch's default initialisation.
     pub fn new(init: &mut ParamInit, in_features: usize, out_features: usize) -> Result<Linear> {
+        Linear::with_bias(init, in_features, out_features, true)
+    }
+
+    /// PyTorch's default initialisation, with a bias only when `bias`.
+    pub fn with_bias(
+        init: &mut ParamInit,
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         let bound = 1.0 / (in_features.max(1) as f32).sqrt();
+        let weight = init.uniform(&[out_features, in_features], bound)?;
+        let bias = if bias {
+            Some(init.uniform(&[out_features], bound)?)
+        } else {
+            None
+        };
         Ok(Linear {
-            weight: init.uniform(&[out_features, in_features], bound)?,
-            bias: Some(init.uniform(&[out_features], bound)?),
+            weight,
+            bias,
             in_features,
             out_features,
         })

@@ -51,6 +51,12 @@ pub enum LayerKind {
         momentum: f64,
     },
     ReLU,
+    /// The exact (erf) GELU.
+    GELU,
+    /// Multiplication by a constant.
+    Mul {
+        scale: f64,
+    },
     Dropout {
         p: f64,
     },
@@ -105,6 +111,9 @@ impl fmt::Display for LayerKind {
                 "BatchNorm2d({num_features}, eps={eps:e}, momentum={momentum}, affine=True, track_running_stats=True)"
             ),
             LayerKind::ReLU => write!(f, "ReLU()"),
+            LayerKind::GELU => write!(f, "GELU(approximate='none')"),
+            // airbench's `Mul` has no `extra_repr`; the factor is worth showing.
+            LayerKind::Mul { scale } => write!(f, "Mul(scale={scale})"),
             LayerKind::Dropout { p } => write!(f, "Dropout(p={p})"),
             LayerKind::Flatten => write!(f, "Flatten(start_dim=1, end_dim=-1)"),
             LayerKind::Container { name } => write!(f, "{name}"),

@@ -1,11 +1,15 @@
 //! Optimizers over a list of named parameters: the state they keep and one `step()`.
 
 mod adam;
+// WIP mod lookahead;
+mod schedule;
 mod sgd;
 
 pub use adam::Adam;
 pub use autograd::optim::{AdamConfig, SgdConfig};
-pub use sgd::Sgd;
+// WIP pub use lookahead::{lookahead_decay, Lookahead};
+pub use schedule::LrSchedule;
+pub use sgd::{ParamGroup, Sgd};
 
 use autograd::{Result, Tensor};
 
