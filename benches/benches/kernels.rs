@@ -31,7 +31,10 @@ use benches::{
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use kernels::Storage;
-use kernels::{batch_norm, conv2d, cross_entropy, dropout, gemm, linear, optim, pool2d, relu};
+use kernels::{
+    batch_norm, conv2d, cross_entropy, dropout, elementwise, gelu, gemm, linear, optim, pool2d,
+    relu,
+};
 
 const BATCH: usize = 32;
 
@@ -230,6 +233,32 @@ fn bench_layer(c: &mut Criterion, network: &str, case: &LayerCase) {
                 },
                 &mut || {
                     black_box(relu::backward(black_box(&x), &gy).unwrap());
+                },
+            );
+        }
+        Kernel::Gelu { len } => {
+            let x = random_storage(len, 1);
+            let gy = random_storage(len, 2);
+            pair(
+                "gelu",
+                &mut || {
+                    black_box(gelu::forward(black_box(&x)).unwrap());
+                },
+                &mut || {
+                    black_box(gelu::backward(black_box(&x), &gy).unwrap());
+                },
+            );
+        }
+        Kernel::Scale { len, factor } => {
+            let x = random_storage(len, 1);
+            let gy = random_storage(len, 2);
+            pair(
+                "scale",
+                &mut || {
+                    black_box(elementwise::scale(black_box(&x), factor).unwrap());
+                },
+                &mut || {
+                    black_box(elementwise::scale(black_box(&gy), factor).unwrap());
                 },
             );
         }

@@ -60,6 +60,15 @@ pub enum Kernel {
     Relu {
         len: usize,
     },
+    /// The exact (erf) GELU.
+    Gelu {
+        len: usize,
+    },
+    /// Multiplication by a constant (`elementwise::scale`).
+    Scale {
+        len: usize,
+        factor: f64,
+    },
     Dropout {
         len: usize,
         p: f64,
@@ -165,6 +174,11 @@ impl LayerCase {
                 )
             }
             LayerKind::ReLU => (format!("{}_{input}", row.name), Kernel::Relu { len }),
+            LayerKind::GELU => (format!("{}_{input}", row.name), Kernel::Gelu { len }),
+            LayerKind::Mul { scale } => (
+                format!("{}_{input}", row.name),
+                Kernel::Scale { len, factor: scale },
+            ),
             LayerKind::Dropout { p } => {
                 (format!("{}_{input}", row.name), Kernel::Dropout { len, p })
             }
@@ -204,6 +218,8 @@ impl LayerCase {
             Kernel::MaxPool2d(_) => "max_pool",
             Kernel::BatchNorm2d { .. } => "batch_norm",
             Kernel::Relu { .. } => "relu",
+            Kernel::Gelu { .. } => "gelu",
+            Kernel::Scale { .. } => "scale",
             Kernel::Dropout { .. } => "dropout",
             Kernel::Linear { .. } => "linear",
         }
@@ -219,7 +235,10 @@ impl LayerCase {
                 Work::Elements(numel(&g.input_shape()) + numel(&g.output_shape()))
             }
             Kernel::BatchNorm2d { geometry, .. } => Work::Elements(2 * geometry_len(geometry)),
-            Kernel::Relu { len } | Kernel::Dropout { len, .. } => Work::Elements(2 * len),
+            Kernel::Relu { len }
+            | Kernel::Gelu { len }
+            | Kernel::Scale { len, .. }
+            | Kernel::Dropout { len, .. } => Work::Elements(2 * len),
         }
     }
 
@@ -235,8 +254,10 @@ impl LayerCase {
                 Work::Elements(2 * numel(&g.input_shape()) + numel(&g.output_shape()))
             }
             Kernel::BatchNorm2d { geometry, .. } => Work::Elements(3 * geometry_len(geometry)),
-            Kernel::Relu { len } => Work::Elements(3 * len),
-            Kernel::Dropout { len, .. } => Work::Elements(2 * len),
+            // GELU's backward reads its input and the upstream gradient.
+            Kernel::Relu { len } | Kernel::Gelu { len } => Work::Elements(3 * len),
+            // Scaling (and dropout, recomputing its mask): gradient in, gradient out.
+            Kernel::Scale { len, .. } | Kernel::Dropout { len, .. } => Work::Elements(2 * len),
         }
     }
 
@@ -433,6 +454,56 @@ mod tests {
             Some((128, 5 * 121, 128)),
             "512 columns of 121-pixel images: 5 images per product"
         );
+    }
+
+    #[test]
+    fn airbench94_gives_its_known_cases() {
+        let cases = model_cases("airbench94", 8).unwrap();
+        let count = |kind: &str| cases.iter().filter(|c| c.kind() == kind).count();
+        assert_eq!(
+            [
+                count("conv"),
+                count("max_pool"),
+                count("batch_norm"),
+                count("gelu"),
+                count("linear"),
+                count("scale")
+            ],
+            [7, 4, 6, 7, 1, 1]
+        );
+        assert_eq!(
+            cases.iter().map(|c| c.parameters).sum::<usize>(),
+            1_972_792
+        );
+        let labels: Vec<&str> = cases.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            &labels[..8],
+            [
+                "0_2x2_3x32x32",
+                "1_24x31x31",
+                "2.conv1_3x3_24x31x31",
+                "2.pool_64x31x31",
+                "2.norm1_64x15x15",
+                "2.activ_64x15x15",
+                "2.conv2_3x3_64x15x15",
+                "2.norm2_64x15x15",
+            ]
+        );
+        assert_eq!(
+            &labels[labels.len() - 3..],
+            ["5_256x3x3", "7_256x10", "8_10"]
+        );
+        let scale = cases.last().unwrap();
+        assert!(matches!(scale.kernel, Kernel::Scale { len: 80, factor } if factor == 1.0 / 9.0));
+        // The whitening convolution has a bias; the others have none.
+        let biases: Vec<bool> = cases
+            .iter()
+            .filter_map(|c| match c.kernel {
+                Kernel::Conv2d { bias, .. } => Some(bias),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(biases, [true, false, false, false, false, false, false]);
     }
 
     #[test]

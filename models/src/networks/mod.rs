@@ -4,8 +4,10 @@
 //! Adding a network is one file here (a struct implementing [`Module`](crate::layers::Module)
 //! and [`Model`]), its `mod` line and one row of [`NETWORKS`].
 
+mod airbench94;
 mod net;
 
+pub use airbench94::Airbench94;
 pub use net::Net;
 
 use autograd::Device;
@@ -23,11 +25,18 @@ pub struct Network {
 }
 
 /// The registry, in the order listings show it.
-pub const NETWORKS: &[Network] = &[Network {
-    name: Net::NAME,
-    about: "the course notebook's CNN: five conv blocks, 8192-1024-128-10, 10.9M parameters",
-    build: |seed, device| Ok(Box::new(Net::new(seed, device)?)),
-}];
+pub const NETWORKS: &[Network] = &[
+    Network {
+        name: Net::NAME,
+        about: "the course notebook's CNN: five conv blocks, 8192-1024-128-10, 10.9M parameters",
+        build: |seed, device| Ok(Box::new(Net::new(seed, device)?)),
+    },
+    Network {
+        name: Airbench94::NAME,
+        about: "airbench94: whitening conv, three conv groups 64-256-256, GELU, 1.97M parameters",
+        build: |seed, device| Ok(Box::new(Airbench94::new(seed, device)?)),
+    },
+];
 
 /// The registered names, in order.
 pub fn names() -> Vec<&'static str> {

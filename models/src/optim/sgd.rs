@@ -94,6 +94,11 @@ impl Sgd {
         self.groups.get(group).map(|g| g.lr * self.lr_factor)
     }
 
+    /// Steps taken (PyTorch keeps no such count for SGD; checkpoints and schedules do).
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
     pub fn step(&mut self) -> Result<()> {
         self.step += 1;
         let configs: Vec<SgdConfig> = self
