@@ -25,6 +25,7 @@ mod tensor;
 
 pub use cuda::CudaDevice;
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
+pub use kernels::cross_entropy::{CrossEntropy, Reduction};
 pub use kernels::{DType, Device, Element, Error, Result};
 pub use ops::pool2d::PoolKind;
 pub use tensor::Tensor;

@@ -1,6 +1,6 @@
 //! The tensor type: a shape, a shared storage, and (when recorded) the node that made it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kernels::{DType, Device, Element, Error, Result, Storage};
@@ -19,7 +19,9 @@ pub(crate) struct Inner {
     pub(crate) shape: Vec<usize>,
     /// Shared with views made by `reshape`, so they cost no copy.
     pub(crate) storage: Arc<RwLock<Storage>>,
-    pub(crate) requires_grad: bool,
+    /// Changed in place only on leaves ([`Tensor::set_requires_grad`]), so every clone of
+    /// a parameter (the optimizer's among them) sees a freeze.
+    pub(crate) requires_grad: AtomicBool,
     /// Leaves own their gradient; nodes made by ops never store one.
     pub(crate) is_leaf: bool,
     pub(crate) grad: Mutex<Option<Storage>>,
@@ -49,7 +51,7 @@ impl Tensor {
             id: next_id(),
             shape,
             storage: Arc::new(RwLock::new(storage)),
-            requires_grad,
+            requires_grad: AtomicBool::new(requires_grad),
             is_leaf: true,
             grad: Mutex::new(None),
             node: Mutex::new(None),
@@ -144,7 +146,7 @@ impl Tensor {
                 id: next_id(),
                 shape,
                 storage,
-                requires_grad: false,
+                requires_grad: AtomicBool::new(false),
                 is_leaf: true,
                 grad: Mutex::new(None),
                 node: Mutex::new(None),
@@ -163,7 +165,7 @@ impl Tensor {
             id: next_id(),
             shape,
             storage,
-            requires_grad: true,
+            requires_grad: AtomicBool::new(true),
             is_leaf: false,
             grad: Mutex::new(None),
             node: Mutex::new(Some(Node {
@@ -194,7 +196,36 @@ impl Tensor {
 
     /// Whether gradients flow to or through this tensor.
     pub fn requires_grad(&self) -> bool {
-        self.0.requires_grad
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+
+    /// Freezes (`false`) or unfreezes a leaf in place, like PyTorch's
+    /// `p.requires_grad = flag`: a frozen leaf gets no gradient from later `backward`
+    /// calls, so optimizers leave it alone. Every clone shares the flag.
+    ///
+    /// ```
+    /// use autograd::{Device, Tensor};
+    /// let w = Tensor::from_vec(vec![2.0f64], &[1], Device::Cpu)?.requires_grad_();
+    /// let frozen = w.clone();
+    /// frozen.set_requires_grad(false)?;
+    /// assert!(!w.requires_grad());
+    /// # Ok::<(), autograd::Error>(())
+    /// ```
+    ///
+    /// Tensors made by ops are not leaves; changing their flag is an error, as in PyTorch.
+    pub fn set_requires_grad(&self, requires: bool) -> Result<()> {
+        if !self.is_leaf() {
+            return Err(Error::invalid(
+                "set_requires_grad",
+                format!(
+                    "only leaves (data, parameters) can be frozen or unfrozen; this tensor of \
+                     shape {:?} was made by an op (detach() it first)",
+                    self.shape()
+                ),
+            ));
+        }
+        self.0.requires_grad.store(requires, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Leaves are tensors made directly (data, parameters), not by an op on a recorded tensor.
@@ -237,6 +268,36 @@ impl Tensor {
             .to_device(self.device())?;
         *self.storage_mut() = converted;
         Ok(())
+    }
+
+    /// Moves the values a fraction `weight` of the way towards `end`, in place:
+    /// `self += weight * (end - self)`, PyTorch's `self.lerp_(end, weight)`. Not recorded
+    /// for backward (an optimizer-side update, like the lookahead average of airbench94).
+    ///
+    /// ```
+    /// use autograd::{Device, Tensor};
+    /// let average = Tensor::from_vec(vec![0.0f32, 10.0], &[2], Device::Cpu)?;
+    /// average.lerp_(&Tensor::from_vec(vec![4.0f32, 2.0], &[2], Device::Cpu)?, 0.25)?;
+    /// assert_eq!(average.to_vec_f32()?, vec![1.0, 8.0]);
+    /// # Ok::<(), autograd::Error>(())
+    /// ```
+    pub fn lerp_(&self, end: &Tensor, weight: f64) -> Result<()> {
+        if end.shape() != self.shape() {
+            return Err(Error::shape(
+                "lerp",
+                format!(
+                    "end has shape {:?} but the tensor has shape {:?}",
+                    end.shape(),
+                    self.shape()
+                ),
+            ));
+        }
+        if Arc::ptr_eq(&self.0.storage, &end.0.storage) {
+            // Moving towards itself changes nothing (and the two locks would deadlock).
+            return Ok(());
+        }
+        let end = end.storage();
+        kernels::elementwise::lerp_assign(&mut self.storage_mut(), &end, weight)
     }
 
     /// The values as f32 on the host.

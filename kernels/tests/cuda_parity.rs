@@ -185,6 +185,7 @@ macro_rules! parity {
 
 parity!(
     relu,
+    gelu,
     elementwise,
     reduce,
     dropout,
@@ -205,6 +206,18 @@ fn relu(rng: &mut Rng, on: On) -> Result<Outputs> {
     let x = on.put(&rng.values(n));
     let y = relu::forward(&x)?;
     let gx = relu::backward(&y, &on.put(&rng.values(n)))?;
+    let mut o = Outputs::new();
+    out(&mut o, "forward", &y)?;
+    out(&mut o, "backward", &gx)?;
+    Ok(o)
+}
+
+fn gelu(rng: &mut Rng, on: On) -> Result<Outputs> {
+    let n = rng.range(1, 5000);
+    let x: Vec<f64> = rng.values(n).iter().map(|v| v * 12.0).collect();
+    let x = on.put(&x);
+    let y = kernels::gelu::forward(&x)?;
+    let gx = kernels::gelu::backward(&x, &on.put(&rng.values(n)))?;
     let mut o = Outputs::new();
     out(&mut o, "forward", &y)?;
     out(&mut o, "backward", &gx)?;
@@ -267,9 +280,19 @@ fn cross_entropy(rng: &mut Rng, on: On) -> Result<Outputs> {
     let (rows, cols) = (rng.range(1, 130), rng.range(2, 40));
     let x: Vec<f64> = rng.values(rows * cols).iter().map(|v| v * 6.0).collect();
     let labels: Vec<u32> = (0..rows).map(|_| rng.range(0, cols - 1) as u32).collect();
-    let (loss, probs) = cross_entropy::forward(&on.put(&x), &labels, rows, cols)?;
+    // Half the cases as airbench94's loss: label smoothing 0.2, summed over the rows.
+    let loss_options = if rng.chance() {
+        cross_entropy::CrossEntropy {
+            label_smoothing: 0.2,
+            reduction: cross_entropy::Reduction::Sum,
+        }
+    } else {
+        cross_entropy::CrossEntropy::default()
+    };
+    let (loss, probs) =
+        cross_entropy::forward_with(&on.put(&x), &labels, rows, cols, loss_options)?;
     let grad_loss = on.put(&[1.0 + rng.values(1)[0]]);
-    let gx = cross_entropy::backward(&probs, &labels, &grad_loss, rows, cols)?;
+    let gx = cross_entropy::backward_with(&probs, &labels, &grad_loss, rows, cols, loss_options)?;
     let mut o = Outputs::new();
     out(&mut o, "loss", &loss)?;
     out(&mut o, "probs", &probs)?;

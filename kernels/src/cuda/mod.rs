@@ -110,7 +110,7 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
         "cross_entropy.cu",
         &[
             "cross_entropy_forward",
-            "cross_entropy_mean",
+            "cross_entropy_reduce",
             "cross_entropy_backward",
         ],
     ),
@@ -123,6 +123,7 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
             "elementwise_mul",
             "elementwise_scale",
             "elementwise_add_assign",
+            "elementwise_lerp_assign",
             "elementwise_fill",
         ],
     ),

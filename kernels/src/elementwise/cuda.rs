@@ -52,6 +52,34 @@ pub(super) fn scale(op: &'static str, a: &CudaStorage, factor: f64) -> Result<St
     Ok(wrap(gpu, out))
 }
 
+/// `acc += weight * (end - acc)` in place.
+pub(super) fn lerp_assign(
+    op: &'static str,
+    acc: &mut CudaStorage,
+    end: &Storage,
+    weight: f64,
+) -> Result<()> {
+    let end = end.cuda(op, "end", acc.device())?;
+    let gpu = acc.backend().clone();
+    let n = acc.len();
+    let acc = acc.buffer_mut()?;
+    // SAFETY: elementwise_lerp_assign(float* acc, const float* end, float weight,
+    // unsigned long long n); the caller checked that both hold n elements.
+    unsafe {
+        gpu.launch(
+            op,
+            (FILE, "elementwise_lerp_assign"),
+            gpu.grid_stride_config(n),
+            &[
+                Arg::ptr(acc, 0),
+                end.arg(),
+                Arg::F32(weight as f32),
+                Arg::U64(n as u64),
+            ],
+        )
+    }
+}
+
 /// `acc += x` in place.
 pub(super) fn add_assign(op: &'static str, acc: &mut CudaStorage, x: &Storage) -> Result<()> {
     let x = x.cuda(op, "x", acc.device())?;

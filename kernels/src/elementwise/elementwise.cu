@@ -29,6 +29,13 @@ extern "C" __global__ void elementwise_add_assign(float* acc, const float* x,
     GRID_STRIDE(i, n) { acc[i] += x[i]; }
 }
 
+// acc += weight * (end - acc), in place (a moving average's step); weight rounded to f32
+// by the host, as the CPU code does.
+extern "C" __global__ void elementwise_lerp_assign(float* acc, const float* end, float weight,
+                                                   unsigned long long n) {
+    GRID_STRIDE(i, n) { acc[i] += weight * (end[i] - acc[i]); }
+}
+
 // out = value everywhere (Storage::full / zeros on the device).
 extern "C" __global__ void elementwise_fill(float* out, float value, unsigned long long n) {
     GRID_STRIDE(i, n) { out[i] = value; }

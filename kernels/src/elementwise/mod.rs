@@ -1,5 +1,6 @@
-//! Element-wise arithmetic on same-length buffers: `a + b`, `a * b`, `a * factor`, and the
-//! in-place `acc += x` that accumulates gradients when a tensor feeds several ops.
+//! Element-wise arithmetic on same-length buffers: `a + b`, `a * b`, `a * factor`, the
+//! in-place `acc += x` that accumulates gradients when a tensor feeds several ops, and the
+//! in-place `acc += w (end - acc)` of a moving average (airbench94's lookahead).
 //!
 //! No broadcasting: callers (the autograd layer) hand over operands of equal length, and a
 //! length mismatch is an error naming the op and both lengths.
@@ -65,6 +66,25 @@ pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
     )
 }
 
+/// `acc[i] += weight * (end[i] - acc[i])`, in place: PyTorch's `acc.lerp_(end, weight)` for
+/// `weight` below 1/2, the step of an exponential moving average towards `end`.
+pub fn lerp_assign(acc: &mut Storage, end: &Storage, weight: f64) -> Result<()> {
+    const OP: &str = "lerp";
+    same_len(OP, acc, end)?;
+    if !weight.is_finite() {
+        return Err(Error::invalid(
+            OP,
+            format!("weight must be finite, got {weight}"),
+        ));
+    }
+    dispatch!(
+        OP,
+        acc,
+        cpu::<T> => lerp_assign_cpu::<T>(OP, acc, end, weight),
+        cuda(acc) => cuda::lerp_assign(OP, acc, end, weight),
+    )
+}
+
 fn same_len(op: &'static str, a: &Storage, b: &Storage) -> Result<()> {
     if a.len() == b.len() {
         Ok(())
@@ -94,6 +114,17 @@ fn binary_cpu<T: Element>(
 fn scale_cpu<T: Element>(op: &'static str, a: &Storage, factor: f64) -> Result<Storage> {
     let a = a.host::<T>(op, "input")?;
     Ok(T::into_storage(cpu::scale(a, T::of(factor))))
+}
+
+fn lerp_assign_cpu<T: Element>(
+    op: &'static str,
+    acc: &mut Storage,
+    end: &Storage,
+    weight: f64,
+) -> Result<()> {
+    let end = end.host::<T>(op, "end")?;
+    cpu::lerp_assign(acc.host_mut::<T>(op, "acc")?, end, T::of(weight));
+    Ok(())
 }
 
 fn add_assign_cpu<T: Element>(op: &'static str, acc: &mut Storage, x: &Storage) -> Result<()> {
