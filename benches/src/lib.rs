@@ -471,10 +471,7 @@ mod tests {
             ],
             [7, 4, 6, 7, 1, 1]
         );
-        assert_eq!(
-            cases.iter().map(|c| c.parameters).sum::<usize>(),
-            1_972_792
-        );
+        assert_eq!(cases.iter().map(|c| c.parameters).sum::<usize>(), 1_972_792);
         let labels: Vec<&str> = cases.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
             &labels[..8],

@@ -84,7 +84,13 @@ fn the_whitening_weight_and_batch_norm_weights_are_frozen() {
         Device::Cpu,
     )
     .unwrap();
-    model.forward(&x).unwrap().sum().unwrap().backward().unwrap();
+    model
+        .forward(&x)
+        .unwrap()
+        .sum()
+        .unwrap()
+        .backward()
+        .unwrap();
     for (name, p) in model.parameters() {
         assert_eq!(p.grad().is_some(), p.requires_grad(), "{name}");
     }
@@ -93,7 +99,13 @@ fn the_whitening_weight_and_batch_norm_weights_are_frozen() {
         p.zero_grad();
     }
     model.whitening_bias().set_requires_grad(false).unwrap();
-    model.forward(&x).unwrap().sum().unwrap().backward().unwrap();
+    model
+        .forward(&x)
+        .unwrap()
+        .sum()
+        .unwrap()
+        .backward()
+        .unwrap();
     assert!(param(&mut model, "0.bias").grad().is_none());
     assert!(param(&mut model, "2.conv1.weight").grad().is_some());
 }
@@ -160,7 +172,10 @@ fn convolutions_start_dirac_in_their_first_filters_and_default_elsewhere() {
         assert!(rest.iter().all(|v| v.abs() <= bound), "{name}");
         if !rest.is_empty() {
             let max = rest.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            assert!(max > 0.9 * bound, "{name}: spread over the bound, max {max}");
+            assert!(
+                max > 0.9 * bound,
+                "{name}: spread over the bound, max {max}"
+            );
         }
     }
     assert!(param(&mut model, "0.bias")
@@ -180,8 +195,7 @@ fn whitening_sets_the_frozen_weight_to_the_filters() {
         .map(|i| (((i * 7919) % 257) as f32 / 64.0 - 2.0) * if i % 3 == 0 { 0.5 } else { 1.0 })
         .collect();
     let whitening = model.init_whitening(&images, shape).unwrap();
-    let expected =
-        PatchWhitening::of(&patch_moments(&images, shape, 2).unwrap()).unwrap();
+    let expected = PatchWhitening::of(&patch_moments(&images, shape, 2).unwrap()).unwrap();
     assert_eq!(whitening, expected);
     assert_eq!(
         model.whitening_weight().to_vec_f32().unwrap(),
@@ -200,7 +214,8 @@ fn lookahead_averages_every_float_entry_including_running_statistics() {
     // variance 2, so with momentum 0.1: running_mean 0.2, running_var 0.9 + 0.2 = 1.1.
     let x = Tensor::from_vec(vec![1.0f32, 3.0], &[2, 1, 1, 1], Device::Cpu).unwrap();
     bn.forward(&x).unwrap();
-    bn.bias.assign(&Tensor::from_vec(vec![1.0f32], &[1], Device::Cpu).unwrap())
+    bn.bias
+        .assign(&Tensor::from_vec(vec![1.0f32], &[1], Device::Cpu).unwrap())
         .unwrap();
     // decay 0.75: average = 0.75 * start + 0.25 * live, and the live values become it.
     lookahead.update(0.75).unwrap();
@@ -209,14 +224,23 @@ fn lookahead_averages_every_float_entry_including_running_statistics() {
     assert!((value(&bn.running_var) - 1.025).abs() < 1e-7);
     assert!((value(&bn.bias) - 0.25).abs() < 1e-7);
     assert_eq!(value(&bn.weight), 1.0);
-    assert_eq!(bn.num_batches_tracked, 1, "integer counters are not averaged");
+    assert_eq!(
+        bn.num_batches_tracked, 1,
+        "integer counters are not averaged"
+    );
     // decay 1: the weights become the average as it stands.
-    bn.bias.assign(&Tensor::from_vec(vec![9.0f32], &[1], Device::Cpu).unwrap())
+    bn.bias
+        .assign(&Tensor::from_vec(vec![9.0f32], &[1], Device::Cpu).unwrap())
         .unwrap();
     lookahead.update(1.0).unwrap();
     assert!((value(&bn.bias) - 0.25).abs() < 1e-7);
     assert!(lookahead.update(1.5).is_err());
-    let names: Vec<String> = lookahead.state().tensors.into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = lookahead
+        .state()
+        .tensors
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(
         names,
         [

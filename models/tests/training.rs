@@ -83,11 +83,15 @@ mod airbench94 {
     use models::{no_grad, Device, Tensor};
 
     /// The recipe at a small scale: batches of `batch`, whitening from 200 images, the
-    /// whitening bias frozen after the first epoch.
+    /// whitening bias frozen after the first epoch. The loss is a sum, so a step's update
+    /// shrinks with the batch: the learning rate grows to keep steps of batch 1024's size
+    /// (momentum and decay per example unchanged).
     fn recipe(batch: usize, epochs: f64) -> Airbench94Recipe {
+        let default = Airbench94Recipe::default();
         Airbench94Recipe {
             batch_size: batch,
             train_epochs: epochs,
+            lr: default.lr * (default.batch_size / batch) as f64,
             whiten_images: 200,
             whiten_bias_epochs: 1,
             ..Airbench94Recipe::default()
@@ -124,8 +128,8 @@ mod airbench94 {
     fn state_values(model: &mut dyn Module) -> Vec<(String, Vec<f32>)> {
         let mut values = Vec::new();
         model.visit_state(&mut |name, entry| {
-            if let models::layers::StateEntry::Parameter(t) | models::layers::StateEntry::Buffer(t) =
-                entry
+            if let models::layers::StateEntry::Parameter(t)
+            | models::layers::StateEntry::Buffer(t) = entry
             {
                 values.push((name.to_string(), t.to_vec_f32().unwrap()));
             }
@@ -179,7 +183,7 @@ mod airbench94 {
     fn airbench94_learns_a_learnable_problem() {
         let train_split = synthetic_split(320, 1);
         let test = synthetic_split(100, 2);
-        let recipe = recipe(32, 3.0);
+        let recipe = recipe(16, 1.5);
         let loader = ResidentLoader::new(&train_split, recipe.loader(0)).unwrap();
         let mut trainer = trainer(recipe, &train_split, 0);
         assert_eq!(trainer.total_steps(), 30);
@@ -193,9 +197,14 @@ mod airbench94 {
         let _guard = no_grad();
         let images = models::data::normalized_images(&test, 100, &recipe.loader(0).normalization);
         for level in [TtaLevel::Plain, TtaLevel::MirrorTranslate] {
-            let logits =
-                tta_logits(&mut trainer.model, &images, [100, 3, 32, 32], level, Device::Cpu)
-                    .unwrap();
+            let logits = tta_logits(
+                &mut trainer.model,
+                &images,
+                [100, 3, 32, 32],
+                level,
+                Device::Cpu,
+            )
+            .unwrap();
             let logits = Tensor::from_vec(logits, &[100, 10], Device::Cpu).unwrap();
             let correct = models::train::predictions(&logits)
                 .unwrap()
@@ -203,6 +212,7 @@ mod airbench94 {
                 .zip(&test.labels)
                 .filter(|(p, l)| **p == **l as usize)
                 .count();
+            eprintln!("{level:?}: {correct}% of 100 (first losses {first:.3}, last {last:.3})");
             assert!(correct > 30, "{level:?}: {correct}% (losses {losses:?})");
         }
     }
@@ -222,7 +232,10 @@ mod airbench94 {
 
         let mut again = trainer(recipe, &train_split, 7);
         train(&mut again, &loader, 10);
-        assert!(state_values(&mut again.model) == expected, "same seed, same run");
+        assert!(
+            state_values(&mut again.model) == expected,
+            "same seed, same run"
+        );
 
         // Stop after 6 steps (inside the second epoch), save, and resume in a new trainer.
         let mut first = trainer(recipe, &train_split, 7);

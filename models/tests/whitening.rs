@@ -358,9 +358,9 @@ fn whitened_patches_have_the_promised_covariance() {
     for (i, wi) in scaled.iter().enumerate() {
         for (j, wj) in scaled.iter().enumerate() {
             let mut value = 0.0;
-            for a in 0..12 {
-                for b in 0..12 {
-                    value += wi[a] * moments.matrix[a * 12 + b] * wj[b];
+            for (a, wa) in wi.iter().enumerate() {
+                for (b, wb) in wj.iter().enumerate() {
+                    value += wa * moments.matrix[a * 12 + b] * wb;
                 }
             }
             let lambda = whitening.eigenvalues[i];

@@ -1,13 +1,13 @@
 //! Optimizers over a list of named parameters: the state they keep and one `step()`.
 
 mod adam;
-// WIP mod lookahead;
+mod lookahead;
 mod schedule;
 mod sgd;
 
 pub use adam::Adam;
 pub use autograd::optim::{AdamConfig, SgdConfig};
-// WIP pub use lookahead::{lookahead_decay, Lookahead};
+pub use lookahead::{lookahead_decay, Lookahead};
 pub use schedule::LrSchedule;
 pub use sgd::{ParamGroup, Sgd};
 

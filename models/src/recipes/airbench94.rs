@@ -22,8 +22,8 @@
 
 use autograd::{profile, CrossEntropy, Device, Reduction};
 
-use crate::error::Result;
 use crate::data::{normalized_images, Batch, ResidentConfig, Split, CHANNELS, IMAGE_SIDE};
+use crate::error::Result;
 use crate::layers::Module;
 use crate::networks::Airbench94;
 use crate::optim::{
