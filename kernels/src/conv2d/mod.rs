@@ -36,6 +36,7 @@
 //! assert_eq!(y.to_vec_f64().unwrap()[5..7], [2.0, 4.0]);
 //! ```
 
+#[path = "cpu/im2col.rs"]
 mod cpu;
 mod cuda;
 #[cfg(test)]

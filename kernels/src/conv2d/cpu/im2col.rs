@@ -9,9 +9,9 @@ use rayon::prelude::*;
 mod packed;
 #[path = "pointwise.rs"]
 mod pointwise;
-#[path = "winograd.rs"]
+#[path = "winograd/f2x2.rs"]
 mod winograd;
-#[path = "winograd4.rs"]
+#[path = "winograd/f4x4.rs"]
 mod winograd4;
 
 use super::Conv2dGeometry;
