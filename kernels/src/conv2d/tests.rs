@@ -1,5 +1,6 @@
 use proptest::prelude::*;
 
+use super::cpu::{self, Path};
 use super::*;
 use crate::reference::{self, Array4, ConvParams};
 
@@ -458,31 +459,74 @@ proptest! {
     }
 }
 
+/// Asserts that `g` runs its forward pass by `path`, and that its input gradient is a
+/// convolution of its own that takes `input_grad_path` (so the tests below cover the
+/// Winograd code they are named for, whatever the thresholds in `cpu/mod.rs` become).
+fn assert_paths(g: &Conv2dGeometry, path: Path, input_grad_path: Path) {
+    assert_eq!(cpu::path_for(g), path, "forward path of {g:?}");
+    let gt = cpu::input_grad_geometry(g)
+        .unwrap_or_else(|| panic!("the input gradient of {g:?} is not a convolution"));
+    assert_eq!(
+        cpu::path_for(&gt),
+        input_grad_path,
+        "input-gradient path of {g:?}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     // Enough input channels for Winograd's F(2x2, 3x3) (3x3, stride 1), forward and the
     // input gradient (a 3x3 stride-1 convolution of its own), on odd and even sizes, every
-    // padding it takes, uneven padding, and images smaller than a tile.
+    // padding it takes, uneven padding, and images smaller than a tile. No more output
+    // channels than input channels: below the weight gradient's width a widening layer
+    // folds its input gradient back with col2im instead (see `cpu::input_grad_geometry`).
     #[test]
     fn winograd_matches_naive_loops(
         batch in 1usize..=3,
-        c_in in 16usize..=18,
+        c_in in 16usize..=19,
         c_out in 16usize..=19,
         in_h in 1usize..=11,
-        // Up to 14 wide: outputs of 12 and more take the weight gradient's path too.
         in_w in 1usize..=14,
         padding in (0usize..=2, 0usize..=2),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
         prop_assume!(in_h + 2 * padding.0 >= 3 && in_w + 2 * padding.1 >= 3);
+        let c_out = c_out.min(c_in);
         let g = geometry(
             [batch, c_in, in_h, in_w],
             [c_out, c_in, 3, 3],
             [1, 1],
             [padding.0, padding.1],
         );
+        assert_paths(&g, Path::WinogradF2x2, Path::WinogradF2x2);
+        check_against_naive(&g, seed, with_bias);
+    }
+
+    // The weight gradient by F(2x2, 3x3) too: outputs 12 to 16 wide, where the input
+    // gradient of widening layers is a Winograd convolution as well.
+    #[test]
+    fn winograd_weight_gradient_matches_naive_loops(
+        batch in 1usize..=2,
+        c_in in 16usize..=17,
+        c_out in 16usize..=18,
+        out_h in 1usize..=9,
+        out_w in 12usize..=16,
+        padding in (0usize..=2, 0usize..=2),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let in_h = (out_h + 2).saturating_sub(2 * padding.0);
+        prop_assume!(in_h >= 1);
+        let g = geometry(
+            [batch, c_in, in_h, out_w + 2 - 2 * padding.1],
+            [c_out, c_in, 3, 3],
+            [1, 1],
+            [padding.0, padding.1],
+        );
+        assert_paths(&g, Path::WinogradF2x2, Path::WinogradF2x2);
+        assert_eq!(cpu::weight_grad_path_for(&g), Path::WinogradF2x2, "{g:?}");
         check_against_naive(&g, seed, with_bias);
     }
 }
@@ -490,25 +534,29 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
-    // Outputs 32 and more in both directions take F(4x4, 3x3): every padding, sizes
-    // around multiples of 4, and the input gradient (F(4x4, 3x3) again).
+    // Outputs and inputs 32 and more in both directions take F(4x4, 3x3), forward, weight
+    // gradient and input gradient (F(4x4, 3x3) again): every padding, sizes around
+    // multiples of 4.
     #[test]
     fn winograd_4x4_matches_naive_loops(
         batch in 1usize..=2,
         c_in in 16usize..=17,
         c_out in 16usize..=18,
-        in_h in 30usize..=37,
-        in_w in 30usize..=37,
+        in_h in 32usize..=37,
+        in_w in 32usize..=37,
         padding in (0usize..=2, 0usize..=2),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
+        prop_assume!(in_h + 2 * padding.0 >= 34 && in_w + 2 * padding.1 >= 34);
         let g = geometry(
             [batch, c_in, in_h, in_w],
             [c_out, c_in, 3, 3],
             [1, 1],
             [padding.0, padding.1],
         );
+        assert_paths(&g, Path::WinogradF4x4, Path::WinogradF4x4);
+        assert_eq!(cpu::weight_grad_path_for(&g), Path::WinogradF4x4, "{g:?}");
         check_against_naive(&g, seed, with_bias);
     }
 }
@@ -517,15 +565,16 @@ proptest! {
 fn winograd_layers_match_the_reference() {
     // Shapes of layer1.1 (F(4x4, 3x3)), layer2.1 and layer3.0 (F(2x2, 3x3)), few images,
     // against the notebook's conv_forward.
-    check_against_reference(
-        &geometry([1, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1]),
-        80,
-    );
-    check_against_reference(
-        &geometry([2, 32, 16, 16], [24, 32, 3, 3], [1, 1], [1, 1]),
-        81,
-    );
-    check_against_reference(&geometry([3, 16, 9, 9], [16, 16, 3, 3], [1, 1], [1, 1]), 82);
+    let cases = [
+        ([1, 16, 32, 32], [16, 16, 3, 3], Path::WinogradF4x4),
+        ([2, 32, 16, 16], [24, 32, 3, 3], Path::WinogradF2x2),
+        ([3, 16, 9, 9], [16, 16, 3, 3], Path::WinogradF2x2),
+    ];
+    for (seed, (input, weight, path)) in (80..).zip(cases) {
+        let g = geometry(input, weight, [1, 1], [1, 1]);
+        assert_eq!(cpu::path_for(&g), path, "{g:?}");
+        check_against_reference(&g, seed);
+    }
 }
 
 fn message(err: Error) -> String {
@@ -703,6 +752,12 @@ fn reused_scratch_buffers_do_not_leak_into_later_calls() {
 /// read in place, and a stride.
 #[test]
 fn packed_f32_path_matches_naive_loops() {
+    if !cpu::packed::available() {
+        println!(
+            "SKIPPED (packed product): this CPU has no AVX-512F, so these shapes were checked \
+             on the gemm crate's products instead"
+        );
+    }
     let cases = [
         ([3, 5, 7, 9], [16, 5, 3, 3], [1, 1], [1, 1]),
         ([2, 4, 20, 20], [8, 4, 3, 3], [1, 1], [1, 1]),
