@@ -14,6 +14,8 @@ mod error;
 mod output;
 mod simd;
 mod storage;
+#[cfg(test)]
+mod test_util;
 
 pub mod batch_norm;
 pub mod conv2d;

@@ -3,19 +3,7 @@ use proptest::prelude::*;
 use super::cpu::{self, Path};
 use super::*;
 use crate::reference::{self, Array4, ConvParams};
-
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
-}
+use crate::test_util::{assert_close_scaled, values};
 
 fn f64s(values: &[f64]) -> Storage {
     Storage::f64(values.to_vec())
@@ -99,18 +87,6 @@ fn for_each_tap(g: &Conv2dGeometry, mut tap: impl FnMut(usize, usize, usize, usi
     }
 }
 
-fn assert_close(what: &str, got: &Storage, want: &[f64], tol: f64) {
-    let got = got.to_vec_f64().unwrap();
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "{what}[{i}]: got {g}, want {w} (tolerance {tol} x {scale})"
-        );
-    }
-}
-
 /// Runs forward and backward in f64 and f32 and compares them with the naive loops.
 fn check_against_naive(g: &Conv2dGeometry, seed: u64, with_bias: bool) {
     let x = values(numel(&g.input_shape()), seed);
@@ -120,27 +96,27 @@ fn check_against_naive(g: &Conv2dGeometry, seed: u64, with_bias: bool) {
     let bias = with_bias.then_some(&b[..]);
 
     let y = forward(&f64s(&x), &f64s(&w), bias.map(f64s).as_ref(), g).unwrap();
-    assert_close("f64 y", &y, &naive_forward(&x, &w, bias, g), 1e-10);
+    assert_close_scaled("f64 y", &y, &naive_forward(&x, &w, bias, g), 1e-10);
     let grads = backward(&f64s(&x), &f64s(&w), &f64s(&gy), g, with_bias, true).unwrap();
     let (gx, gw, gb) = naive_backward(&x, &w, &gy, g);
-    assert_close("f64 dx", grads.input.as_ref().unwrap(), &gx, 1e-10);
-    assert_close("f64 dw", &grads.weight, &gw, 1e-10);
+    assert_close_scaled("f64 dx", grads.input.as_ref().unwrap(), &gx, 1e-10);
+    assert_close_scaled("f64 dw", &grads.weight, &gw, 1e-10);
     assert_eq!(grads.bias.is_some(), with_bias);
     if with_bias {
-        assert_close("f64 db", grads.bias.as_ref().unwrap(), &gb, 1e-10);
+        assert_close_scaled("f64 db", grads.bias.as_ref().unwrap(), &gb, 1e-10);
     }
 
     let (x32, w32, b32, gy32) = (rounded(&x), rounded(&w), rounded(&b), rounded(&gy));
     let bias32 = with_bias.then_some(&b32[..]);
     let y = forward(&f32s(&x), &f32s(&w), bias.map(f32s).as_ref(), g).unwrap();
     assert_eq!(y.dtype(), crate::DType::F32);
-    assert_close("f32 y", &y, &naive_forward(&x32, &w32, bias32, g), 1e-5);
+    assert_close_scaled("f32 y", &y, &naive_forward(&x32, &w32, bias32, g), 1e-5);
     let grads = backward(&f32s(&x), &f32s(&w), &f32s(&gy), g, with_bias, false).unwrap();
     assert!(grads.input.is_none());
     let (_, gw, gb) = naive_backward(&x32, &w32, &gy32, g);
-    assert_close("f32 dw", &grads.weight, &gw, 1e-5);
+    assert_close_scaled("f32 dw", &grads.weight, &gw, 1e-5);
     if with_bias {
-        assert_close("f32 db", grads.bias.as_ref().unwrap(), &gb, 1e-5);
+        assert_close_scaled("f32 db", grads.bias.as_ref().unwrap(), &gb, 1e-5);
     }
 }
 
@@ -200,16 +176,16 @@ fn check_against_reference(g: &Conv2dGeometry, seed: u64) {
     );
 
     let y = forward(&f64s(&x), &f64s(&w), Some(&f64s(&b)), g).unwrap();
-    assert_close("f64 y vs reference", &y, &y_ref, 1e-10);
+    assert_close_scaled("f64 y vs reference", &y, &y_ref, 1e-10);
     let grads = backward(&f64s(&x), &f64s(&w), &f64s(&gy), g, true, true).unwrap();
-    assert_close(
+    assert_close_scaled(
         "f64 dx vs reference",
         grads.input.as_ref().unwrap(),
         &gx_ref,
         1e-10,
     );
-    assert_close("f64 dw vs reference", &grads.weight, &gw_ref, 1e-10);
-    assert_close(
+    assert_close_scaled("f64 dw vs reference", &grads.weight, &gw_ref, 1e-10);
+    assert_close_scaled(
         "f64 db vs reference",
         grads.bias.as_ref().unwrap(),
         &grads_ref.db,
@@ -219,16 +195,16 @@ fn check_against_reference(g: &Conv2dGeometry, seed: u64) {
     // f32 inputs are the f64 ones rounded; the reference is exact on those up to the
     // rounding of the inputs, which the relative tolerance absorbs.
     let y = forward(&f32s(&x), &f32s(&w), Some(&f32s(&b)), g).unwrap();
-    assert_close("f32 y vs reference", &y, &y_ref, 1e-4);
+    assert_close_scaled("f32 y vs reference", &y, &y_ref, 1e-4);
     let grads = backward(&f32s(&x), &f32s(&w), &f32s(&gy), g, true, true).unwrap();
-    assert_close(
+    assert_close_scaled(
         "f32 dx vs reference",
         grads.input.as_ref().unwrap(),
         &gx_ref,
         1e-4,
     );
-    assert_close("f32 dw vs reference", &grads.weight, &gw_ref, 1e-4);
-    assert_close(
+    assert_close_scaled("f32 dw vs reference", &grads.weight, &gw_ref, 1e-4);
+    assert_close_scaled(
         "f32 db vs reference",
         grads.bias.as_ref().unwrap(),
         &grads_ref.db,
@@ -781,12 +757,12 @@ fn packed_f32_path_matches_naive_loops() {
         for with_bias in [false, true] {
             let bias = with_bias.then_some(&b[..]);
             let y = forward(&f32s(&x), &f32s(&w), bias.map(f32s).as_ref(), &g).unwrap();
-            assert_close("f32 y", &y, &naive_forward(&x, &w, bias, &g), 1e-5);
+            assert_close_scaled("f32 y", &y, &naive_forward(&x, &w, bias, &g), 1e-5);
         }
         let grads = backward(&f32s(&x), &f32s(&w), &f32s(&gy), &g, true, true).unwrap();
         let (gx, gw, gb) = naive_backward(&x, &w, &gy, &g);
-        assert_close("f32 dx", grads.input.as_ref().unwrap(), &gx, 1e-5);
-        assert_close("f32 dw", &grads.weight, &gw, 1e-5);
-        assert_close("f32 db", grads.bias.as_ref().unwrap(), &gb, 1e-5);
+        assert_close_scaled("f32 dx", grads.input.as_ref().unwrap(), &gx, 1e-5);
+        assert_close_scaled("f32 dw", &grads.weight, &gw, 1e-5);
+        assert_close_scaled("f32 db", grads.bias.as_ref().unwrap(), &gb, 1e-5);
     }
 }
