@@ -205,7 +205,7 @@ fn relu(rng: &mut Rng, on: On) -> Result<Outputs> {
     let n = rng.range(1, 5000);
     let x = on.put(&rng.values(n));
     let y = relu::forward(&x)?;
-    let gx = relu::backward(&y, &on.put(&rng.values(n)))?;
+    let gx = relu::backward(&x, &on.put(&rng.values(n)))?;
     let mut o = Outputs::new();
     out(&mut o, "forward", &y)?;
     out(&mut o, "backward", &gx)?;

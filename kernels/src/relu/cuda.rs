@@ -22,12 +22,12 @@ pub(super) fn forward(x: &CudaStorage) -> Result<Storage> {
     Ok(wrap(gpu, y))
 }
 
-pub(super) fn backward(y: &CudaStorage, grad_out: &Storage) -> Result<Storage> {
-    let gpu = y.backend();
-    let grad_out = grad_out.cuda(OP, "grad_out", y.device())?;
-    let n = y.len();
+pub(super) fn backward(x: &CudaStorage, grad_out: &Storage) -> Result<Storage> {
+    let gpu = x.backend();
+    let grad_out = grad_out.cuda(OP, "grad_out", x.device())?;
+    let n = x.len();
     let grad_in = gpu.alloc::<f32>(n)?;
-    // SAFETY: relu_backward(const float* y, const float* grad_out, float* grad_in,
+    // SAFETY: relu_backward(const float* x, const float* grad_out, float* grad_in,
     // unsigned long long n); the caller checked that grad_out has n elements.
     unsafe {
         gpu.launch(
@@ -35,7 +35,7 @@ pub(super) fn backward(y: &CudaStorage, grad_out: &Storage) -> Result<Storage> {
             (FILE, "relu_backward"),
             gpu.grid_stride_config(n),
             &[
-                y.arg(),
+                x.arg(),
                 grad_out.arg(),
                 Arg::ptr(&grad_in, 0),
                 Arg::U64(n as u64),

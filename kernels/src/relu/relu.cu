@@ -13,10 +13,10 @@ extern "C" __global__ void relu_forward(const float* x, float* y, unsigned long 
     }
 }
 
-// grad_in = y > 0 ? grad_out : 0, from the forward *output* y.
-extern "C" __global__ void relu_backward(const float* y, const float* grad_out, float* grad_in,
+// grad_in = x > 0 ? grad_out : 0, from the forward input x.
+extern "C" __global__ void relu_backward(const float* x, const float* grad_out, float* grad_in,
                                          unsigned long long n) {
     GRID_STRIDE(i, n) {
-        grad_in[i] = y[i] > 0.0f ? grad_out[i] : 0.0f;
+        grad_in[i] = x[i] > 0.0f ? grad_out[i] : 0.0f;
     }
 }
