@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use super::{KERNEL_NAMES, KERNEL_SOURCES};
+use super::{compilation_unit, KERNEL_NAMES, KERNEL_SOURCES};
 use crate::pool2d::{Pool2dGeometry, PoolKind};
 use crate::{
     batch_norm, conv2d, cross_entropy, dropout, elementwise, linear, log_softmax, optim, reduce,
@@ -92,13 +92,17 @@ impl Emulator {
     }
 }
 
-/// The C++ translation unit: the emulator, every kernel file in a namespace of its own
-/// (their helpers share names), and the launch table generated from `KERNEL_NAMES`.
+/// The C++ translation unit: the emulator, every kernel file (behind the shared prelude, as
+/// NVRTC compiles it) in a namespace of its own (their helpers share names), and the
+/// launch table generated from `KERNEL_NAMES`.
 fn translation_unit(header: &str) -> String {
     let mut tu = format!("#include \"{header}\"\n#include <cstring>\n");
     for &(file, source) in KERNEL_SOURCES {
         let ns = file.trim_end_matches(".cu");
-        tu += &format!("namespace emu_{ns} {{\n#line 1 \"{file}\"\n{source}\n}}\n");
+        tu += &format!(
+            "namespace emu_{ns} {{\n{}}}\n",
+            compilation_unit(file, source)
+        );
     }
     tu += "extern \"C\" int emu_launch(const char* name, unsigned grid, unsigned bx, \
            unsigned by, void** args) {\n    dim3 block{bx, by, 1};\n";

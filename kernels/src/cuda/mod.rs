@@ -2,12 +2,14 @@
 //! CUDA C for everything else.
 //!
 //! Every op's GPU kernels live beside its CPU code as `kernels/src/<op>/<op>.cu`, embedded
-//! in the binary ([`KERNEL_SOURCES`]) and compiled by NVRTC for the device's own
-//! architecture the first time a kernel of that file is needed (once per process and
-//! device). Nothing here needs a CUDA toolkit or a GPU to build: the driver (`libcuda`),
-//! NVRTC (`libnvrtc`) and cuBLAS (`libcublas`) are loaded at run time, and every entry
-//! point checks that a library loads before calling into it, so a machine without CUDA
-//! gets an [`Error::Cuda`] naming what is missing instead of a panic.
+//! in the binary ([`KERNEL_SOURCES`]) and compiled, behind the shared [`PRELUDE`], by NVRTC
+//! for the device's own architecture the first time a kernel of that file is needed (once
+//! per process and device).
+//!
+//! Nothing here needs a CUDA toolkit or a GPU to build: the driver (`libcuda`), NVRTC
+//! (`libnvrtc`) and cuBLAS (`libcublas`) are loaded at run time, and every entry point
+//! checks that a library loads before calling into it, so a machine without CUDA gets an
+//! [`Error::Cuda`] naming what is missing instead of a panic.
 //!
 //! Tensors reach the GPU as `Storage::Cuda(`[`CudaStorage`]`)`: each op's dispatch sends
 //! that variant to the `cuda.rs` beside its CPU code, which allocates outputs from the
@@ -149,6 +151,17 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
     ),
     ("relu.cu", &["relu_forward", "relu_backward"]),
 ];
+
+/// What every `.cu` file shares (`GRID_STRIDE`, `WARP_PER_ROW`, `warp_sum`, `warp_max`,
+/// `block_sum`): [`compilation_unit`] puts it in front of each file.
+pub const PRELUDE: &str = include_str!("prelude.cuh");
+
+/// The text compiled for the kernel file `file` with source `source`: [`PRELUDE`], then the
+/// file, each behind a `#line` marker so that compiler messages name the right file and line.
+/// NVRTC ([`compile_ptx`], [`compile_cubin`]) and the g++ emulator of the tests compile this.
+pub fn compilation_unit(file: &str, source: &str) -> String {
+    format!("#line 1 \"prelude.cuh\"\n{PRELUDE}\n#line 1 \"{file}\"\n{source}\n")
+}
 
 /// The source of the `.cu` file called `file` (e.g. `"relu.cu"`).
 pub fn kernel_source(file: &str) -> Option<&'static str> {

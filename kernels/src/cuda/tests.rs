@@ -84,7 +84,8 @@ fn a_compile_error_names_the_file_the_options_and_the_log() {
     let err = compile_ptx("broken.cu", source, "sm_90").unwrap_err();
     let message = err.to_string();
     for expected in [
-        "broken.cu",
+        // The file's own line number, though the prelude is compiled before it.
+        "broken.cu(1)",
         "--gpu-architecture=sm_90",
         "--fmad=false",
         "undeclared",
@@ -190,6 +191,28 @@ fn every_kernel_signature_is_read_from_its_source() {
         [Param::Ptr, Param::F64, Param::Ptr, Param::U64]
     );
     assert!(kernel_params(relu, "no_such_kernel").is_none());
+}
+
+#[test]
+fn the_prelude_is_compiled_before_each_file_with_its_own_line_numbers() {
+    // NVRTC has no libc headers, and the kernels are the files' own.
+    assert!(!PRELUDE.contains("__global__"));
+    assert!(!PRELUDE
+        .lines()
+        .any(|line| line.trim_start().starts_with("#include")));
+    for name in [
+        "GRID_STRIDE",
+        "WARP_PER_ROW",
+        "warp_sum",
+        "warp_max",
+        "block_sum",
+    ] {
+        assert!(PRELUDE.contains(name), "{name} missing from the prelude");
+    }
+    let unit = compilation_unit("relu.cu", "int x;");
+    let prelude_at = unit.find(PRELUDE).unwrap();
+    let file_at = unit.find("#line 1 \"relu.cu\"\nint x;").unwrap();
+    assert!(unit.starts_with("#line 1 \"prelude.cuh\"\n") && prelude_at < file_at);
 }
 
 #[test]

@@ -1,9 +1,5 @@
 // ReLU on the GPU; the CPU code and the math are in relu/mod.rs and relu/cpu.rs.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // y = x > 0 ? x : 0 (a NaN input gives 0, as on the CPU).
 extern "C" __global__ void relu_forward(const float* x, float* y, unsigned long long n) {
