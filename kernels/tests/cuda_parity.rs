@@ -129,19 +129,7 @@ fn compare(op: &str, case: Case, test: On, reference: On) {
 /// Device 0 with TF32 off, or why there is none (printed as a skip). With
 /// `REQUIRE_CUDA=1` a missing device fails the test instead.
 fn cuda_or_skip(test: &str) -> Option<Device> {
-    match cuda::open(0) {
-        Ok(gpu) => {
-            gpu.set_tf32(false).expect("TF32 off");
-            Some(Device::Cuda(0))
-        }
-        Err(err) => {
-            if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
-                panic!("{test}: REQUIRE_CUDA=1 but no CUDA device: {err}");
-            }
-            println!("SKIPPED: no CUDA device ({err}) [{test}]");
-            None
-        }
-    }
+    cuda::open_or_skip(test).map(|gpu| Device::Cuda(gpu.ordinal()))
 }
 
 fn check_cpu(op: &str, case: Case) {

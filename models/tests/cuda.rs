@@ -16,19 +16,7 @@ use models::train::{evaluate, images_tensor, train_step};
 use models::{cuda, Device, Net};
 
 fn cuda_or_skip(test: &str) -> Option<Device> {
-    match cuda::open(0) {
-        Ok(gpu) => {
-            gpu.set_tf32(false).expect("TF32 off");
-            Some(Device::Cuda(0))
-        }
-        Err(err) => {
-            if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
-                panic!("{test}: REQUIRE_CUDA=1 but no CUDA device: {err}");
-            }
-            println!("SKIPPED: no CUDA device ({err}) [{test}]");
-            None
-        }
-    }
+    cuda::open_or_skip(test).map(|gpu| Device::Cuda(gpu.ordinal()))
 }
 
 fn batch(seed: u32, len: usize) -> Batch {

@@ -323,17 +323,9 @@ mod tests {
     /// Needs a GPU: skipped (with the reason printed) where none opens.
     #[test]
     fn a_batch_lowered_in_slices_matches_the_cpu_or_skips() {
-        let gpu = match crate::cuda::open(0) {
-            Ok(gpu) => gpu,
-            Err(err) => {
-                if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
-                    panic!("REQUIRE_CUDA=1 but no CUDA device: {err}");
-                }
-                println!("SKIPPED: no CUDA device ({err}) [conv2d slices]");
-                return;
-            }
-        };
-        gpu.set_tf32(false).unwrap();
+        if crate::cuda::open_or_skip("conv2d slices").is_none() {
+            return;
+        }
         let g = Conv2dGeometry::new(&[5, 3, 9, 7], &[4, 3, 3, 2], [2, 1], [1, 1]).unwrap();
         let values = |n: usize, salt: usize| -> Vec<f32> {
             (0..n)

@@ -256,6 +256,33 @@ pub fn open(ordinal: usize) -> Result<Arc<CudaBackend>> {
     Ok(backend)
 }
 
+/// For tests that need a GPU: device 0 with TF32 off (products comparable with the CPU's),
+/// or why none opens. With `REQUIRE_CUDA=1`, as `scripts/gpu-check.sh` sets on the GPU
+/// machine, a missing device panics instead, naming `test`: there a skip would hide a
+/// failure.
+pub fn open_for_test(test: &str) -> Result<Arc<CudaBackend>> {
+    let opened = open(0).and_then(|gpu| gpu.set_tf32(false).map(|()| gpu));
+    if let Err(err) = &opened {
+        if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+            panic!("{test}: REQUIRE_CUDA=1 but no CUDA device: {err}");
+        }
+    }
+    opened
+}
+
+/// [`open_for_test`], or `None` after printing `SKIPPED: no CUDA device (<reason>)
+/// [<test>]`: Rust has no "skipped" outcome, so a test without a GPU returns early and says
+/// so (`cargo test -- --nocapture` shows it).
+pub fn open_or_skip(test: &str) -> Option<Arc<CudaBackend>> {
+    match open_for_test(test) {
+        Ok(gpu) => Some(gpu),
+        Err(err) => {
+            println!("SKIPPED: no CUDA device ({err}) [{test}]");
+            None
+        }
+    }
+}
+
 /// Converts a size to the `int` a kernel parameter takes, or says which one is too large.
 pub fn to_i32(op: &'static str, what: &str, value: usize) -> Result<i32> {
     i32::try_from(value).map_err(|_| {

@@ -256,23 +256,9 @@ fn without_a_driver_open_explains_and_does_not_panic() {
 
 // The tests below launch kernels, so they run only where a device opens (never in CI).
 
-fn device_or_skip(test: &str) -> Option<Arc<CudaBackend>> {
-    match open(0) {
-        Ok(backend) => Some(backend),
-        Err(err) => {
-            // On the GPU machine scripts/gpu-check.sh sets REQUIRE_CUDA=1: no skipping there.
-            if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
-                panic!("{test}: REQUIRE_CUDA=1 but no CUDA device: {err}");
-            }
-            println!("SKIPPED: no CUDA device ({err}) [{test}]");
-            None
-        }
-    }
-}
-
 #[test]
 fn gpu_copies_round_trip_and_buffers_are_reused() {
-    let Some(gpu) = device_or_skip("gpu_copies_round_trip_and_buffers_are_reused") else {
+    let Some(gpu) = open_or_skip("gpu_copies_round_trip_and_buffers_are_reused") else {
         return;
     };
     let values = [1.5f32, -2.0, 3.25, 0.0, 7.0];
@@ -295,7 +281,7 @@ fn gpu_copies_round_trip_and_buffers_are_reused() {
 
 #[test]
 fn gpu_relu_and_dropout_match_the_cpu() {
-    let Some(gpu) = device_or_skip("gpu_relu_and_dropout_match_the_cpu") else {
+    let Some(gpu) = open_or_skip("gpu_relu_and_dropout_match_the_cpu") else {
         return;
     };
     let x = [-1.0f32, 0.0, 2.5, -0.5, 4.0, f32::NAN];
@@ -333,7 +319,7 @@ fn gpu_relu_and_dropout_match_the_cpu() {
 
 #[test]
 fn gpu_sgemm_is_row_major_with_transposes() {
-    let Some(gpu) = device_or_skip("gpu_sgemm_is_row_major_with_transposes") else {
+    let Some(gpu) = open_or_skip("gpu_sgemm_is_row_major_with_transposes") else {
         return;
     };
     // a = [1 2 3; 4 5 6] (2x3), b = [1 0; 0 1; 1 1] (3x2): a b = [4 5; 10 11].
