@@ -12,7 +12,7 @@
 //! bigger batches or images are cut into several).
 
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
-use crate::cuda::{to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
+use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "conv2d.cu";
@@ -285,24 +285,27 @@ fn backward_in_slices(
         }
     }
     let gb = if has_bias {
-        let gb = gpu.alloc::<f32>(c_out)?;
+        let batch = to_i32(OP, "batch", g.batch)?;
         // SAFETY: conv2d_bias_grad(const float* gy, int N, int C, int P, float* gb) reads
-        // the whole N * c_out * pixels gradient and writes c_out sums.
-        unsafe {
-            gpu.launch(
+        // the whole N * c_out * pixels gradient and writes the c_out sums.
+        Some(unsafe {
+            launch_into_new(
+                gpu,
                 OP,
                 (FILE, "conv2d_bias_grad"),
                 gpu.block_per_item_config(c_out),
-                &[
-                    gy.arg(),
-                    Arg::I32(to_i32(OP, "batch", g.batch)?),
-                    Arg::I32(c_out as i32),
-                    Arg::I32(low.pixels as i32),
-                    Arg::ptr(&gb, 0),
-                ],
-            )?;
-        }
-        Some(wrap(gpu, gb))
+                c_out,
+                |gb| {
+                    vec![
+                        gy.arg(),
+                        Arg::I32(batch),
+                        Arg::I32(c_out as i32),
+                        Arg::I32(low.pixels as i32),
+                        gb,
+                    ]
+                },
+            )?
+        })
     } else {
         None
     };

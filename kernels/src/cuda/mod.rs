@@ -53,8 +53,8 @@ pub use cudarc::driver::{
     LaunchConfig, PushKernelArg,
 };
 pub use signature::{kernel_params, Param};
-pub(crate) use storage::wrap;
 pub use storage::CudaStorage;
+pub(crate) use storage::{launch_into_new, wrap};
 
 use crate::{Error, Result};
 

@@ -3,12 +3,35 @@
 
 use std::sync::Arc;
 
-use super::{Arg, CudaBackend, CudaBuffer};
+use super::{Arg, CudaBackend, CudaBuffer, LaunchConfig};
 use crate::{Device, Result, Storage};
 
 /// Wraps a buffer that a kernel of `backend` has written as a `Storage::Cuda`.
 pub(crate) fn wrap(backend: &Arc<CudaBackend>, buffer: CudaBuffer<f32>) -> Storage {
     Storage::Cuda(CudaStorage::new(buffer, backend.clone()))
+}
+
+/// The launch most ops make: a new f32 buffer of `len` elements, written in full by one
+/// launch of `kernel` (`(file, name)`) over `config`. `args` is given the new buffer's
+/// pointer and returns the kernel's arguments in the order it declares them.
+///
+/// # Safety
+///
+/// As [`CudaBackend::launch`]; besides, the kernel must write all `len` elements of the
+/// output, which starts with whatever the allocator's last user left there.
+pub(crate) unsafe fn launch_into_new(
+    gpu: &Arc<CudaBackend>,
+    op: &'static str,
+    kernel: (&'static str, &'static str),
+    config: LaunchConfig,
+    len: usize,
+    args: impl FnOnce(Arg) -> Vec<Arg>,
+) -> Result<Storage> {
+    let out = gpu.alloc::<f32>(len)?;
+    let args = args(Arg::ptr(&out, 0));
+    // SAFETY: the caller vouches for the arguments and for the kernel writing `out`.
+    unsafe { gpu.launch(op, kernel, config, &args)? };
+    Ok(wrap(gpu, out))
 }
 
 /// An f32 buffer on one CUDA device (the payload of `Storage::Cuda`).
