@@ -16,7 +16,8 @@
 //! caching allocator and launches the op's kernels with [`CudaBackend::launch`] (whose
 //! arguments are checked against the kernel's parameter list in the `.cu` source) and its
 //! products with [`CudaBackend::sgemm`]. Everything runs in order on the backend's one
-//! stream; only copies to the host wait for it.
+//! stream; only copies to the host wait for it, unless [`SYNC_LAUNCHES_VAR`]
+//! (`KERNELS_CUDA_SYNC=1`) makes every launch wait and report its own failure.
 //!
 //! ```
 //! // On a machine without a GPU this is simply false; `open` says why.
@@ -45,7 +46,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use alloc::{CudaBuffer, PoolStats};
-pub use backend::{Arg, CudaBackend, BLOCK_SIZE};
+pub use backend::{Arg, CudaBackend, BLOCK_SIZE, SYNC_LAUNCHES_VAR};
 pub use compile::{arch_for, compile_cubin, compile_ptx, COMPILE_OPTIONS};
 /// The cudarc types a caller needs to launch kernels and pass buffers to cuBLAS.
 pub use cudarc::driver::{
