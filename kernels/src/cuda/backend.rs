@@ -14,7 +14,7 @@ use cudarc::driver::{
 };
 
 use super::alloc::{CudaBuffer, Pool, PoolStats};
-use super::compile::{arch_for, compile_cubin};
+use super::compile::arch_for;
 use super::kernel_source;
 use crate::{Error, Result};
 
@@ -198,7 +198,8 @@ impl CudaBackend {
     }
 
     /// The compiled module of the `.cu` file `file` (e.g. `"relu.cu"`), compiled by NVRTC
-    /// to machine code for this device on first use (see [`super::compile_cubin`]).
+    /// to machine code for this device on first use (see [`super::compile_cubin`]), or read
+    /// from the disk cache of an earlier process's compile (`cache.rs`).
     pub fn module(&self, file: &'static str) -> Result<Arc<CudaModule>> {
         let mut modules = lock(&self.modules);
         if let Some(module) = modules.get(file) {
@@ -206,7 +207,7 @@ impl CudaBackend {
         }
         let source = kernel_source(file)
             .ok_or_else(|| Error::Cuda(format!("no kernel file named {file}")))?;
-        let cubin = compile_cubin(file, source, &self.arch)?;
+        let cubin = super::cache::cubin(file, source, &self.arch)?;
         let module = driver(
             self.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(cubin)),
             &format!("could not load the compiled {file} on {}", self.arch),

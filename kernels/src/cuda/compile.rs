@@ -46,6 +46,24 @@ pub fn compile_ptx(file: &str, source: &str, arch: &str) -> Result<Ptx> {
     })
 }
 
+/// NVRTC's version, `(major, minor)`: part of the disk cache's key, as another NVRTC may
+/// compile the same source differently.
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    if !nvrtc_present() {
+        return Err(Error::Cuda(format!(
+            "NVRTC (libnvrtc.so.13) could not be loaded; install it with \
+             scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH, or \
+             {USE_CPU}"
+        )));
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: NVRTC loads (checked above); the call writes the two ints it is given.
+    unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| Error::Cuda(format!("could not read NVRTC's version: {e:?}")))?;
+    Ok((major, minor))
+}
+
 /// NVRTC loads and the source can be handed to it.
 fn check_compilable(file: &str, source: &str) -> Result<()> {
     if !nvrtc_present() {

@@ -4,7 +4,8 @@
 //! Every op's GPU kernels live beside its CPU code as `kernels/src/<op>/<op>.cu`, embedded
 //! in the binary ([`KERNEL_SOURCES`]) and compiled, behind the shared [`PRELUDE`], by NVRTC
 //! for the device's own architecture the first time a kernel of that file is needed (once
-//! per process and device).
+//! per process and device, and only once per machine: the machine code is kept in a disk
+//! cache, see [`CACHE_DIR_VAR`]).
 //!
 //! Nothing here needs a CUDA toolkit or a GPU to build: the driver (`libcuda`), NVRTC
 //! (`libnvrtc`) and cuBLAS (`libcublas`) are loaded at run time, and every entry point
@@ -34,6 +35,7 @@
 
 mod alloc;
 mod backend;
+mod cache;
 mod compile;
 #[cfg(all(test, target_os = "linux"))]
 mod emulated_tests;
@@ -47,7 +49,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub use alloc::{CudaBuffer, PoolStats};
 pub use backend::{Arg, CudaBackend, BLOCK_SIZE, SYNC_LAUNCHES_VAR};
-pub use compile::{arch_for, compile_cubin, compile_ptx, COMPILE_OPTIONS};
+pub use cache::CACHE_DIR_VAR;
+pub use compile::{arch_for, compile_cubin, compile_ptx, nvrtc_version, COMPILE_OPTIONS};
 /// The cudarc types a caller needs to launch kernels and pass buffers to cuBLAS.
 pub use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,

@@ -239,6 +239,145 @@ fn a_zero_k_batched_product_zeroes_each_output_matrix_and_not_the_gaps() {
 }
 
 #[test]
+fn the_cubin_cache_compiles_once_and_rebuilds_a_damaged_entry() {
+    use std::cell::Cell;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache::CubinCache::at(Some(dir.path().join("cubin")));
+    let compiles = Cell::new(0);
+    let compile = |payload: &'static [u8]| {
+        let compiles = &compiles;
+        move || {
+            compiles.set(compiles.get() + 1);
+            Ok(payload.to_vec())
+        }
+    };
+    let key = cache::key("relu.cu", "int x;", "sm_90", "13.0");
+    let first = cache
+        .get_or_compile("sm_90", &key, compile(b"first"))
+        .unwrap();
+    let again = cache
+        .get_or_compile("sm_90", &key, compile(b"second"))
+        .unwrap();
+    assert_eq!(
+        (first, again, compiles.get()),
+        (b"first".to_vec(), b"first".to_vec(), 1)
+    );
+
+    // Another architecture, source, NVRTC or file is another entry.
+    for (arch, other) in [
+        ("sm_80", cache::key("relu.cu", "int x;", "sm_80", "13.0")),
+        ("sm_90", cache::key("relu.cu", "int y;", "sm_90", "13.0")),
+        ("sm_90", cache::key("relu.cu", "int x;", "sm_90", "13.2")),
+        ("sm_90", cache::key("other.cu", "int x;", "sm_90", "13.0")),
+    ] {
+        assert_ne!(other, key);
+        cache
+            .get_or_compile(arch, &other, compile(b"other"))
+            .unwrap();
+    }
+    assert_eq!(compiles.get(), 5);
+
+    // A truncated entry, a flipped byte and a foreign file are ignored and replaced.
+    let entry = dir.path().join("cubin").join(format!("sm_90-{key}.cubin"));
+    let whole = std::fs::read(&entry).unwrap();
+    let mut flipped = whole.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    for damaged in [
+        whole[..whole.len() - 1].to_vec(),
+        flipped,
+        b"not a cubin".to_vec(),
+    ] {
+        std::fs::write(&entry, damaged).unwrap();
+        let rebuilt = cache
+            .get_or_compile("sm_90", &key, compile(b"rebuilt"))
+            .unwrap();
+        assert_eq!(rebuilt, b"rebuilt");
+        assert_eq!(
+            cache
+                .get_or_compile("sm_90", &key, compile(b"never"))
+                .unwrap(),
+            b"rebuilt"
+        );
+    }
+    assert_eq!(compiles.get(), 8);
+    // No temporary files are left behind.
+    let files = std::fs::read_dir(dir.path().join("cubin")).unwrap().count();
+    assert_eq!(files, 5);
+
+    // A compile error is the caller's, and is not cached.
+    let failing = || Err(Error::Cuda("no".into()));
+    let other = cache::key("broken.cu", "", "sm_90", "13.0");
+    assert!(cache.get_or_compile("sm_90", &other, failing).is_err());
+    assert_eq!(
+        cache
+            .get_or_compile("sm_90", &other, compile(b"ok"))
+            .unwrap(),
+        b"ok"
+    );
+}
+
+#[test]
+fn an_unusable_cache_folder_only_costs_the_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the folder should be: nothing can be stored under it.
+    let blocked = dir.path().join("file");
+    std::fs::write(&blocked, b"").unwrap();
+    let cache = cache::CubinCache::at(Some(blocked.join("cubin")));
+    for _ in 0..2 {
+        let got = cache.get_or_compile("sm_90", "k", || Ok(b"code".to_vec()));
+        assert_eq!(got.unwrap(), b"code");
+    }
+    let no_cache = cache::CubinCache::at(None);
+    assert_eq!(
+        no_cache
+            .get_or_compile("sm_90", "k", || Ok(vec![1]))
+            .unwrap(),
+        [1]
+    );
+}
+
+#[test]
+fn the_cubin_cache_serves_nvrtc_output_to_the_next_process() {
+    if !nvrtc_or_skip("NVRTC cache test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = kernel_source("relu.cu").unwrap();
+    let (major, minor) = nvrtc_version().unwrap();
+    let key = cache::key("relu.cu", source, "sm_90", &format!("{major}.{minor}"));
+    let compile = || compile_cubin("relu.cu", source, "sm_90");
+    let fresh = cache::CubinCache::at(Some(dir.path().to_path_buf()))
+        .get_or_compile("sm_90", &key, compile)
+        .unwrap();
+    // A second cache object over the same folder stands for the next process.
+    let cached = cache::CubinCache::at(Some(dir.path().to_path_buf()))
+        .get_or_compile("sm_90", &key, || panic!("compiled again"))
+        .unwrap();
+    assert_eq!(cached, fresh);
+    assert_eq!(cached.get(..4), Some(&b"\x7fELF"[..]));
+}
+
+#[test]
+fn the_cache_folder_follows_the_environment() {
+    let os = |s: &str| Some(std::ffi::OsString::from(s));
+    let path = std::path::PathBuf::from;
+    assert_eq!(
+        cache::dir_from(os("/c"), os("/x"), os("/h")),
+        Some(path("/c"))
+    );
+    assert_eq!(cache::dir_from(os(""), os("/x"), os("/h")), None);
+    assert_eq!(
+        cache::dir_from(None, os("/x"), os("/h")),
+        Some(path("/x/cifar-rs/cubin"))
+    );
+    assert_eq!(
+        cache::dir_from(None, os(""), os("/h")),
+        Some(path("/h/.cache/cifar-rs/cubin"))
+    );
+    assert_eq!(cache::dir_from(None, None, None), None);
+}
+
+#[test]
 fn kernel_source_finds_files_by_name() {
     assert!(kernel_source("relu.cu").unwrap().contains("relu_forward"));
     assert!(kernel_source("nope.cu").is_none());
