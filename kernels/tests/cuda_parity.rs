@@ -27,8 +27,16 @@ use kernels::{
 /// Largest norm-wise relative difference accepted between two f32 results.
 const TOLERANCE: f64 = 1e-5;
 
-/// Random cases per op.
+/// Random cases per op, unless `$CUDA_PARITY_CASES` says how many (`scripts/gpu-check.sh`
+/// runs one under compute-sanitizer, where every launch is many times slower).
 const CASES: u64 = 4;
+
+fn cases() -> u64 {
+    std::env::var("CUDA_PARITY_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES)
+}
 
 /// A small deterministic generator, so a failing case can be replayed from its seed.
 struct Rng(u64);
@@ -105,7 +113,7 @@ type Case = fn(&mut Rng, On) -> Result<Outputs>;
 
 /// Runs `case` with the same random inputs on `test` and `reference` and compares.
 fn compare(op: &str, case: Case, test: On, reference: On) {
-    for seed in 0..CASES {
+    for seed in 0..cases() {
         let run = |on: On| {
             case(&mut Rng(seed * 7919 + 1), on)
                 .unwrap_or_else(|e| panic!("{op} case {seed} on {on:?}: {e}"))
