@@ -214,7 +214,8 @@ run_tests() {
     fi
     save_logs
 }
-run_tests kernels-lib 90 cuda::tests:: conv2d::cuda::
+run_tests kernels-lib 90 cuda::tests::gpu_ cuda::tests::every_kernel_file_compiles \
+    cuda::tests::the_cubin_cache_serves conv2d::cuda::
 run_tests kernels-cuda_parity 120
 run_tests models-cuda 90
 run_tests cli-cuda 90
