@@ -16,9 +16,10 @@
 //!
 //! Backward, [`weight_grad_path_for`] makes the same choice for the weight gradient, except
 //! that Winograd takes only outputs at least [`WINOGRAD_WEIGHT_GRAD_MIN_WIDTH`] wide. The
-//! input gradient of a stride-1 layer is a convolution of its own ([`input_grad_geometry`])
-//! and takes whichever path that convolution's geometry picks; the other layers' input
-//! gradient is folded back with `col2im` beside the weight gradient in `im2col.rs`.
+//! input gradient of a stride-1 layer with padding below the kernel size is a convolution
+//! of its own ([`input_grad_geometry`]; on the im2col path only where the layer does not
+//! widen) and takes whichever path that convolution's geometry picks; the other layers'
+//! input gradient is folded back with `col2im` beside the weight gradient in `im2col.rs`.
 //!
 //! Every path cuts the batch into one slice per rayon thread ([`groups`]), with scratch
 //! buffers kept between calls ([`Scratch`]).
