@@ -33,6 +33,20 @@ impl CudaDevice {
         })
     }
 
+    /// For tests: device 0 with TF32 off, or why not. Where `REQUIRE_CUDA=1` (the GPU
+    /// machine's scripts/gpu-check.sh) a missing device panics, naming `test`.
+    pub fn open_for_test(test: &str) -> Result<CudaDevice> {
+        Ok(CudaDevice {
+            backend: kernels::cuda::open_for_test(test)?,
+        })
+    }
+
+    /// For tests: [`CudaDevice::open_for_test`], or `None` after printing
+    /// `SKIPPED: no CUDA device (<reason>) [<test>]`.
+    pub fn open_or_skip(test: &str) -> Option<CudaDevice> {
+        kernels::cuda::open_or_skip(test).map(|backend| CudaDevice { backend })
+    }
+
     /// `Device::Cuda(ordinal)`, for placing tensors on it.
     pub fn device(&self) -> Device {
         Device::Cuda(self.backend.ordinal())

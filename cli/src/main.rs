@@ -8,26 +8,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc, set up by [`keep_freed_memory`] as the first thing `main` does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A training step frees and re-allocates the same multi-megabyte activations and
-/// gradients every step. Memory handed back to the OS comes back as fresh pages, one page
-/// fault per 4 KiB (about 10,000 per step at batch 32, 56,000 at batch 128 with glibc's
-/// malloc): keep it instead, and back large blocks with 2 MiB pages where the kernel
-/// allows (fewer faults and TLB misses in the matrix products).
-fn keep_freed_memory() {
-    // Numbers of `mi_option_t` in mimalloc.h, the same in mimalloc 2.x and 3.x.
-    const ALLOW_LARGE_OS_PAGES: i32 = 6;
-    const PURGE_DELAY: i32 = 15;
-    // SAFETY: plain option setters, called before any other thread exists.
-    unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
-        libmimalloc_sys::mi_option_set(ALLOW_LARGE_OS_PAGES, 1);
-    }
-}
-
 #[derive(Parser)]
 #[command(
     name = "cli",
@@ -54,7 +34,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
