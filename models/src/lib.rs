@@ -6,6 +6,7 @@ mod error;
 pub mod layers;
 pub mod net;
 pub mod optim;
+pub mod test_pause;
 pub mod train;
 
 /// The CUDA backend, for the command line's `--device` and `--tf32`.

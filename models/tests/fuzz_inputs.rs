@@ -1,0 +1,227 @@
+//! Bounded fuzzing, run in CI: mutated CIFAR-10 archives and record folders, and mutated
+//! checkpoint files, must each give a value or an error — never a panic, an abort or an
+//! allocation beyond [`LARGEST_ALLOCATION`]. Each test prints how many inputs it ran;
+//! `CIFAR_RS_FUZZ_CASES=N` runs N per test instead of the default, for longer sessions.
+
+mod checkpoint_support;
+mod data_support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use checkpoint_support::small_model;
+use data_support::*;
+use models::checkpoint::{
+    load_model, load_training_state, save_checkpoint, Checkpoint, TrainingProgress, MODEL_FILE,
+    TRAINING_STATE_FILE,
+};
+use models::data::{Cifar10, DataFingerprint};
+use models::train::Tally;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{Config, TestRunner};
+
+/// No single allocation may be larger: the readers must bound what a header claims.
+const LARGEST_ALLOCATION: usize = 256 << 20;
+
+/// The system allocator, remembering the largest request it was asked for.
+struct Watched;
+
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call goes straight to `System` with the same arguments; the only addition
+// is an atomic maximum, which neither allocates nor touches the memory handed out.
+unsafe impl GlobalAlloc for Watched {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Watched = Watched;
+
+fn cases(default: u32) -> u32 {
+    std::env::var("CIFAR_RS_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Byte edits: overwrite, flip a bit, insert, delete; then maybe cut the end off.
+type Mutation = (Vec<(Index, u8, u8)>, Option<Index>);
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    (
+        prop::collection::vec((any::<Index>(), any::<u8>(), 0u8..4), 1..8),
+        prop::option::weighted(0.2, any::<Index>()),
+    )
+}
+
+fn mutate(mut bytes: Vec<u8>, (edits, cut): Mutation) -> Vec<u8> {
+    for (at, value, how) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let i = at.index(bytes.len());
+        match how {
+            0 => bytes[i] = value,
+            1 => bytes[i] ^= 1 << (value % 8),
+            2 => bytes.insert(i, value),
+            _ => {
+                bytes.remove(i);
+            }
+        }
+    }
+    if let Some(cut) = cut {
+        bytes.truncate(cut.index(bytes.len() + 1));
+    }
+    bytes
+}
+
+/// Runs `check` on `default` (or `CIFAR_RS_FUZZ_CASES`) inputs drawn from `strategy`, then
+/// checks the allocation bound and says how many inputs ran.
+fn fuzz<S: Strategy>(what: &str, default: u32, strategy: S, check: impl Fn(S::Value)) {
+    let config = Config {
+        cases: cases(default),
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let inputs = Cell::new(0u32);
+    TestRunner::new(config)
+        .run(&strategy, |value| {
+            check(value);
+            inputs.set(inputs.get() + 1);
+            Ok(())
+        })
+        .unwrap();
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        largest <= LARGEST_ALLOCATION,
+        "{what}: an allocation of {largest} bytes"
+    );
+    eprintln!(
+        "fuzzed {what} with {} mutated inputs (largest allocation {largest} bytes)",
+        inputs.get()
+    );
+}
+
+#[test]
+fn mutated_archives_load_or_fail_cleanly() {
+    let files = small_dataset();
+    // Stored blocks expose the tar headers to the mutations; compressed ones the deflate
+    // stream.
+    let seeds = [
+        tar_gz_with(&files, "cifar-10-batches-bin/", flate2::Compression::none()),
+        tar_gz(&files, "cifar-10-batches-bin/"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cifar-10-binary.tar.gz");
+    fuzz(
+        "the CIFAR-10 archive reader",
+        1_000,
+        (0..seeds.len(), mutation()),
+        |(seed, edits)| {
+            std::fs::write(&path, mutate(seeds[seed].clone(), edits)).unwrap();
+            let _ = Cifar10::load(&path);
+        },
+    );
+}
+
+#[test]
+fn mutated_record_folders_load_or_fail_cleanly() {
+    let files = small_dataset();
+    let dir = tempfile::tempdir().unwrap();
+    fuzz(
+        "the CIFAR-10 folder reader",
+        1_000,
+        (0..files.len(), mutation()),
+        |(file, edits)| {
+            let mut mutated = files.clone();
+            mutated[file].1 = mutate(mutated[file].1.clone(), edits);
+            write_files(dir.path(), &mutated);
+            if let Ok(data) = Cifar10::load(dir.path()) {
+                // Whatever loads keeps the split's invariant.
+                assert_eq!(data.train.images.len(), data.train.len() * 3072);
+            }
+        },
+    );
+}
+
+fn progress() -> TrainingProgress {
+    TrainingProgress {
+        epochs_done: 1,
+        batches_done: 0,
+        global_step: 1,
+        optimizer: "adam".into(),
+        epoch_tally: Tally::default(),
+        log_tally: Tally::default(),
+        epoch_seconds: 0.0,
+        metrics_bytes: 0,
+        finished: false,
+        train_data: DataFingerprint {
+            images: 4,
+            crc32: 1,
+        },
+        settings: serde_json::json!({}),
+    }
+}
+
+#[test]
+fn mutated_checkpoints_load_or_fail_cleanly() {
+    let seed_dir = tempfile::tempdir().unwrap();
+    let (mut model, optimizer) = small_model(1);
+    save_checkpoint(
+        seed_dir.path(),
+        &mut model,
+        &optimizer,
+        HashMap::new(),
+        &progress(),
+    )
+    .unwrap();
+    let read = |name: &str| std::fs::read(seed_dir.path().join(name)).unwrap();
+    let seeds = [read(MODEL_FILE), read(TRAINING_STATE_FILE)];
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let load_all = |folder: &Path| {
+        let (mut model, mut optimizer) = small_model(2);
+        let _ = load_model(&mut model, &folder.join(MODEL_FILE));
+        let _ = load_training_state(
+            &folder.join(TRAINING_STATE_FILE),
+            &mut model,
+            &mut optimizer,
+        );
+        let _ = models::checkpoint::read_progress(&folder.join(TRAINING_STATE_FILE));
+        if let Ok(checkpoint) = Checkpoint::open(folder) {
+            let _ = checkpoint.restore(&mut model, &mut optimizer);
+        }
+    };
+    fuzz(
+        "the safetensors checkpoint loader",
+        1_000,
+        (0..seeds.len(), mutation()),
+        |(which, edits)| {
+            std::fs::write(path(MODEL_FILE), &seeds[0]).unwrap();
+            std::fs::write(path(TRAINING_STATE_FILE), &seeds[1]).unwrap();
+            let name = [MODEL_FILE, TRAINING_STATE_FILE][which];
+            std::fs::write(path(name), mutate(seeds[which].clone(), edits)).unwrap();
+            load_all(dir.path());
+        },
+    );
+}
