@@ -4,10 +4,12 @@
 //!
 //! The estimate works from the model's own layer outputs (a forward trace at batch 1, the
 //! `summary` table), its parameter count and its optimizer's state, so it holds for any
-//! network. Calibration, on the CPU with f32 (docs/results.md, "Memory of a training
-//! step"): peak memory grows by 1.4 to 1.6 times the sum of the layer outputs per image in
-//! training (outputs kept for the backward pass, their gradients, convolution workspace),
-//! and by at most 3 times the largest layer output per image in evaluation.
+//! network. Calibration, on the CPU with f32 (docs/results.md, "Memory of a training step
+//! and of an evaluation"): peak memory grows per image by 1.4 to 1.6 times the sum of the
+//! layer outputs in training (outputs kept for the backward pass, their gradients,
+//! convolution workspace), and by 1.9 times the largest layer output in evaluation, which
+//! starts from about 8 times the weights' size (loading the checkpoint). The constants
+//! below round these up, so only what cannot fit is refused.
 
 use models::layers::LayerTrace;
 use models::Device;
@@ -15,8 +17,12 @@ use models::Device;
 /// Training: each image's layer outputs count this many times (measured 1.4-1.6, rounded
 /// up so the estimate errs on the side of refusing only what cannot fit).
 const TRAINING_COPIES: f64 = 2.0;
-/// Evaluation keeps only a layer's input and output (and a convolution's workspace).
-const EVALUATION_COPIES: f64 = 4.0;
+/// Evaluation keeps only a layer's input and output (and a convolution's workspace):
+/// measured 1.9.
+const EVALUATION_COPIES: f64 = 2.5;
+/// Loading a checkpoint for evaluation: the file, its values widened to f64, the
+/// tensors (measured ~8 times the weights' size before the first batch).
+const LOADING_COPIES: f64 = 8.0;
 /// The program itself, its threads and allocator (measured ~42 MB beyond the weights).
 const RUNTIME_BYTES: f64 = 64e6;
 
@@ -55,8 +61,8 @@ impl Footprint {
         }
     }
 
-    /// An evaluation (no gradients): weights, and per image a few copies of the largest
-    /// layer output plus the input batches in flight.
+    /// An evaluation of a loaded checkpoint (no gradients): the weights as loaded, and per
+    /// image a few copies of the largest layer output plus the input batches in flight.
     pub fn evaluation(
         trace: &[LayerTrace],
         parameters: usize,
@@ -70,7 +76,7 @@ impl Footprint {
             .fold(0.0, f64::max);
         let value_bytes = value_bytes as f64;
         Footprint {
-            fixed: RUNTIME_BYTES + parameters as f64 * value_bytes,
+            fixed: RUNTIME_BYTES + LOADING_COPIES * parameters as f64 * value_bytes,
             per_image: (EVALUATION_COPIES * largest
                 + input_values as f64 * batches_in_flight as f64)
                 * value_bytes,
@@ -193,7 +199,8 @@ mod tests {
             footprint.fixed + 10.0 * footprint.per_image
         );
         let evaluation = Footprint::evaluation(&trace, 100, 4, 30, 3);
-        assert_eq!(evaluation.per_image, (4.0 * 1000.0 + 90.0) * 4.0);
+        assert_eq!(evaluation.per_image, (2.5 * 1000.0 + 90.0) * 4.0);
+        assert_eq!(evaluation.fixed, RUNTIME_BYTES + 8.0 * 100.0 * 4.0);
         assert_eq!(footprint.largest_batch(footprint.bytes(7) + 1.0), 7);
         assert_eq!(footprint.largest_batch(0.0), 0);
     }

@@ -105,7 +105,6 @@ fn a_kill_at_any_instant_of_a_save_leaves_a_run_that_resumes_exactly() {
         assert_eq!(
             left,
             [
-                ".lock",
                 "metrics.jsonl",
                 "model.safetensors",
                 "training_state.safetensors"

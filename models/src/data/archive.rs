@@ -116,7 +116,7 @@ fn read_members(
             continue;
         }
         // Only the header vouches for the size: let the buffer grow with what is there.
-        let mut bytes = Vec::with_capacity(size.min(1 << 26) as usize);
+        let mut bytes = Vec::with_capacity(size.min(1 << 24) as usize);
         entry.read_to_end(&mut bytes).map_err(corrupt)?;
         match slot {
             Some(i) => contents[i] = Some(bytes),
