@@ -2,6 +2,10 @@
 
 mod commands;
 mod device;
+// The models crate's fuzz helpers, so every fuzzed reader shares one mutation and runner.
+#[cfg(test)]
+#[path = "../../models/tests/fuzz_support/mod.rs"]
+mod fuzz_support;
 mod interrupt;
 mod memory;
 mod metrics;

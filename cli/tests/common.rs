@@ -27,6 +27,27 @@ pub fn train(args: &[&str]) -> Output {
     cli(&all)
 }
 
+/// `train` on the CPU, 2 epochs of batches of 8 into `run`, with `extra` flags: the short
+/// runs the interrupt and kill tests stop.
+pub fn short_run<'a>(data: &'a str, run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--data",
+        data,
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A running cli process whose stderr lines arrive on a channel, so a test can wait for
 /// one (a `test pause:` line, say) while the process runs.
 pub struct Running {

@@ -24,26 +24,8 @@ fn data(root: &Path) -> String {
 }
 
 fn train_command(data: &str, run: &Path, extra: &[&str]) -> Command {
-    let mut args = vec![
-        "train",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--data",
-        data,
-        "--batch-size",
-        "8",
-        "--log-every",
-        "2",
-        "--seed",
-        "4",
-        "--epochs",
-        "2",
-        "--out",
-        run.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    command(&args)
+    let flags = [&["--log-every", "2", "--seed", "4"][..], extra].concat();
+    command(&short_run(data, run, &flags))
 }
 
 /// Runs a training that pauses at `pause`, sends `signal` there, and checks how it ends.

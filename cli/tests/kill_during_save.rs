@@ -23,26 +23,11 @@ const POINTS: [&str; 6] = [
 ];
 
 fn train_args<'a>(data: &'a str, run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "train",
-        "--device",
-        "cpu",
-        "--no-progress",
-        "--data",
+    short_run(
         data,
-        "--batch-size",
-        "8",
-        "--limit",
-        "16",
-        "--seed",
-        "2",
-        "--epochs",
-        "2",
-        "--out",
-        run.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    args
+        run,
+        &[&["--limit", "16", "--seed", "2"][..], extra].concat(),
+    )
 }
 
 /// Starts a training that stops at `pause` and kills it there with SIGKILL.

@@ -5,40 +5,15 @@ mod checkpoint_support;
 
 use std::collections::HashMap;
 
-use checkpoint_support::{batch, small_model};
+use checkpoint_support::{batch, progress, small_model};
 use models::checkpoint::{
     load_model, load_training_state, save_checkpoint, save_model, save_training_state, Checkpoint,
-    TrainingProgress, MODEL_FILE, TRAINING_STATE_FILE,
+    MODEL_FILE, TRAINING_STATE_FILE,
 };
-use models::data::DataFingerprint;
 use models::layers::Module;
 use models::optim::{Adam, AdamConfig, Optimizer};
-use models::train::{train_step, Tally};
+use models::train::train_step;
 use models::{Device, Net};
-
-fn progress(step: u64) -> TrainingProgress {
-    TrainingProgress {
-        epochs_done: 0,
-        batches_done: step,
-        global_step: step,
-        optimizer: "adam".into(),
-        epoch_tally: Tally {
-            loss_sum: 2.5 * step as f64,
-            correct: step,
-            images: 3 * step,
-            steps: step,
-        },
-        log_tally: Tally::default(),
-        epoch_seconds: 0.5,
-        metrics_bytes: 100 * step,
-        finished: false,
-        train_data: DataFingerprint {
-            images: 12,
-            crc32: 0xdead_beef,
-        },
-        settings: serde_json::json!({"batch_size": 3, "seed": 5}),
-    }
-}
 
 fn all_values(net: &mut Net) -> Vec<Vec<f32>> {
     let mut values = Vec::new();

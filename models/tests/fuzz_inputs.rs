@@ -5,24 +5,21 @@
 
 mod checkpoint_support;
 mod data_support;
+mod fuzz_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use checkpoint_support::small_model;
+use checkpoint_support::{progress, small_model};
 use data_support::*;
+use fuzz_support::{mutate, mutation};
 use models::checkpoint::{
-    load_model, load_training_state, save_checkpoint, Checkpoint, TrainingProgress, MODEL_FILE,
-    TRAINING_STATE_FILE,
+    load_model, load_training_state, save_checkpoint, Checkpoint, MODEL_FILE, TRAINING_STATE_FILE,
 };
-use models::data::{Cifar10, DataFingerprint};
-use models::train::Tally;
+use models::data::Cifar10;
 use proptest::prelude::*;
-use proptest::sample::Index;
-use proptest::test_runner::{Config, TestRunner};
 
 /// No single allocation may be larger: the readers must not trust what a header claims
 /// (the inputs here are well under a megabyte).
@@ -57,69 +54,15 @@ unsafe impl GlobalAlloc for Watched {
 #[global_allocator]
 static ALLOCATOR: Watched = Watched;
 
-fn cases(default: u32) -> u32 {
-    std::env::var("CIFAR_RS_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Byte edits: overwrite, flip a bit, insert, delete; then maybe cut the end off.
-type Mutation = (Vec<(Index, u8, u8)>, Option<Index>);
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    (
-        prop::collection::vec((any::<Index>(), any::<u8>(), 0u8..4), 1..8),
-        prop::option::weighted(0.2, any::<Index>()),
-    )
-}
-
-fn mutate(mut bytes: Vec<u8>, (edits, cut): Mutation) -> Vec<u8> {
-    for (at, value, how) in edits {
-        if bytes.is_empty() {
-            break;
-        }
-        let i = at.index(bytes.len());
-        match how {
-            0 => bytes[i] = value,
-            1 => bytes[i] ^= 1 << (value % 8),
-            2 => bytes.insert(i, value),
-            _ => {
-                bytes.remove(i);
-            }
-        }
-    }
-    if let Some(cut) = cut {
-        bytes.truncate(cut.index(bytes.len() + 1));
-    }
-    bytes
-}
-
-/// Runs `check` on `default` (or `CIFAR_RS_FUZZ_CASES`) inputs drawn from `strategy`, then
-/// checks the allocation bound and says how many inputs ran.
+/// [`fuzz_support::fuzz`], then the allocation bound, and how many inputs ran.
 fn fuzz<S: Strategy>(what: &str, default: u32, strategy: S, check: impl Fn(S::Value)) {
-    let config = Config {
-        cases: cases(default),
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let inputs = Cell::new(0u32);
-    TestRunner::new(config)
-        .run(&strategy, |value| {
-            check(value);
-            inputs.set(inputs.get() + 1);
-            Ok(())
-        })
-        .unwrap();
+    let inputs = fuzz_support::fuzz(default, strategy, check);
     let largest = LARGEST.load(Ordering::Relaxed);
     assert!(
         largest <= LARGEST_ALLOCATION,
         "{what}: an allocation of {largest} bytes"
     );
-    eprintln!(
-        "fuzzed {what} with {} mutated inputs (largest allocation {largest} bytes)",
-        inputs.get()
-    );
+    eprintln!("fuzzed {what} with {inputs} mutated inputs (largest allocation {largest} bytes)");
 }
 
 #[test]
@@ -190,25 +133,6 @@ fn mutated_record_folders_load_or_fail_cleanly() {
     );
 }
 
-fn progress() -> TrainingProgress {
-    TrainingProgress {
-        epochs_done: 1,
-        batches_done: 0,
-        global_step: 1,
-        optimizer: "adam".into(),
-        epoch_tally: Tally::default(),
-        log_tally: Tally::default(),
-        epoch_seconds: 0.0,
-        metrics_bytes: 0,
-        finished: false,
-        train_data: DataFingerprint {
-            images: 4,
-            crc32: 1,
-        },
-        settings: serde_json::json!({}),
-    }
-}
-
 #[test]
 fn mutated_checkpoints_load_or_fail_cleanly() {
     let seed_dir = tempfile::tempdir().unwrap();
@@ -218,7 +142,7 @@ fn mutated_checkpoints_load_or_fail_cleanly() {
         &mut model,
         &optimizer,
         HashMap::new(),
-        &progress(),
+        &progress(1),
     )
     .unwrap();
     let read = |name: &str| std::fs::read(seed_dir.path().join(name)).unwrap();

@@ -121,9 +121,9 @@ mod tests {
 
     use std::io::Cursor;
 
-    use proptest::prelude::*;
-
     use super::decode_image;
+
+    use crate::fuzz_support;
 
     /// A small picture in each format, encoded by the `image` crate.
     fn seeds() -> Vec<Vec<u8>> {
@@ -145,14 +145,6 @@ mod tests {
             seeds.push(bytes.into_inner());
         }
         seeds
-    }
-
-    /// Inputs per run; `CIFAR_RS_FUZZ_CASES` raises it for a longer session.
-    fn cases() -> u32 {
-        std::env::var("CIFAR_RS_FUZZ_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2_000)
     }
 
     #[test]
@@ -177,46 +169,16 @@ mod tests {
     #[test]
     fn mutated_images_decode_or_fail_cleanly() {
         let seeds = seeds();
-        let config = ProptestConfig {
-            cases: cases(),
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        };
-        let mutation = (
-            0..seeds.len(),
-            prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..8),
-            prop::option::weighted(0.25, any::<prop::sample::Index>()),
+        let inputs = fuzz_support::fuzz(
+            2_000,
+            (0..seeds.len(), fuzz_support::mutation()),
+            |(seed, edits)| {
+                let _ = decode_image(Cursor::new(fuzz_support::mutate(
+                    seeds[seed].clone(),
+                    edits,
+                )));
+            },
         );
-        let mut runner = proptest::test_runner::TestRunner::new(config);
-        let inputs = std::cell::Cell::new(0u32);
-        runner
-            .run(&mutation, |(seed, edits, cut)| {
-                let mut bytes = seeds[seed].clone();
-                for (at, value, how) in edits {
-                    if bytes.is_empty() {
-                        break;
-                    }
-                    let i = at.index(bytes.len());
-                    match how {
-                        0 => bytes[i] = value,
-                        1 => bytes[i] ^= 1 << (value % 8),
-                        2 => bytes.insert(i, value),
-                        _ => {
-                            bytes.remove(i);
-                        }
-                    }
-                }
-                if let Some(cut) = cut {
-                    bytes.truncate(cut.index(bytes.len() + 1));
-                }
-                let _ = decode_image(Cursor::new(bytes));
-                inputs.set(inputs.get() + 1);
-                Ok(())
-            })
-            .unwrap();
-        eprintln!(
-            "fuzzed predict's image decoding with {} mutated images",
-            inputs.get()
-        );
+        eprintln!("fuzzed predict's image decoding with {inputs} mutated images");
     }
 }

@@ -2,12 +2,13 @@
 
 #![allow(dead_code)]
 
-use models::data::Batch;
+use models::checkpoint::TrainingProgress;
+use models::data::{Batch, DataFingerprint};
 use models::layers::{
     BatchNorm2d, Dropout, Flatten, Linear, Module, ParamInit, Sequential, StateEntry,
 };
 use models::optim::{Adam, AdamConfig, Optimizer};
-use models::train::train_step;
+use models::train::{train_step, Tally};
 use models::Device;
 
 /// `len` images of pseudo-random values in [-1, 1) with labels 0..9, drawn from `seed`.
@@ -48,4 +49,29 @@ pub fn small_model(seed: u64) -> (Sequential, Optimizer) {
     )
     .unwrap();
     (model, optimizer)
+}
+
+/// A training progress at `step` with every field set to something recognisable.
+pub fn progress(step: u64) -> TrainingProgress {
+    TrainingProgress {
+        epochs_done: 0,
+        batches_done: step,
+        global_step: step,
+        optimizer: "adam".into(),
+        epoch_tally: Tally {
+            loss_sum: 2.5 * step as f64,
+            correct: step,
+            images: 3 * step,
+            steps: step,
+        },
+        log_tally: Tally::default(),
+        epoch_seconds: 0.5,
+        metrics_bytes: 100 * step,
+        finished: false,
+        train_data: DataFingerprint {
+            images: 12,
+            crc32: 0xdead_beef,
+        },
+        settings: serde_json::json!({"batch_size": 3, "seed": 5}),
+    }
 }
