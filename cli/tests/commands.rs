@@ -266,6 +266,15 @@ fn bad_input_gets_one_clear_error_and_a_failing_exit() {
     let output = cli(&["train", "--device", "cpu", "--lr=-1"]);
     assert_clean_failure(&output, "--lr");
 
+    let output = cli(&[
+        "train",
+        "--device",
+        "cpu",
+        "--workers",
+        "18446744073709551615",
+    ]);
+    assert_clean_failure(&output, "--workers");
+
     let output = cli(&["eval", "--device", "cpu", "--checkpoint", missing]);
     assert_clean_failure(&output, "nowhere");
 

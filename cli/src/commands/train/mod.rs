@@ -150,6 +150,9 @@ pub struct TrainArgs {
     pub given: BTreeSet<String>,
 }
 
+/// More loader threads than this only hold more batches in memory.
+const MAX_WORKERS: usize = 64;
+
 impl TrainArgs {
     fn validate(&self) -> anyhow::Result<()> {
         if self.epochs == 0 {
@@ -166,6 +169,12 @@ impl TrainArgs {
         }
         if self.limit == Some(0) {
             bail!("--limit must be at least 1");
+        }
+        if self.workers > MAX_WORKERS {
+            bail!(
+                "--workers {}: at most {MAX_WORKERS} threads can prepare batches",
+                self.workers
+            );
         }
         if self.optimizer == OptimizerChoice::Adam {
             for flag in ["nesterov", "momentum"] {
@@ -380,11 +389,15 @@ impl Run {
 
 /// Where the data is: the flag or the resumed run's location, else `$CIFAR10_PATH`, else
 /// the default folder.
-fn data_location(settings: &RunSettings) -> DataLocation {
-    match &settings.data {
+fn data_location(settings: &RunSettings, args: &TrainArgs) -> anyhow::Result<DataLocation> {
+    Ok(match &settings.data {
+        Some(path) if args.data.is_none() && !path.exists() => bail!(
+            "the run's data was read from {}, which is gone: give its new place with --data",
+            path.display()
+        ),
         Some(path) => DataLocation::given(path),
         None => resolve_data_path(None),
-    }
+    })
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
@@ -443,7 +456,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     let device = resolve(args.device, args.tf32)?;
-    let location = data_location(&settings);
+    let location = data_location(&settings, &args)?;
     let may_download = location.may_download() && !args.no_download;
     let mut dataset = ensure_dataset(&location.path, may_download, !args.no_progress)
         .with_context(|| format!("reading CIFAR-10 from {location}"))?;
