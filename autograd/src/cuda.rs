@@ -63,6 +63,14 @@ impl CudaDevice {
         self.backend.set_tf32(enabled)
     }
 
+    /// `(free, total)` bytes of device memory, as the driver reports them.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        self.backend
+            .context()
+            .mem_get_info()
+            .map_err(|e| crate::Error::Cuda(format!("could not read the free memory: {e}")))
+    }
+
     /// Waits until every kernel queued on the device has finished (for timing).
     pub fn synchronize(&self) -> Result<()> {
         self.backend.synchronize()

@@ -2,11 +2,19 @@
 
 mod commands;
 mod device;
+// The models crate's fuzz helpers, so every fuzzed reader shares one mutation and runner.
+#[cfg(test)]
+#[path = "../../models/tests/fuzz_support/mod.rs"]
+mod fuzz_support;
+mod interrupt;
+mod memory;
 mod metrics;
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +33,7 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Test-set accuracy, per-class accuracy and the confusion matrix of a checkpoint.
     Eval(commands::eval::EvalArgs),
-    /// Top-3 classes for PNG or JPEG images.
+    /// Top-3 classes for images (PNG, JPEG, GIF, BMP or WebP, told apart by content).
     Predict(commands::predict::PredictArgs),
     /// Each layer's output shape and parameter count.
     Summary(commands::summary::SummaryArgs),
@@ -33,9 +41,22 @@ enum Command {
     BenchStep(commands::bench_step::BenchStepArgs),
 }
 
+/// The arguments given on the command line (not defaulted), by clap id.
+fn given_flags(matches: &ArgMatches) -> BTreeSet<String> {
+    matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
+}
+
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Train(args), Some((_, train))) = (&mut cli.command, matches.subcommand()) {
+        args.given = given_flags(train);
+    }
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
@@ -45,6 +66,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<interrupt::Interrupted>() => {
+            eprintln!("{error}");
+            ExitCode::from(interrupt::EXIT_STATUS)
+        }
         Err(error) => {
             // One clear line (with its causes), no backtrace.
             eprintln!("error: {error:#}");

@@ -10,6 +10,7 @@ pub mod layers;
 mod model;
 pub mod networks;
 pub mod optim;
+pub mod test_pause;
 pub mod train;
 
 /// The tensor layer's error (every op's; also what [`CudaDevice::open`] returns).
