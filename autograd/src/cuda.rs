@@ -33,6 +33,20 @@ impl CudaDevice {
         })
     }
 
+    /// For tests: device 0 with TF32 off, or why not. Where `REQUIRE_CUDA=1` (the GPU
+    /// machine's scripts/gpu-check.sh) a missing device panics, naming `test`.
+    pub fn open_for_test(test: &str) -> Result<CudaDevice> {
+        Ok(CudaDevice {
+            backend: kernels::cuda::open_for_test(test)?,
+        })
+    }
+
+    /// For tests: [`CudaDevice::open_for_test`], or `None` after printing
+    /// `SKIPPED: no CUDA device (<reason>) [<test>]`.
+    pub fn open_or_skip(test: &str) -> Option<CudaDevice> {
+        kernels::cuda::open_or_skip(test).map(|backend| CudaDevice { backend })
+    }
+
     /// `Device::Cuda(ordinal)`, for placing tensors on it.
     pub fn device(&self) -> Device {
         Device::Cuda(self.backend.ordinal())
@@ -47,6 +61,14 @@ impl CudaDevice {
     /// product, much faster); off by default, when results match the CPU's to f32 rounding.
     pub fn set_tf32(&self, enabled: bool) -> Result<()> {
         self.backend.set_tf32(enabled)
+    }
+
+    /// `(free, total)` bytes of device memory, as the driver reports them.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        self.backend
+            .context()
+            .mem_get_info()
+            .map_err(|e| crate::Error::Cuda(format!("could not read the free memory: {e}")))
     }
 
     /// Waits until every kernel queued on the device has finished (for timing).

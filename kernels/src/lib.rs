@@ -1,7 +1,9 @@
 //! The arithmetic of the stack: f32/f64 buffers in NCHW layout, one folder per op.
 //!
 //! Each op folder holds the op's geometry and shape checks (`mod.rs`), its CPU code
-//! (`cpu.rs`), and its tests (`tests.rs`). The [`reference`] module is the notebook's
+//! (`cpu.rs`, or a `cpu/` folder whose `mod.rs` picks among several paths, as for
+//! `conv2d`), its CUDA kernels (`<op>.cu`, launched by `cuda.rs`), and its tests
+//! (`tests.rs`, sharing `test_util.rs`). The [`reference`] module is the notebook's
 //! from-scratch NumPy code in plain loops, the oracle the fast kernels are tested against.
 //!
 //! Kernels take a [`Storage`] (a flat buffer on a [`Device`], holding one [`DType`]) plus
@@ -17,6 +19,8 @@ mod output;
 mod simd;
 #[macro_use]
 mod storage;
+#[cfg(test)]
+mod test_util;
 
 pub mod batch_norm;
 pub mod conv2d;

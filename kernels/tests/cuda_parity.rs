@@ -27,8 +27,16 @@ use kernels::{
 /// Largest norm-wise relative difference accepted between two f32 results.
 const TOLERANCE: f64 = 1e-5;
 
-/// Random cases per op.
+/// Random cases per op, unless `$CUDA_PARITY_CASES` says how many (`scripts/gpu-check.sh`
+/// runs one under compute-sanitizer, where every launch is many times slower).
 const CASES: u64 = 4;
+
+fn cases() -> u64 {
+    std::env::var("CUDA_PARITY_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES)
+}
 
 /// A small deterministic generator, so a failing case can be replayed from its seed.
 struct Rng(u64);
@@ -104,7 +112,7 @@ type Case = fn(&mut Rng, On) -> Result<Outputs>;
 
 /// Runs `case` with the same random inputs on `test` and `reference` and compares.
 fn compare(op: &str, case: Case, test: On, reference: On) {
-    for seed in 0..CASES {
+    for seed in 0..cases() {
         let run = |on: On| {
             case(&mut Rng(seed * 7919 + 1), on)
                 .unwrap_or_else(|e| panic!("{op} case {seed} on {on:?}: {e}"))
@@ -128,19 +136,7 @@ fn compare(op: &str, case: Case, test: On, reference: On) {
 /// Device 0 with TF32 off, or why there is none (printed as a skip). With
 /// `REQUIRE_CUDA=1` a missing device fails the test instead.
 fn cuda_or_skip(test: &str) -> Option<Device> {
-    match cuda::open(0) {
-        Ok(gpu) => {
-            gpu.set_tf32(false).expect("TF32 off");
-            Some(Device::Cuda(0))
-        }
-        Err(err) => {
-            if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
-                panic!("{test}: REQUIRE_CUDA=1 but no CUDA device: {err}");
-            }
-            println!("SKIPPED: no CUDA device ({err}) [{test}]");
-            None
-        }
-    }
+    cuda::open_or_skip(test).map(|gpu| Device::Cuda(gpu.ordinal()))
 }
 
 fn check_cpu(op: &str, case: Case) {
@@ -205,7 +201,7 @@ fn relu(rng: &mut Rng, on: On) -> Result<Outputs> {
     let n = rng.range(1, 5000);
     let x = on.put(&rng.values(n));
     let y = relu::forward(&x)?;
-    let gx = relu::backward(&y, &on.put(&rng.values(n)))?;
+    let gx = relu::backward(&x, &on.put(&rng.values(n)))?;
     let mut o = Outputs::new();
     out(&mut o, "forward", &y)?;
     out(&mut o, "backward", &gx)?;

@@ -11,6 +11,7 @@ mod model;
 pub mod networks;
 pub mod optim;
 pub mod recipes;
+pub mod test_pause;
 pub mod train;
 pub mod tta;
 pub mod whitening;

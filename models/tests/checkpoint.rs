@@ -1,30 +1,22 @@
-//! Checkpoints: round trips, strictness, clear errors, atomic writes.
+//! Checkpoints: round trips, strictness, clear errors, atomic writes, and the pair of
+//! files saved as one unit.
+
+mod checkpoint_support;
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use checkpoint_support::{batch, progress, small_model};
 use models::checkpoint::{
-    load_model, load_training_state, save_model, save_training_state, TrainingProgress,
+    load_model, load_training_state, save_checkpoint, save_model, save_training_state, Checkpoint,
+    MODEL_FILE, TRAINING_STATE_FILE,
 };
-use models::data::Batch;
 use models::layers::Module;
 use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::train_step;
 use models::{Device, Net};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-
-fn batch(seed: u32, len: usize) -> Batch {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_mul(1664525).wrapping_add(1013904223);
-        (state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
-    };
-    Batch {
-        images: (0..len * 3072).map(|_| next()).collect(),
-        labels: (0..len as u32).map(|i| (i * 7 + seed) % 10).collect(),
-    }
-}
 
 fn all_values(net: &mut Net) -> Vec<Vec<f32>> {
     let mut values = Vec::new();
@@ -115,14 +107,7 @@ fn resume_matches_an_uninterrupted_run(edit: impl Fn(&Path)) -> models::Result<(
         dir.path().join("m.safetensors"),
         dir.path().join("s.safetensors"),
     );
-    let progress = TrainingProgress {
-        epochs_done: 0,
-        batches_done: 2,
-        global_step: 2,
-        seed: 5,
-        optimizer: "adam".into(),
-        options: Default::default(),
-    };
+    let progress = progress(2);
 
     // Uninterrupted: four steps.
     let mut straight = Net::new(5, Device::Cpu).unwrap();
@@ -230,4 +215,159 @@ fn training_state_without_step_counts_is_a_clear_error() {
         err.contains("s.safetensors") && err.contains("no counter named step.layer1.0.weight"),
         "{err}"
     );
+}
+
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_save_killed_at_any_instant_leaves_the_newest_complete_checkpoint() {
+    // Two complete saves, A (step 1) and B (step 2), in folders of their own; the folder
+    // a kill during B's save over A would leave is put together from their files.
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    for (dir, step) in [(&a, 1), (&b, 2)] {
+        std::fs::create_dir_all(dir).unwrap();
+        let (mut model, optimizer) = small_model(step);
+        save_checkpoint(dir, &mut model, &optimizer, HashMap::new(), &progress(step)).unwrap();
+        assert_eq!(files(dir), [MODEL_FILE, TRAINING_STATE_FILE]);
+    }
+    let read = |dir: &std::path::Path, name: &str| std::fs::read(dir.join(name)).unwrap();
+    let (model_a, state_a) = (read(&a, MODEL_FILE), read(&a, TRAINING_STATE_FILE));
+    let (model_b, state_b) = (read(&b, MODEL_FILE), read(&b, TRAINING_STATE_FILE));
+    let half = |bytes: &[u8]| bytes[..bytes.len() / 2].to_vec();
+
+    // (files present, the step the checkpoint must open at)
+    type Files<'a> = Vec<(&'a str, Vec<u8>)>;
+    let instants: Vec<(Files, u64)> = vec![
+        // B's state half written, then fully; B's model half written, then fully.
+        (
+            vec![
+                (MODEL_FILE, model_a.clone()),
+                (TRAINING_STATE_FILE, state_a.clone()),
+                ("training_state.safetensors.tmp", half(&state_b)),
+            ],
+            1,
+        ),
+        (
+            vec![
+                (MODEL_FILE, model_a.clone()),
+                (TRAINING_STATE_FILE, state_a.clone()),
+                ("training_state.safetensors.tmp", state_b.clone()),
+            ],
+            1,
+        ),
+        (
+            vec![
+                (MODEL_FILE, model_a.clone()),
+                (TRAINING_STATE_FILE, state_a.clone()),
+                ("training_state.safetensors.tmp", state_b.clone()),
+                ("model.safetensors.tmp", half(&model_b)),
+            ],
+            1,
+        ),
+        (
+            vec![
+                (MODEL_FILE, model_a.clone()),
+                (TRAINING_STATE_FILE, state_a.clone()),
+                ("training_state.safetensors.tmp", state_b.clone()),
+                ("model.safetensors.tmp", model_b.clone()),
+            ],
+            1,
+        ),
+        // The commit (B's state renamed), before the model's rename.
+        (
+            vec![
+                (MODEL_FILE, model_a.clone()),
+                (TRAINING_STATE_FILE, state_b.clone()),
+                ("model.safetensors.tmp", model_b.clone()),
+            ],
+            2,
+        ),
+        // The first save of a run, killed between its renames.
+        (
+            vec![
+                (TRAINING_STATE_FILE, state_b.clone()),
+                ("model.safetensors.tmp", model_b.clone()),
+            ],
+            2,
+        ),
+        // Both renamed.
+        (
+            vec![
+                (MODEL_FILE, model_b.clone()),
+                (TRAINING_STATE_FILE, state_b.clone()),
+            ],
+            2,
+        ),
+    ];
+    for (i, (present, step)) in instants.into_iter().enumerate() {
+        let dir = root.path().join(format!("instant{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &present {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        let checkpoint = Checkpoint::open(&dir).unwrap_or_else(|e| panic!("instant {i}: {e}"));
+        assert_eq!(checkpoint.progress, progress(step), "instant {i}");
+        assert_eq!(
+            checkpoint.completed_interrupted_save,
+            i == 4 || i == 5,
+            "instant {i}"
+        );
+        // What opened is the pair of that save, and only it is left.
+        assert_eq!(
+            files(&dir),
+            [MODEL_FILE, TRAINING_STATE_FILE],
+            "instant {i}"
+        );
+        let expected = if step == 1 { &model_a } else { &model_b };
+        assert_eq!(&read(&dir, MODEL_FILE), expected, "instant {i}");
+        let (mut model, mut optimizer) = small_model(7);
+        checkpoint.restore(&mut model, &mut optimizer).unwrap();
+    }
+
+    // A model from another save, with no pending model to complete the pair: refused.
+    let dir = root.path().join("mixed");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(MODEL_FILE), &model_a).unwrap();
+    std::fs::write(dir.join(TRAINING_STATE_FILE), &state_b).unwrap();
+    let err = Checkpoint::open(&dir).err().unwrap().to_string();
+    assert!(
+        err.contains("different saves") && err.contains("CRC-32"),
+        "{err}"
+    );
+
+    let empty = root.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = Checkpoint::open(&empty).err().unwrap().to_string();
+    assert!(err.contains("holds no checkpoint"), "{err}");
+}
+
+#[test]
+fn read_progress_reads_a_training_state_header_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut model, optimizer) = small_model(3);
+    save_checkpoint(
+        dir.path(),
+        &mut model,
+        &optimizer,
+        HashMap::new(),
+        &progress(4),
+    )
+    .unwrap();
+    let path = dir.path().join(TRAINING_STATE_FILE);
+    assert_eq!(
+        models::checkpoint::read_progress(&path).unwrap(),
+        progress(4)
+    );
+    let err = models::checkpoint::read_progress(&dir.path().join(MODEL_FILE))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no training progress"), "{err}");
 }

@@ -31,26 +31,6 @@ use models::layers::LayerKind;
 use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::train_step;
 
-/// mimalloc, set up by [`keep_freed_memory`] as the first thing `main` does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A training step frees and re-allocates the same multi-megabyte activations and
-/// gradients every step. Memory handed back to the OS comes back as fresh pages, one page
-/// fault per 4 KiB (about 10,000 per step at batch 32, 56,000 at batch 128 with glibc's
-/// malloc): keep it instead, and back large blocks with 2 MiB pages where the kernel
-/// allows (fewer faults and TLB misses in the matrix products).
-fn keep_freed_memory() {
-    // Numbers of `mi_option_t` in mimalloc.h, the same in mimalloc 2.x and 3.x.
-    const ALLOW_LARGE_OS_PAGES: i32 = 6;
-    const PURGE_DELAY: i32 = 15;
-    // SAFETY: plain option setters, called before any other thread exists.
-    unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
-        libmimalloc_sys::mi_option_set(ALLOW_LARGE_OS_PAGES, 1);
-    }
-}
-
 const WARMUP_STEPS: usize = 2;
 const MIN_STEPS: usize = 5;
 const MAX_STEPS: usize = 100;
@@ -340,7 +320,7 @@ fn print_load(when: &str) {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    keep_freed_memory();
+    allocator::keep_freed_memory();
     let args = Args::parse();
     let batch = args.batch as usize;
     let mut model = build_model(&args.model)?;

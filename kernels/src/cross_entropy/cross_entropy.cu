@@ -12,32 +12,14 @@
 // cross_entropy_reduce (a single block, so the f64 sum is the same on every run) and
 // cross_entropy_backward (grid-stride over the elements). The host has already checked
 // that every label is below cols; a label out of range is skipped here rather than read.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define F32_INF __int_as_float(0x7f800000)
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-    }
-    return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-    }
-    return v;
-}
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // Writes the softmax of each row into probs and its loss term into row_loss[r].
 extern "C" __global__ void cross_entropy_forward(const float* logits, const unsigned int* labels,
                                                  int rows, int cols, float on, float off,
                                                  float* probs, float* row_loss) {
     unsigned int lane = threadIdx.x & 31u;
-    long long warps = (long long)gridDim.x * (blockDim.x >> 5);
-    for (long long r = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
-         r += warps) {
+    WARP_PER_ROW(r, rows) {
         const float* x = logits + r * cols;
         float* p = probs + r * cols;
         float m = -F32_INF;
@@ -81,28 +63,13 @@ extern "C" __global__ void cross_entropy_forward(const float* logits, const unsi
 // whose size is a multiple of 32.
 extern "C" __global__ void cross_entropy_reduce(const float* row_loss, int rows, double divisor,
                                                 float* loss) {
-    __shared__ double warp_sums[32];
     double acc = 0.0;
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
         acc += (double)row_loss[r];
     }
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        acc += __shfl_down_sync(0xffffffffu, acc, offset);
-    }
-    unsigned int lane = threadIdx.x & 31u;
-    unsigned int warp = threadIdx.x >> 5;
-    if (lane == 0) {
-        warp_sums[warp] = acc;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        acc = lane < (blockDim.x >> 5) ? warp_sums[lane] : 0.0;
-        for (int offset = 16; offset > 0; offset >>= 1) {
-            acc += __shfl_down_sync(0xffffffffu, acc, offset);
-        }
-        if (lane == 0) {
-            loss[0] = (float)(acc / divisor);
-        }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) {
+        loss[0] = (float)(acc / divisor);
     }
 }
 
@@ -114,8 +81,7 @@ extern "C" __global__ void cross_entropy_backward(const float* probs, const unsi
                                                   float* grad) {
     float factor = (float)((double)grad_loss[0] / divisor);
     unsigned long long n = (unsigned long long)rows * (unsigned long long)cols;
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (unsigned long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, n) {
         unsigned long long r = i / (unsigned long long)cols;
         unsigned int j = (unsigned int)(i - r * (unsigned long long)cols);
         float p = probs[i];

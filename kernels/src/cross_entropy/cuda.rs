@@ -3,7 +3,7 @@
 //! the device, so a training step only waits for the GPU when the caller reads the loss.
 
 use super::{Batch, CrossEntropy, OP};
-use crate::cuda::{to_i32, wrap, Arg, CudaStorage};
+use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "cross_entropy.cu";
@@ -77,28 +77,30 @@ pub(super) fn backward(
     );
     let labels = gpu.htod(labels)?;
     let n = batch.rows * batch.cols;
-    let grad = gpu.alloc::<f32>(n)?;
     // SAFETY: cross_entropy_backward(const float* probs, const unsigned int* labels,
     // const float* grad_loss, int rows, int cols, double divisor, float on_label,
-    // float off, float* grad): rows * cols probs and grad, rows labels, one grad_loss
-    // element (all checked by the caller).
+    // float off, float* grad) writes the rows * cols elements of grad from as many probs,
+    // rows labels and one grad_loss element (all checked by the caller).
     unsafe {
-        gpu.launch(
+        launch_into_new(
+            gpu,
             OP,
             (FILE, "cross_entropy_backward"),
             gpu.grid_stride_config(n),
-            &[
-                probs.arg(),
-                Arg::ptr(&labels, 0),
-                grad_loss.arg(),
-                Arg::I32(rows),
-                Arg::I32(cols),
-                Arg::F64(loss.divisor(batch.rows)),
-                Arg::F32(on_label as f32),
-                Arg::F32(off as f32),
-                Arg::ptr(&grad, 0),
-            ],
-        )?;
+            n,
+            |grad| {
+                vec![
+                    probs.arg(),
+                    Arg::ptr(&labels, 0),
+                    grad_loss.arg(),
+                    Arg::I32(rows),
+                    Arg::I32(cols),
+                    Arg::F64(loss.divisor(batch.rows)),
+                    Arg::F32(on_label as f32),
+                    Arg::F32(off as f32),
+                    grad,
+                ]
+            },
+        )
     }
-    Ok(wrap(gpu, grad))
 }

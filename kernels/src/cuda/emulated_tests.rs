@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use super::{KERNEL_NAMES, KERNEL_SOURCES};
+use super::{compilation_unit, KERNEL_NAMES, KERNEL_SOURCES};
 use crate::cross_entropy::{CrossEntropy, Reduction};
 use crate::pool2d::{Pool2dGeometry, PoolKind};
 use crate::{
@@ -93,13 +93,17 @@ impl Emulator {
     }
 }
 
-/// The C++ translation unit: the emulator, every kernel file in a namespace of its own
-/// (their helpers share names), and the launch table generated from `KERNEL_NAMES`.
+/// The C++ translation unit: the emulator, every kernel file (behind the shared prelude, as
+/// NVRTC compiles it) in a namespace of its own (their helpers share names), and the
+/// launch table generated from `KERNEL_NAMES`.
 fn translation_unit(header: &str) -> String {
     let mut tu = format!("#include \"{header}\"\n#include <cstring>\n");
     for &(file, source) in KERNEL_SOURCES {
         let ns = file.trim_end_matches(".cu");
-        tu += &format!("namespace emu_{ns} {{\n#line 1 \"{file}\"\n{source}\n}}\n");
+        tu += &format!(
+            "namespace emu_{ns} {{\n{}}}\n",
+            compilation_unit(file, source)
+        );
     }
     tu += "extern \"C\" int emu_launch(const char* name, unsigned grid, unsigned bx, \
            unsigned by, void** args) {\n    dim3 block{bx, by, 1};\n";
@@ -314,13 +318,14 @@ fn emulated_relu_elementwise_dropout_and_reduce_match_the_cpu() {
     );
     let relu_y = host(&relu::forward(&dev(&a)).unwrap());
     assert_bitwise("relu_forward", &y, &relu_y);
+    // The mask is the forward input, NaN included, as autograd passes it.
     emu.launch(
         "relu_backward",
         3,
         BLOCK,
-        &[input(&relu_y), input(&b), output(&mut y), Arg::U64(n)],
+        &[input(&a), input(&b), output(&mut y), Arg::U64(n)],
     );
-    let want = host(&relu::backward(&dev(&relu_y), &dev(&b)).unwrap());
+    let want = host(&relu::backward(&dev(&a), &dev(&b)).unwrap());
     assert_bitwise("relu_backward", &y, &want);
 
     for (kernel, want) in [

@@ -2,19 +2,23 @@
 //! CUDA C for everything else.
 //!
 //! Every op's GPU kernels live beside its CPU code as `kernels/src/<op>/<op>.cu`, embedded
-//! in the binary ([`KERNEL_SOURCES`]) and compiled by NVRTC for the device's own
-//! architecture the first time a kernel of that file is needed (once per process and
-//! device). Nothing here needs a CUDA toolkit or a GPU to build: the driver (`libcuda`),
-//! NVRTC (`libnvrtc`) and cuBLAS (`libcublas`) are loaded at run time, and every entry
-//! point checks that a library loads before calling into it, so a machine without CUDA
-//! gets an [`Error::CudaUnavailable`] naming what is missing instead of a panic.
+//! in the binary ([`KERNEL_SOURCES`]) and compiled, behind the shared [`PRELUDE`], by NVRTC
+//! for the device's own architecture the first time a kernel of that file is needed (once
+//! per process and device, and only once per machine: the machine code is kept in a disk
+//! cache, see [`CACHE_DIR_VAR`]).
+//!
+//! Nothing here needs a CUDA toolkit or a GPU to build: the driver (`libcuda`), NVRTC
+//! (`libnvrtc`) and cuBLAS (`libcublas`) are loaded at run time, and every entry point
+//! checks that a library loads before calling into it, so a machine without CUDA gets an
+//! [`Error::CudaUnavailable`] naming what is missing instead of a panic.
 //!
 //! Tensors reach the GPU as `Storage::Cuda(`[`CudaStorage`]`)`: each op's dispatch sends
 //! that variant to the `cuda.rs` beside its CPU code, which allocates outputs from the
 //! caching allocator and launches the op's kernels with [`CudaBackend::launch`] (whose
 //! arguments are checked against the kernel's parameter list in the `.cu` source) and its
 //! products with [`CudaBackend::sgemm`]. Everything runs in order on the backend's one
-//! stream; only copies to the host wait for it.
+//! stream; only copies to the host wait for it, unless [`SYNC_LAUNCHES_VAR`]
+//! (`KERNELS_CUDA_SYNC=1`) makes every launch wait and report its own failure.
 //!
 //! ```
 //! // On a machine without a GPU this is simply false; `open` says why.
@@ -31,6 +35,7 @@
 
 mod alloc;
 mod backend;
+mod cache;
 mod compile;
 #[cfg(all(test, target_os = "linux"))]
 mod emulated_tests;
@@ -43,16 +48,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use alloc::{CudaBuffer, PoolStats};
-pub use backend::{Arg, CudaBackend, BLOCK_SIZE};
-pub use compile::{arch_for, compile_cubin, compile_ptx, COMPILE_OPTIONS};
+pub use backend::{Arg, CudaBackend, BLOCK_SIZE, SYNC_LAUNCHES_VAR};
+pub use cache::CACHE_DIR_VAR;
+pub use compile::{arch_for, compile_cubin, compile_ptx, nvrtc_version, COMPILE_OPTIONS};
 /// The cudarc types a caller needs to launch kernels and pass buffers to cuBLAS.
 pub use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
     LaunchConfig, PushKernelArg,
 };
 pub use signature::{kernel_params, Param};
-pub(crate) use storage::wrap;
 pub use storage::CudaStorage;
+pub(crate) use storage::{activation_backward, activation_forward, launch_into_new, wrap};
 
 use crate::{Error, Result};
 
@@ -153,6 +159,17 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
     ("relu.cu", &["relu_forward", "relu_backward"]),
 ];
 
+/// What every `.cu` file shares (`GRID_STRIDE`, `WARP_PER_ROW`, `warp_sum`, `warp_max`,
+/// `block_sum`): [`compilation_unit`] puts it in front of each file.
+pub const PRELUDE: &str = include_str!("prelude.cuh");
+
+/// The text compiled for the kernel file `file` with source `source`: [`PRELUDE`], then the
+/// file, each behind a `#line` marker so that compiler messages name the right file and line.
+/// NVRTC ([`compile_ptx`], [`compile_cubin`]) and the g++ emulator of the tests compile this.
+pub fn compilation_unit(file: &str, source: &str) -> String {
+    format!("#line 1 \"prelude.cuh\"\n{PRELUDE}\n#line 1 \"{file}\"\n{source}\n")
+}
+
 /// The source of the `.cu` file called `file` (e.g. `"relu.cu"`).
 pub fn kernel_source(file: &str) -> Option<&'static str> {
     KERNEL_SOURCES
@@ -243,6 +260,33 @@ pub fn open(ordinal: usize) -> Result<Arc<CudaBackend>> {
     })?);
     opened.insert(ordinal, backend.clone());
     Ok(backend)
+}
+
+/// For tests that need a GPU: device 0 with TF32 off (products comparable with the CPU's),
+/// or why none opens. With `REQUIRE_CUDA=1`, as `scripts/gpu-check.sh` sets on the GPU
+/// machine, a missing device panics instead, naming `test`: there a skip would hide a
+/// failure.
+pub fn open_for_test(test: &str) -> Result<Arc<CudaBackend>> {
+    let opened = open(0).and_then(|gpu| gpu.set_tf32(false).map(|()| gpu));
+    if let Err(err) = &opened {
+        if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+            panic!("{test}: REQUIRE_CUDA=1 but no CUDA device: {err}");
+        }
+    }
+    opened
+}
+
+/// [`open_for_test`], or `None` after printing `SKIPPED: no CUDA device (<reason>)
+/// [<test>]`: Rust has no "skipped" outcome, so a test without a GPU returns early and says
+/// so (`cargo test -- --nocapture` shows it).
+pub fn open_or_skip(test: &str) -> Option<Arc<CudaBackend>> {
+    match open_for_test(test) {
+        Ok(gpu) => Some(gpu),
+        Err(err) => {
+            println!("SKIPPED: no CUDA device ({err}) [{test}]");
+            None
+        }
+    }
 }
 
 /// Converts a size to the `int` a kernel parameter takes, or says which one is too large.

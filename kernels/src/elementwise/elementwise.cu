@@ -1,9 +1,5 @@
 // Element-wise arithmetic on equal-length buffers; see elementwise/mod.rs.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // out = a + b
 extern "C" __global__ void elementwise_add(const float* a, const float* b, float* out,

@@ -1,11 +1,7 @@
 // GELU on the GPU; the math is in gelu/mod.rs, the CPU code in gelu/cpu.rs, and the normal
 // cdf below repeats gelu/normal.rs line for line (same coefficients, same order of plain
 // multiplies and adds; NVRTC compiles with --fmad=false), so both give the same bits.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 __device__ __forceinline__ float gelu_exp(float q) {
     const float ROUND = 12582912.0f;  // 1.5 * 2^23: x + ROUND - ROUND rounds to an integer

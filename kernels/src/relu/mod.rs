@@ -1,4 +1,4 @@
-//! ReLU: `y = max(x, 0)`; the gradient flows where the output is positive.
+//! ReLU: `y = max(x, 0)`; the gradient flows where the input is positive.
 //!
 //! ```
 //! use kernels::{relu, Storage};
@@ -25,14 +25,15 @@ pub fn forward(x: &Storage) -> Result<Storage> {
     )
 }
 
-/// Gradient of ReLU given its forward *output* `y` (positive exactly where the input was).
-pub fn backward(y: &Storage, grad_out: &Storage) -> Result<Storage> {
-    grad_out.expect_len(OP, "grad_out", y.len())?;
+/// Gradient of ReLU given its forward input `x`: `grad_out` where `x > 0`, zero elsewhere.
+/// (The forward output would serve as well: it is positive at exactly the same elements.)
+pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
+    grad_out.expect_len(OP, "grad_out", x.len())?;
     dispatch!(
         OP,
-        y,
-        cpu::<T> => backward_cpu::<T>(y, grad_out),
-        cuda(y) => cuda::backward(y, grad_out),
+        x,
+        cpu::<T> => backward_cpu::<T>(x, grad_out),
+        cuda(x) => cuda::backward(x, grad_out),
     )
 }
 
@@ -40,8 +41,8 @@ fn forward_cpu<T: Element>(x: &Storage) -> Result<Storage> {
     Ok(T::into_storage(cpu::forward(x.host::<T>(OP, "input")?)))
 }
 
-fn backward_cpu<T: Element>(y: &Storage, grad_out: &Storage) -> Result<Storage> {
-    let y = y.host::<T>(OP, "output")?;
+fn backward_cpu<T: Element>(x: &Storage, grad_out: &Storage) -> Result<Storage> {
+    let x = x.host::<T>(OP, "input")?;
     let grad_out = grad_out.host::<T>(OP, "grad_out")?;
-    Ok(T::into_storage(cpu::backward(y, grad_out)))
+    Ok(T::into_storage(cpu::backward(x, grad_out)))
 }
