@@ -30,7 +30,6 @@
 # both sides and makes the figures noisy (the load average is printed before and after).
 set -euo pipefail
 
-TORCH_VERSION=2.15.0
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="${VENV:-$root/.venv}"
@@ -72,46 +71,8 @@ if [ "$rounds" -lt 1 ] || [ "$steps" -lt 1 ] || [ "$threads" -lt 1 ]; then
     exit 2
 fi
 
-torch_works() {
-    [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "
-import torch, safetensors.torch
-assert torch.__version__.split('+')[0] == '$TORCH_VERSION', torch.__version__
-torch.nn.functional.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 3, 3))
-" >/dev/null 2>&1
-}
-
-install_torch() {
-    echo "compare-pytorch: installing PyTorch $TORCH_VERSION (CPU use) into $venv ..." >&2
-    local start=$SECONDS
-    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --no-deps "torch==$TORCH_VERSION"
-    # torch's own requirements for this platform, less the Python packages the CPU never
-    # imports (triton compiles GPU kernels; cuda-bindings drives CUDA from Python). The
-    # nvidia-*/cuda-toolkit ones stay: libtorch_cuda.so, which `import torch` loads, links them.
-    local deps
-    deps="$("$venv/bin/python" - <<'EOF'
-import re
-from importlib.metadata import requires
-skip = {"triton", "cuda-bindings"}
-for req in requires("torch") or []:
-    spec, _, marker = req.partition(";")
-    if "extra ==" in marker:
-        continue
-    name = re.split(r"[\[<>=~! ]", spec.strip(), maxsplit=1)[0].lower()
-    if name not in skip:
-        print(spec.strip())
-EOF
-)"
-    mapfile -t deps_array <<<"$deps"
-    "$venv/bin/pip" install --quiet "${deps_array[@]}" numpy safetensors
-    echo "compare-pytorch: (pip's note that triton and cuda-bindings are missing is expected)" >&2
-    echo "compare-pytorch: installed in $((SECONDS - start)) s, $(du -sh "$venv" | cut -f1)" >&2
-    torch_works || {
-        echo "compare-pytorch: PyTorch in $venv still does not import; see the pip output above" >&2
-        exit 1
-    }
-}
-
+# shellcheck source=scripts/pytorch-venv.sh
+. "$root/scripts/pytorch-venv.sh"
 torch_works || install_torch
 
 cargo build --release --quiet -p benches --bin step_bench

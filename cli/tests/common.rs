@@ -127,7 +127,13 @@ pub fn metrics_without_timings(run: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| {
             let mut record: serde_json::Value = serde_json::from_str(l).unwrap();
-            for key in ["images_per_sec", "seconds", "total_seconds"] {
+            for key in [
+                "images_per_sec",
+                "seconds",
+                "total_seconds",
+                "test_seconds",
+                "tta_seconds",
+            ] {
                 record.as_object_mut().unwrap().remove(key);
             }
             record

@@ -400,7 +400,7 @@ pub fn save_training_state(
     optimizer: &Optimizer,
     progress: &TrainingProgress,
 ) -> Result<()> {
-    let bytes = training_state_bytes(path, model, optimizer, progress, None)?;
+    let bytes = training_state_bytes(path, model, &optimizer.state(), progress, None)?;
     write_atomically(path, &bytes)
 }
 
@@ -409,11 +409,10 @@ pub fn save_training_state(
 fn training_state_bytes(
     path: &Path,
     model: &mut dyn Module,
-    optimizer: &Optimizer,
+    state: &OptimizerState,
     progress: &TrainingProgress,
     model_file: Option<FileIdentity>,
 ) -> Result<Vec<u8>> {
-    let state = optimizer.state();
     let mut tensors = BTreeMap::new();
     for (name, tensor) in &state.tensors {
         tensors.insert(format!("optimizer.{name}"), HostTensor::of(tensor)?);
@@ -471,6 +470,12 @@ fn progress_of(path: &Path, metadata: &HashMap<String, String>) -> Result<Traini
 /// Reads only the progress of a training-state file (its header, not its tensors): where a
 /// run stands and its settings, for a command that does not train.
 pub fn read_progress(path: &Path) -> Result<TrainingProgress> {
+    progress_of(path, &read_metadata(path)?)
+}
+
+/// Reads only the metadata of a safetensors file (its header, not its tensors): a model
+/// file's network name and normalization, before the network is built.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     let io = |e: std::io::Error| Error::checkpoint(path, format!("cannot read checkpoint: {e}"));
     let mut file = fs::File::open(path).map_err(io)?;
     let mut length = [0u8; 8];
@@ -492,7 +497,7 @@ pub fn read_progress(path: &Path) -> Result<TrainingProgress> {
     }
     let header: Header = serde_json::from_slice(&header)
         .map_err(|e| Error::checkpoint(path, format!("not a valid safetensors file ({e})")))?;
-    progress_of(path, &header.metadata)
+    Ok(header.metadata)
 }
 
 /// [`load_training_state`] from the file's bytes; `path` names it in errors.
@@ -502,24 +507,28 @@ fn restore_training_state(
     model: &mut dyn Module,
     optimizer: &mut Optimizer,
 ) -> Result<TrainingProgress> {
+    let state = saved_optimizer_state(path, bytes, optimizer.name())?;
+    optimizer
+        .load_state(&state)
+        .map_err(|e| Error::checkpoint(path, e.to_string()))?;
+    restore_rng_counters(path, bytes, model)?;
+    progress_of(path, &parse(path, bytes)?.1)
+}
+
+/// The `optimizer.*` entries of a training-state file, after checking that the optimizer
+/// named `optimizer` wrote them.
+fn saved_optimizer_state(path: &Path, bytes: &[u8], optimizer: &str) -> Result<OptimizerState> {
     let (stored, metadata) = parse(path, bytes)?;
     let progress = progress_of(path, &metadata)?;
-    if progress.optimizer != optimizer.name() {
+    if progress.optimizer != optimizer {
         return Err(Error::checkpoint(
             path,
             format!(
-                "was written by the {} optimizer, this run uses {}",
+                "was written by the {} optimizer, this run uses {optimizer}",
                 progress.optimizer,
-                optimizer.name()
             ),
         ));
     }
-    let counter = |name: &str| -> Result<u64> {
-        let view = stored
-            .tensor(name)
-            .map_err(|_| Error::checkpoint(path, format!("missing {name}")))?;
-        read_counter(path, name, &view)
-    };
     let mut state = OptimizerState::default();
     for (name, view) in stored.tensors() {
         if let Some(short) = name.strip_prefix("optimizer.") {
@@ -532,9 +541,18 @@ fn restore_training_state(
             }
         }
     }
-    optimizer
-        .load_state(&state)
-        .map_err(|e| Error::checkpoint(path, e.to_string()))?;
+    Ok(state)
+}
+
+/// Restores the dropout streams' positions (`rng.*`) of a training-state file into `model`.
+fn restore_rng_counters(path: &Path, bytes: &[u8], model: &mut dyn Module) -> Result<()> {
+    let (stored, _) = parse(path, bytes)?;
+    let counter = |name: &str| -> Result<u64> {
+        let view = stored
+            .tensor(name)
+            .map_err(|_| Error::checkpoint(path, format!("missing {name}")))?;
+        read_counter(path, name, &view)
+    };
     let mut failure = None;
     model.visit_state(&mut |name, entry| {
         if let StateEntry::RngCounter(count) = entry {
@@ -544,10 +562,7 @@ fn restore_training_state(
             }
         }
     });
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(progress),
-    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// Saves `model` (with `model_metadata`) and the training state (optimizer, dropout streams,
@@ -562,11 +577,24 @@ pub fn save_checkpoint(
     model_metadata: HashMap<String, String>,
     progress: &TrainingProgress,
 ) -> Result<()> {
+    save_checkpoint_state(dir, model, &optimizer.state(), model_metadata, progress)
+}
+
+/// [`save_checkpoint`] for a trainer whose state is not one [`Optimizer`]'s (airbench94's
+/// SGD and lookahead): `state` is saved as the `optimizer.*` entries, and
+/// `progress.optimizer` names what [`Checkpoint::optimizer_state`] will expect.
+pub fn save_checkpoint_state(
+    dir: &Path,
+    model: &mut dyn Module,
+    state: &OptimizerState,
+    model_metadata: HashMap<String, String>,
+    progress: &TrainingProgress,
+) -> Result<()> {
     let model_path = dir.join(MODEL_FILE);
     let state_path = dir.join(TRAINING_STATE_FILE);
     let model_file = model_bytes(model, &model_path, model_metadata)?;
     let identity = FileIdentity::of(&model_file);
-    let state_file = training_state_bytes(&state_path, model, optimizer, progress, Some(identity))?;
+    let state_file = training_state_bytes(&state_path, model, state, progress, Some(identity))?;
 
     write_synced(&pending(&state_path), &state_file, "state")?;
     write_synced(&pending(&model_path), &model_file, "model")?;
@@ -685,5 +713,18 @@ impl Checkpoint {
         load_model_bytes(model, &self.model_path, &self.model_file)?;
         restore_training_state(&self.state_path, &self.state_file, model, optimizer)?;
         Ok(())
+    }
+
+    /// Loads the checkpoint's weights and dropout streams into `model` (the optimizer's
+    /// part is [`Checkpoint::optimizer_state`]).
+    pub fn restore_model(&self, model: &mut dyn Module) -> Result<()> {
+        load_model_bytes(model, &self.model_path, &self.model_file)?;
+        restore_rng_counters(&self.state_path, &self.state_file, model)
+    }
+
+    /// The saved optimizer state, checked to have been written by the optimizer named
+    /// `optimizer` (what the run recorded in `progress.optimizer`).
+    pub fn optimizer_state(&self, optimizer: &str) -> Result<OptimizerState> {
+        saved_optimizer_state(&self.state_path, &self.state_file, optimizer)
     }
 }

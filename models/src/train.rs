@@ -183,14 +183,24 @@ pub fn evaluate_until(
             return Ok(None);
         }
         let logits = model.forward(&images_tensor(&batch, device)?)?;
-        loss_sum += logits.cross_entropy(&batch.labels)?.item()? * batch.len() as f64;
+        loss_sum += tally_logits(&mut confusion, &logits, &batch.labels)?;
         count += batch.len();
-        for (predicted, label) in predictions(&logits)?.into_iter().zip(&batch.labels) {
-            confusion[*label as usize][predicted] += 1;
-        }
     }
     Ok(Some(Evaluation {
         confusion,
         loss: loss_sum / count.max(1) as f64,
     }))
+}
+
+/// Adds a batch's predictions from `logits` to `confusion` and returns the batch's summed
+/// cross-entropy.
+pub(crate) fn tally_logits(
+    confusion: &mut [Vec<u64>],
+    logits: &Tensor,
+    labels: &[u32],
+) -> Result<f64> {
+    for (predicted, label) in predictions(logits)?.into_iter().zip(labels) {
+        confusion[*label as usize][predicted] += 1;
+    }
+    Ok(logits.cross_entropy(labels)?.item()? * labels.len() as f64)
 }

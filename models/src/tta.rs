@@ -13,10 +13,12 @@
 //! `[2:34, 2:34]` (content moves up and left). Level 2 runs 6 forward passes per image.
 //! The arithmetic is airbench's, in its order, in f32.
 
-use autograd::{Device, Error, Result, Tensor};
+use autograd::{no_grad, Device, Error, Result, Tensor};
 
-use crate::data::reflect;
+use crate::data::{normalized_images, reflect, Normalization, Split, CHANNELS, IMAGE_SIDE};
+use crate::error::Result as ModelsResult;
 use crate::layers::Module;
+use crate::train::{tally_logits, Evaluation};
 
 /// How many variants of each image to average; see the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +124,49 @@ pub fn tta_logits(
                 .collect())
         }
     }
+}
+
+/// [`crate::train::evaluate_until`] with test-time augmentation: `model`'s [`tta_logits`]
+/// at `level` over `split` (normalised with `normalization`) in batches of `batch_size`,
+/// in evaluation mode, asking `stop` before every batch (`None` when it said to stop).
+/// The loss is the mean cross-entropy of the averaged logits.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_tta_until(
+    model: &mut dyn Module,
+    split: &Split,
+    normalization: &Normalization,
+    level: TtaLevel,
+    batch_size: usize,
+    device: Device,
+    classes: usize,
+    stop: &dyn Fn() -> bool,
+) -> ModelsResult<Option<Evaluation>> {
+    if batch_size == 0 {
+        return Err(Error::invalid("tta", "the batch size must be at least 1").into());
+    }
+    model.set_training(false);
+    let _guard = no_grad();
+    let image = CHANNELS * IMAGE_SIDE * IMAGE_SIDE;
+    let images = normalized_images(split, split.len(), normalization);
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    let mut loss_sum = 0.0;
+    for (values, labels) in images
+        .chunks(batch_size * image)
+        .zip(split.labels.chunks(batch_size))
+    {
+        if stop() {
+            return Ok(None);
+        }
+        let shape = [labels.len(), CHANNELS, IMAGE_SIDE, IMAGE_SIDE];
+        let logits = tta_logits(model, values, shape, level, device)?;
+        let logits = Tensor::from_vec(logits, &[labels.len(), classes], Device::Cpu)?;
+        let labels: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+        loss_sum += tally_logits(&mut confusion, &logits, &labels)?;
+    }
+    Ok(Some(Evaluation {
+        confusion,
+        loss: loss_sum / split.len().max(1) as f64,
+    }))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::train_step;
 use models::Net;
 
-use super::train::training_footprints;
+use super::train::{optimizer_values, training_footprints};
 use crate::device::{resolve, DeviceChoice};
 use crate::memory;
 
@@ -59,7 +59,7 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
     let available = memory::available(device);
     let mut net = Net::new(args.seed, device)?;
     let mut optimizer = Optimizer::Adam(Adam::new(net.parameters(), AdamConfig::default())?);
-    let (step, _) = training_footprints(&mut net, &optimizer, device, 0)?;
+    let (step, _) = training_footprints(&mut net, optimizer_values(&optimizer.state()), device, 0)?;
     memory::ensure_fits(
         "a training step",
         "--batch-size",

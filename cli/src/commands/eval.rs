@@ -9,9 +9,10 @@ use models::checkpoint::{self, TRAINING_STATE_FILE};
 use models::data::{
     ensure_dataset, resolve_data_path, DataLocation, LoaderConfig, CHANNELS, CLASSES, IMAGE_SIDE,
 };
-use models::layers::Module;
+use models::networks::{self, Airbench94};
 use models::train::evaluate;
-use models::Net;
+use models::tta::{evaluate_tta_until, TtaLevel};
+use models::Model;
 
 use super::train::{batch_one_trace, batches_in_flight, NormalizationChoice, MODEL_FILE};
 use crate::device::{resolve, DeviceChoice};
@@ -41,9 +42,22 @@ pub struct EvalArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Input normalization [default: the one recorded in the checkpoint, else notebook].
+    /// Input normalization [default: the one recorded in the checkpoint, else the
+    /// network's own].
     #[arg(long, value_enum)]
     pub normalization: Option<NormalizationChoice>,
+    /// The network the checkpoint holds [default: the one recorded in it, else net]; for
+    /// files written elsewhere, such as scripts/airbench94_pytorch.py --save-state.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(networks::names()))]
+    pub model: Option<String>,
+    /// Test-time augmentation: average each image's logits with its mirror and with both
+    /// copies shifted one pixel up-left and down-right (6 passes) [default: on for
+    /// airbench94, off otherwise].
+    #[arg(long, conflicts_with = "no_tta")]
+    pub tta: bool,
+    /// No test-time augmentation, also for airbench94.
+    #[arg(long)]
+    pub no_tta: bool,
 }
 
 /// `model.safetensors` itself, or the one inside a run folder.
@@ -55,19 +69,36 @@ pub fn model_path(path: PathBuf) -> PathBuf {
     }
 }
 
-/// Builds the network and loads the checkpoint; returns the normalization it was trained with.
+/// Builds the network a checkpoint holds and loads it: the network is `model` when given,
+/// else the one the checkpoint records, else the notebook's. Returns it with its
+/// normalization: `normalization` when given, else the recorded one, else the network's.
 pub fn load_net(
     checkpoint_path: &std::path::Path,
     device: models::Device,
+    model: Option<&str>,
     normalization: Option<NormalizationChoice>,
-) -> anyhow::Result<(Net, NormalizationChoice)> {
-    let mut net = Net::new(0, device)?;
-    let metadata = checkpoint::load_model(&mut net, checkpoint_path)?;
-    let recorded = match metadata.get("normalization").map(String::as_str) {
-        Some("dataset") => NormalizationChoice::Dataset,
-        _ => NormalizationChoice::Notebook,
+) -> anyhow::Result<(Box<dyn Model>, NormalizationChoice)> {
+    let metadata = checkpoint::read_metadata(checkpoint_path)?;
+    let recorded = metadata.get("model").map(String::as_str);
+    let name = match (model, recorded) {
+        (Some(asked), Some(recorded)) if asked != recorded => anyhow::bail!(
+            "{}: holds the {recorded} network, not --model {asked}",
+            checkpoint_path.display()
+        ),
+        (Some(name), _) | (None, Some(name)) => name,
+        (None, None) => models::Net::NAME,
     };
-    Ok((net, normalization.unwrap_or(recorded)))
+    let mut net = networks::by_name(name, 0, device)?;
+    checkpoint::load_model(net.as_mut(), checkpoint_path)?;
+    let own = if name == Airbench94::NAME {
+        NormalizationChoice::Airbench
+    } else {
+        NormalizationChoice::Notebook
+    };
+    let recorded = metadata
+        .contains_key("normalization")
+        .then(|| NormalizationChoice::recorded(&metadata));
+    Ok((net, normalization.or(recorded).unwrap_or(own)))
 }
 
 /// The data the run that wrote `model` trained on, as its training state (beside the model
@@ -89,7 +120,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let device = resolve(args.device, args.tf32)?;
     let checkpoint_path = model_path(args.checkpoint);
     let available = memory::available(device);
-    let (mut net, normalization) = load_net(&checkpoint_path, device, args.normalization)?;
+    let (mut net, normalization) = load_net(
+        &checkpoint_path,
+        device,
+        args.model.as_deref(),
+        args.normalization,
+    )?;
+    let tta = args.tta || (net.name() == Airbench94::NAME && !args.no_tta);
     let location = match args
         .data
         .clone()
@@ -108,7 +145,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         normalization: normalization.values(),
         ..LoaderConfig::eval(args.batch_size.min(dataset.test.len()))
     };
-    let trace = batch_one_trace(&mut net, device)?;
+    let trace = batch_one_trace(net.as_mut(), device)?;
     let footprint = Footprint::evaluation(
         &trace,
         net.num_parameters(),
@@ -124,13 +161,33 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         &footprint,
         available,
     )?;
-    let evaluation = evaluate(
-        &mut net,
-        Arc::new(dataset.test),
-        &config,
-        device,
-        CLASSES.len(),
-    )?;
+    let evaluation = if tta {
+        let never = || false;
+        let level = TtaLevel::MirrorTranslate;
+        let evaluation = evaluate_tta_until(
+            net.as_mut(),
+            &dataset.test,
+            &normalization.values(),
+            level,
+            batch,
+            device,
+            CLASSES.len(),
+            &never,
+        )?;
+        println!(
+            "with test-time augmentation ({} passes per image; --no-tta for one)",
+            level.passes()
+        );
+        evaluation.expect("never stopped")
+    } else {
+        evaluate(
+            net.as_mut(),
+            Arc::new(dataset.test),
+            &config,
+            device,
+            CLASSES.len(),
+        )?
+    };
 
     println!(
         "test accuracy: {:.2}% ({} of {} images), mean loss {:.4}",

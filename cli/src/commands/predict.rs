@@ -10,7 +10,6 @@ use clap::Args;
 use image::imageops::FilterType;
 use image::{ImageReader, Limits};
 use models::data::{CHANNELS, CLASSES, IMAGE_SIDE};
-use models::layers::Module;
 use models::{no_grad, Tensor};
 
 use super::eval::{load_net, model_path};
@@ -30,6 +29,9 @@ pub struct PredictArgs {
     /// Input normalization [default: the one recorded in the checkpoint].
     #[arg(long, value_enum)]
     pub normalization: Option<NormalizationChoice>,
+    /// The network the checkpoint holds [default: the one recorded in it, else net].
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(models::networks::names()))]
+    pub model: Option<String>,
 }
 
 /// Images larger than this on a side are refused before decoding (a photo is far smaller;
@@ -80,8 +82,12 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let device = resolve(args.device, false)?;
-    let (mut net, normalization) =
-        load_net(&model_path(args.checkpoint), device, args.normalization)?;
+    let (mut net, normalization) = load_net(
+        &model_path(args.checkpoint),
+        device,
+        args.model.as_deref(),
+        args.normalization,
+    )?;
     net.set_training(false);
     let _guard = no_grad();
     let mut failed = 0;

@@ -6,11 +6,12 @@
 
 use clap::Args;
 use models::data::{CHANNELS, IMAGE_SIDE};
-use models::layers::Module;
+use models::networks::{self, Airbench94};
 use models::optim::{Adam, AdamConfig};
-use models::{Device, Net};
+use models::recipes::{Airbench94Recipe, Airbench94Trainer};
+use models::Device;
 
-use super::train::batch_one_trace;
+use super::train::{batch_one_trace, optimizer_values};
 use crate::memory::{format_bytes, Footprint};
 
 #[derive(Args, Debug)]
@@ -18,6 +19,29 @@ pub struct SummaryArgs {
     /// Batch size of the example input.
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
+    /// The network.
+    #[arg(long, default_value = "net",
+          value_parser = clap::builder::PossibleValuesParser::new(networks::names()))]
+    pub model: String,
+}
+
+/// The values the network's trainer keeps beside the weights, and what it is called:
+/// the notebook's Adam (two moments per parameter), or airbench94's SGD momentum and
+/// lookahead average.
+fn trainer_state(model: &str) -> anyhow::Result<(usize, &'static str)> {
+    if model == Airbench94::NAME {
+        let recipe = Airbench94Recipe::default();
+        let net = Airbench94::new(0, Device::Cpu)?;
+        let trainer = Airbench94Trainer::new(recipe, net, 50_000, None, Device::Cpu)?;
+        Ok((
+            optimizer_values(&trainer.state()),
+            "airbench94's SGD and lookahead",
+        ))
+    } else {
+        let mut net = networks::by_name(model, 0, Device::Cpu)?;
+        let adam = Adam::new(net.parameters(), AdamConfig::default())?;
+        Ok((optimizer_values(&adam.state()), "Adam"))
+    }
 }
 
 /// `shape` (batch 1) at batch `batch`, as `[N, C, H, W]`.
@@ -37,8 +61,8 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
         anyhow::bail!("--batch-size must be at least 1");
     }
     let batch = args.batch_size;
-    let mut net = Net::new(0, Device::Cpu)?;
-    let trace = batch_one_trace(&mut net, Device::Cpu)?;
+    let mut net = networks::by_name(&args.model, 0, Device::Cpu)?;
+    let trace = batch_one_trace(net.as_mut(), Device::Cpu)?;
     let rule = "=".repeat(110);
     println!("{rule}");
     println!(
@@ -67,16 +91,20 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
         );
     }
     let total = net.num_parameters();
-    // The notebook's optimizer: two moments per parameter.
-    let adam = Adam::new(net.parameters(), AdamConfig::default())?;
-    let optimizer_values: usize = adam.state().tensors.iter().map(|(_, t)| t.numel()).sum();
+    let trainable: usize = net
+        .parameters()
+        .iter()
+        .filter(|(_, p)| p.requires_grad())
+        .map(|(_, p)| p.numel())
+        .sum();
+    let (optimizer_values, optimizer) = trainer_state(&args.model)?;
     let step = Footprint::training(&trace, total, optimizer_values, 4, 0, 0);
     println!("{rule}");
     println!("Total params: {}", format_count(total));
-    println!("Trainable params: {}", format_count(total));
+    println!("Trainable params: {}", format_count(trainable));
     println!("Params size (MB): {:.2}", total as f64 * 4.0 / 1e6);
     println!(
-        "Training step at batch {batch} with Adam, estimated: {}",
+        "Training step at batch {batch} with {optimizer}, estimated: {}",
         format_bytes(step.bytes(batch))
     );
     println!("{rule}");

@@ -2,6 +2,7 @@
 //! JSON-lines metrics, checkpoints every epoch and on Ctrl-C or SIGTERM that survive a
 //! kill at any instant, and a resume that continues the run exactly as it was set up.
 
+mod airbench94;
 mod run_folder;
 mod settings;
 
@@ -19,8 +20,8 @@ use models::data::{
     LoaderConfig, Normalization, Split, CHANNELS, CLASSES, IMAGE_SIDE,
 };
 use models::layers::Module;
-use models::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
-use models::train::{evaluate_until, train_step, Evaluation, Tally};
+use models::optim::{Adam, AdamConfig, Optimizer, OptimizerState, Sgd, SgdConfig};
+use models::train::{evaluate_until, train_step, Evaluation, StepOutcome, Tally};
 use models::{no_grad, DType, Device, Net, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -49,6 +50,8 @@ pub enum NormalizationChoice {
     Notebook,
     /// The training set's own channel statistics.
     Dataset,
+    /// airbench94's CIFAR-10 statistics (the only one that model trains with).
+    Airbench,
 }
 
 impl NormalizationChoice {
@@ -56,6 +59,7 @@ impl NormalizationChoice {
         match self {
             NormalizationChoice::Notebook => Normalization::NOTEBOOK,
             NormalizationChoice::Dataset => Normalization::CIFAR10,
+            NormalizationChoice::Airbench => Normalization::AIRBENCH,
         }
     }
 
@@ -63,12 +67,31 @@ impl NormalizationChoice {
         match self {
             NormalizationChoice::Notebook => "notebook",
             NormalizationChoice::Dataset => "dataset",
+            NormalizationChoice::Airbench => "airbench",
+        }
+    }
+
+    /// The one recorded in a model file's metadata (the notebook's when absent or unknown).
+    pub fn recorded(metadata: &HashMap<String, String>) -> NormalizationChoice {
+        match metadata.get("normalization").map(String::as_str) {
+            Some("dataset") => NormalizationChoice::Dataset,
+            Some("airbench") => NormalizationChoice::Airbench,
+            _ => NormalizationChoice::Notebook,
         }
     }
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
+    /// The network: the notebook's `net`, or `airbench94`, which trains with its own recipe
+    /// (whitening, SGD with lookahead, 9.9 epochs of batch 1024, TTA at the end).
+    #[arg(long, default_value = "net",
+          value_parser = clap::builder::PossibleValuesParser::new(models::networks::names()))]
+    pub model: String,
+    /// airbench94: stop after N steps (the schedule still spans the whole run), for quick
+    /// runs like the PyTorch port's --steps.
+    #[arg(long)]
+    pub steps: Option<u64>,
     /// Where to train: auto takes CUDA when a GPU is usable.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
@@ -183,6 +206,9 @@ impl TrainArgs {
                 }
             }
         }
+        if self.steps == Some(0) {
+            bail!("--steps must be at least 1");
+        }
         if self.resume.is_some() {
             if self.overwrite {
                 bail!("--overwrite starts a new run, --resume continues one: give only one");
@@ -196,6 +222,63 @@ impl TrainArgs {
         }
         Ok(())
     }
+}
+
+/// The flags only the notebook's trainer reads: airbench94's recipe fixes these.
+const NOTEBOOK_ONLY: [&str; 8] = [
+    "epochs",
+    "lr",
+    "optimizer",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "augment",
+    "normalization",
+];
+
+/// Flags that do not apply to the run's network (`settings.model`, the resumed run's own
+/// when resuming) are one error naming them.
+fn check_flags_for_model(settings: &RunSettings, given: &BTreeSet<String>) -> anyhow::Result<()> {
+    if settings.model == models::networks::Airbench94::NAME {
+        let wrong: Vec<String> = NOTEBOOK_ONLY
+            .iter()
+            .filter(|flag| given.contains(**flag))
+            .map(|flag| format!("--{}", flag.replace('_', "-")))
+            .collect();
+        if !wrong.is_empty() {
+            bail!(
+                "{} {} not apply to --model airbench94: it trains airbench94's own recipe                  (SGD with lookahead, 9.9 epochs; shorten a run with --steps)",
+                wrong.join(", "),
+                if wrong.len() == 1 { "does" } else { "do" }
+            );
+        }
+    } else if given.contains("steps") {
+        bail!("--steps is for --model airbench94; the notebook's trainer counts --epochs");
+    }
+    Ok(())
+}
+
+/// The model file's metadata: the network, its normalization, the step and class names.
+fn model_metadata(settings: &RunSettings, global_step: u64) -> HashMap<String, String> {
+    HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("model".to_string(), settings.model.clone()),
+        (
+            "normalization".to_string(),
+            settings.normalization.name().to_string(),
+        ),
+        ("global_step".to_string(), global_step.to_string()),
+        ("classes".to_string(), CLASSES.join(",")),
+    ])
+}
+
+/// The error that ends a run interrupted `at`, saying how to continue it.
+fn interrupted(folder: &RunFolder, at: &str) -> anyhow::Error {
+    Interrupted(format!(
+        "interrupted {at}; checkpoint saved, continue with --resume {}",
+        folder.path.display()
+    ))
+    .into()
 }
 
 fn default_out_dir() -> PathBuf {
@@ -259,7 +342,7 @@ fn build_optimizer(settings: &RunSettings, net: &mut Net) -> anyhow::Result<Opti
 /// statistics on one image) and without recording a graph; the weights, running
 /// statistics and dropout streams are left as they were.
 pub fn batch_one_trace(
-    net: &mut Net,
+    net: &mut dyn Module,
     device: Device,
 ) -> anyhow::Result<Vec<models::layers::LayerTrace>> {
     let input = Tensor::zeros(&[1, CHANNELS, IMAGE_SIDE, IMAGE_SIDE], DType::F32, device)?;
@@ -278,22 +361,17 @@ pub fn batches_in_flight(workers: usize) -> usize {
     2 * workers.max(1) + 2
 }
 
-/// What a training step of `net` with `optimizer` needs, and an evaluation between epochs
-/// (when the weights, gradients and optimizer state stay in memory).
+/// What a training step of `net` with an optimizer keeping `optimizer_values` values
+/// needs, and an evaluation between epochs (when the weights, gradients and optimizer
+/// state stay in memory).
 pub fn training_footprints(
-    net: &mut Net,
-    optimizer: &Optimizer,
+    net: &mut dyn Module,
+    optimizer_values: usize,
     device: Device,
     workers: usize,
 ) -> anyhow::Result<(Footprint, Footprint)> {
     let trace = batch_one_trace(net, device)?;
     let parameters = net.num_parameters();
-    let optimizer_values: usize = optimizer
-        .state()
-        .tensors
-        .iter()
-        .map(|(_, t)| t.numel())
-        .sum();
     let in_flight = batches_in_flight(workers);
     let step = Footprint::training(
         &trace,
@@ -310,10 +388,150 @@ pub fn training_footprints(
     Ok((step, evaluation))
 }
 
+/// The values an optimizer's state holds.
+pub fn optimizer_values(state: &OptimizerState) -> usize {
+    state.tensors.iter().map(|(_, t)| t.numel()).sum()
+}
+
+/// Refuses a batch size whose training step or evaluation would not fit in the memory
+/// available on `device`.
+fn ensure_training_fits(
+    net: &mut dyn Module,
+    optimizer_values: usize,
+    settings: &RunSettings,
+    eval_batch: usize,
+    device: Device,
+    workers: usize,
+) -> anyhow::Result<()> {
+    let available = memory::available(device);
+    let (step, evaluation) = training_footprints(net, optimizer_values, device, workers)?;
+    let flag = "--batch-size";
+    memory::ensure_fits(
+        "a training step",
+        flag,
+        settings.batch_size,
+        &step,
+        available,
+    )?;
+    memory::ensure_fits("an evaluation", flag, eval_batch, &evaluation, available)?;
+    Ok(())
+}
+
 /// The batch size evaluations use while training: larger than training's (no gradients to
 /// keep), never larger than the test set.
 fn eval_batch_size(batch_size: usize, test_images: usize) -> usize {
     batch_size.max(256).min(test_images.max(1))
+}
+
+/// One epoch's (or its resumed remainder's) progress bar, timing and step records.
+struct EpochMeter {
+    bar: ProgressBar,
+    epoch: u64,
+    /// When this process started on the epoch, and the seconds spent on it before.
+    started: Instant,
+    seconds_before: f64,
+    images_now: u64,
+}
+
+impl EpochMeter {
+    /// The bar for `epoch` (1-based, of `args.epochs` or the epochs the run spans) of
+    /// `batches`, from where `progress` stands.
+    fn start(
+        progress: &TrainingProgress,
+        batches: u64,
+        epoch: u64,
+        args: &TrainArgs,
+    ) -> EpochMeter {
+        EpochMeter::of(progress, batches, epoch, args.epochs, args.no_progress)
+    }
+
+    fn of(
+        progress: &TrainingProgress,
+        batches: u64,
+        epoch: u64,
+        epochs: u64,
+        hidden: bool,
+    ) -> EpochMeter {
+        let bar = progress_bar(batches, epoch, epochs, hidden);
+        bar.set_position(progress.batches_done);
+        EpochMeter {
+            bar,
+            epoch,
+            started: Instant::now(),
+            seconds_before: progress.epoch_seconds,
+            images_now: 0,
+        }
+    }
+
+    /// Counts a step into `progress`, moves the bar and, every `log_every` steps of the
+    /// epoch, prints the notebook's line and records it in `metrics`.
+    fn record(
+        &mut self,
+        progress: &mut TrainingProgress,
+        metrics: &mut MetricsLog,
+        outcome: &StepOutcome,
+        log_every: u64,
+    ) -> anyhow::Result<()> {
+        let epoch = self.epoch;
+        progress.batches_done += 1;
+        progress.global_step += 1;
+        progress.epoch_tally.add(outcome);
+        progress.log_tally.add(outcome);
+        progress.epoch_seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+        self.images_now += outcome.count as u64;
+        let rate = self.images_now as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar.set_message(format!(
+            "loss {:.4} acc {:.2}% {:.0} img/s",
+            progress.epoch_tally.mean_loss(),
+            progress.epoch_tally.accuracy(),
+            rate
+        ));
+        self.bar.inc(1);
+        let step = progress.batches_done;
+        if step.is_multiple_of(log_every) {
+            let window = progress.log_tally;
+            say(
+                &self.bar,
+                format!(
+                    "Epoch: {epoch}, loss: {:.4}, accuracy: {:.2}%",
+                    window.mean_loss(),
+                    window.accuracy()
+                ),
+            );
+            progress.log_tally = Tally::default();
+            metrics.record(json!({
+                "kind": "step", "epoch": epoch, "step": step,
+                "global_step": progress.global_step,
+                "loss": window.mean_loss(), "accuracy": window.accuracy(),
+                "images_per_sec": rate,
+            }))?;
+        }
+        Ok(())
+    }
+
+    /// Whether Ctrl-C or SIGTERM asked to stop after this step (the bar is left as is).
+    fn interrupted(&self) -> bool {
+        models::test_pause::point("train:step", &interrupt::requested);
+        let stop = interrupt::requested();
+        if stop {
+            self.bar.abandon();
+        }
+        stop
+    }
+
+    /// The epoch's seconds so far, over every process that trained it.
+    fn seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Closes an epoch in `progress` after its record is written: the next one starts.
+fn close_epoch(progress: &mut TrainingProgress, epoch: u64) {
+    progress.epochs_done = epoch;
+    progress.batches_done = 0;
+    progress.epoch_tally = Tally::default();
+    progress.log_tally = Tally::default();
+    progress.epoch_seconds = 0.0;
 }
 
 /// A run in progress: the network, its optimizer, where the loop stands, and the folder it
@@ -333,18 +551,7 @@ impl Run {
     fn save(&mut self) -> anyhow::Result<()> {
         self.progress.metrics_bytes = self.metrics.len();
         self.progress.settings = serde_json::to_value(&self.settings)?;
-        let metadata = HashMap::from([
-            ("format".to_string(), "pt".to_string()),
-            (
-                "normalization".to_string(),
-                self.settings.normalization.name().to_string(),
-            ),
-            (
-                "global_step".to_string(),
-                self.progress.global_step.to_string(),
-            ),
-            ("classes".to_string(), CLASSES.join(",")),
-        ]);
+        let metadata = model_metadata(&self.settings, self.progress.global_step);
         checkpoint::save_checkpoint(
             &self.folder.path,
             &mut self.net,
@@ -362,11 +569,7 @@ impl Run {
         if self.unsaved {
             self.save()?;
         }
-        Err(Interrupted(format!(
-            "interrupted {at}; checkpoint saved, continue with --resume {}",
-            self.folder.path.display()
-        ))
-        .into())
+        Err(interrupted(&self.folder, at))
     }
 
     /// Runs an evaluation that an interrupt can stop between two batches (`None` then).
@@ -430,6 +633,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         None => (None, None, requested),
     };
+    check_flags_for_model(&settings, &args.given)?;
+    let airbench = settings.model == models::networks::Airbench94::NAME;
     let out = match (&folder, &args.out) {
         (Some(folder), _) => folder.path.clone(),
         (None, Some(out)) => out.clone(),
@@ -438,7 +643,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if folder.is_none() {
         run_folder::check_new_run(&out, args.overwrite)?;
     }
-    if let Some(checkpoint) = &checkpoint {
+    if let Some(checkpoint) = checkpoint.as_ref().filter(|_| airbench) {
+        if checkpoint.progress.finished {
+            println!(
+                "the run in {} has already finished its training and its test; nothing to do",
+                out.display()
+            );
+            return Ok(());
+        }
+    } else if let Some(checkpoint) = &checkpoint {
         let progress = &checkpoint.progress;
         // A run stopped inside an epoch has that epoch to finish.
         let done = progress.epochs_done + u64::from(progress.batches_done > 0);
@@ -495,20 +708,27 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let train_split = Arc::new(dataset.train);
     let test_split = Arc::new(dataset.test);
     let eval_batch = eval_batch_size(settings.batch_size, test_split.len());
+    if airbench {
+        let start = airbench94::Start {
+            folder,
+            checkpoint,
+            out,
+            settings,
+            train_data,
+        };
+        return airbench94::run(start, &args, device, train_split, test_split, eval_batch);
+    }
 
-    let available = memory::available(device);
     let mut net = Net::new(settings.seed, device)?;
     let mut optimizer = build_optimizer(&settings, &mut net)?;
-    let (step, evaluation) = training_footprints(&mut net, &optimizer, device, args.workers)?;
-    let flag = "--batch-size";
-    memory::ensure_fits(
-        "a training step",
-        flag,
-        settings.batch_size,
-        &step,
-        available,
+    ensure_training_fits(
+        &mut net,
+        optimizer_values(&optimizer.state()),
+        &settings,
+        eval_batch,
+        device,
+        args.workers,
     )?;
-    memory::ensure_fits("an evaluation", flag, eval_batch, &evaluation, available)?;
 
     let folder = match folder {
         Some(folder) => folder,
@@ -612,15 +832,11 @@ fn train(
     }
     while run.progress.epochs_done < args.epochs {
         let epoch = run.progress.epochs_done + 1;
-        let segment_started = Instant::now();
-        let seconds_before = run.progress.epoch_seconds;
         run.net.set_training(true);
         let skip = run.progress.batches_done as usize;
         let batches = epoch_batches_from(train_split.clone(), &loader, epoch - 1, skip);
         let total = loader.num_batches(train_split.len());
-        let bar = progress_bar(total as u64, epoch, args.epochs, args.no_progress);
-        bar.set_position(skip as u64);
-        let mut images_now = 0u64;
+        let mut meter = EpochMeter::start(&run.progress, total as u64, epoch, args);
         for (index, batch) in (skip..).zip(batches) {
             let outcome = train_step(&mut run.net, &mut run.optimizer, &batch, device)?;
             if !outcome.loss.is_finite() {
@@ -630,48 +846,18 @@ fn train(
                     index + 1
                 );
             }
-            let progress = &mut run.progress;
-            progress.batches_done = index as u64 + 1;
-            progress.global_step += 1;
-            progress.epoch_tally.add(&outcome);
-            progress.log_tally.add(&outcome);
-            progress.epoch_seconds = seconds_before + segment_started.elapsed().as_secs_f64();
             run.unsaved = true;
-            images_now += outcome.count as u64;
-            let rate = images_now as f64 / segment_started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.2}% {:.0} img/s",
-                progress.epoch_tally.mean_loss(),
-                progress.epoch_tally.accuracy(),
-                rate
-            ));
-            bar.inc(1);
-            if (index as u64 + 1).is_multiple_of(settings.log_every) {
-                let window = progress.log_tally;
-                say(
-                    &bar,
-                    format!(
-                        "Epoch: {epoch}, loss: {:.4}, accuracy: {:.2}%",
-                        window.mean_loss(),
-                        window.accuracy()
-                    ),
-                );
-                let global_step = progress.global_step;
-                progress.log_tally = Tally::default();
-                run.metrics.record(json!({
-                    "kind": "step", "epoch": epoch, "step": index + 1,
-                    "global_step": global_step,
-                    "loss": window.mean_loss(), "accuracy": window.accuracy(),
-                    "images_per_sec": rate,
-                }))?;
-            }
-            models::test_pause::point("train:step", &interrupt::requested);
-            if interrupt::requested() {
-                bar.abandon();
+            meter.record(
+                &mut run.progress,
+                &mut run.metrics,
+                &outcome,
+                settings.log_every,
+            )?;
+            if meter.interrupted() {
                 return run.stop(&format!("at epoch {epoch}, step {}", index + 1));
             }
         }
-        bar.finish();
+        meter.bar.finish();
 
         // The epoch's batches are done; its evaluation and record close it. An interrupt
         // during the evaluation saves this position, and a resume redoes only that.
@@ -694,7 +880,7 @@ fn train(
                 None => return run.stop(&format!("during the evaluation after epoch {epoch}")),
             }
         }
-        let seconds = seconds_before + segment_started.elapsed().as_secs_f64();
+        let seconds = meter.seconds();
         record["seconds"] = json!(seconds);
         record["images_per_sec"] = json!(tally.images as f64 / seconds.max(1e-9));
         println!(
@@ -704,12 +890,7 @@ fn train(
             tally.accuracy()
         );
         run.metrics.record(record)?;
-        let progress = &mut run.progress;
-        progress.epochs_done = epoch;
-        progress.batches_done = 0;
-        progress.epoch_tally = Tally::default();
-        progress.log_tally = Tally::default();
-        progress.epoch_seconds = 0.0;
+        close_epoch(&mut run.progress, epoch);
         run.save()?;
         if interrupt::requested() {
             return run.stop(&format!("after epoch {epoch}"));

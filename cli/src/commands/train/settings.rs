@@ -21,6 +21,12 @@ use super::{NormalizationChoice, OptimizerChoice, TrainArgs};
 /// Everything that defines a run, as its flags set it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
+    /// The network (a name in `models::networks`); runs saved before it existed are `net`.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Stop after this many steps, the schedule still spanning the whole run (airbench94).
+    #[serde(default)]
+    pub steps: Option<u64>,
     /// Where the data was read (absolute once the run has started).
     pub data: Option<PathBuf>,
     pub limit: Option<usize>,
@@ -45,11 +51,19 @@ pub const ADJUSTABLE: [&str; 3] = ["data", "eval_every_epoch", "log_every"];
 impl RunSettings {
     /// The settings the command line asks for (defaults where a flag is absent).
     pub fn from_args(args: &TrainArgs) -> RunSettings {
+        let airbench = args.model == models::networks::Airbench94::NAME;
         RunSettings {
+            model: args.model.clone(),
+            steps: args.steps,
             data: args.data.clone(),
             limit: args.limit,
             test_limit: args.test_limit,
-            batch_size: args.batch_size,
+            // airbench94's recipe trains in batches of 1024 unless told otherwise.
+            batch_size: if airbench && !args.given.contains("batch_size") {
+                models::recipes::Airbench94Recipe::default().batch_size
+            } else {
+                args.batch_size
+            },
             optimizer: args.optimizer,
             lr: args.lr,
             momentum: args.momentum,
@@ -57,7 +71,11 @@ impl RunSettings {
             weight_decay: args.weight_decay,
             seed: args.seed,
             augment: args.augment,
-            normalization: args.normalization,
+            normalization: if airbench {
+                NormalizationChoice::Airbench
+            } else {
+                args.normalization
+            },
             eval_every_epoch: args.eval_every_epoch,
             log_every: args.log_every,
         }
@@ -113,6 +131,10 @@ impl RunSettings {
             )
         })
     }
+}
+
+fn default_model() -> String {
+    models::networks::Net::NAME.to_string()
 }
 
 /// A setting's value as a user would type it.
