@@ -67,16 +67,20 @@ pub fn train_step(
         loss.backward()?;
     }
     optimizer.step()?;
-    let correct = predictions(&logits)?
-        .iter()
-        .zip(&batch.labels)
-        .filter(|(p, l)| **p == **l as usize)
-        .count();
     Ok(StepOutcome {
         loss: loss.item()?,
-        correct,
+        correct: correct_predictions(&logits, &batch.labels)?,
         count: batch.len(),
     })
+}
+
+/// How many rows of `logits` have their largest value at their label.
+pub fn correct_predictions(logits: &Tensor, labels: &[u32]) -> Result<usize> {
+    Ok(predictions(logits)?
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count())
 }
 
 /// Running sums over training steps (an epoch so far, or the steps since the last log

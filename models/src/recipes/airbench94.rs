@@ -29,7 +29,7 @@ use crate::networks::Airbench94;
 use crate::optim::{
     lookahead_decay, Lookahead, LrSchedule, OptimizerState, ParamGroup, Sgd, SgdConfig,
 };
-use crate::train::{images_tensor, predictions, StepOutcome};
+use crate::train::{correct_predictions, images_tensor, StepOutcome};
 use crate::tta::TtaLevel;
 
 /// airbench94's hyper-parameters (`hyp` in airbench94.py); the default is the recipe.
@@ -282,14 +282,9 @@ impl Airbench94Trainer {
         if self.step >= self.last_step {
             self.lookahead.update(1.0)?;
         }
-        let correct = predictions(&logits)?
-            .iter()
-            .zip(&batch.labels)
-            .filter(|(p, l)| **p == **l as usize)
-            .count();
         Ok(StepOutcome {
             loss: loss.item()? / batch.len().max(1) as f64,
-            correct,
+            correct: correct_predictions(&logits, &batch.labels)?,
             count: batch.len(),
         })
     }

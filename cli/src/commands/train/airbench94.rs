@@ -9,18 +9,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::bail;
-use models::checkpoint::{self, Checkpoint, TrainingProgress};
+use models::checkpoint::Checkpoint;
 use models::data::{DataFingerprint, ResidentLoader, Split, CLASSES};
 use models::networks::Airbench94;
 use models::recipes::{Airbench94Recipe, Airbench94Trainer};
-use models::train::{Evaluation, Tally};
+use models::train::Evaluation;
 use models::tta::{evaluate_tta_until, TtaLevel};
 use models::Device;
 use serde_json::json;
 
 use super::run_folder::{RunFolder, METRICS_FILE};
 use super::{
-    close_epoch, ensure_training_fits, interrupted, model_metadata, optimizer_values, EpochMeter,
+    ensure_training_fits, interrupt_requested, new_progress, optimizer_values, EpochMeter, Run,
     RunSettings, TrainArgs,
 };
 use crate::interrupt;
@@ -40,38 +40,20 @@ pub struct Start {
     pub train_data: DataFingerprint,
 }
 
-/// An airbench94 run in progress.
-struct Run {
-    folder: RunFolder,
-    settings: RunSettings,
+/// What airbench94's recipe trains: the network, SGD and lookahead as one trainer.
+struct Recipe {
     trainer: Airbench94Trainer,
-    metrics: MetricsLog,
-    progress: TrainingProgress,
-    unsaved: bool,
 }
 
-impl Run {
-    fn save(&mut self) -> anyhow::Result<()> {
-        self.progress.metrics_bytes = self.metrics.len();
-        self.progress.settings = serde_json::to_value(&self.settings)?;
-        let metadata = model_metadata(&self.settings, self.progress.global_step);
+impl Recipe {
+    fn save(&mut self, run: &mut Run) -> anyhow::Result<()> {
         let state = self.trainer.state();
-        checkpoint::save_checkpoint_state(
-            &self.folder.path,
-            &mut self.trainer.model,
-            &state,
-            metadata,
-            &self.progress,
-        )?;
-        self.unsaved = false;
-        Ok(())
+        run.save(&mut self.trainer.model, &state)
     }
 
-    fn stop(&mut self, at: &str) -> anyhow::Result<()> {
-        if self.unsaved {
-            self.save()?;
-        }
-        Err(interrupted(&self.folder, at))
+    fn stop(&mut self, run: &mut Run, at: &str) -> anyhow::Result<()> {
+        let state = self.trainer.state();
+        run.stop(&mut self.trainer.model, &state, at)
     }
 
     /// The test set at `level`, stoppable by an interrupt between batches (`None` then).
@@ -83,10 +65,6 @@ impl Run {
         device: Device,
         label: &str,
     ) -> anyhow::Result<Option<Evaluation>> {
-        let stop = || {
-            models::test_pause::point(label, &interrupt::requested);
-            interrupt::requested()
-        };
         let normalization = self.trainer.recipe.loader(0).normalization;
         Ok(evaluate_tta_until(
             &mut self.trainer.model,
@@ -96,7 +74,7 @@ impl Run {
             batch,
             device,
             CLASSES.len(),
-            &stop,
+            &interrupt_requested(label),
         )?)
     }
 }
@@ -169,19 +147,7 @@ pub fn run(
             let seconds = started.elapsed().as_secs_f64();
             let images = recipe.whiten_images.min(train_split.len());
             println!("whitening initialisation from {images} images in {seconds:.2}s");
-            let progress = TrainingProgress {
-                epochs_done: 0,
-                batches_done: 0,
-                global_step: 0,
-                optimizer: OPTIMIZER.to_string(),
-                epoch_tally: Tally::default(),
-                log_tally: Tally::default(),
-                epoch_seconds: 0.0,
-                metrics_bytes: 0,
-                finished: false,
-                train_data,
-                settings: serde_json::Value::Null,
-            };
+            let progress = new_progress(OPTIMIZER, train_data);
             let mut metrics = MetricsLog::open_at(&metrics_path, 0)?;
             metrics.record(json!({ "kind": "whitening", "images": images, "seconds": seconds }))?;
             (progress, metrics)
@@ -190,17 +156,26 @@ pub fn run(
     let mut run = Run {
         folder,
         settings,
-        trainer,
         metrics,
         progress,
         unsaved: true,
     };
     interrupt::install()?;
-    train(&mut run, args, device, &loader, &test_split, eval_batch)
+    let mut recipe = Recipe { trainer };
+    train(
+        &mut run,
+        &mut recipe,
+        args,
+        device,
+        &loader,
+        &test_split,
+        eval_batch,
+    )
 }
 
 fn train(
     run: &mut Run,
+    recipe: &mut Recipe,
     args: &TrainArgs,
     device: Device,
     loader: &ResidentLoader,
@@ -208,12 +183,12 @@ fn train(
     eval_batch: usize,
 ) -> anyhow::Result<()> {
     let per_epoch = loader.batches_per_epoch() as u64;
-    let last_step = run.trainer.last_step();
+    let last_step = recipe.trainer.last_step();
     let epochs = last_step.div_ceil(per_epoch);
-    let stopping_early = if last_step < run.trainer.total_steps() {
+    let stopping_early = if last_step < recipe.trainer.total_steps() {
         format!(
             " (stopping after {last_step} of the recipe's {})",
-            run.trainer.total_steps()
+            recipe.trainer.total_steps()
         )
     } else {
         String::new()
@@ -226,15 +201,15 @@ fn train(
         run.folder.path.display()
     );
     let started = Instant::now();
-    while !run.trainer.finished() {
-        let done = run.trainer.steps_done();
+    while !recipe.trainer.finished() {
+        let done = recipe.trainer.steps_done();
         let epoch = done / per_epoch + 1;
         let end = per_epoch.min(last_step - (epoch - 1) * per_epoch);
-        run.trainer.begin_epoch(epoch - 1)?;
+        recipe.trainer.begin_epoch(epoch - 1)?;
         let plan = loader.epoch(epoch - 1);
         let mut meter = EpochMeter::of(&run.progress, end, epoch, epochs, args.no_progress);
         for index in done % per_epoch..end {
-            let outcome = run.trainer.step(&plan.batch(index as usize))?;
+            let outcome = recipe.trainer.step(&plan.batch(index as usize))?;
             if !outcome.loss.is_finite() {
                 bail!(
                     "the loss became {} at epoch {epoch}, step {}",
@@ -250,49 +225,30 @@ fn train(
                 run.settings.log_every,
             )?;
             if meter.interrupted() {
-                return run.stop(&format!("at epoch {epoch}, step {}", index + 1));
+                return recipe.stop(run, &format!("at epoch {epoch}, step {}", index + 1));
             }
         }
         meter.bar.finish();
 
-        let tally = run.progress.epoch_tally;
-        let mut record = json!({
-            "kind": "epoch", "epoch": epoch, "global_step": run.progress.global_step,
-            "train_loss": tally.mean_loss(), "train_accuracy": tally.accuracy(),
-        });
+        let mut record = meter.epoch_record(&run.progress);
         if run.settings.eval_every_epoch && epoch < epochs && !test_split.is_empty() {
-            match run.evaluate(
+            match recipe.evaluate(
                 test_split,
                 TtaLevel::Plain,
                 eval_batch,
                 device,
                 "eval:epoch",
             )? {
-                Some(evaluation) => {
-                    println!(
-                        "epoch {epoch}: test accuracy {:.2}%, test loss {:.4}",
-                        evaluation.accuracy(),
-                        evaluation.loss
-                    );
-                    record["test_accuracy"] = json!(evaluation.accuracy());
-                    record["test_loss"] = json!(evaluation.loss);
+                Some(evaluation) => meter.add_test(&mut record, &evaluation),
+                None => {
+                    return recipe.stop(run, &format!("during the evaluation after epoch {epoch}"))
                 }
-                None => return run.stop(&format!("during the evaluation after epoch {epoch}")),
             }
         }
-        let seconds = meter.seconds();
-        record["seconds"] = json!(seconds);
-        record["images_per_sec"] = json!(tally.images as f64 / seconds.max(1e-9));
-        println!(
-            "epoch {epoch}/{epochs} done in {seconds:.1}s: train loss {:.4}, train accuracy {:.2}%",
-            tally.mean_loss(),
-            tally.accuracy()
-        );
-        run.metrics.record(record)?;
-        close_epoch(&mut run.progress, epoch);
-        run.save()?;
+        meter.close(run, record, epochs)?;
+        recipe.save(run)?;
         if interrupt::requested() {
-            return run.stop(&format!("after epoch {epoch}"));
+            return recipe.stop(run, &format!("after epoch {epoch}"));
         }
     }
 
@@ -301,13 +257,13 @@ fn train(
         println!("test: skipped (--test-limit 0)");
     } else {
         let mut record = json!({ "kind": "test", "steps": run.progress.global_step });
-        let tta = run.trainer.recipe.tta;
+        let tta = recipe.trainer.recipe.tta;
         for (level, key) in [(TtaLevel::Plain, "test"), (tta, "tta")] {
             let eval_started = Instant::now();
             let Some(evaluation) =
-                run.evaluate(test_split, level, eval_batch, device, "eval:final")?
+                recipe.evaluate(test_split, level, eval_batch, device, "eval:final")?
             else {
-                return run.stop(
+                return recipe.stop(run,
                     "during the final test (the trained model is saved; the resumed run only tests)",
                 );
             };
@@ -330,5 +286,5 @@ fn train(
         run.metrics.record(record)?;
     }
     run.progress.finished = true;
-    run.save()
+    recipe.save(run)
 }

@@ -16,8 +16,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use models::checkpoint::{self, Checkpoint, TrainingProgress};
 use models::data::{
-    ensure_dataset, epoch_batches_from, resolve_data_path, Augmentation, DataLocation,
-    LoaderConfig, Normalization, Split, CHANNELS, CLASSES, IMAGE_SIDE,
+    ensure_dataset, epoch_batches_from, resolve_data_path, Augmentation, DataFingerprint,
+    DataLocation, LoaderConfig, Normalization, Split, CHANNELS, CLASSES, IMAGE_SIDE,
 };
 use models::layers::Module;
 use models::optim::{Adam, AdamConfig, Optimizer, OptimizerState, Sgd, SgdConfig};
@@ -272,15 +272,6 @@ fn model_metadata(settings: &RunSettings, global_step: u64) -> HashMap<String, S
     ])
 }
 
-/// The error that ends a run interrupted `at`, saying how to continue it.
-fn interrupted(folder: &RunFolder, at: &str) -> anyhow::Error {
-    Interrupted(format!(
-        "interrupted {at}; checkpoint saved, continue with --resume {}",
-        folder.path.display()
-    ))
-    .into()
-}
-
 fn default_out_dir() -> PathBuf {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -523,9 +514,53 @@ impl EpochMeter {
     fn seconds(&self) -> f64 {
         self.seconds_before + self.started.elapsed().as_secs_f64()
     }
+
+    /// The epoch's metrics record as its steps leave it in `progress`.
+    fn epoch_record(&self, progress: &TrainingProgress) -> serde_json::Value {
+        let tally = progress.epoch_tally;
+        json!({
+            "kind": "epoch", "epoch": self.epoch, "global_step": progress.global_step,
+            "train_loss": tally.mean_loss(), "train_accuracy": tally.accuracy(),
+        })
+    }
+
+    /// Prints the test after the epoch and adds it to its `record`.
+    fn add_test(&self, record: &mut serde_json::Value, evaluation: &Evaluation) {
+        println!(
+            "epoch {}: test accuracy {:.2}%, test loss {:.4}",
+            self.epoch,
+            evaluation.accuracy(),
+            evaluation.loss
+        );
+        record["test_accuracy"] = json!(evaluation.accuracy());
+        record["test_loss"] = json!(evaluation.loss);
+    }
+
+    /// Completes the epoch's `record` with its timing, prints the epoch's line (of
+    /// `epochs`), writes the record and moves the run on to the next epoch.
+    fn close(
+        &self,
+        run: &mut Run,
+        mut record: serde_json::Value,
+        epochs: u64,
+    ) -> anyhow::Result<()> {
+        let tally = run.progress.epoch_tally;
+        let seconds = self.seconds();
+        record["seconds"] = json!(seconds);
+        record["images_per_sec"] = json!(tally.images as f64 / seconds.max(1e-9));
+        println!(
+            "epoch {}/{epochs} done in {seconds:.1}s: train loss {:.4}, train accuracy {:.2}%",
+            self.epoch,
+            tally.mean_loss(),
+            tally.accuracy()
+        );
+        run.metrics.record(record)?;
+        close_epoch(&mut run.progress, self.epoch);
+        Ok(())
+    }
 }
 
-/// Closes an epoch in `progress` after its record is written: the next one starts.
+/// Moves `progress` past the finished `epoch`: the next one starts.
 fn close_epoch(progress: &mut TrainingProgress, epoch: u64) {
     progress.epochs_done = epoch;
     progress.batches_done = 0;
@@ -534,13 +569,12 @@ fn close_epoch(progress: &mut TrainingProgress, epoch: u64) {
     progress.epoch_seconds = 0.0;
 }
 
-/// A run in progress: the network, its optimizer, where the loop stands, and the folder it
-/// saves to.
+/// A run in progress: its folder, settings, metrics and where the loop stands. What it
+/// trains (the notebook's network and optimizer, or airbench94's trainer) is the caller's
+/// and handed to [`Run::save`] as a model and the state its trainer keeps.
 struct Run {
     folder: RunFolder,
     settings: RunSettings,
-    net: Net,
-    optimizer: Optimizer,
     metrics: MetricsLog,
     progress: TrainingProgress,
     /// The progress has moved since the last save.
@@ -548,14 +582,16 @@ struct Run {
 }
 
 impl Run {
-    fn save(&mut self) -> anyhow::Result<()> {
+    /// Saves `model` and its trainer's `state` (the `optimizer.*` entries) with the run's
+    /// progress as the run folder's checkpoint.
+    fn save(&mut self, model: &mut dyn Module, state: &OptimizerState) -> anyhow::Result<()> {
         self.progress.metrics_bytes = self.metrics.len();
         self.progress.settings = serde_json::to_value(&self.settings)?;
         let metadata = model_metadata(&self.settings, self.progress.global_step);
-        checkpoint::save_checkpoint(
+        checkpoint::save_checkpoint_state(
             &self.folder.path,
-            &mut self.net,
-            &self.optimizer,
+            model,
+            state,
             metadata,
             &self.progress,
         )?;
@@ -565,33 +601,47 @@ impl Run {
 
     /// Saves (unless nothing moved since the last save) and returns the error that ends
     /// an interrupted run, saying where it stopped and how to continue.
-    fn stop(&mut self, at: &str) -> anyhow::Result<()> {
-        if self.unsaved {
-            self.save()?;
-        }
-        Err(interrupted(&self.folder, at))
-    }
-
-    /// Runs an evaluation that an interrupt can stop between two batches (`None` then).
-    fn evaluate(
+    fn stop(
         &mut self,
-        test: &Arc<Split>,
-        config: &LoaderConfig,
-        device: Device,
-        label: &str,
-    ) -> anyhow::Result<Option<Evaluation>> {
-        let stop = || {
-            models::test_pause::point(label, &interrupt::requested);
-            interrupt::requested()
-        };
-        Ok(evaluate_until(
-            &mut self.net,
-            test.clone(),
-            config,
-            device,
-            CLASSES.len(),
-            &stop,
-        )?)
+        model: &mut dyn Module,
+        state: &OptimizerState,
+        at: &str,
+    ) -> anyhow::Result<()> {
+        if self.unsaved {
+            self.save(model, state)?;
+        }
+        Err(Interrupted(format!(
+            "interrupted {at}; checkpoint saved, continue with --resume {}",
+            self.folder.path.display()
+        ))
+        .into())
+    }
+}
+
+/// Whether an evaluation should stop before its next batch: Ctrl-C or SIGTERM came (tests
+/// pause at `label` first).
+fn interrupt_requested(label: &str) -> impl Fn() -> bool + '_ {
+    move || {
+        models::test_pause::point(label, &interrupt::requested);
+        interrupt::requested()
+    }
+}
+
+/// The progress of a run that has not started: `optimizer` names what its checkpoints'
+/// optimizer state comes from.
+fn new_progress(optimizer: &str, train_data: DataFingerprint) -> TrainingProgress {
+    TrainingProgress {
+        epochs_done: 0,
+        batches_done: 0,
+        global_step: 0,
+        optimizer: optimizer.to_string(),
+        epoch_tally: Tally::default(),
+        log_tally: Tally::default(),
+        epoch_seconds: 0.0,
+        metrics_bytes: 0,
+        finished: false,
+        train_data,
+        settings: serde_json::Value::Null,
     }
 }
 
@@ -756,37 +806,67 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             (progress, metrics)
         }
         None => {
-            let progress = TrainingProgress {
-                epochs_done: 0,
-                batches_done: 0,
-                global_step: 0,
-                optimizer: optimizer.name().to_string(),
-                epoch_tally: Tally::default(),
-                log_tally: Tally::default(),
-                epoch_seconds: 0.0,
-                metrics_bytes: 0,
-                finished: false,
-                train_data,
-                settings: serde_json::Value::Null,
-            };
+            let progress = new_progress(optimizer.name(), train_data);
             (progress, MetricsLog::open_at(&metrics_path, 0)?)
         }
     };
     let mut run = Run {
         folder,
         settings,
-        net,
-        optimizer,
         metrics,
         progress,
         unsaved: true,
     };
     interrupt::install()?;
-    train(&mut run, &args, device, train_split, test_split, eval_batch)
+    let mut notebook = Notebook { net, optimizer };
+    train(
+        &mut run,
+        &mut notebook,
+        &args,
+        device,
+        train_split,
+        test_split,
+        eval_batch,
+    )
+}
+
+/// What the notebook's recipe trains.
+struct Notebook {
+    net: Net,
+    optimizer: Optimizer,
+}
+
+impl Notebook {
+    fn save(&mut self, run: &mut Run) -> anyhow::Result<()> {
+        run.save(&mut self.net, &self.optimizer.state())
+    }
+
+    fn stop(&mut self, run: &mut Run, at: &str) -> anyhow::Result<()> {
+        run.stop(&mut self.net, &self.optimizer.state(), at)
+    }
+
+    /// The test set, stoppable by an interrupt between batches (`None` then).
+    fn evaluate(
+        &mut self,
+        test: &Arc<Split>,
+        config: &LoaderConfig,
+        device: Device,
+        label: &str,
+    ) -> anyhow::Result<Option<Evaluation>> {
+        Ok(evaluate_until(
+            &mut self.net,
+            test.clone(),
+            config,
+            device,
+            CLASSES.len(),
+            &interrupt_requested(label),
+        )?)
+    }
 }
 
 fn train(
     run: &mut Run,
+    notebook: &mut Notebook,
     args: &TrainArgs,
     device: Device,
     train_split: Arc<Split>,
@@ -801,7 +881,7 @@ fn train(
         device,
         args.epochs,
         settings.batch_size,
-        run.optimizer.name(),
+        notebook.optimizer.name(),
         settings.lr,
         run.folder.path.display()
     );
@@ -832,13 +912,13 @@ fn train(
     }
     while run.progress.epochs_done < args.epochs {
         let epoch = run.progress.epochs_done + 1;
-        run.net.set_training(true);
+        notebook.net.set_training(true);
         let skip = run.progress.batches_done as usize;
         let batches = epoch_batches_from(train_split.clone(), &loader, epoch - 1, skip);
         let total = loader.num_batches(train_split.len());
         let mut meter = EpochMeter::start(&run.progress, total as u64, epoch, args);
         for (index, batch) in (skip..).zip(batches) {
-            let outcome = train_step(&mut run.net, &mut run.optimizer, &batch, device)?;
+            let outcome = train_step(&mut notebook.net, &mut notebook.optimizer, &batch, device)?;
             if !outcome.loss.is_finite() {
                 bail!(
                     "the loss became {} at epoch {epoch}, step {}: lower --lr",
@@ -854,54 +934,37 @@ fn train(
                 settings.log_every,
             )?;
             if meter.interrupted() {
-                return run.stop(&format!("at epoch {epoch}, step {}", index + 1));
+                return notebook.stop(run, &format!("at epoch {epoch}, step {}", index + 1));
             }
         }
         meter.bar.finish();
 
         // The epoch's batches are done; its evaluation and record close it. An interrupt
         // during the evaluation saves this position, and a resume redoes only that.
-        let tally = run.progress.epoch_tally;
-        let mut record = json!({
-            "kind": "epoch", "epoch": epoch, "global_step": run.progress.global_step,
-            "train_loss": tally.mean_loss(), "train_accuracy": tally.accuracy(),
-        });
+        let mut record = meter.epoch_record(&run.progress);
         if settings.eval_every_epoch && epoch < args.epochs && testing {
-            match run.evaluate(&test_split, &eval_loader, device, "eval:epoch")? {
-                Some(evaluation) => {
-                    println!(
-                        "epoch {epoch}: test accuracy {:.2}%, test loss {:.4}",
-                        evaluation.accuracy(),
-                        evaluation.loss
-                    );
-                    record["test_accuracy"] = json!(evaluation.accuracy());
-                    record["test_loss"] = json!(evaluation.loss);
+            match notebook.evaluate(&test_split, &eval_loader, device, "eval:epoch")? {
+                Some(evaluation) => meter.add_test(&mut record, &evaluation),
+                None => {
+                    return notebook
+                        .stop(run, &format!("during the evaluation after epoch {epoch}"))
                 }
-                None => return run.stop(&format!("during the evaluation after epoch {epoch}")),
             }
         }
-        let seconds = meter.seconds();
-        record["seconds"] = json!(seconds);
-        record["images_per_sec"] = json!(tally.images as f64 / seconds.max(1e-9));
-        println!(
-            "epoch {epoch}/{} done in {seconds:.1}s: train loss {:.4}, train accuracy {:.2}%",
-            args.epochs,
-            tally.mean_loss(),
-            tally.accuracy()
-        );
-        run.metrics.record(record)?;
-        close_epoch(&mut run.progress, epoch);
-        run.save()?;
+        meter.close(run, record, args.epochs)?;
+        notebook.save(run)?;
         if interrupt::requested() {
-            return run.stop(&format!("after epoch {epoch}"));
+            return notebook.stop(run, &format!("after epoch {epoch}"));
         }
     }
 
     println!("{}", "-".repeat(20));
     if testing {
-        let Some(evaluation) = run.evaluate(&test_split, &eval_loader, device, "eval:final")?
+        let Some(evaluation) =
+            notebook.evaluate(&test_split, &eval_loader, device, "eval:final")?
         else {
-            return run.stop(
+            return notebook.stop(
+                run,
                 "during the final test (the trained model is saved; the resumed run only tests)",
             );
         };
@@ -919,5 +982,5 @@ fn train(
         println!("test: skipped (--test-limit 0)");
     }
     run.progress.finished = true;
-    run.save()
+    notebook.save(run)
 }
