@@ -6,7 +6,7 @@
 # and its peak RSS (both from /usr/bin/time -v).
 #
 # usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH]
-#                                   [--steps S] [--limit L] [--no-pytorch]
+#                                   [--steps S] [--limit L] [--test-limit L] [--no-pytorch]
 #   --seeds N      seeds 0..N-1 (default 3)
 #   --threads T    threads for both (default 2: RAYON_NUM_THREADS for ours,
 #                  torch.set_num_threads + OMP/MKL_NUM_THREADS for PyTorch)
@@ -14,6 +14,7 @@
 #   --steps S      stop both after S steps (quick checks; the schedule still spans the run)
 #   --limit L      ours only: train on the first L images (the port has no such flag, so
 #                  PyTorch is left out of such a run)
+#   --test-limit L ours only, likewise: test on the first L test images
 #   --no-pytorch   ours only
 #
 # A whole run takes about half an hour per seed and side on 2 cores: run it on a quiet
@@ -33,8 +34,9 @@ data="${CIFAR10_PATH:-$root/../../shared/data/cifar-10-binary.tar.gz}"
 [ -e "$data" ] || data="/work/shared/data/cifar-10-binary.tar.gz"
 steps=""
 limit=""
+test_limit=""
 pytorch=1
-usage="usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH] [--steps S] [--limit L] [--no-pytorch]"
+usage="usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH] [--steps S] [--limit L] [--test-limit L] [--no-pytorch]"
 number() { # FLAG VALUE
     if ! [[ "$2" =~ ^[1-9][0-9]*$ ]]; then
         echo "airbench94-runs: $1 needs a positive integer, got '$2'" >&2
@@ -44,7 +46,7 @@ number() { # FLAG VALUE
 }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --seeds | --threads | --steps | --limit | --data)
+        --seeds | --threads | --steps | --limit | --test-limit | --data)
             if [ $# -lt 2 ]; then
                 echo "airbench94-runs: $1 needs a value" >&2
                 exit 2
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
                 --threads) number "$1" "$2"; threads=$2 ;;
                 --steps) number "$1" "$2"; steps=$2 ;;
                 --limit) number "$1" "$2"; limit=$2 ;;
+                --test-limit) number "$1" "$2"; test_limit=$2 ;;
                 --data) data=$2 ;;
             esac
             shift 2
@@ -77,8 +80,8 @@ if [ ! -e "$data" ]; then
     echo "airbench94-runs: no CIFAR-10 at $data (give --data)" >&2
     exit 2
 fi
-if [ -n "$limit" ] && [ "$pytorch" = 1 ]; then
-    echo "airbench94-runs: --limit trains ours on a subset the port cannot read; PyTorch is left out" >&2
+if [ -n "$limit$test_limit" ] && [ "$pytorch" = 1 ]; then
+    echo "airbench94-runs: --limit and --test-limit are for ours only (the port reads the whole set); PyTorch is left out" >&2
     pytorch=0
 fi
 if [ ! -x /usr/bin/time ]; then
@@ -121,6 +124,7 @@ ours() { # SEED
         --seed "$1" --out "$run" --overwrite)
     [ -z "$steps" ] || flags+=(--steps "$steps")
     [ -z "$limit" ] || flags+=(--limit "$limit")
+    [ -z "$test_limit" ] || flags+=(--test-limit "$test_limit")
     echo "airbench94-runs: ours, seed $1 -> $run" >&2
     RAYON_NUM_THREADS=$threads /usr/bin/time -v -o "$out/ours-seed$1.time" \
         "$cli" "${flags[@]}" >"$out/ours-seed$1.log"
@@ -178,11 +182,12 @@ for seed in $(seq 0 $((seeds - 1))); do
 done
 load_after="$(cut -d' ' -f1 /proc/loadavg)"
 
-python3 - "$results" "$threads" "$load_before" "$load_after" "$(nproc)" "${steps:-all}" "${limit:-all}" <<'EOF'
+python3 - "$results" "$threads" "$load_before" "$load_after" "$(nproc)" "${steps:-all}" "${limit:-all}" "${test_limit:-all}" <<'EOF'
 import json, statistics, sys
-path, threads, before, after, cpus, steps, limit = sys.argv[1:]
+path, threads, before, after, cpus, steps, limit, test_limit = sys.argv[1:]
 runs = [json.loads(l) for l in open(path) if l.strip()]
-print(f"airbench94 on the CPU, fp32, {threads} threads; steps: {steps}, training images: {limit}; "
+print(f"airbench94 on the CPU, fp32, {threads} threads; steps: {steps}, training images: {limit}, "
+      f"test images: {test_limit}; "
       f"load average {before} before, {after} after, on {cpus} cores")
 print()
 head = ("side", "seed", "steps", "TTA acc %", "plain acc %", "recipe s", "wall s", "peak RSS MiB")
