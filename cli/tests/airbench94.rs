@@ -241,3 +241,41 @@ fn summary_describes_airbench94() {
         .unwrap();
     assert_ne!(trainable, "1,972,792", "the whitening weights are frozen");
 }
+
+#[test]
+fn bench_step_times_steps_of_the_recipe() {
+    let output = cli(&[
+        "bench-step",
+        "--device",
+        "cpu",
+        "--model",
+        "airbench94",
+        "--batch-size",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    ]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        out.contains("bench-step: airbench94 on cpu batch 8 steps 2:") && out.contains("images/s"),
+        "{out}"
+    );
+    let output = cli(&[
+        "bench-step",
+        "--device",
+        "cpu",
+        "--model",
+        "airbench94",
+        "--batch-size",
+        "18446744073709551615",
+        "--steps",
+        "1",
+    ]);
+    assert_clean_failure(
+        &output,
+        "a training step at batch 18446744073709551615 needs about",
+    );
+}
