@@ -15,6 +15,10 @@ pub enum Error {
     /// Operands live on different devices or have different element types.
     #[error("{op}: operands disagree: {message}")]
     Mismatch { op: &'static str, message: String },
+    /// The CPU or the operating system lacks what the op needs (bf16 products without
+    /// AMX or AVX512-BF16); the message names what is missing.
+    #[error("{op}: {message}")]
+    Unsupported { op: &'static str, message: String },
     /// The CUDA driver, NVRTC or cuBLAS reported an error.
     #[error("CUDA: {0}")]
     Cuda(String),
@@ -33,6 +37,13 @@ impl Error {
 
     pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidArgument {
+            op,
+            message: message.into(),
+        }
+    }
+
+    pub fn unsupported(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Unsupported {
             op,
             message: message.into(),
         }

@@ -16,6 +16,7 @@ mod simd;
 mod storage;
 
 pub mod batch_norm;
+pub mod bf16;
 pub mod conv2d;
 pub mod cross_entropy;
 pub mod cuda;

@@ -1,0 +1,76 @@
+//! The AVX512-BF16 micro-kernel: the same block as the AMX one (see `microkernel`), eight
+//! rows of `C` at a time in sixteen zmm accumulators.
+//!
+//! `VDPBF16PS acc, a, b` adds `a[2i] * b[2i] + a[2i + 1] * b[2i + 1]` to each f32 lane `i`:
+//! with `b` one VNNI row of `B_s` (16 columns, a k-pair each) and `a` the k-pair of one row
+//! of `A_s` broadcast to every lane, one instruction advances 16 outputs by two steps of k.
+//! Its intrinsic is stable since Rust 1.89.
+
+use std::arch::x86_64::*;
+
+use super::microkernel::{Block, Step};
+
+/// Rows of `C` per pass over the steps: 8 rows x 2 halves = 16 accumulators, plus the two
+/// `B` rows and a broadcast, leave the other registers for addresses.
+const ROWS: usize = 8;
+
+/// One block: see `microkernel::run`, whose safety contract this inherits; the CPU must
+/// have AVX-512 F/BW/VL and AVX512-BF16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+pub(super) unsafe fn block(block: &Block, steps: &[Step], accumulate: bool) {
+    for first in (0..32).step_by(ROWS) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+        let c_rows = |r: usize| {
+            block
+                .c
+                .cast::<u8>()
+                .wrapping_add((first + r) * block.c_stride)
+        };
+        if accumulate {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = c_rows(r).cast::<f32>();
+                // SAFETY: row `first + r` of C holds 32 readable f32 (caller's contract).
+                unsafe {
+                    acc[0] = _mm512_loadu_ps(row);
+                    acc[1] = _mm512_loadu_ps(row.add(16));
+                }
+            }
+        }
+        for step in steps {
+            let a = block
+                .a
+                .wrapping_offset(step.a)
+                .wrapping_add(first * block.a_stride);
+            let b = block.b.wrapping_offset(step.b);
+            for pair in 0..16 {
+                let b_row = b.wrapping_add(pair * block.b_stride);
+                // SAFETY: row `pair` of B_s holds 128 readable bytes (caller's contract);
+                // __m512i and __m512bh are both 64 bytes of plain bits.
+                let (b0, b1): (__m512bh, __m512bh) = unsafe {
+                    (
+                        std::mem::transmute(_mm512_loadu_si512(b_row.cast())),
+                        std::mem::transmute(_mm512_loadu_si512(b_row.add(64).cast())),
+                    )
+                };
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: row `first + r` of A_s holds 64 readable bytes, of which this
+                    // reads the 4 of k-pair `pair`; same-size plain-bits transmute.
+                    let a_pair: __m512bh = unsafe {
+                        let at = a.add(r * block.a_stride + 4 * pair).cast::<i32>();
+                        std::mem::transmute(_mm512_set1_epi32(at.read_unaligned()))
+                    };
+                    acc[0] = _mm512_dpbf16_ps(acc[0], a_pair, b0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], a_pair, b1);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let row = c_rows(r).cast::<f32>();
+            // SAFETY: row `first + r` of C holds 32 writable f32 (caller's contract).
+            unsafe {
+                _mm512_storeu_ps(row, acc[0]);
+                _mm512_storeu_ps(row.add(16), acc[1]);
+            }
+        }
+    }
+}

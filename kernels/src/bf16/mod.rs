@@ -1,0 +1,97 @@
+//! bf16 products with f32 accumulation on the CPU: Intel AMX, else AVX512-BF16.
+//!
+//! PyTorch's `torch.autocast("cpu", dtype=torch.bfloat16)` rounds the inputs of matrix
+//! products and convolutions to bf16 (8 significant bits), multiplies them exactly and sums
+//! the products in f32; everything else stays f32. These kernels do the same: they take
+//! f32 operands, round them to bf16 (to nearest, ties to even) while packing them into the
+//! layouts the instructions read, and return f32 results.
+//!
+//! - [`gemm`]: `C (+)= A * B` for f32 matrices of any strides.
+//! - `conv2d::forward_bf16` / `backward_bf16` and `linear::forward_bf16` /
+//!   `backward_bf16` are built on the same micro-kernel (`conv.rs`, `conv3x3.rs`,
+//!   `linear.rs` here).
+//!
+//! The instruction set is chosen at run time ([`Isa::best`]): AMX (`TDPBF16PS` on tiles,
+//! Sapphire Rapids and later) when the CPU has it and Linux grants the tile state, else
+//! AVX512-BF16 (`VDPBF16PS`), else an [`Error::Unsupported`](crate::Error::Unsupported)
+//! naming what is missing. `KERNELS_BF16_ISA=avx512-bf16` caps the choice.
+//!
+//! Both instruction sets compute one operation, a 32x32 f32 block of `C` plus a list of
+//! 32-deep products of bf16 operands laid out for AMX tiles (`microkernel.rs`); the GEMM and
+//! the convolutions differ only in how they lay out memory and list the steps.
+//!
+//! Accuracy: each output is a sum of `K` exact products of bf16 values, accumulated in
+//! f32, so it is within `K * 2^-23 * sum |a_k b_k|` of the exact sum of those products
+//! (tested against f64 sums of the same rounded inputs in `tests.rs`).
+
+mod amx;
+mod avx512;
+pub(crate) mod conv;
+mod conv3x3;
+mod detect;
+mod gemm;
+mod lanes;
+pub(crate) mod linear;
+mod microkernel;
+mod pack;
+mod source;
+#[cfg(test)]
+mod tests;
+
+pub use detect::{Isa, ISA_ENV};
+pub use gemm::{gemm, gemm_with, MatMut, MatRef};
+
+use crate::Result;
+
+/// Proof that this process can run `isa` (and AVX512-BF16, which both instruction sets
+/// imply and the packing code uses): only [`Cpu::new`] makes one, after the check.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cpu {
+    isa: Isa,
+}
+
+impl Cpu {
+    pub fn new(isa: Isa) -> Result<Cpu> {
+        isa.check()?;
+        Ok(Cpu { isa })
+    }
+
+    pub fn best() -> Result<Cpu> {
+        Cpu::new(Isa::best()?)
+    }
+
+    pub fn isa(self) -> Isa {
+        self.isa
+    }
+
+    /// The per-thread state for running blocks on this thread.
+    pub fn session(self) -> microkernel::Session {
+        // SAFETY: a Cpu exists only once `isa.check()` succeeded.
+        unsafe { microkernel::Session::start(self.isa) }
+    }
+}
+
+/// Splits `0..batch` into one contiguous range per rayon thread (fewer for small batches).
+fn groups(batch: usize) -> Vec<std::ops::Range<usize>> {
+    let count = batch.min(rayon::current_num_threads()).max(1);
+    (0..count)
+        .map(|i| batch * i / count..batch * (i + 1) / count)
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// Cuts `buf` into the disjoint parts that hold each group's images.
+fn split_groups<'a, T>(
+    mut buf: &'a mut [T],
+    per_image: usize,
+    groups: &[std::ops::Range<usize>],
+) -> Vec<&'a mut [T]> {
+    groups
+        .iter()
+        .map(|r| {
+            let (head, tail) = std::mem::take(&mut buf).split_at_mut(r.len() * per_image);
+            buf = tail;
+            head
+        })
+        .collect()
+}
