@@ -34,12 +34,14 @@ mod lanes;
 pub(crate) mod linear;
 mod microkernel;
 mod pack;
+mod peak;
 mod source;
 #[cfg(test)]
 mod tests;
 
 pub use detect::{Isa, ISA_ENV};
 pub use gemm::{gemm, gemm_with, MatMut, MatRef};
+pub use peak::instruction_peak;
 
 use crate::Result;
 

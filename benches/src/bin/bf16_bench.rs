@@ -1,0 +1,342 @@
+//! Speed of the bf16 kernels (`kernels::bf16`), one JSON line per measurement, for
+//! `scripts/bf16-bench.sh` to set beside PyTorch's (`scripts/bf16_bench.py`).
+//!
+//! ```text
+//! bf16_bench peak                  the dot-product instructions' peak, 1 thread and all
+//! bf16_bench gemm                  the GEMM at the networks' product shapes (f32 in and out)
+//! bf16_bench layers NET BATCH      each conv / linear layer of NET (notebook, airbench):
+//!                                  forward, and backward (input and weight gradients)
+//! bf16_bench list NET BATCH        the layers as JSON, for the PyTorch script
+//! ```
+//!
+//! Times are medians of at least 3 calls and 0.3 s after a warm-up call, on the rayon
+//! threads (`RAYON_NUM_THREADS`). The instruction set is the best one unless
+//! `KERNELS_BF16_ISA=avx512-bf16` caps it.
+
+use std::error::Error;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use benches::{all_convs, random_vec, FC};
+use kernels::bf16::{self, Isa, MatMut, MatRef};
+use kernels::conv2d::{self, Conv2dGeometry};
+use kernels::linear::{self, LinearGeometry};
+use kernels::Storage;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const MIN_TIME: Duration = Duration::from_millis(300);
+
+fn median_secs<R>(mut f: impl FnMut() -> R) -> f64 {
+    black_box(f());
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 3 || (start.elapsed() < MIN_TIME && samples.len() < 200) {
+        let t = Instant::now();
+        black_box(f());
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// One layer of a network, as both benchmarks time it.
+struct Layer {
+    net: &'static str,
+    name: String,
+    kind: Kind,
+    batch: usize,
+    bias: bool,
+    input_grad: bool,
+}
+
+enum Kind {
+    Conv {
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        pad: usize,
+        hw: usize,
+    },
+    Linear {
+        inputs: usize,
+        outputs: usize,
+    },
+}
+
+impl Layer {
+    fn json(&self) -> String {
+        let shape = match self.kind {
+            Kind::Conv {
+                c_in,
+                c_out,
+                k,
+                pad,
+                hw,
+            } => format!(
+                r#""kind": "conv", "c_in": {c_in}, "c_out": {c_out}, "k": {k}, "pad": {pad}, "hw": {hw}"#
+            ),
+            Kind::Linear { inputs, outputs } => {
+                format!(r#""kind": "linear", "in": {inputs}, "out": {outputs}"#)
+            }
+        };
+        format!(
+            r#""net": "{}", "name": "{}", "batch": {}, "bias": {}, "input_grad": {}, {shape}"#,
+            self.net, self.name, self.batch, self.bias, self.input_grad
+        )
+    }
+}
+
+fn layers(net: &str, batch: usize) -> Result<Vec<Layer>, Box<dyn Error>> {
+    let conv = |net, name: &str, (c_in, c_out, k, pad, hw), bias, input_grad| Layer {
+        net,
+        name: name.to_string(),
+        kind: Kind::Conv {
+            c_in,
+            c_out,
+            k,
+            pad,
+            hw,
+        },
+        batch,
+        bias,
+        input_grad,
+    };
+    match net {
+        "notebook" => {
+            let mut out: Vec<Layer> = all_convs()
+                .map(|c| {
+                    let shape = (c.in_channels, c.out_channels, c.kernel, c.padding, c.in_hw);
+                    conv("notebook", c.name, shape, true, c.name != "layer1.0")
+                })
+                .collect();
+            out.extend(FC.iter().map(|l| Layer {
+                net: "notebook",
+                name: l.name.to_string(),
+                kind: Kind::Linear {
+                    inputs: l.in_features,
+                    outputs: l.out_features,
+                },
+                batch,
+                bias: true,
+                input_grad: true,
+            }));
+            Ok(out)
+        }
+        // airbench94: a frozen 2x2 whitening conv, then three groups of conv, pool, norm,
+        // GELU, conv, norm, GELU (3x3, padding 1, no bias), a max pool and 256 -> 10.
+        "airbench" => Ok(vec![
+            conv("airbench", "whiten", (3, 24, 2, 0, 32), true, false),
+            conv(
+                "airbench",
+                "layers.0.conv1",
+                (24, 64, 3, 1, 31),
+                false,
+                true,
+            ),
+            conv(
+                "airbench",
+                "layers.0.conv2",
+                (64, 64, 3, 1, 15),
+                false,
+                true,
+            ),
+            conv(
+                "airbench",
+                "layers.1.conv1",
+                (64, 256, 3, 1, 15),
+                false,
+                true,
+            ),
+            conv(
+                "airbench",
+                "layers.1.conv2",
+                (256, 256, 3, 1, 7),
+                false,
+                true,
+            ),
+            conv(
+                "airbench",
+                "layers.2.conv1",
+                (256, 256, 3, 1, 7),
+                false,
+                true,
+            ),
+            conv(
+                "airbench",
+                "layers.2.conv2",
+                (256, 256, 3, 1, 3),
+                false,
+                true,
+            ),
+            Layer {
+                net: "airbench",
+                name: "head".into(),
+                kind: Kind::Linear {
+                    inputs: 256,
+                    outputs: 10,
+                },
+                batch,
+                bias: false,
+                input_grad: true,
+            },
+        ]),
+        other => Err(format!("unknown network {other:?} (notebook, airbench)").into()),
+    }
+}
+
+fn time_layer(layer: &Layer, seed: u64) -> Result<(f64, f64), Box<dyn Error>> {
+    let b = layer.batch;
+    match layer.kind {
+        Kind::Conv {
+            c_in,
+            c_out,
+            k,
+            pad,
+            hw,
+        } => {
+            let g =
+                Conv2dGeometry::new(&[b, c_in, hw, hw], &[c_out, c_in, k, k], [1, 1], [pad; 2])?;
+            let x = Storage::f32(random_vec(b * c_in * hw * hw, seed));
+            let w = Storage::f32(random_vec(c_out * c_in * k * k, seed + 1));
+            let bias = layer
+                .bias
+                .then(|| Storage::f32(random_vec(c_out, seed + 2)));
+            let gy = Storage::f32(random_vec(g.output_shape().iter().product(), seed + 3));
+            let fwd = median_secs(|| conv2d::forward_bf16(&x, &w, bias.as_ref(), &g).unwrap());
+            let bwd = median_secs(|| {
+                conv2d::backward_bf16(&x, &w, &gy, &g, layer.bias, layer.input_grad).unwrap()
+            });
+            Ok((fwd, bwd))
+        }
+        Kind::Linear { inputs, outputs } => {
+            let g = LinearGeometry::new(&[b, inputs], &[outputs, inputs])?;
+            let x = Storage::f32(random_vec(b * inputs, seed));
+            let w = Storage::f32(random_vec(outputs * inputs, seed + 1));
+            let bias = layer
+                .bias
+                .then(|| Storage::f32(random_vec(outputs, seed + 2)));
+            let gy = Storage::f32(random_vec(b * outputs, seed + 3));
+            let fwd = median_secs(|| linear::forward_bf16(&x, &w, bias.as_ref(), &g).unwrap());
+            let bwd = median_secs(|| {
+                linear::backward_bf16(&x, &w, &gy, &g, layer.bias, layer.input_grad).unwrap()
+            });
+            Ok((fwd, bwd))
+        }
+    }
+}
+
+/// `(label, m, n, k)`: the products of the hot layers as implicit GEMMs (C_out x pixels x
+/// 9 C_in), the first linear layer, and a square one.
+const GEMMS: [(&str, usize, usize, usize); 7] = [
+    ("notebook layer1.1 fwd, batch 32", 64, 32 * 1024, 576),
+    ("notebook layer2.1 fwd, batch 32", 128, 32 * 256, 1152),
+    ("notebook layer5.0 fwd, batch 32", 512, 32 * 25, 2304),
+    ("notebook layer_fc.0 fwd, batch 32", 32, 1024, 8192),
+    (
+        "airbench layers.1.conv2 fwd, batch 1024",
+        256,
+        1024 * 49,
+        2304,
+    ),
+    (
+        "airbench layers.0.conv2 fwd, batch 1024",
+        64,
+        1024 * 225,
+        576,
+    ),
+    ("square 2048", 2048, 2048, 2048),
+];
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threads = rayon::current_num_threads();
+    let isa = Isa::best()?;
+    match args.first().map(String::as_str) {
+        Some("peak") => {
+            for isa in Isa::available() {
+                let one = bf16::instruction_peak(isa, Duration::from_millis(300))?;
+                let all: f64 = rayon::broadcast(|_| {
+                    bf16::instruction_peak(isa, Duration::from_millis(300)).unwrap()
+                })
+                .into_iter()
+                .sum();
+                println!(
+                    r#"{{"impl": "ours", "what": "peak", "isa": "{isa}", "threads": {threads}, "gflops_1": {:.1}, "gflops": {:.1}, "clock_ghz": {:.2}}}"#,
+                    one / 1e9,
+                    all / 1e9,
+                    clock_ghz()
+                );
+            }
+        }
+        Some("gemm") => {
+            for (label, m, n, k) in GEMMS {
+                let a = random_vec(m * k, 1);
+                let b = random_vec(k * n, 2);
+                let mut c = vec![0.0f32; m * n];
+                let secs = median_secs(|| {
+                    bf16::gemm_with(
+                        isa,
+                        MatRef::new(&a, m, k).unwrap(),
+                        MatRef::new(&b, k, n).unwrap(),
+                        MatMut::new(&mut c, m, n).unwrap(),
+                        false,
+                    )
+                    .unwrap()
+                });
+                let gflops = 2.0 * (m * n * k) as f64 / secs / 1e9;
+                println!(
+                    r#"{{"impl": "ours", "what": "gemm", "isa": "{isa}", "threads": {threads}, "label": "{label}", "m": {m}, "n": {n}, "k": {k}, "ms": {:.3}, "gflops": {gflops:.1}}}"#,
+                    secs * 1e3
+                );
+            }
+        }
+        Some(mode @ ("layers" | "list")) => {
+            let net = args.get(1).ok_or("usage: bf16_bench layers NET BATCH")?;
+            let batch: usize = args
+                .get(2)
+                .ok_or("usage: bf16_bench layers NET BATCH")?
+                .parse()?;
+            for layer in layers(net, batch)? {
+                if mode == "list" {
+                    println!("{{{}}}", layer.json());
+                    continue;
+                }
+                let (fwd, bwd) = time_layer(&layer, 3)?;
+                println!(
+                    r#"{{"impl": "ours", "what": "layer", "isa": "{isa}", "threads": {threads}, {}, "fwd_ms": {:.3}, "bwd_ms": {:.3}}}"#,
+                    layer.json(),
+                    fwd * 1e3,
+                    bwd * 1e3
+                );
+            }
+        }
+        _ => {
+            return Err("usage: bf16_bench peak | gemm | layers NET BATCH | list NET BATCH".into())
+        }
+    }
+    Ok(())
+}
+
+/// The core clock in GHz while this thread runs: a chain of dependent 64-bit
+/// multiplications, 3 cycles each on Intel cores since Sandy Bridge.
+fn clock_ghz() -> f64 {
+    let n = 100_000_000u64;
+    let mut x = 3u64;
+    let start = Instant::now();
+    // SAFETY: register-only arithmetic.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "imul {x}, {x}",
+            "dec {n}",
+            "jnz 2b",
+            x = inout(reg) x,
+            n = inout(reg) n => _,
+            options(nomem, nostack),
+        );
+    }
+    black_box(x);
+    3.0 * n as f64 / start.elapsed().as_secs_f64() / 1e9
+}
