@@ -333,6 +333,22 @@ pub fn parameter_lengths() -> Vec<usize> {
     lens
 }
 
+/// For binaries that time kernels allocating their outputs (`bf16_bench`): keeps freed
+/// memory in mimalloc instead of returning it to the OS, so that the multi-megabyte
+/// outputs do not come back as fresh pages (one fault per 4 KiB) on every call, as in the
+/// trainer (see `step_bench.rs`), and allows 2 MiB pages. Call it first thing in `main`,
+/// with mimalloc as the global allocator.
+pub fn keep_freed_memory() {
+    // Numbers of `mi_option_t` in mimalloc.h, the same in mimalloc 2.x and 3.x.
+    const ALLOW_LARGE_OS_PAGES: i32 = 6;
+    const PURGE_DELAY: i32 = 15;
+    // SAFETY: plain option setters, called before any other thread exists.
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
+        libmimalloc_sys::mi_option_set(ALLOW_LARGE_OS_PAGES, 1);
+    }
+}
+
 /// SplitMix64: a tiny, seedable, good-enough generator for benchmark inputs.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

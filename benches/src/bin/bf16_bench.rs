@@ -17,7 +17,7 @@ use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use benches::{all_convs, random_vec, FC};
+use benches::{all_convs, keep_freed_memory, random_vec, FC};
 use kernels::bf16::{self, Isa, MatMut, MatRef};
 use kernels::conv2d::{self, Conv2dGeometry};
 use kernels::linear::{self, LinearGeometry};
@@ -250,6 +250,7 @@ const GEMMS: [(&str, usize, usize, usize); 7] = [
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {
+    keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads = rayon::current_num_threads();
     let isa = Isa::best()?;

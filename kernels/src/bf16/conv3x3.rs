@@ -34,11 +34,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::gemm::MatRef;
 use super::lanes::{first, pairs16, round32, transpose16};
 use super::microkernel::{self, Block, Step, BLOCK, DEPTH};
-use super::pack::{pack_into, Line, Role, BLOCK_BYTES};
-use super::source::View;
+use super::pack::{store, Line, BLOCK_BYTES};
+use super::source::gather;
 use super::{groups, split_groups, Cpu};
 use crate::conv2d::Conv2dGeometry;
 
@@ -93,10 +92,27 @@ impl Flat {
         self.guard() + self.blocks() * BLOCK + self.row() + 1
     }
 
+    /// Elements of `bytes` bytes between the starts of two planes (channel pairs, channel
+    /// rows): at least [`Flat::len`], rounded up so that the sixteen rows of a tile,
+    /// one plane apart, fall into sixteen different sets of the L1 cache. Planes a
+    /// multiple of 4 KiB apart would all map to one set of its twelve ways, and every tile
+    /// load would evict the rows it needs next.
+    fn stride(&self, len: usize, bytes: usize) -> usize {
+        conflict_free(len, bytes)
+    }
+
     /// How far tap `tap` (`3 * ky + kx`) reads from the output position.
     fn shift(&self, tap: usize) -> isize {
         ((tap / 3) as isize - 1) * self.row() as isize + (tap % 3) as isize - 1
     }
+}
+
+/// The least `n >= len` whose byte size `n * bytes` is an odd number of 64-byte lines:
+/// rows that many bytes apart cycle through all 64 sets of the L1 cache.
+fn conflict_free(len: usize, bytes: usize) -> usize {
+    let per_line = 64 / bytes;
+    let lines = len.div_ceil(per_line);
+    (lines | 1) * per_line
 }
 
 /// `y = conv(x, w) + b`.
@@ -108,14 +124,11 @@ pub(super) fn forward(
     g: &Conv2dGeometry,
 ) -> Vec<f32> {
     let (c_in, c_out) = (g.in_channels, g.out_channels);
-    // Tap t of the weight as a C_out x C_in matrix.
-    let taps: Vec<MatRef> = (0..9)
-        .map(|t| MatRef::strided(&w[t..], c_out, c_in, c_in * 9, 9).expect("weight fits"))
-        .collect();
+    let weights = pack_taps(cpu, w, [c_out, c_in], false);
     implicit(
         cpu,
         x,
-        &taps,
+        &weights,
         bias,
         g.batch,
         [c_in, c_out],
@@ -126,14 +139,11 @@ pub(super) fn forward(
 /// `dL/dx`: the convolution of `dL/dy` with `w'[ci][co][ky][kx] = w[co][ci][2 - ky][2 - kx]`.
 pub(super) fn input_grad(cpu: Cpu, gy: &[f32], w: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
     let (c_in, c_out) = (g.in_channels, g.out_channels);
-    // Tap t of w' is tap 8 - t of w, transposed: a C_in x C_out matrix.
-    let taps: Vec<MatRef> = (0..9)
-        .map(|t| MatRef::strided(&w[8 - t..], c_in, c_out, 9, c_in * 9).expect("weight fits"))
-        .collect();
+    let weights = pack_taps(cpu, w, [c_out, c_in], true);
     implicit(
         cpu,
         gy,
-        &taps,
+        &weights,
         None,
         g.batch,
         [c_out, c_in],
@@ -142,11 +152,11 @@ pub(super) fn input_grad(cpu: Cpu, gy: &[f32], w: &[f32], g: &Conv2dGeometry) ->
 }
 
 /// The convolution of `x` (`batch x c_in x h x w`) with the nine `c_out x c_in` tap
-/// matrices, plus `bias`.
+/// matrices packed by [`pack_taps`], plus `bias`.
 fn implicit(
     cpu: Cpu,
     x: &[f32],
-    taps: &[MatRef],
+    weights: &[Line],
     bias: Option<&[f32]>,
     batch: usize,
     [c_in, c_out]: [usize; 2],
@@ -160,7 +170,6 @@ fn implicit(
     }
     let c_pad = c_in.next_multiple_of(DEPTH);
     let (in_blocks, out_blocks) = (c_pad / DEPTH, c_out.div_ceil(BLOCK));
-    let weights = pack_taps(cpu, taps);
     let groups = groups(batch);
     let outs = split_groups(&mut y.spare_capacity_mut()[..len], c_out * hw, &groups);
     groups.par_iter().zip(outs).for_each(|(range, out)| {
@@ -173,15 +182,16 @@ fn implicit(
         for first_image in range.clone().step_by(per_chunk) {
             let images = per_chunk.min(range.end - first_image);
             let flat = Flat { h, w, images };
-            pairs.resize(c_pad / 2 * flat.len(), 0);
+            let plane = flat.stride(flat.len(), 4);
+            pairs.resize(c_pad / 2 * plane, 0);
             let x = &x[first_image * c_in * hw..][..images * c_in * hw];
             // SAFETY: the Cpu proves AVX512-BF16.
-            unsafe { build_pairs(x, c_in, &flat, &mut pairs) };
+            unsafe { build_pairs(x, c_in, &flat, plane, &mut pairs) };
             let steps: Vec<Step> = (0..9)
                 .flat_map(|t| (0..in_blocks).map(move |cb| (t, cb)))
                 .map(|(t, cb)| Step {
-                    a: (((t * out_blocks) * in_blocks + cb) * BLOCK_BYTES) as isize,
-                    b: ((cb * 16 * flat.len()) as isize + flat.shift(t)) * 4,
+                    a: ((t * in_blocks + cb) * BLOCK_BYTES) as isize,
+                    b: ((cb * 16 * plane) as isize + flat.shift(t)) * 4,
                 })
                 .collect();
             let out = &mut out[(first_image - range.start) * c_out * hw..][..images * c_out * hw];
@@ -191,17 +201,17 @@ fn implicit(
                     let runs = runs(&flat, fb, c_out * hw);
                     for co_block in co_group.clone() {
                         let block = Block {
-                            a: weights[co_block * in_blocks * BLOCK_BYTES / 64..]
+                            a: weights[co_block * 9 * in_blocks * BLOCK_BYTES / 64..]
                                 .as_ptr()
                                 .cast(),
                             a_stride: 64,
                             b: pairs[flat.guard() + fb * BLOCK..].as_ptr().cast(),
-                            b_stride: flat.len() * 4,
+                            b_stride: plane * 4,
                             c: scratch.0.as_mut_ptr(),
                             c_stride: BLOCK * 4,
                         };
-                        // SAFETY: A: block (tap, co_block, cb) lies in `weights` (9 x
-                        // out_blocks x in_blocks blocks). B: pair rows cb*16 + p < c_pad/2
+                        // SAFETY: A: block (co_block, tap, cb) lies in `weights`
+                        // (out_blocks x 9 x in_blocks blocks). B: pair rows cb*16 + p < c_pad/2
                         // of `pairs`, positions guard + 32 fb + shift + 0..32, which lie in
                         // 0..flat.len() (guard >= -shift, and len covers the last block's
                         // farthest tap). C: the 32x32 scratch. Session on this thread.
@@ -222,16 +232,57 @@ fn implicit(
     y
 }
 
-/// The tap matrices packed as A operands, tap after tap: `[tap][out block][in block]`.
-fn pack_taps(cpu: Cpu, taps: &[MatRef]) -> Vec<Line> {
-    let per_tap = Role::A.lines(&View::matrix(taps[0]));
-    let len = taps.len() * per_tap;
+/// The nine taps of a 3x3 weight `[C_out][C_in][3][3]` packed as A operands,
+/// `[row block][tap][k block]`: rows `co` and depth `ci` with tap `t` = `w[co][ci][t]`, or
+/// `transposed` (the input gradient's weight) rows `ci` and depth `co` with tap `t` =
+/// `w[co][ci][8 - t]`. Each row's 32 values of all nine taps come from the same few cache
+/// lines of `w`, so the weight is read once.
+fn pack_taps(cpu: Cpu, w: &[f32], [c_out, c_in]: [usize; 2], transposed: bool) -> Vec<Line> {
+    let (rows, depth) = if transposed {
+        (c_in, c_out)
+    } else {
+        (c_out, c_in)
+    };
+    let k_blocks = depth.div_ceil(DEPTH);
+    let per_row_block = 9 * k_blocks * BLOCK;
+    let len = rows.div_ceil(BLOCK) * per_row_block;
     let mut lines: Vec<Line> = Vec::with_capacity(len);
+    let _ = cpu;
     lines.spare_capacity_mut()[..len]
-        .par_chunks_mut(per_tap)
-        .zip(taps)
-        .for_each(|(out, tap)| pack_into(cpu, &View::matrix(*tap), Role::A, out, false));
-    // SAFETY: pack_into wrote every line of every tap's part.
+        .par_chunks_mut(per_row_block)
+        .enumerate()
+        .for_each(|(row_block, out)| {
+            for r in 0..BLOCK {
+                let row = row_block * BLOCK + r;
+                for kb in 0..k_blocks {
+                    let k0 = kb * DEPTH;
+                    let n = if row < rows {
+                        (depth - k0).min(DEPTH)
+                    } else {
+                        0
+                    };
+                    for t in 0..9 {
+                        let (start, step) = if transposed {
+                            ((k0 * c_in + row) * 9 + 8 - t, c_in * 9)
+                        } else {
+                            ((row * c_in + k0) * 9 + t, 9)
+                        };
+                        let line = &mut out[(t * k_blocks + kb) * BLOCK + r];
+                        // SAFETY: the Cpu proves AVX512-BF16; with n > 0, `start` and the
+                        // n - 1 steps after it are elements of `w` (row < rows, k < depth).
+                        unsafe {
+                            let [lo, hi] = if n == 0 {
+                                [_mm512_setzero_ps(); 2]
+                            } else {
+                                gather(&w[start..], step, n)
+                            };
+                            store(line, round32(lo, hi));
+                        }
+                    }
+                }
+            }
+        });
+    // SAFETY: every line of every row block was written above.
     unsafe { lines.set_len(len) };
     lines
 }
@@ -309,12 +360,12 @@ fn scatter(
 }
 
 /// The images `x` (`images x channels x h x w`) as channel pairs in the flat layout,
-/// `pairs[p * flat.len() + q]` = `(x[2p][q], x[2p + 1][q])`, zero at padding positions
+/// `pairs[p * stride + q]` = `(x[2p][q], x[2p + 1][q])`, zero at padding positions
 /// and for channels past `channels`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-fn build_pairs(x: &[f32], channels: usize, flat: &Flat, pairs: &mut [u32]) {
-    let (len, row, hw) = (flat.len(), flat.row(), flat.h * flat.w);
-    for (p, plane) in pairs.chunks_exact_mut(len).enumerate() {
+fn build_pairs(x: &[f32], channels: usize, flat: &Flat, stride: usize, pairs: &mut [u32]) {
+    let (row, hw) = (flat.row(), flat.h * flat.w);
+    for (p, plane) in pairs.chunks_exact_mut(stride).enumerate() {
         plane[..flat.guard()].fill(0);
         for image in 0..flat.images {
             let channel =
@@ -358,13 +409,20 @@ pub(super) fn weight_grad(cpu: Cpu, x: &[f32], gy: &[f32], g: &Conv2dGeometry) -
             weight_grad_group(cpu, x, gy, range.len(), g)
         })
         .collect();
+    let mut partials = partials.into_iter();
+    let mut total = partials
+        .next()
+        .unwrap_or_else(|| vec![0.0; 9 * co_pad * ci_pad]);
+    for partial in partials {
+        for (t, p) in total.iter_mut().zip(partial) {
+            *t += p;
+        }
+    }
     let mut gw = vec![0.0f32; c_out * c_in * 9];
-    for partial in &partials {
-        for (co, gw) in gw.chunks_exact_mut(c_in * 9).enumerate() {
-            for (ci, gw) in gw.chunks_exact_mut(9).enumerate() {
-                for (t, gw) in gw.iter_mut().enumerate() {
-                    *gw += partial[(t * co_pad + co) * ci_pad + ci];
-                }
+    for (co, gw) in gw.chunks_exact_mut(c_in * 9).enumerate() {
+        for (ci, gw) in gw.chunks_exact_mut(9).enumerate() {
+            for (t, gw) in gw.iter_mut().enumerate() {
+                *gw = total[(t * co_pad + co) * ci_pad + ci];
             }
         }
     }
@@ -382,7 +440,13 @@ fn weight_grad_group(
     let (c_in, c_out, h, w) = (g.in_channels, g.out_channels, g.in_h, g.in_w);
     let hw = h * w;
     let (ci_pad, co_pad) = (c_in.next_multiple_of(BLOCK), c_out.next_multiple_of(BLOCK));
-    let mut acc = vec![0.0f32; 9 * co_pad * ci_pad];
+    let len = 9 * co_pad * ci_pad;
+    if images == 0 {
+        return vec![0.0; len];
+    }
+    // The first pass over the blocks writes every block of `acc`; later ones add to it.
+    let mut acc: Vec<f32> = Vec::with_capacity(len);
+    let acc_ptr = acc.spare_capacity_mut().as_mut_ptr().cast::<f32>();
     let session = cpu.session();
     let one = Flat { h, w, images: 1 };
     let per_chunk =
@@ -392,9 +456,9 @@ fn weight_grad_group(
     for first_image in (0..images).step_by(per_chunk) {
         let n = per_chunk.min(images - first_image);
         let flat = Flat { h, w, images: n };
-        let gy_len = flat.len();
+        let gy_len = flat.stride(flat.len(), 2);
         let pair_rows = (flat.len() / 2 + 1).next_multiple_of(16);
-        let x_len = 2 * pair_rows + 2;
+        let x_len = flat.stride(2 * pair_rows + 2, 2);
         gy_rows.resize(co_pad * gy_len, 0u16);
         x_rows.resize(ci_pad * x_len, 0u16);
         let gy = &gy[first_image * c_out * hw..][..n * c_out * hw];
@@ -426,6 +490,7 @@ fn weight_grad_group(
                     (e, steps)
                 })
                 .collect();
+            let first_pass = first_image == 0 && fb0 == 0;
             for co_block in 0..co_pad / BLOCK {
                 for ci_block in 0..ci_pad / BLOCK {
                     for (t, (e, steps)) in taps.iter().enumerate() {
@@ -434,8 +499,9 @@ fn weight_grad_group(
                             a_stride: gy_len * 2,
                             b: transposed[*e][ci_block * BLOCK..].as_ptr().cast(),
                             b_stride: ci_pad * 4,
-                            c: acc[(t * co_pad + co_block * BLOCK) * ci_pad + ci_block * BLOCK..]
-                                .as_mut_ptr(),
+                            c: acc_ptr.wrapping_add(
+                                (t * co_pad + co_block * BLOCK) * ci_pad + ci_block * BLOCK,
+                            ),
                             c_stride: ci_pad * 4,
                         };
                         // SAFETY: A: rows co_block*32 + 0..32 of gy_rows, positions
@@ -443,13 +509,16 @@ fn weight_grad_group(
                         // 2 j0 + e is a tap's start, at most len - 32, so below
                         // pair_rows; columns ci_block*32 + 0..32 <= ci_pad. C: a 32x32
                         // block of the tap's co_pad x ci_pad sums. Session on this thread.
-                        unsafe { microkernel::run(&session, &block, steps, true) };
+                        unsafe { microkernel::run(&session, &block, steps, !first_pass) };
                     }
                 }
             }
         }
     }
     drop(session);
+    // SAFETY: the first pass (there is one: images > 0 and every chunk has a block)
+    // wrote all 9 x co_pad x ci_pad sums, block by block.
+    unsafe { acc.set_len(len) };
     acc
 }
 

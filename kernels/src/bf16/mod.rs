@@ -27,7 +27,7 @@
 mod amx;
 mod avx512;
 pub(crate) mod conv;
-mod conv3x3;
+pub mod conv3x3;
 mod detect;
 mod gemm;
 mod lanes;

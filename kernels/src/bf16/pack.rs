@@ -147,7 +147,7 @@ pub(crate) fn pack_into(
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-fn store(line: &mut MaybeUninit<Line>, v: __m512i) {
+pub(super) fn store(line: &mut MaybeUninit<Line>, v: __m512i) {
     // SAFETY: a Line is 64 bytes aligned to 64.
     unsafe { _mm512_store_si512(line.as_mut_ptr().cast(), v) };
 }

@@ -152,9 +152,12 @@ impl<'a> View<'a> {
         let n = if down { rows - row } else { cols - col }.min(32);
         if let Kind::Matrix(m) = &self.kind {
             let stride = if down { m.row_stride() } else { m.col_stride() };
+            let start = row * m.row_stride() + col * m.col_stride();
             if stride == 1 {
-                let start = row * m.row_stride() + col * m.col_stride();
                 return load_contiguous(&m.data()[start..], n);
+            }
+            if stride.saturating_mul(31) <= i32::MAX as usize {
+                return gather(&m.data()[start..], stride, n);
             }
         }
         let mut buf = [0f32; 32];
@@ -196,6 +199,35 @@ fn load_contiguous(data: &[f32], n: usize) -> [__m512; 2] {
             _mm512_maskz_loadu_ps(first(n - 16), ptr.add(16))
         } else {
             _mm512_setzero_ps()
+        };
+        [lo, hi]
+    }
+}
+
+/// `data[0], data[step], ...`, `n` (at most 32) of them, zero beyond: two AVX-512
+/// gathers (a strided run of a matrix stored the other way round, such as a
+/// convolution weight's taps). `31 * step` must fit in an i32 (the gathers' offsets).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+pub(super) fn gather(data: &[f32], step: usize, n: usize) -> [__m512; 2] {
+    assert!(
+        step.saturating_mul(31) <= i32::MAX as usize,
+        "gather offsets overflow"
+    );
+    assert!(n <= 32 && (n == 0 || (n - 1) * step < data.len()));
+    let step = step as i32;
+    let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    let offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(step));
+    let zero = _mm512_setzero_ps();
+    // SAFETY: the masks enable lanes i < n, which read data[i * step], inside `data`;
+    // the offsets fit in i32 (both asserted above).
+    unsafe {
+        let lo = _mm512_mask_i32gather_ps::<4>(zero, first(n), offsets, data.as_ptr());
+        let hi = if n > 16 {
+            let base = data.as_ptr().add(16 * step as usize);
+            _mm512_mask_i32gather_ps::<4>(zero, first(n - 16), offsets, base)
+        } else {
+            zero
         };
         [lo, hi]
     }
