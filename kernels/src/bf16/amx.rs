@@ -14,7 +14,7 @@
 use std::arch::asm;
 use std::marker::PhantomData;
 
-use super::microkernel::{Block, Step};
+use super::microkernel::{Block, Init, Step};
 
 /// `LDTILECFG`'s 64-byte operand: palette 1, tiles 0-7 of 16 rows x 64 bytes.
 #[repr(C, align(64))]
@@ -67,41 +67,52 @@ impl Drop for Tiles {
 
 /// One block: see `microkernel::run`, whose safety contract this inherits.
 #[inline]
-pub(super) unsafe fn block(_tiles: &Tiles, block: &Block, steps: &[Step], accumulate: bool) {
-    let (c, cs) = (block.c, block.c_stride);
-    let c_low = c.cast::<u8>().wrapping_add(16 * cs);
+pub(super) unsafe fn block(_tiles: &Tiles, block: &Block, steps: &[Step], init: Init) {
+    let (c, cs) = (block.c.cast::<u8>(), block.c_stride);
+    let c1 = c.wrapping_offset(block.c_half);
+    let (c_low, c1_low) = (c.wrapping_add(16 * cs), c1.wrapping_add(16 * cs));
     // SAFETY (every asm! below): the tiles are configured (`_tiles`); the caller guarantees
     // that each row these loads and stores touch lies in readable (for C, also writable)
     // memory; the instructions touch no registers but the named ones and tmm0-tmm7.
     unsafe {
-        if accumulate {
-            asm!(
-                "tileloadd tmm0, [{c} + {cs}*1]",
-                "tileloadd tmm1, [{c} + {cs}*1 + 64]",
-                "tileloadd tmm2, [{cl} + {cs}*1]",
-                "tileloadd tmm3, [{cl} + {cs}*1 + 64]",
-                c = in(reg) c,
-                cl = in(reg) c_low,
-                cs = in(reg) cs,
-                options(nostack, readonly),
-            );
-        } else {
-            asm!(
+        match init {
+            Init::Zero => asm!(
                 "tilezero tmm0",
                 "tilezero tmm1",
                 "tilezero tmm2",
                 "tilezero tmm3",
                 options(nostack, nomem)
-            );
+            ),
+            Init::Accumulate => asm!(
+                "tileloadd tmm0, [{c} + {cs}*1]",
+                "tileloadd tmm1, [{c1} + {cs}*1]",
+                "tileloadd tmm2, [{cl} + {cs}*1]",
+                "tileloadd tmm3, [{c1l} + {cs}*1]",
+                c = in(reg) c,
+                c1 = in(reg) c1,
+                cl = in(reg) c_low,
+                c1l = in(reg) c1_low,
+                cs = in(reg) cs,
+                options(nostack, readonly),
+            ),
+            Init::Rows(rows) => asm!(
+                "tileloadd tmm0, [{r} + {s}*1]",
+                "tileloadd tmm1, [{r} + {s}*1]",
+                "tileloadd tmm2, [{r} + {s}*1 + 1024]",
+                "tileloadd tmm3, [{r} + {s}*1 + 1024]",
+                r = in(reg) rows,
+                s = in(reg) 64usize,
+                options(nostack, readonly),
+            ),
         }
-        let (sa, sb) = (block.a_stride, block.b_stride);
+        let (sa, sb, bh) = (block.a_stride, block.b_stride, block.b_half);
         for step in steps {
             let a = block.a.wrapping_offset(step.a);
             let b = block.b.wrapping_offset(step.b);
             asm!(
                 "tileloadd tmm4, [{a} + {sa}*1]",
                 "tileloadd tmm6, [{b} + {sb}*1]",
-                "tileloadd tmm7, [{b} + {sb}*1 + 64]",
+                "tileloadd tmm7, [{b1} + {sb}*1]",
                 "tdpbf16ps tmm0, tmm4, tmm6",
                 "tdpbf16ps tmm1, tmm4, tmm7",
                 "tileloadd tmm5, [{a2} + {sa}*1]",
@@ -110,6 +121,7 @@ pub(super) unsafe fn block(_tiles: &Tiles, block: &Block, steps: &[Step], accumu
                 a = in(reg) a,
                 a2 = in(reg) a.wrapping_add(16 * sa),
                 b = in(reg) b,
+                b1 = in(reg) b.wrapping_offset(bh),
                 sa = in(reg) sa,
                 sb = in(reg) sb,
                 options(nostack, readonly),
@@ -117,11 +129,13 @@ pub(super) unsafe fn block(_tiles: &Tiles, block: &Block, steps: &[Step], accumu
         }
         asm!(
             "tilestored [{c} + {cs}*1], tmm0",
-            "tilestored [{c} + {cs}*1 + 64], tmm1",
+            "tilestored [{c1} + {cs}*1], tmm1",
             "tilestored [{cl} + {cs}*1], tmm2",
-            "tilestored [{cl} + {cs}*1 + 64], tmm3",
+            "tilestored [{c1l} + {cs}*1], tmm3",
             c = in(reg) c,
+            c1 = in(reg) c1,
             cl = in(reg) c_low,
+            c1l = in(reg) c1_low,
             cs = in(reg) cs,
             options(nostack),
         );

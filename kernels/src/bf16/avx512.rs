@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::microkernel::{Block, Step};
+use super::microkernel::{Block, Init, Step};
 
 /// Rows of `C` per pass over the steps: 8 rows x 2 halves = 16 accumulators, plus the two
 /// `B` rows and a broadcast, leave the other registers for addresses.
@@ -17,22 +17,28 @@ const ROWS: usize = 8;
 /// One block: see `microkernel::run`, whose safety contract this inherits; the CPU must
 /// have AVX-512 F/BW/VL and AVX512-BF16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-pub(super) unsafe fn block(block: &Block, steps: &[Step], accumulate: bool) {
+pub(super) unsafe fn block(block: &Block, steps: &[Step], init: Init) {
+    let c_row = |r: usize, half: usize| {
+        let row = block.c.cast::<u8>().wrapping_add(r * block.c_stride);
+        row.wrapping_offset(half as isize * block.c_half)
+            .cast::<f32>()
+    };
     for first in (0..32).step_by(ROWS) {
         let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
-        let c_rows = |r: usize| {
-            block
-                .c
-                .cast::<u8>()
-                .wrapping_add((first + r) * block.c_stride)
-        };
-        if accumulate {
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let row = c_rows(r).cast::<f32>();
-                // SAFETY: row `first + r` of C holds 32 readable f32 (caller's contract).
-                unsafe {
-                    acc[0] = _mm512_loadu_ps(row);
-                    acc[1] = _mm512_loadu_ps(row.add(16));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: the rows read are C's (Accumulate) or the init rows (Rows), readable
+            // per the caller's contract.
+            unsafe {
+                match init {
+                    Init::Zero => {}
+                    Init::Accumulate => {
+                        acc[0] = _mm512_loadu_ps(c_row(first + r, 0));
+                        acc[1] = _mm512_loadu_ps(c_row(first + r, 1));
+                    }
+                    Init::Rows(rows) => {
+                        let v = _mm512_loadu_ps(rows.add(16 * (first + r)));
+                        *acc = [v, v];
+                    }
                 }
             }
         }
@@ -44,12 +50,14 @@ pub(super) unsafe fn block(block: &Block, steps: &[Step], accumulate: bool) {
             let b = block.b.wrapping_offset(step.b);
             for pair in 0..16 {
                 let b_row = b.wrapping_add(pair * block.b_stride);
-                // SAFETY: row `pair` of B_s holds 128 readable bytes (caller's contract);
-                // __m512i and __m512bh are both 64 bytes of plain bits.
+                // SAFETY: both halves of row `pair` of B_s hold 64 readable bytes (caller's
+                // contract); __m512i and __m512bh are both 64 bytes of plain bits.
                 let (b0, b1): (__m512bh, __m512bh) = unsafe {
                     (
                         std::mem::transmute(_mm512_loadu_si512(b_row.cast())),
-                        std::mem::transmute(_mm512_loadu_si512(b_row.add(64).cast())),
+                        std::mem::transmute(_mm512_loadu_si512(
+                            b_row.wrapping_offset(block.b_half).cast(),
+                        )),
                     )
                 };
                 for (r, acc) in acc.iter_mut().enumerate() {
@@ -65,11 +73,11 @@ pub(super) unsafe fn block(block: &Block, steps: &[Step], accumulate: bool) {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            let row = c_rows(r).cast::<f32>();
-            // SAFETY: row `first + r` of C holds 32 writable f32 (caller's contract).
+            // SAFETY: both halves of row `first + r` of C hold 16 writable f32 (caller's
+            // contract).
             unsafe {
-                _mm512_storeu_ps(row, acc[0]);
-                _mm512_storeu_ps(row.add(16), acc[1]);
+                _mm512_storeu_ps(c_row(first + r, 0), acc[0]);
+                _mm512_storeu_ps(c_row(first + r, 1), acc[1]);
             }
         }
     }

@@ -276,8 +276,7 @@ pub(crate) fn backward(
     need_input_grad: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     if conv3x3::applies(g) {
-        let gx = need_input_grad.then(|| conv3x3::input_grad(cpu, gy, w, g));
-        return (gx, conv3x3::weight_grad(cpu, x, gy, g));
+        return conv3x3::backward(cpu, x, w, gy, g, need_input_grad);
     }
     let gx = need_input_grad.then(|| input_grad(cpu, w, gy, g));
     (gx, weight_grad(cpu, x, gy, g))

@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use super::lanes::transpose16;
-use super::microkernel::{self, Block, Step, BLOCK, DEPTH};
+use super::microkernel::{self, Block, Init, Step, ADJACENT, BLOCK, DEPTH};
 use super::pack::{Packed, BLOCK_BYTES};
 use super::source::View;
 use super::{Cpu, Isa};
@@ -333,14 +333,21 @@ unsafe fn blocks(
                         a_stride: 64,
                         b: b.block(j, kb),
                         b_stride: 128,
+                        b_half: ADJACENT,
                         c,
                         c_stride,
+                        c_half: ADJACENT,
+                    };
+                    let init = if add && inside {
+                        Init::Accumulate
+                    } else {
+                        Init::Zero
                     };
                     // SAFETY: the steps stay inside panels i and j (kb + steps.len() <=
                     // k_blocks); an inside block's 32 rows of 32 f32 are in the
                     // destination (row stride >= 32 since the columns are disjoint), the
                     // scratch holds 32x32; this thread's session is live.
-                    unsafe { microkernel::run(&session, &block, steps, add && inside) };
+                    unsafe { microkernel::run(&session, &block, steps, init) };
                     if !inside {
                         let whole = m0 + BLOCK <= dest.rows && n0 + BLOCK <= dest.cols;
                         // SAFETY: both write only elements of the block inside the

@@ -5,11 +5,15 @@
 //! C (32 x 32 f32)  = [C +] sum over steps s of  A_s (32 x 32 bf16) * B_s (32 x 32 bf16)
 //!
 //! A_s row r        = 32 bf16 (k = 0..32)         at  a + s.a + r * a_stride
-//! B_s row p, half h = 16 (k = 2p, 2p+1) pairs    at  b + s.b + p * b_stride + 64 h
+//! B_s row p, half h = 16 (k = 2p, 2p+1) pairs    at  b + s.b + p * b_stride + h * b_half
 //!                    for columns 16h..16h+16 ("VNNI" layout: each 32-bit word holds
 //!                    B[2p][n] in its low half and B[2p + 1][n] in its high half)
-//! C row r          = 32 f32                      at  c + r * c_stride
+//! C row r, half h  = 16 f32                      at  c + r * c_stride + h * c_half
 //! ```
+//!
+//! The halves are usually adjacent (`b_half = c_half = 64` bytes); the convolutions
+//! point them at two rows of an image instead. `C` starts from zero, from its own
+//! contents, or from 32 rows of 16 values repeated in both halves (a bias).
 //!
 //! Everything above it (the GEMM's packed panels, the convolution's image layouts) only
 //! arranges memory so that a list of steps covers its product; [`run`] sends the block to
@@ -24,15 +28,31 @@ pub(crate) struct Step {
     pub b: isize,
 }
 
-/// Where one block's operands and result live (strides in bytes).
+/// Where one block's operands and result live (strides and offsets in bytes).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Block {
     pub a: *const u8,
     pub a_stride: usize,
     pub b: *const u8,
     pub b_stride: usize,
+    pub b_half: isize,
     pub c: *mut f32,
     pub c_stride: usize,
+    pub c_half: isize,
+}
+
+/// Adjacent halves: columns 16..32 right after columns 0..16.
+pub(crate) const ADJACENT: isize = 64;
+
+/// What `C` holds before the products are added.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Init {
+    Zero,
+    /// `C`'s own contents.
+    Accumulate,
+    /// 32 rows of 16 f32, 64 bytes apart, each row's values for every column of both
+    /// halves (a bias per output channel).
+    Rows(*const f32),
 }
 
 /// Rows and columns of a block.
@@ -62,17 +82,18 @@ impl Session {
 /// Computes one block (see the module's description).
 ///
 /// # Safety
-/// For every step, the 32 rows of `A_s` (64 bytes each) and the 16 rows of `B_s`
-/// (128 bytes each, from `b + s.b + p * b_stride`) must be readable, and the 32 rows of
-/// `C` (128 bytes each) readable and writable and not aliased by the operands. The
-/// session must have been started on this thread.
+/// For every step, the 32 rows of `A_s` (64 bytes each) and both halves of the 16 rows
+/// of `B_s` (64 bytes each) must be readable, the two halves of the 32 rows of `C`
+/// (64 bytes each) writable (and readable for `Init::Accumulate`) and not aliased by
+/// the operands, and `Init::Rows` must point at 32 readable rows of 16 f32, 64 bytes
+/// apart. The session must have been started on this thread.
 #[inline]
-pub(crate) unsafe fn run(session: &Session, block: &Block, steps: &[Step], accumulate: bool) {
+pub(crate) unsafe fn run(session: &Session, block: &Block, steps: &[Step], init: Init) {
     match session {
         // SAFETY: forwarded from the caller; the tiles are configured on this thread.
-        Session::Amx(tiles) => unsafe { amx::block(tiles, block, steps, accumulate) },
+        Session::Amx(tiles) => unsafe { amx::block(tiles, block, steps, init) },
         // SAFETY: forwarded from the caller; a Session::Avx512Bf16 exists only where
         // `Session::start`'s caller checked that AVX512-BF16 is available.
-        Session::Avx512Bf16 => unsafe { avx512::block(block, steps, accumulate) },
+        Session::Avx512Bf16 => unsafe { avx512::block(block, steps, init) },
     }
 }

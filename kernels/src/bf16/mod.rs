@@ -27,8 +27,9 @@
 mod amx;
 mod avx512;
 pub(crate) mod conv;
-pub mod conv3x3;
+mod conv3x3;
 mod detect;
+mod flat;
 mod gemm;
 mod lanes;
 pub(crate) mod linear;
