@@ -4,9 +4,11 @@
 //! ```text
 //! bf16_bench peak                  the dot-product instructions' peak, 1 thread and all
 //! bf16_bench gemm                  the GEMM at the networks' product shapes (f32 in and out)
-//! bf16_bench layers NET BATCH      each conv / linear layer of NET (notebook, airbench):
+//! bf16_bench gemm-shapes           those shapes as JSON, for the PyTorch script
+//! bf16_bench layers NET BATCH [fwd] each conv / linear layer of NET (notebook, airbench):
 //!                                  forward, and backward (input and weight gradients)
-//! bf16_bench list NET BATCH        the layers as JSON, for the PyTorch script
+//!                                  unless `fwd`
+//! bf16_bench list NET BATCH [fwd]  the layers as JSON, for the PyTorch script
 //! ```
 //!
 //! Times are medians of at least 3 calls and 0.3 s after a warm-up call, on the rayon
@@ -44,6 +46,7 @@ fn median_secs<R>(mut f: impl FnMut() -> R) -> f64 {
 /// One layer of a network, as both benchmarks time it.
 struct Layer {
     net: &'static str,
+    forward_only: bool,
     name: String,
     kind: Kind,
     batch: usize,
@@ -82,15 +85,16 @@ impl Layer {
             }
         };
         format!(
-            r#""net": "{}", "name": "{}", "batch": {}, "bias": {}, "input_grad": {}, {shape}"#,
-            self.net, self.name, self.batch, self.bias, self.input_grad
+            r#""net": "{}", "name": "{}", "batch": {}, "bias": {}, "input_grad": {}, "forward_only": {}, {shape}"#,
+            self.net, self.name, self.batch, self.bias, self.input_grad, self.forward_only
         )
     }
 }
 
-fn layers(net: &str, batch: usize) -> Result<Vec<Layer>, Box<dyn Error>> {
+fn layers(net: &str, batch: usize, forward_only: bool) -> Result<Vec<Layer>, Box<dyn Error>> {
     let conv = |net, name: &str, (c_in, c_out, k, pad, hw), bias, input_grad| Layer {
         net,
+        forward_only,
         name: name.to_string(),
         kind: Kind::Conv {
             c_in,
@@ -113,6 +117,7 @@ fn layers(net: &str, batch: usize) -> Result<Vec<Layer>, Box<dyn Error>> {
                 .collect();
             out.extend(FC.iter().map(|l| Layer {
                 net: "notebook",
+                forward_only,
                 name: l.name.to_string(),
                 kind: Kind::Linear {
                     inputs: l.in_features,
@@ -172,6 +177,7 @@ fn layers(net: &str, batch: usize) -> Result<Vec<Layer>, Box<dyn Error>> {
             ),
             Layer {
                 net: "airbench",
+                forward_only,
                 name: "head".into(),
                 kind: Kind::Linear {
                     inputs: 256,
@@ -186,7 +192,8 @@ fn layers(net: &str, batch: usize) -> Result<Vec<Layer>, Box<dyn Error>> {
     }
 }
 
-fn time_layer(layer: &Layer, seed: u64) -> Result<(f64, f64), Box<dyn Error>> {
+/// Forward and (unless the layer is forward-only) backward seconds.
+fn time_layer(layer: &Layer, seed: u64) -> Result<(f64, Option<f64>), Box<dyn Error>> {
     let b = layer.batch;
     match layer.kind {
         Kind::Conv {
@@ -205,8 +212,10 @@ fn time_layer(layer: &Layer, seed: u64) -> Result<(f64, f64), Box<dyn Error>> {
                 .then(|| Storage::f32(random_vec(c_out, seed + 2)));
             let gy = Storage::f32(random_vec(g.output_shape().iter().product(), seed + 3));
             let fwd = median_secs(|| conv2d::forward_bf16(&x, &w, bias.as_ref(), &g).unwrap());
-            let bwd = median_secs(|| {
-                conv2d::backward_bf16(&x, &w, &gy, &g, layer.bias, layer.input_grad).unwrap()
+            let bwd = (!layer.forward_only).then(|| {
+                median_secs(|| {
+                    conv2d::backward_bf16(&x, &w, &gy, &g, layer.bias, layer.input_grad).unwrap()
+                })
             });
             Ok((fwd, bwd))
         }
@@ -219,8 +228,10 @@ fn time_layer(layer: &Layer, seed: u64) -> Result<(f64, f64), Box<dyn Error>> {
                 .then(|| Storage::f32(random_vec(outputs, seed + 2)));
             let gy = Storage::f32(random_vec(b * outputs, seed + 3));
             let fwd = median_secs(|| linear::forward_bf16(&x, &w, bias.as_ref(), &g).unwrap());
-            let bwd = median_secs(|| {
-                linear::backward_bf16(&x, &w, &gy, &g, layer.bias, layer.input_grad).unwrap()
+            let bwd = (!layer.forward_only).then(|| {
+                median_secs(|| {
+                    linear::backward_bf16(&x, &w, &gy, &g, layer.bias, layer.input_grad).unwrap()
+                })
             });
             Ok((fwd, bwd))
         }
@@ -271,6 +282,11 @@ fn main() -> Result<(), Box<dyn Error>> {
                 );
             }
         }
+        Some("gemm-shapes") => {
+            for (label, m, n, k) in GEMMS {
+                println!(r#"{{"label": "{label}", "m": {m}, "n": {n}, "k": {k}}}"#);
+            }
+        }
         Some("gemm") => {
             for (label, m, n, k) in GEMMS {
                 let a = random_vec(m * k, 1);
@@ -299,17 +315,18 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .get(2)
                 .ok_or("usage: bf16_bench layers NET BATCH")?
                 .parse()?;
-            for layer in layers(net, batch)? {
+            let forward_only = args.get(3).is_some_and(|a| a == "fwd");
+            for layer in layers(net, batch, forward_only)? {
                 if mode == "list" {
                     println!("{{{}}}", layer.json());
                     continue;
                 }
                 let (fwd, bwd) = time_layer(&layer, 3)?;
+                let bwd = bwd.map_or("null".to_string(), |b| format!("{:.3}", b * 1e3));
                 println!(
-                    r#"{{"impl": "ours", "what": "layer", "isa": "{isa}", "threads": {threads}, {}, "fwd_ms": {:.3}, "bwd_ms": {:.3}}}"#,
+                    r#"{{"impl": "ours", "what": "layer", "isa": "{isa}", "threads": {threads}, {}, "fwd_ms": {:.3}, "bwd_ms": {bwd}}}"#,
                     layer.json(),
                     fwd * 1e3,
-                    bwd * 1e3
                 );
             }
         }
@@ -320,12 +337,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The core clock in GHz while this thread runs: a chain of dependent 64-bit
-/// multiplications, 3 cycles each on Intel cores since Sandy Bridge.
+/// The core clock in GHz while this thread runs (per second of its CPU time): a chain
+/// of dependent 64-bit multiplications, 3 cycles each on Intel cores since Sandy Bridge.
 fn clock_ghz() -> f64 {
     let n = 100_000_000u64;
     let mut x = 3u64;
-    let start = Instant::now();
+    let start = bf16::thread_cpu_time();
     // SAFETY: register-only arithmetic.
     unsafe {
         std::arch::asm!(
@@ -339,5 +356,5 @@ fn clock_ghz() -> f64 {
         );
     }
     black_box(x);
-    3.0 * n as f64 / start.elapsed().as_secs_f64() / 1e9
+    3.0 * n as f64 / (bf16::thread_cpu_time() - start) / 1e9
 }

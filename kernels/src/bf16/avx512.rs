@@ -54,8 +54,8 @@ pub(super) unsafe fn block(block: &Block, steps: &[Step], init: Init) {
                 // contract); __m512i and __m512bh are both 64 bytes of plain bits.
                 let (b0, b1): (__m512bh, __m512bh) = unsafe {
                     (
-                        std::mem::transmute(_mm512_loadu_si512(b_row.cast())),
-                        std::mem::transmute(_mm512_loadu_si512(
+                        std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b_row.cast())),
+                        std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
                             b_row.wrapping_offset(block.b_half).cast(),
                         )),
                     )
@@ -65,7 +65,9 @@ pub(super) unsafe fn block(block: &Block, steps: &[Step], init: Init) {
                     // reads the 4 of k-pair `pair`; same-size plain-bits transmute.
                     let a_pair: __m512bh = unsafe {
                         let at = a.add(r * block.a_stride + 4 * pair).cast::<i32>();
-                        std::mem::transmute(_mm512_set1_epi32(at.read_unaligned()))
+                        std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(
+                            at.read_unaligned(),
+                        ))
                     };
                     acc[0] = _mm512_dpbf16_ps(acc[0], a_pair, b0);
                     acc[1] = _mm512_dpbf16_ps(acc[1], a_pair, b1);

@@ -243,7 +243,11 @@ pub(super) fn position_pairs(
     out: &mut [u32],
 ) {
     assert!(start + 2 * pair_rows <= row_stride && rows.len() >= channels * row_stride);
-    assert!(out.len() >= pair_rows * channels && channels % 16 == 0 && pair_rows % 16 == 0);
+    assert!(
+        out.len() >= pair_rows * channels
+            && channels.is_multiple_of(16)
+            && pair_rows.is_multiple_of(16)
+    );
     for c0 in (0..channels).step_by(16) {
         for j0 in (0..pair_rows).step_by(16) {
             let mut words: [__m512i; 16] = std::array::from_fn(|r| {

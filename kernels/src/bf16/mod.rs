@@ -42,7 +42,7 @@ mod tests;
 
 pub use detect::{Isa, ISA_ENV};
 pub use gemm::{gemm, gemm_with, MatMut, MatRef};
-pub use peak::instruction_peak;
+pub use peak::{instruction_peak, thread_cpu_time};
 
 use crate::Result;
 
