@@ -119,7 +119,7 @@ runs = [json.loads(line) for line in open(path) if line.strip()]
 
 
 def med(rows, field):
-    values = [r[field] for r in rows]
+    values = [r[field] for r in rows if r.get(field) is not None]
     return statistics.median(values) if values else float("nan")
 
 
@@ -163,7 +163,7 @@ for net, batch in dict.fromkeys((r["net"], r["batch"]) for r in layers):
         t = [r for r in rows if r["name"] == name and r["impl"] == "pytorch"]
         of, tf, ob, tb = med(o, "fwd_ms"), med(t, "fwd_ms"), med(o, "bwd_ms"), med(t, "bwd_ms")
         for key, v in zip(("of", "tf", "ob", "tb"), (of, tf, ob, tb)):
-            tot[key] += v
+            tot[key] += 0.0 if inference and key in ("ob", "tb") else v
         line = f"{name:<16} {of:>9.2f} {tf:>8.2f} {tf / of:>5.2f}x"
         if not inference:
             line += f" {ob:>9.2f} {tb:>8.2f} {tb / ob:>5.2f}x"

@@ -46,12 +46,10 @@ const WEIGHT_BYTES: usize = 1 << 20;
 /// weight-gradient sums (backward) through the caches once, which a chunk of a few
 /// small images would not repay.
 const CHUNK_POSITIONS: usize = 2048;
-/// Position blocks per pass of the weight gradient when its sums fit in L2
-/// ([`SUMS_IN_L2`]): the image rows of 32 channels over 8 x 32 positions plus the taps'
-/// reach (about 20 KiB) and the position pairs of 32 output channels (16 KiB) stay in
-/// the L1 cache while all nine taps use them. Larger sums are visited once per chunk.
+/// Position blocks per range of the weight gradient: the image rows of 32 channels over
+/// 8 x 32 positions plus the taps' reach (about 20 KiB) and the position pairs of 32
+/// output channels (16 KiB) stay in the L1 cache while all nine taps use them.
 const WEIGHT_GRAD_BLOCKS: usize = 8;
-const SUMS_IN_L2: usize = 1 << 20;
 
 /// Whether this path takes the convolution: 3x3, stride 1, padding 1, and enough input
 /// channels that padding them to a multiple of 32 wastes little.
@@ -227,11 +225,6 @@ fn backward_group(
     };
     let one = Flat { h, w, images: 1 };
     let per_image = copies * 2 * one.image();
-    let pass = if len * 4 <= SUMS_IN_L2 {
-        WEIGHT_GRAD_BLOCKS
-    } else {
-        usize::MAX
-    };
     let (mut gy_rows, mut gy_pairs, mut gy_positions, mut x_rows) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (index, chunk) in chunks(range.clone(), &one, per_image).enumerate() {
@@ -270,25 +263,35 @@ fn backward_group(
             conv.chunk(&session, &flat, &gy_pairs, plane, out);
         }
         let guard = flat.guard();
-        for fb0 in (0..flat.blocks()).step_by(pass) {
-            let fbs = fb0..fb0.saturating_add(pass).min(flat.blocks());
-            let taps: Vec<Vec<Step>> = (0..9)
-                .map(|t| {
-                    fbs.clone()
-                        .map(|fb| Step {
-                            a: ((fb * BLOCK) as isize + flat.shift(t)) * 2,
-                            b: (fb * 16 * co_pad * 4) as isize,
-                        })
-                        .collect()
-                })
-                .collect();
-            let init = if index == 0 && fb0 == 0 {
-                Init::Zero
-            } else {
-                Init::Accumulate
-            };
-            for ci_block in 0..ci_pad / BLOCK {
-                for co_block in 0..co_pad / BLOCK {
+        // Steps per range of position blocks and tap.
+        let ranges: Vec<(usize, Vec<Vec<Step>>)> = (0..flat.blocks())
+            .step_by(WEIGHT_GRAD_BLOCKS)
+            .map(|fb0| {
+                let fbs = fb0..(fb0 + WEIGHT_GRAD_BLOCKS).min(flat.blocks());
+                let taps = (0..9)
+                    .map(|t| {
+                        fbs.clone()
+                            .map(|fb| Step {
+                                a: ((fb * BLOCK) as isize + flat.shift(t)) * 2,
+                                b: (fb * 16 * co_pad * 4) as isize,
+                            })
+                            .collect()
+                    })
+                    .collect();
+                (fb0, taps)
+            })
+            .collect();
+        // For one pair of channel blocks, the nine taps' sums (36 KiB) stay in L2 while
+        // the ranges pass, and each range's image rows and dL/dy pairs in L1 while the
+        // nine taps use them: each operand streams from L2 or L3 once per pair.
+        for ci_block in 0..ci_pad / BLOCK {
+            for co_block in 0..co_pad / BLOCK {
+                for (fb0, taps) in &ranges {
+                    let init = if index == 0 && *fb0 == 0 {
+                        Init::Zero
+                    } else {
+                        Init::Accumulate
+                    };
                     for (t, steps) in taps.iter().enumerate() {
                         let block = Block {
                             a: x_rows[ci_block * BLOCK * row_stride + guard..]
@@ -308,7 +311,9 @@ fn backward_group(
                         // guard + 32 fb + shift >= 0, ending before flat.len() <= row_stride.
                         // B: position pairs 16 fb + 0..16 < pair_rows, channels co_block*32
                         // + 0..32 <= co_pad. C: a 32x32 block of the tap's ci_pad x co_pad
-                        // sums inside `acc`'s capacity. Session on this thread.
+                        // sums inside `acc`'s capacity, written whole by the first range of
+                        // the first chunk (Init::Zero) before any range reads it. Session
+                        // on this thread.
                         unsafe { microkernel::run(&session, &block, steps, init) };
                     }
                 }
