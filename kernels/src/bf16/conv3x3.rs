@@ -40,8 +40,9 @@ use crate::conv2d::Conv2dGeometry;
 /// group of output channels (forward) or per pass (weight gradient), and should stay in
 /// the (2 MiB) L2 cache meanwhile.
 const CHUNK_BYTES: usize = 768 << 10;
-/// Bytes of packed weights one sweep over a chunk uses, also kept in L2.
-const WEIGHT_BYTES: usize = 1 << 20;
+/// Input channel blocks per part of a forward block's depth: 9 taps x 2 blocks of
+/// weights (36 KiB) fit in the L1 cache.
+const DEPTH_PART: usize = 2;
 /// Fewest positions per chunk: each chunk streams the packed weights (forward) or the
 /// weight-gradient sums (backward) through the caches once, which a chunk of a few
 /// small images would not repay.
@@ -88,7 +89,7 @@ pub(super) fn forward(
     let outs = split_groups(&mut y.spare_capacity_mut()[..len], c_out * hw, &groups);
     groups.par_iter().zip(outs).for_each(|(range, out)| {
         let session = cpu.session();
-        let mut pairs: Vec<u32> = Vec::new();
+        let (mut pairs, mut results) = (Vec::new(), Vec::new());
         for chunk in chunks(range.clone(), &one, per_image) {
             let flat = Flat {
                 h: g.in_h,
@@ -102,7 +103,7 @@ pub(super) fn forward(
             unsafe { build_pairs(x, c_in, &flat, plane, &mut pairs) };
             let out =
                 &mut out[(chunk.start - range.start) * c_out * hw..][..chunk.len() * c_out * hw];
-            conv.chunk(&session, &flat, &pairs, plane, out);
+            conv.chunk(&session, &flat, &pairs, plane, out, &mut results);
         }
     });
     // SAFETY: `Convolution::chunk` writes its chunk's whole output; the chunks cover each
@@ -225,8 +226,8 @@ fn backward_group(
     };
     let one = Flat { h, w, images: 1 };
     let per_image = copies * 2 * one.image();
-    let (mut gy_rows, mut gy_pairs, mut gy_positions, mut x_rows) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut gy_rows, mut gy_pairs, mut gy_positions, mut x_rows, mut results) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (index, chunk) in chunks(range.clone(), &one, per_image).enumerate() {
         let flat = Flat {
             h,
@@ -260,7 +261,7 @@ fn backward_group(
             // SAFETY: the Cpu proves AVX512-BF16.
             unsafe { pairs_from_rows(&gy_rows, row_stride, flat.len(), &mut gy_pairs, plane) };
             let out = &mut gx[(chunk.start - range.start) * c_in * hw..][..chunk.len() * c_in * hw];
-            conv.chunk(&session, &flat, &gy_pairs, plane, out);
+            conv.chunk(&session, &flat, &gy_pairs, plane, out, &mut results);
         }
         let guard = flat.guard();
         // Steps per range of position blocks and tap.
@@ -345,6 +346,12 @@ struct Convolution<'a> {
 impl Convolution<'_> {
     /// Convolves the chunk whose channel pairs are `pairs` (planes `plane` words apart),
     /// writing every element of its output `out` (`images x out_channels x hw`).
+    ///
+    /// Per block of 32 output channels, the depth (9 taps x input channel blocks) is cut
+    /// into parts of [`DEPTH_PART`] channel blocks, whose weights (up to 36 KiB) stay in
+    /// the L1 cache while every output block of the chunk passes; the partial sums wait
+    /// in the output itself (blocks stored in place) or in `results` (the others), and
+    /// each later part adds to them.
     fn chunk(
         &self,
         session: &Session,
@@ -352,29 +359,38 @@ impl Convolution<'_> {
         pairs: &[u32],
         plane: usize,
         out: &mut [MaybeUninit<f32>],
+        results: &mut Vec<f32>,
     ) {
         let (in_blocks, c_out, hw) = (self.in_blocks, self.out_channels, self.hw);
         let out_blocks = c_out.div_ceil(BLOCK);
         assert!(pairs.len() >= in_blocks * 16 * plane && plane >= flat.len());
         assert!(out.len() == flat.images * c_out * hw);
         assert!(self.weights.len() >= out_blocks * 9 * in_blocks * BLOCK);
-        let per_group = (WEIGHT_BYTES / (9 * in_blocks * BLOCK_BYTES)).max(1);
-        let steps: Vec<Step> = (0..9)
-            .flat_map(|t| (0..in_blocks).map(move |cb| (t, cb)))
-            .map(|(t, cb)| Step {
-                a: ((t * in_blocks + cb) * BLOCK_BYTES) as isize,
-                b: ((cb * 16 * plane) as isize + flat.shift(t)) * 4,
+        let parts: Vec<Vec<Step>> = (0..in_blocks)
+            .step_by(DEPTH_PART)
+            .map(|cb0| {
+                (0..9)
+                    .flat_map(|t| (cb0..(cb0 + DEPTH_PART).min(in_blocks)).map(move |cb| (t, cb)))
+                    .map(|(t, cb)| Step {
+                        a: ((t * in_blocks + cb) * BLOCK_BYTES) as isize,
+                        b: ((cb * 16 * plane) as isize + flat.shift(t)) * 4,
+                    })
+                    .collect()
             })
             .collect();
         let blocks = output_blocks(flat, c_out * hw);
-        let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
-        for co_group in (0..out_blocks).step_by(per_group) {
-            for ob in &blocks {
-                for co_block in co_group..(co_group + per_group).min(out_blocks) {
-                    let init = self.bias_rows.map_or(Init::Zero, |rows| {
-                        Init::Rows(rows[co_block * 512..].as_ptr())
-                    });
-                    let whole = (co_block + 1) * BLOCK <= c_out;
+        // 32 rows of every block's 32 results, for the blocks not stored in place.
+        let results_stride = stride(blocks.len() * BLOCK, 4);
+        results.resize(BLOCK * results_stride, 0.0);
+        for co_block in 0..out_blocks {
+            let whole = (co_block + 1) * BLOCK <= c_out;
+            for (part, steps) in parts.iter().enumerate() {
+                let init = match (part, self.bias_rows) {
+                    (0, None) => Init::Zero,
+                    (0, Some(rows)) => Init::Rows(rows[co_block * 512..].as_ptr()),
+                    _ => Init::Accumulate,
+                };
+                for (j, ob) in blocks.iter().enumerate() {
                     let (c, c_stride, c_half) = match ob.direct {
                         Some([d0, d1]) if whole => (
                             out.as_mut_ptr()
@@ -383,7 +399,11 @@ impl Convolution<'_> {
                             hw * 4,
                             (d1 as isize - d0 as isize) * 4,
                         ),
-                        _ => (scratch.0.as_mut_ptr(), BLOCK * 4, ADJACENT),
+                        _ => (
+                            results[j * BLOCK..].as_mut_ptr(),
+                            results_stride * 4,
+                            ADJACENT,
+                        ),
                     };
                     let block = Block {
                         a: self.weights[co_block * 9 * in_blocks * BLOCK..]
@@ -402,14 +422,18 @@ impl Convolution<'_> {
                     // from each half's position plus a tap's shift, inside 0..flat.len()
                     // (see `output_blocks`). C: for a direct block, rows co_block*32 +
                     // 0..32 < c_out of the 16 pixels of each half's image row, inside
-                    // `out`; otherwise the 32x32 scratch. Init rows: 32 x 16 f32 of the
-                    // bias rows. Session on this thread.
-                    unsafe { microkernel::run(session, &block, &steps, init) };
-                    if ob.direct.is_none() || !whole {
-                        let co = co_block * BLOCK..(co_block * BLOCK + BLOCK).min(c_out);
-                        // SAFETY: a Session exists only where AVX512-BF16 runs.
-                        unsafe { scatter(&scratch, &ob.runs, co, hw, out) };
-                    }
+                    // `out`; otherwise columns 32j..32j + 32 of the 32 rows of `results`.
+                    // Accumulate reads what part 0 wrote there. Init rows: 32 x 16 f32 of
+                    // the bias rows. Session on this thread.
+                    unsafe { microkernel::run(session, &block, steps, init) };
+                }
+            }
+            let co = co_block * BLOCK..(co_block * BLOCK + BLOCK).min(c_out);
+            for (j, ob) in blocks.iter().enumerate() {
+                if ob.direct.is_none() || !whole {
+                    let src = &results[j * BLOCK..];
+                    // SAFETY: a Session exists only where AVX512-BF16 runs.
+                    unsafe { scatter(src, results_stride, &ob.runs, co.clone(), hw, out) };
                 }
             }
         }
@@ -486,10 +510,6 @@ fn pack_tap_rows(
         }
     }
 }
-
-/// A 32x32 f32 block, aligned for the tile stores.
-#[repr(C, align(64))]
-struct Scratch([f32; BLOCK * BLOCK]);
 
 /// Consecutive positions of one output block that are pixels of one image row.
 #[derive(Clone, Copy, Debug)]
@@ -597,17 +617,19 @@ fn runs(flat: &Flat, fb: usize, image_len: usize) -> Vec<Run> {
     runs
 }
 
-/// Copies rows `co` (output channels) of a block's result to the pixels of its runs.
+/// Copies rows `co` (output channels) of a block's result (32 values per row, rows
+/// `stride` apart in `result`) to the pixels of its runs.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 fn scatter(
-    scratch: &Scratch,
+    result: &[f32],
+    stride: usize,
     runs: &[Run],
     co: Range<usize>,
     hw: usize,
     out: &mut [MaybeUninit<f32>],
 ) {
     for (r, c) in co.enumerate() {
-        let src = &scratch.0[r * BLOCK..][..BLOCK];
+        let src = &result[r * stride..][..BLOCK];
         for run in runs {
             let src = &src[run.col..][..run.len];
             let dst = &mut out[run.dst + c * hw..][..run.len];
