@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bf16 kernels beside PyTorch's autocast on the CPU: GEMM ceiling and per-layer tables.
 #
-# usage: scripts/bf16-bench.sh [--rounds R] [--threads T] [--only gemm|layers]
-#        (defaults: 2 rounds, 2 threads, everything)
+# usage: scripts/bf16-bench.sh [--rounds R] [--threads T] [--only gemm|layers] [--clock wall|cpu]
+#        (defaults: 2 rounds, 2 threads, everything, wall clock)
 #
 # Ours: benches/src/bin/bf16_bench.rs (kernels::bf16, AMX or AVX512-BF16, f32 in and out).
 # PyTorch: scripts/bf16_bench.py (torch.mm on bf16 tensors and under autocast;
@@ -14,7 +14,11 @@
 #     batch 32 and 128 (forward also at 256, the inference batch), and of airbench94 at
 #     batch 1024.
 # Ours and PyTorch's processes alternate, the order flipping each round; each figure is
-# the median over the rounds. PyTorch comes from .venv/ (scripts/compare-pytorch.sh
+# the median over the rounds (the least, with --clock cpu). Each call is timed by the wall clock (median of the calls), or
+# with --clock cpu by the process's CPU time (the least of the calls): on a shared machine,
+# the least disturbed call, without the time spent waiting for a core. Use --clock cpu with
+# --threads 1: with more, the threads' waits for one another (PyTorch's OpenMP threads spin)
+# would count. PyTorch comes from .venv/ (scripts/compare-pytorch.sh
 # installs it). The load average is printed before and after: on a shared machine
 # compare the ratios of one run, not absolute times across runs.
 set -euo pipefail
@@ -25,7 +29,8 @@ venv="${VENV:-$root/.venv}"
 rounds=2
 threads=2
 only=""
-usage="usage: scripts/bf16-bench.sh [--rounds R] [--threads T] [--only gemm|layers]"
+clock=wall
+usage="usage: scripts/bf16-bench.sh [--rounds R] [--threads T] [--only gemm|layers] [--clock wall|cpu]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds | --threads)
@@ -42,6 +47,14 @@ while [ $# -gt 0 ]; do
                 exit 2
             fi
             only=$2
+            shift 2
+            ;;
+        --clock)
+            if [ $# -lt 2 ] || ! [[ "$2" =~ ^(wall|cpu)$ ]]; then
+                echo "bf16-bench: --clock takes wall or cpu" >&2
+                exit 2
+            fi
+            clock=$2
             shift 2
             ;;
         -h | --help)
@@ -67,13 +80,13 @@ specs="$(mktemp)"
 trap 'rm -f "$results" "$specs"' EXIT
 
 ours() {
-    RAYON_NUM_THREADS=$threads "$ours_bin" "$@" >>"$results"
+    BF16_BENCH_CLOCK=$clock RAYON_NUM_THREADS=$threads "$ours_bin" "$@" >>"$results"
 }
 
 theirs() { # MODE < specs
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS="$threads" \
         MKL_NUM_THREADS="$threads" "$venv/bin/python" "$root/scripts/bf16_bench.py" "$1" \
-        --threads "$threads" <"$specs" >>"$results"
+        --threads "$threads" --clock "$clock" <"$specs" >>"$results"
 }
 
 pair() { # ROUND SPEC-COMMAND... : ours then PyTorch on odd rounds, the other way on even
@@ -103,29 +116,39 @@ for round in $(seq 1 "$rounds"); do
         pair "$round" layers notebook 32
         pair "$round" layers notebook 128
         pair "$round" layers notebook 256 fwd
-        pair "$round" layers airbench 1024
+        # On one thread by CPU time, airbench's layers at batch 256: the same shapes a
+        # quarter as often (the time per image is what is compared).
+        if [ "$clock" = cpu ]; then
+            pair "$round" layers airbench 256
+        else
+            pair "$round" layers airbench 1024
+        fi
     fi
     echo "bf16-bench: round $round/$rounds done" >&2
 done
 load_after="$(cut -d' ' -f1 /proc/loadavg)"
 
-"$venv/bin/python" - "$results" "$rounds" "$threads" "$load_before" "$load_after" <<'EOF'
+"$venv/bin/python" - "$results" "$rounds" "$threads" "$load_before" "$load_after" "$clock" <<'EOF'
 import json
 import statistics
 import sys
 
-path, rounds, threads, load_before, load_after = sys.argv[1:]
+path, rounds, threads, load_before, load_after, clock = sys.argv[1:]
 runs = [json.loads(line) for line in open(path) if line.strip()]
 
 
 def med(rows, field):
     values = [r[field] for r in rows if r.get(field) is not None]
-    return statistics.median(values) if values else float("nan")
+    if not values:
+        return float("nan")
+    return min(values) if clock == "cpu" else statistics.median(values)
 
 
 torch_version = next((r["torch"] for r in runs if r["impl"] == "pytorch"), "?")
-print(f"bf16 on the CPU, {threads} threads: ours vs PyTorch {torch_version} autocast; "
+print(f"bf16 on the CPU, {threads} thread(s): ours vs PyTorch {torch_version} autocast; "
       f"median of {rounds} round(s); load average {load_before} before, {load_after} after")
+print("times: " + ("least process CPU time of any call" if clock == "cpu"
+                   else "median wall time of the calls"))
 peaks = [r for r in runs if r["what"] == "peak"]
 for p in peaks:
     print(f"peak of {p['isa']}'s dot-product instruction: {p['gflops_1']:.0f} GFLOP/s on 1 "
@@ -176,7 +199,7 @@ for net, batch in dict.fromkeys((r["net"], r["batch"]) for r in layers):
     print(line)
 print()
 print("ratio: PyTorch's time / ours (above 1: ours is faster).")
-if float(load_before) > 1.0 or float(load_after) > int(threads) + 1.0:
+if clock == "wall" and (float(load_before) > 1.0 or float(load_after) > int(threads) + 1.0):
     print("WARNING: other processes were using the cores (see the load average): figures are "
           "low and noisy, PyTorch's most; rerun on a quiet machine.")
 EOF

@@ -12,8 +12,11 @@
 //! ```
 //!
 //! Times are medians of at least 3 calls and 0.3 s after a warm-up call, on the rayon
-//! threads (`RAYON_NUM_THREADS`). The instruction set is the best one unless
-//! `KERNELS_BF16_ISA=avx512-bf16` caps it.
+//! threads (`RAYON_NUM_THREADS`). With `BF16_BENCH_CLOCK=cpu` they are instead the least
+//! CPU time (of the whole process) any one call took: on a machine shared with other
+//! work, the call least disturbed by it, and time the process spent waiting for a core
+//! does not count (use it with one thread, where no thread waits for another). The
+//! instruction set is the best one unless `KERNELS_BF16_ISA=avx512-bf16` caps it.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -30,17 +33,43 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const MIN_TIME: Duration = Duration::from_millis(300);
 
+/// Seconds of CPU time used by every thread of this process.
+fn process_cpu_time() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the address given, which points at
+    // `t`, alive and writable for the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "CLOCK_PROCESS_CPUTIME_ID is available on every Linux");
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// The time of one call of `f`: the median wall time over at least 3 calls and 0.3 s, or
+/// with `BF16_BENCH_CLOCK=cpu` the least process CPU time over at least 5 calls and 0.6 s,
+/// after a warm-up call.
 fn median_secs<R>(mut f: impl FnMut() -> R) -> f64 {
+    let cpu = std::env::var("BF16_BENCH_CLOCK").is_ok_and(|c| c == "cpu");
     black_box(f());
     let mut samples = Vec::new();
     let start = Instant::now();
-    while samples.len() < 3 || (start.elapsed() < MIN_TIME && samples.len() < 200) {
-        let t = Instant::now();
+    let (least, time) = if cpu { (5, 2 * MIN_TIME) } else { (3, MIN_TIME) };
+    while samples.len() < least || (start.elapsed() < time && samples.len() < 200) {
+        let (t, c) = (Instant::now(), process_cpu_time());
         black_box(f());
-        samples.push(t.elapsed().as_secs_f64());
+        samples.push(if cpu {
+            process_cpu_time() - c
+        } else {
+            t.elapsed().as_secs_f64()
+        });
     }
     samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    if cpu {
+        samples[0]
+    } else {
+        samples[samples.len() / 2]
+    }
 }
 
 /// One layer of a network, as both benchmarks time it.
