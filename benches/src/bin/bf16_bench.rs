@@ -22,14 +22,11 @@ use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use benches::{all_convs, keep_freed_memory, random_vec, FC};
+use benches::{random_vec, Kernel};
 use kernels::bf16::{self, Isa, MatMut, MatRef};
 use kernels::conv2d::{self, Conv2dGeometry};
 use kernels::linear::{self, LinearGeometry};
 use kernels::Storage;
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const MIN_TIME: Duration = Duration::from_millis(300);
 
@@ -42,7 +39,10 @@ fn process_cpu_time() -> f64 {
     // SAFETY: clock_gettime writes one timespec to the address given, which points at
     // `t`, alive and writable for the call.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "CLOCK_PROCESS_CPUTIME_ID is available on every Linux");
+    assert_eq!(
+        rc, 0,
+        "CLOCK_PROCESS_CPUTIME_ID is available on every Linux"
+    );
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
@@ -54,7 +54,11 @@ fn median_secs<R>(mut f: impl FnMut() -> R) -> f64 {
     black_box(f());
     let mut samples = Vec::new();
     let start = Instant::now();
-    let (least, time) = if cpu { (5, 2 * MIN_TIME) } else { (3, MIN_TIME) };
+    let (least, time) = if cpu {
+        (5, 2 * MIN_TIME)
+    } else {
+        (3, MIN_TIME)
+    };
     while samples.len() < least || (start.elapsed() < time && samples.len() < 200) {
         let (t, c) = (Instant::now(), process_cpu_time());
         black_box(f());
@@ -137,27 +141,39 @@ fn layers(net: &str, batch: usize, forward_only: bool) -> Result<Vec<Layer>, Box
         input_grad,
     };
     match net {
-        "notebook" => {
-            let mut out: Vec<Layer> = all_convs()
-                .map(|c| {
-                    let shape = (c.in_channels, c.out_channels, c.kernel, c.padding, c.in_hw);
-                    conv("notebook", c.name, shape, true, c.name != "layer1.0")
+        // The layers as the network registered in `models` builds them.
+        "notebook" => Ok(benches::model_cases(models::networks::Net::NAME, batch)?
+            .into_iter()
+            .filter_map(|case| {
+                let kind = match case.kernel {
+                    Kernel::Conv2d { geometry: g, .. } => Kind::Conv {
+                        c_in: g.in_channels,
+                        c_out: g.out_channels,
+                        k: g.kernel[0],
+                        pad: g.padding[0],
+                        hw: g.in_h,
+                    },
+                    Kernel::Linear { geometry: g, .. } => Kind::Linear {
+                        inputs: g.in_features,
+                        outputs: g.out_features,
+                    },
+                    _ => return None,
+                };
+                let bias = match case.kernel {
+                    Kernel::Conv2d { bias, .. } | Kernel::Linear { bias, .. } => bias,
+                    _ => false,
+                };
+                Some(Layer {
+                    net: "notebook",
+                    forward_only,
+                    name: case.name,
+                    kind,
+                    batch,
+                    bias,
+                    input_grad: case.input_needs_grad,
                 })
-                .collect();
-            out.extend(FC.iter().map(|l| Layer {
-                net: "notebook",
-                forward_only,
-                name: l.name.to_string(),
-                kind: Kind::Linear {
-                    inputs: l.in_features,
-                    outputs: l.out_features,
-                },
-                batch,
-                bias: true,
-                input_grad: true,
-            }));
-            Ok(out)
-        }
+            })
+            .collect()),
         // airbench94: a frozen 2x2 whitening conv, then three groups of conv, pool, norm,
         // GELU, conv, norm, GELU (3x3, padding 1, no bias), a max pool and 256 -> 10.
         "airbench" => Ok(vec![
@@ -290,7 +306,7 @@ const GEMMS: [(&str, usize, usize, usize); 7] = [
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {
-    keep_freed_memory();
+    allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let threads = rayon::current_num_threads();
     let isa = Isa::best()?;

@@ -53,7 +53,7 @@ impl Isa {
         if support.avx512_bf16.is_ok() {
             return Ok(Isa::Avx512Bf16);
         }
-        Err(Error::unsupported(
+        Err(Error::missing_cpu_feature(
             "bf16",
             format!(
                 "bf16 products need AMX (amx_tile, amx_bf16) or AVX512-BF16 (avx512_bf16), \
@@ -80,7 +80,7 @@ impl Isa {
             Isa::Avx512Bf16 => &support.avx512_bf16,
         };
         status.clone().map_err(|why| {
-            Error::unsupported("bf16", format!("{} is not available: {why}", self.name()))
+            Error::missing_cpu_feature("bf16", format!("{} is not available: {why}", self.name()))
         })
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! The instruction set is chosen at run time ([`Isa::best`]): AMX (`TDPBF16PS` on tiles,
 //! Sapphire Rapids and later) when the CPU has it and Linux grants the tile state, else
-//! AVX512-BF16 (`VDPBF16PS`), else an [`Error::Unsupported`](crate::Error::Unsupported)
+//! AVX512-BF16 (`VDPBF16PS`), else an [`Error::MissingCpuFeature`](crate::Error::MissingCpuFeature)
 //! naming what is missing. `KERNELS_BF16_ISA=avx512-bf16` caps the choice.
 //!
 //! Both instruction sets compute one operation, a 32x32 f32 block of `C` plus a list of
