@@ -290,6 +290,7 @@ pub fn forward_bf16(
     bias: Option<&Storage>,
     g: &Conv2dGeometry,
 ) -> Result<Storage> {
+    crate::bf16::check_cpu(OP, input)?;
     check_operands(input, weight, g)?;
     if let Some(bias) = bias {
         check_bias(bias, g)?;
@@ -307,6 +308,7 @@ pub fn backward_bf16(
     has_bias: bool,
     need_input_grad: bool,
 ) -> Result<Conv2dGrads> {
+    crate::bf16::check_cpu(OP, input)?;
     check_operands(input, weight, g)?;
     grad_out.expect_len(OP, "grad_out", numel(&g.output_shape()))?;
     crate::bf16::conv::backward_storage(input, weight, grad_out, g, has_bias, need_input_grad)

@@ -155,6 +155,7 @@ pub fn forward_bf16(
     bias: Option<&Storage>,
     g: &LinearGeometry,
 ) -> Result<Storage> {
+    crate::bf16::check_cpu(OP, input)?;
     check_operands(input, weight, g)?;
     if let Some(bias) = bias {
         bias.expect_len(OP, "bias", g.out_features)?;
@@ -172,6 +173,7 @@ pub fn backward_bf16(
     has_bias: bool,
     need_input_grad: bool,
 ) -> Result<LinearGrads> {
+    crate::bf16::check_cpu(OP, input)?;
     let [_, _, out_len] = check_operands(input, weight, g)?;
     grad_out.expect_len(OP, "grad_out", out_len)?;
     let (input_grad, weight_grad) =
