@@ -9,6 +9,7 @@ mod fuzz_support;
 mod interrupt;
 mod memory;
 mod metrics;
+mod precision;
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;

@@ -14,6 +14,7 @@ use models::Net;
 use super::train::training_footprints;
 use crate::device::{resolve, DeviceChoice};
 use crate::memory;
+use crate::precision::PrecisionChoice;
 
 #[derive(Args, Debug)]
 pub struct BenchStepArgs {
@@ -22,6 +23,10 @@ pub struct BenchStepArgs {
     /// Let cuBLAS use TF32 tensor cores on CUDA (see `train --tf32`).
     #[arg(long)]
     pub tf32: bool,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
+    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionChoice,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Timed steps.
@@ -56,6 +61,7 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
         anyhow::bail!("--batch-size and --steps must be at least 1");
     }
     let device = resolve(args.device, args.tf32)?;
+    let _precision = args.precision.enable(device)?;
     let available = memory::available(device);
     let mut net = Net::new(args.seed, device)?;
     let mut optimizer = Optimizer::Adam(Adam::new(net.parameters(), AdamConfig::default())?);
@@ -82,9 +88,10 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
     let ms_per_step = 1e3 * seconds / args.steps as f64;
     let images_per_sec = (args.batch_size * args.steps) as f64 / seconds;
     println!(
-        "bench-step: {device}{} batch {} steps {}: {ms_per_step:.2} ms/step, \
+        "bench-step: {device}{} {} batch {} steps {}: {ms_per_step:.2} ms/step, \
          {images_per_sec:.0} images/s (last loss {loss:.4})",
         if args.tf32 { " tf32" } else { "" },
+        args.precision.precision(),
         args.batch_size,
         args.steps,
     );

@@ -16,6 +16,7 @@ use models::Net;
 use super::train::{batch_one_trace, batches_in_flight, NormalizationChoice, MODEL_FILE};
 use crate::device::{resolve, DeviceChoice};
 use crate::memory::{self, Footprint};
+use crate::precision::PrecisionChoice;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -35,6 +36,10 @@ pub struct EvalArgs {
     /// Never download the dataset.
     #[arg(long)]
     pub no_download: bool,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
+    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionChoice,
     /// Images per evaluation batch (no effect on the results).
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
@@ -87,6 +92,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         anyhow::bail!("--limit must be at least 1: there is nothing to evaluate on 0 images");
     }
     let device = resolve(args.device, args.tf32)?;
+    let _precision = args.precision.enable(device)?;
     let checkpoint_path = model_path(args.checkpoint);
     let available = memory::available(device);
     let (mut net, normalization) = load_net(&checkpoint_path, device, args.normalization)?;

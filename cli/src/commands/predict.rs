@@ -16,6 +16,7 @@ use models::{no_grad, Tensor};
 use super::eval::{load_net, model_path};
 use super::train::NormalizationChoice;
 use crate::device::{resolve, DeviceChoice};
+use crate::precision::PrecisionChoice;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -27,6 +28,10 @@ pub struct PredictArgs {
     pub images: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
+    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionChoice,
     /// Input normalization [default: the one recorded in the checkpoint].
     #[arg(long, value_enum)]
     pub normalization: Option<NormalizationChoice>,
@@ -80,6 +85,7 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let device = resolve(args.device, false)?;
+    let _precision = args.precision.enable(device)?;
     let (mut net, normalization) =
         load_net(&model_path(args.checkpoint), device, args.normalization)?;
     net.set_training(false);

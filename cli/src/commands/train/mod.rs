@@ -32,6 +32,7 @@ use crate::device::{resolve, DeviceChoice};
 use crate::interrupt::{self, Interrupted};
 use crate::memory::{self, Footprint};
 use crate::metrics::MetricsLog;
+use crate::precision::PrecisionChoice;
 
 pub use models::checkpoint::MODEL_FILE;
 
@@ -82,6 +83,10 @@ pub struct TrainArgs {
     /// Images per training step; one larger than the training set is lowered to its size.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
+    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionChoice,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
@@ -461,6 +466,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     let device = resolve(args.device, args.tf32)?;
+    let _precision = settings.precision.enable(device)?;
     let location = data_location(&settings, &args)?;
     let may_download = location.may_download() && !args.no_download;
     let mut dataset = ensure_dataset(&location.path, may_download, !args.no_progress)
@@ -575,10 +581,11 @@ fn train(
 ) -> anyhow::Result<()> {
     let settings = run.settings.clone();
     println!(
-        "training on {} images ({} test) on {}, {} epochs of batch {}, {} lr {}; run folder {}",
+        "training on {} images ({} test) on {} in {}, {} epochs of batch {}, {} lr {}; run folder {}",
         train_split.len(),
         test_split.len(),
         device,
+        settings.precision.precision(),
         args.epochs,
         settings.batch_size,
         run.optimizer.name(),
