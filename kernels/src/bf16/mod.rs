@@ -83,27 +83,5 @@ impl Cpu {
     }
 }
 
-/// Splits `0..batch` into one contiguous range per rayon thread (fewer for small batches).
-fn groups(batch: usize) -> Vec<std::ops::Range<usize>> {
-    let count = batch.min(rayon::current_num_threads()).max(1);
-    (0..count)
-        .map(|i| batch * i / count..batch * (i + 1) / count)
-        .filter(|r| !r.is_empty())
-        .collect()
-}
-
-/// Cuts `buf` into the disjoint parts that hold each group's images.
-fn split_groups<'a, T>(
-    mut buf: &'a mut [T],
-    per_image: usize,
-    groups: &[std::ops::Range<usize>],
-) -> Vec<&'a mut [T]> {
-    groups
-        .iter()
-        .map(|r| {
-            let (head, tail) = std::mem::take(&mut buf).split_at_mut(r.len() * per_image);
-            buf = tail;
-            head
-        })
-        .collect()
-}
+// One range of images per rayon thread, as the f32 convolution splits its batch.
+use crate::conv2d::cpu::{groups, split_groups};

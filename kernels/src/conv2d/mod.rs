@@ -35,7 +35,7 @@
 //! assert_eq!(y.to_vec_f64().unwrap()[5..7], [2.0, 4.0]);
 //! ```
 
-mod cpu;
+pub(crate) mod cpu;
 mod cuda;
 #[cfg(test)]
 mod tests;
