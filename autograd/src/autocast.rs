@@ -17,9 +17,9 @@
 //! Stored for backward: the f32 input and the f32 weight tensors the forward read (the
 //! same tensors, no copy), as in f32 mode; backward rounds them to bf16 again. Unlike
 //! PyTorch's autocast, which returns bf16 outputs and so saves bf16 activations, ours
-//! returns f32 outputs: the layers after a convolution (batch norm, ReLU, pooling) see
-//! exactly what PyTorch's would see converted back to f32 plus the last 16 bits of the
-//! f32 sum, and activations take the same memory as in f32.
+//! returns f32 outputs: the layers after a convolution (batch norm, ReLU, pooling) see the
+//! f32 sum where PyTorch's see it rounded to bf16, and activations take the same memory as
+//! in f32.
 //!
 //! bf16 runs on the CPU only (Intel AMX, else AVX512-BF16): [`Precision::check`] says
 //! before a run starts whether `device` can run it, and an op handed a CUDA tensor under
