@@ -1,8 +1,10 @@
-//! `cli`: train the notebook's CIFAR-10 network, evaluate it, predict images, print its summary.
+//! `cli`: train the notebook's CIFAR-10 network, evaluate it, predict images, draw pictures
+//! of a run, print its summary.
 
 mod commands;
 mod device;
 mod metrics;
+mod plot;
 
 use std::process::ExitCode;
 
@@ -47,6 +49,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Top-3 classes for PNG or JPEG images.
     Predict(commands::predict::PredictArgs),
+    /// Pictures of a run: training curves, confusion matrix, mistakes, first-layer filters.
+    Plot(commands::plot::PlotArgs),
     /// Each layer's output shape and parameter count.
     Summary(commands::summary::SummaryArgs),
     /// Time whole training steps on a fixed random batch (images/s), to compare devices.
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Plot(args) => commands::plot::run(args),
         Command::Summary(args) => commands::summary::run(args),
         Command::BenchStep(args) => commands::bench_step::run(args),
     };

@@ -124,6 +124,9 @@ pub struct TrainArgs {
     /// No progress bars (they are also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Do not draw the run's pictures (curves.png, confusion.png, ...) at the end.
+    #[arg(long)]
+    pub no_plots: bool,
 }
 
 impl TrainArgs {
@@ -399,9 +402,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 } else {
                     bar.println(line);
                 }
+                let images_seen = (epoch - 1) * train_split.len() as u64
+                    + ((index as u64 + 1) * args.batch_size as u64).min(train_split.len() as u64);
                 run.metrics.record(json!({
                     "kind": "step", "epoch": epoch, "step": index + 1,
-                    "global_step": run.progress.global_step,
+                    "global_step": run.progress.global_step, "images_seen": images_seen,
                     "loss": log_window.mean_loss(), "accuracy": log_window.accuracy(),
                     "images_per_sec": rate,
                 }))?;
@@ -452,7 +457,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     println!("{}", "-".repeat(20));
     let evaluation = evaluate(
         &mut run.net,
-        test_split,
+        test_split.clone(),
         &eval_loader,
         device,
         CLASSES.len(),
@@ -462,6 +467,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         "kind": "test", "epochs": args.epochs, "test_accuracy": evaluation.accuracy(),
         "test_loss": evaluation.loss, "total_seconds": started.elapsed().as_secs_f64(),
     }))?;
+    if !args.no_plots {
+        super::plot::after_training(&out, &mut run.net, &test_split, &evaluation);
+    }
     Ok(())
 }
 
