@@ -297,16 +297,27 @@ fn steps_panel(runs: &[History]) -> PanelSpec<'static> {
     }
 }
 
-/// Tick labels with as many decimals as the axis's span needs.
-fn decimals_for(span: f64) -> usize {
-    if span >= 8.0 {
-        0
-    } else if span >= 0.8 {
-        1
-    } else {
-        2
+/// Tick labels with as many decimals as the ticks of an axis spanning `span` need.
+/// plotters puts at most `ticks` key points at a step of 1, 2 or 5 times a power of ten;
+/// taking the smallest such step that fits errs towards one decimal too many, never too few.
+fn decimals_for(span: f64, ticks: usize) -> usize {
+    if span <= 0.0 || !span.is_finite() {
+        return 2;
+    }
+    let mut power = 10f64.powf(span.log10().floor() - 2.0);
+    loop {
+        for factor in [1.0, 2.0, 5.0] {
+            let step = factor * power;
+            if span / step <= ticks as f64 {
+                return (-step.log10().floor()).max(0.0) as usize;
+            }
+        }
+        power *= 10.0;
     }
 }
+
+/// At most this many labelled key points on a y axis.
+const Y_TICKS: usize = 8;
 
 /// Whole numbers only: epochs have no halves.
 fn whole_number(value: &f64) -> String {
@@ -333,7 +344,7 @@ fn abbreviated(value: &f64) -> String {
 }
 
 fn draw_panel(area: &Area<'_>, spec: PanelSpec<'_>) -> DrawResult<Panel> {
-    let decimals = decimals_for(spec.y.end - spec.y.start);
+    let decimals = decimals_for(spec.y.end - spec.y.start, Y_TICKS);
     let y_format = |v: &f64| format!("{v:.decimals$}");
     let mut chart = ChartBuilder::on(area)
         .caption(&spec.title, font(17))
@@ -347,7 +358,7 @@ fn draw_panel(area: &Area<'_>, spec: PanelSpec<'_>) -> DrawResult<Panel> {
         .bold_line_style(GRID)
         .light_line_style(WHITE)
         .x_labels(spec.x_labels)
-        .y_labels(8)
+        .y_labels(Y_TICKS)
         .x_label_formatter(&spec.x_format)
         .y_label_formatter(&y_format)
         .x_desc(spec.x_label)
@@ -513,5 +524,10 @@ mod tests {
         assert_eq!(abbreviated(&500.0), "500");
         assert_eq!(whole_number(&3.0), "3");
         assert_eq!(whole_number(&2.5), "");
+        // Ticks every 0.1, 0.05, 5 and 0.2.
+        assert_eq!(decimals_for(0.55, 8), 1);
+        assert_eq!(decimals_for(0.3, 8), 2);
+        assert_eq!(decimals_for(20.0, 8), 0);
+        assert_eq!(decimals_for(1.6, 8), 1);
     }
 }

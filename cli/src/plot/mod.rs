@@ -13,6 +13,7 @@ pub mod saliency;
 use std::path::Path;
 use std::sync::Once;
 
+use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::RgbImage;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -108,11 +109,12 @@ impl Canvas {
         let image = RgbImage::from_raw(self.width, self.height, self.pixels)
             .expect("the buffer holds width * height RGB pixels");
         let mut bytes = Vec::new();
+        // Best compression: the pictures are small and drawn once, and flat colours and
+        // enlarged pixels shrink several times over the fast default.
+        let encoder =
+            PngEncoder::new_with_quality(&mut bytes, CompressionType::Best, PngFilter::Adaptive);
         image
-            .write_to(
-                &mut std::io::Cursor::new(&mut bytes),
-                image::ImageFormat::Png,
-            )
+            .write_with_encoder(encoder)
             .map_err(|e| anyhow::anyhow!("cannot encode {} as PNG: {e}", path.display()))?;
         models::checkpoint::write_atomically(path, &bytes)?;
         Ok(())
