@@ -4,6 +4,8 @@ use clap::Args;
 use models::data::{CHANNELS, IMAGE_SIDE};
 use models::{no_grad, DType, Device, Net, Tensor};
 
+use crate::plot::thousands;
+
 #[derive(Args, Debug)]
 pub struct SummaryArgs {
     /// Batch size of the example input.
@@ -42,7 +44,7 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
     );
     for row in &trace {
         let params = if row.parameters > 0 {
-            format_count(row.parameters)
+            thousands(row.parameters as u64)
         } else {
             "--".to_string()
         };
@@ -56,22 +58,9 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
     }
     let total = net.num_parameters();
     println!("{rule}");
-    println!("Total params: {}", format_count(total));
-    println!("Trainable params: {}", format_count(total));
+    println!("Total params: {}", thousands(total as u64));
+    println!("Trainable params: {}", thousands(total as u64));
     println!("Params size (MB): {:.2}", total as f64 * 4.0 / 1e6);
     println!("{rule}");
     Ok(())
-}
-
-/// 10899914 -> "10,899,914".
-fn format_count(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

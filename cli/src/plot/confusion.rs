@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 
-use super::{bold, font, text_color_on, thousands, Area, Canvas, DrawResult};
+use super::{bold, draw_heading, font, text_color_on, thousands, Area, Canvas, DrawResult};
 
 pub const WIDTH: u32 = 840;
 pub const HEIGHT: u32 = 800;
@@ -50,23 +50,17 @@ pub fn draw(confusion: &[Vec<u64>], classes: &[&str], path: &Path) -> anyhow::Re
 fn draw_titles(area: &Area<'_>, confusion: &[Vec<u64>]) -> DrawResult<()> {
     let total: u64 = confusion.iter().flatten().sum();
     let correct: u64 = (0..confusion.len()).map(|c| confusion[c][c]).sum();
-    let centre = WIDTH as i32 / 2;
-    area.draw(&Text::new(
-        format!(
-            "Confusion matrix: {} test images, {:.1}% correct",
-            thousands(total),
-            100.0 * correct as f64 / total.max(1) as f64
-        ),
-        (centre, 14),
-        bold(20).pos(Pos::new(HPos::Center, VPos::Top)),
-    ))?;
-    area.draw(&Text::new(
+    let title = format!(
+        "Confusion matrix: {} test images, {:.1}% correct",
+        thousands(total),
+        100.0 * correct as f64 / total.max(1) as f64
+    );
+    draw_heading(
+        area,
+        &title,
+        20,
         "each cell: images of the row's true class given the column's class; colour: share of the row",
-        (centre, 46),
-        font(13)
-            .color(&RGBColor(90, 90, 90))
-            .pos(Pos::new(HPos::Center, VPos::Top)),
-    ))?;
+    )?;
     let accuracy_centre = LEFT + CELL * confusion.len() as i32 + GAP + ACCURACY_WIDTH / 2;
     area.draw(&Text::new(
         "accuracy",

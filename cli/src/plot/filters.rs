@@ -7,9 +7,8 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 use models::layers::{Module, StateEntry};
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{bold, font, upscale, Canvas};
+use super::{bold, draw_heading, upscale, Canvas};
 
 /// A filter is shown about this many pixels wide, whatever its kernel size.
 const TILE: usize = 48;
@@ -18,6 +17,7 @@ const MARGIN: i32 = 20;
 const TOP: i32 = 82;
 /// Enough room for the title.
 const MIN_WIDTH: i32 = 560;
+const TITLE_SIZE: u32 = 18;
 
 /// The first convolution's weight: `[filters, input channels, height, width]` values.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,9 +72,38 @@ impl ConvWeight {
     }
 }
 
-/// Filters per row: about square, at most 16.
+/// Filters per row: about square, at most 16, and a little wider where that fills every
+/// row (24 filters: 4 rows of 6, not 5 rows of 5).
 fn columns(filters: usize) -> usize {
-    ((filters as f64).sqrt().ceil() as usize).clamp(1, 16)
+    let square = ((filters as f64).sqrt().ceil() as usize).clamp(1, 16);
+    (square..=(square + 2).min(16))
+        .find(|c| filters.is_multiple_of(*c))
+        .unwrap_or(square)
+}
+
+/// How the input channels are shown, for the title.
+fn colours(channels: usize) -> String {
+    match channels {
+        3 => "RGB".to_string(),
+        1 => "grey".to_string(),
+        n => format!("grey: mean of {n} input channels"),
+    }
+}
+
+/// The title, and how wide the picture must be for it.
+fn title(weight: &ConvWeight) -> (String, i32) {
+    let [filters, channels, height, width] = weight.shape;
+    let title = format!(
+        "First convolution: {} ({filters} filters, {height}x{width}, {})",
+        weight.name,
+        colours(channels)
+    );
+    // Font metrics need no drawing backend; if they failed, the drawing would too.
+    let text_width = bold(TITLE_SIZE)
+        .font
+        .box_size(&title)
+        .map_or(0, |(w, _)| w as i32);
+    (title, text_width + 2 * MARGIN)
 }
 
 /// How many screen pixels one weight takes: about [`TILE`] pixels a filter.
@@ -82,27 +111,29 @@ fn pixels_per_weight(kernel: usize) -> u32 {
     (TILE / kernel.max(1)).max(2) as u32
 }
 
-/// The picture's size for a weight of `shape`.
-pub fn size(shape: [usize; 4]) -> (u32, u32) {
-    let [filters, _, height, width] = shape;
+/// The picture's size for `weight`.
+pub fn size(weight: &ConvWeight) -> (u32, u32) {
+    let [filters, _, height, width] = weight.shape;
     let scale = pixels_per_weight(height.max(width)) as i32;
     let columns = columns(filters) as i32;
     let rows = filters.div_ceil(columns as usize) as i32;
     let grid_width = columns * (width as i32 * scale + GAP) - GAP;
     let grid_height = rows * (height as i32 * scale + GAP) - GAP;
     (
-        (grid_width + 2 * MARGIN).max(MIN_WIDTH) as u32,
+        (grid_width + 2 * MARGIN)
+            .max(MIN_WIDTH)
+            .max(title(weight).1) as u32,
         (TOP + grid_height + MARGIN) as u32,
     )
 }
 
 /// Draws every filter of `weight`.
 pub fn draw(weight: &ConvWeight, path: &Path) -> anyhow::Result<()> {
-    let [filters, channels, height, width] = weight.shape;
+    let [filters, _, height, width] = weight.shape;
     if filters == 0 || height == 0 || width == 0 {
         anyhow::bail!("{} has no filters to show", weight.name);
     }
-    let (canvas_width, canvas_height) = size(weight.shape);
+    let (canvas_width, canvas_height) = size(weight);
     let scale = pixels_per_weight(height.max(width));
     let columns = columns(filters);
     let tile_width = width as i32 * scale as i32;
@@ -118,28 +149,13 @@ pub fn draw(weight: &ConvWeight, path: &Path) -> anyhow::Result<()> {
     let mut canvas = Canvas::new(canvas_width, canvas_height);
     canvas.draw(|area| {
         area.fill(&WHITE)?;
-        let centre = canvas_width as i32 / 2;
-        let colours = if channels == 3 {
-            "RGB".to_string()
-        } else {
-            format!("mean of {channels} input channels")
-        };
-        area.draw(&Text::new(
-            format!(
-                "First convolution: {} ({filters} filters, {height}x{width}, {colours})",
-                weight.name
-            ),
-            (centre, 14),
-            bold(18).pos(Pos::new(HPos::Center, VPos::Top)),
-        ))?;
-        area.draw(&Text::new(
+        let (title, _) = title(weight);
+        draw_heading(
+            area,
+            &title,
+            TITLE_SIZE,
             "each filter scaled to its own largest |weight|; grey is 0",
-            (centre, 46),
-            font(13)
-                .color(&RGBColor(90, 90, 90))
-                .pos(Pos::new(HPos::Center, VPos::Top)),
-        ))?;
-        Ok(())
+        )
     })?;
     for index in 0..filters {
         let (x, y) = origin(index);
@@ -203,15 +219,23 @@ mod tests {
             let w = weight(shape);
             draw(&w, &path).unwrap();
             let image = image::open(&path).unwrap().to_rgb8();
-            assert_eq!(image.dimensions(), size(shape), "{shape:?}");
+            assert_eq!(image.dimensions(), size(&w), "{shape:?}");
             // The last filter is inside the picture.
             let [filters, _, height, _] = shape;
             let rows = filters.div_ceil(columns(filters));
             let scale = pixels_per_weight(height.max(shape[3])) as i32;
             assert!(TOP + rows as i32 * (height as i32 * scale + GAP) <= image.height() as i32);
         }
-        // The notebook's network: 64 RGB 3x3 filters, 8 by 8.
+        // The notebook's network: 64 RGB 3x3 filters, 8 by 8; 24 filters 6 by 4.
         assert_eq!(columns(64), 8);
-        assert_eq!(size([64, 3, 3, 3]), (560, 82 + 8 * 54 - 6 + 20));
+        assert_eq!(columns(24), 6);
+        assert_eq!(columns(7), 3);
+        assert_eq!(size(&weight([64, 3, 3, 3])), (560, 82 + 8 * 54 - 6 + 20));
+        // A long name widens the picture to fit its title.
+        let mut long = weight([4, 1, 3, 3]);
+        long.name = "a.very.long.module.path.to.the.first.convolution.weight".into();
+        let (title, needed) = title(&long);
+        assert!(needed > MIN_WIDTH, "{title}");
+        assert_eq!(size(&long).0, needed as u32);
     }
 }

@@ -8,7 +8,7 @@ use models::train::Prediction;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{bold, chw_to_rgb, font, thousands, upscale, Canvas};
+use super::{chw_to_rgb, draw_heading, font, thousands, upscale, Canvas};
 
 pub const COLUMNS: usize = 6;
 pub const ROWS: usize = 4;
@@ -61,7 +61,6 @@ pub fn draw(
     let mut canvas = Canvas::new(WIDTH, HEIGHT);
     canvas.draw(|area| {
         area.fill(&WHITE)?;
-        let centre = WIDTH as i32 / 2;
         let title = if mistakes.is_empty() {
             format!(
                 "No mistakes on {} test images",
@@ -75,18 +74,12 @@ pub fn draw(
                 thousands(predictions.len() as u64)
             )
         };
-        area.draw(&Text::new(
-            title,
-            (centre, 14),
-            bold(20).pos(Pos::new(HPos::Center, VPos::Top)),
-        ))?;
-        area.draw(&Text::new(
+        draw_heading(
+            area,
+            &title,
+            20,
             "under each image: its true class, then the model's class and softmax probability",
-            (centre, 46),
-            font(13)
-                .color(&RGBColor(90, 90, 90))
-                .pos(Pos::new(HPos::Center, VPos::Top)),
-        ))?;
+        )?;
         for (slot, (_, prediction)) in shown.iter().enumerate() {
             let (x, y) = cell_origin(slot);
             let middle = x + CELL_WIDTH / 2;

@@ -17,6 +17,7 @@ use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::RgbImage;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
 /// What drawing with plotters into a [`Canvas`] can fail with.
@@ -141,6 +142,24 @@ pub fn upscale(image: &RgbImage, factor: u32) -> RgbImage {
     )
 }
 
+/// A bold title of `size` pixels and a grey line under it explaining how to read the
+/// picture, centred at the top of `area`.
+pub fn draw_heading(area: &Area<'_>, title: &str, size: u32, explanation: &str) -> DrawResult<()> {
+    let centre = area.dim_in_pixel().0 as i32 / 2;
+    area.draw(&Text::new(
+        title.to_string(),
+        (centre, 14),
+        bold(size).pos(Pos::new(HPos::Center, VPos::Top)),
+    ))?;
+    area.draw(&Text::new(
+        explanation.to_string(),
+        (centre, 46),
+        font(13)
+            .color(&RGBColor(90, 90, 90))
+            .pos(Pos::new(HPos::Center, VPos::Top)),
+    ))
+}
+
 /// Black or white, whichever reads better on `background`.
 pub fn text_color_on(background: RGBColor) -> RGBColor {
     let RGBColor(r, g, b) = background;
@@ -152,7 +171,7 @@ pub fn text_color_on(background: RGBColor) -> RGBColor {
     }
 }
 
-/// 10000 -> "10,000".
+/// A count with its thousands separated, as tables and titles print it: 10000 -> "10,000".
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();

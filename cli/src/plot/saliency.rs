@@ -11,7 +11,7 @@ use models::Tensor;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{bold, font, upscale, Canvas};
+use super::{draw_heading, font, upscale, Canvas};
 
 /// Each 32x32 panel is shown 8 times larger.
 const SCALE: u32 = 8;
@@ -153,19 +153,12 @@ pub fn draw(image: &RgbImage, saliency: &[f32], caption: &str, path: &Path) -> a
     let mut canvas = Canvas::new(WIDTH, HEIGHT);
     canvas.draw(|area| {
         area.fill(&WHITE)?;
-        let centre = WIDTH as i32 / 2;
-        area.draw(&Text::new(
-            caption.to_string(),
-            (centre, 14),
-            bold(20).pos(Pos::new(HPos::Center, VPos::Top)),
-        ))?;
-        area.draw(&Text::new(
+        draw_heading(
+            area,
+            caption,
+            20,
             "saliency: |gradient of the class's logit w.r.t. each pixel|, largest over RGB, scaled to the image's maximum",
-            (centre, 46),
-            font(13)
-                .color(&RGBColor(90, 90, 90))
-                .pos(Pos::new(HPos::Center, VPos::Top)),
-        ))?;
+        )?;
         for (panel, label) in ["input, 32x32 as the network saw it", "saliency", "saliency over the image"]
             .into_iter()
             .enumerate()
