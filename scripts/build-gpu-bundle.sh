@@ -32,7 +32,10 @@ mkdir -p "$bundle/bin" "$bundle/tests"
 
 echo "build-gpu-bundle: building the release cli" >&2
 cargo build --release --locked -p cli
-cp target/release/cli "$bundle/bin/cli"
+# Where cargo put it: $CARGO_TARGET_DIR or build.target-dir when set, ./target otherwise.
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+cp "$target_dir/release/cli" "$bundle/bin/cli"
 
 # The test targets with GPU tests: the kernels unit tests (cuda::tests, conv2d::cuda), the
 # per-op parity tests, the whole network on CUDA, and the cli's --device cuda run.

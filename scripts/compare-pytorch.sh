@@ -115,7 +115,10 @@ EOF
 torch_works || install_torch
 
 cargo build --release --quiet -p benches --bin step_bench
-ours_bin="$root/target/release/step_bench"
+# Where cargo put it: $CARGO_TARGET_DIR or build.target-dir when set, ./target otherwise.
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+ours_bin="$target_dir/release/step_bench"
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 

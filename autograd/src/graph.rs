@@ -41,7 +41,7 @@ fn reverse_topological_order(root: &Tensor) -> Vec<Tensor> {
         stack.push((tensor.clone(), true));
         if let Some(node) = lock(&tensor.0.node).as_ref() {
             for input in &node.inputs {
-                if input.requires_grad_flag() && !visited.contains(&input.id()) {
+                if input.requires_grad() && !visited.contains(&input.id()) {
                     stack.push((input.clone(), false));
                 }
             }
@@ -77,7 +77,7 @@ impl Tensor {
                 ),
             ));
         }
-        if !self.requires_grad_flag() {
+        if !self.requires_grad() {
             return Err(Error::invalid(
                 "backward",
                 "the tensor does not require a gradient: no input was marked with requires_grad(), or it was computed under no_grad()",
@@ -101,6 +101,7 @@ impl Tensor {
                     "this graph was already consumed by an earlier backward(); run the forward pass again",
                 )
             })?;
+            let started = crate::profile::backward_started();
             let input_grads = node.op.backward(&node.inputs, &grad).map_err(|e| {
                 // Keep the kernel's message but say which op's backward failed.
                 match e {
@@ -110,11 +111,12 @@ impl Tensor {
                     other => other,
                 }
             })?;
+            crate::profile::backward_finished(tensor.id(), started);
             for (input, input_grad) in node.inputs.iter().zip(input_grads) {
                 let Some(input_grad) = input_grad else {
                     continue;
                 };
-                if !input.requires_grad_flag() {
+                if !input.requires_grad() {
                     continue;
                 }
                 let mut slot = pending.remove(&input.id());

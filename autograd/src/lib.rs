@@ -8,22 +8,24 @@
 //!
 //! ```
 //! use autograd::{Device, Tensor};
-//! let x = Tensor::from_vec(vec![1.0f64, -2.0, 3.0], &[3], Device::Cpu)?.requires_grad();
+//! let x = Tensor::from_vec(vec![1.0f64, -2.0, 3.0], &[3], Device::Cpu)?.requires_grad_();
 //! let loss = x.mul(&x)?.sum()?; // sum of squares
 //! loss.backward()?;
 //! assert_eq!(x.grad().unwrap().to_vec_f64()?, vec![2.0, -4.0, 6.0]);
 //! # Ok::<(), autograd::Error>(())
 //! ```
 
+mod cuda;
 mod grad_mode;
 mod graph;
 pub mod ops;
 pub mod optim;
+pub mod profile;
 mod tensor;
 
+pub use cuda::CudaDevice;
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
-/// The CUDA backend (opening a device, its name, the TF32 switch), for callers above.
-pub use kernels::cuda;
+pub use kernels::cross_entropy::{CrossEntropy, Reduction};
 pub use kernels::{DType, Device, Element, Error, Result};
 pub use ops::pool2d::PoolKind;
 pub use tensor::Tensor;

@@ -1,6 +1,6 @@
 //! The tensor type: a shape, a shared storage, and (when recorded) the node that made it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kernels::{DType, Device, Element, Error, Result, Storage};
@@ -19,7 +19,9 @@ pub(crate) struct Inner {
     pub(crate) shape: Vec<usize>,
     /// Shared with views made by `reshape`, so they cost no copy.
     pub(crate) storage: Arc<RwLock<Storage>>,
-    pub(crate) requires_grad: bool,
+    /// Changed in place only on leaves ([`Tensor::set_requires_grad`]), so every clone of
+    /// a parameter (the optimizer's among them) sees a freeze.
+    pub(crate) requires_grad: AtomicBool,
     /// Leaves own their gradient; nodes made by ops never store one.
     pub(crate) is_leaf: bool,
     pub(crate) grad: Mutex<Option<Storage>>,
@@ -49,7 +51,7 @@ impl Tensor {
             id: next_id(),
             shape,
             storage: Arc::new(RwLock::new(storage)),
-            requires_grad,
+            requires_grad: AtomicBool::new(requires_grad),
             is_leaf: true,
             grad: Mutex::new(None),
             node: Mutex::new(None),
@@ -94,8 +96,19 @@ impl Tensor {
         Tensor::full(shape, 0.0, dtype, device)
     }
 
-    /// A new leaf sharing nothing with `self`, whose gradient will be accumulated by `backward`.
-    pub fn requires_grad(&self) -> Tensor {
+    /// Marks the values as a leaf whose gradient `backward` accumulates, like PyTorch's
+    /// `x.requires_grad_()`. Returns a new leaf holding the same values, without history
+    /// (flags are fixed at creation, so this cannot change `self` in place).
+    ///
+    /// ```
+    /// use autograd::{Device, Tensor};
+    /// let x = Tensor::from_vec(vec![3.0f64], &[1], Device::Cpu)?.requires_grad_();
+    /// assert!(x.requires_grad() && x.is_leaf());
+    /// x.mul(&x)?.sum()?.backward()?;
+    /// assert_eq!(x.grad().unwrap().to_vec_f64()?, vec![6.0]);
+    /// # Ok::<(), autograd::Error>(())
+    /// ```
+    pub fn requires_grad_(&self) -> Tensor {
         Tensor::leaf(self.storage().clone(), self.shape().to_vec(), true)
     }
 
@@ -112,7 +125,7 @@ impl Tensor {
         inputs: &[&Tensor],
         op: impl BackwardOp + 'static,
     ) -> Tensor {
-        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad_flag());
+        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         if !record {
             return Tensor::leaf(storage, shape, false);
         }
@@ -126,14 +139,14 @@ impl Tensor {
         input: &Tensor,
         op: impl BackwardOp + 'static,
     ) -> Tensor {
-        if is_grad_enabled() && input.requires_grad_flag() {
+        if is_grad_enabled() && input.requires_grad() {
             Tensor::recorded(storage, shape, &[input], op)
         } else {
             Tensor(Arc::new(Inner {
                 id: next_id(),
                 shape,
                 storage,
-                requires_grad: false,
+                requires_grad: AtomicBool::new(false),
                 is_leaf: true,
                 grad: Mutex::new(None),
                 node: Mutex::new(None),
@@ -147,18 +160,21 @@ impl Tensor {
         inputs: &[&Tensor],
         op: impl BackwardOp + 'static,
     ) -> Tensor {
-        Tensor(Arc::new(Inner {
+        let name = op.name();
+        let output = Tensor(Arc::new(Inner {
             id: next_id(),
             shape,
             storage,
-            requires_grad: true,
+            requires_grad: AtomicBool::new(true),
             is_leaf: false,
             grad: Mutex::new(None),
             node: Mutex::new(Some(Node {
                 op: Box::new(op),
                 inputs: inputs.iter().map(|&t| t.clone()).collect(),
             })),
-        }))
+        }));
+        crate::profile::forward_op(&output, name, inputs);
+        output
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -179,8 +195,37 @@ impl Tensor {
     }
 
     /// Whether gradients flow to or through this tensor.
-    pub fn requires_grad_flag(&self) -> bool {
-        self.0.requires_grad
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+
+    /// Freezes (`false`) or unfreezes a leaf in place, like PyTorch's
+    /// `p.requires_grad = flag`: a frozen leaf gets no gradient from later `backward`
+    /// calls, so optimizers leave it alone. Every clone shares the flag.
+    ///
+    /// ```
+    /// use autograd::{Device, Tensor};
+    /// let w = Tensor::from_vec(vec![2.0f64], &[1], Device::Cpu)?.requires_grad_();
+    /// let frozen = w.clone();
+    /// frozen.set_requires_grad(false)?;
+    /// assert!(!w.requires_grad());
+    /// # Ok::<(), autograd::Error>(())
+    /// ```
+    ///
+    /// Tensors made by ops are not leaves; changing their flag is an error, as in PyTorch.
+    pub fn set_requires_grad(&self, requires: bool) -> Result<()> {
+        if !self.is_leaf() {
+            return Err(Error::invalid(
+                "set_requires_grad",
+                format!(
+                    "only leaves (data, parameters) can be frozen or unfrozen; this tensor of \
+                     shape {:?} was made by an op (detach() it first)",
+                    self.shape()
+                ),
+            ));
+        }
+        self.0.requires_grad.store(requires, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Leaves are tensors made directly (data, parameters), not by an op on a recorded tensor.
@@ -188,8 +233,9 @@ impl Tensor {
         self.0.is_leaf
     }
 
-    /// Read access to the underlying buffer.
-    pub fn storage(&self) -> RwLockReadGuard<'_, Storage> {
+    /// Read access to the underlying buffer (for the ops; users read values with
+    /// `to_vec_f32`/`to_vec_f64`).
+    pub(crate) fn storage(&self) -> RwLockReadGuard<'_, Storage> {
         self.0
             .storage
             .read()
@@ -222,6 +268,36 @@ impl Tensor {
             .to_device(self.device())?;
         *self.storage_mut() = converted;
         Ok(())
+    }
+
+    /// Moves the values a fraction `weight` of the way towards `end`, in place:
+    /// `self += weight * (end - self)`, PyTorch's `self.lerp_(end, weight)`. Not recorded
+    /// for backward (an optimizer-side update, like the lookahead average of airbench94).
+    ///
+    /// ```
+    /// use autograd::{Device, Tensor};
+    /// let average = Tensor::from_vec(vec![0.0f32, 10.0], &[2], Device::Cpu)?;
+    /// average.lerp_(&Tensor::from_vec(vec![4.0f32, 2.0], &[2], Device::Cpu)?, 0.25)?;
+    /// assert_eq!(average.to_vec_f32()?, vec![1.0, 8.0]);
+    /// # Ok::<(), autograd::Error>(())
+    /// ```
+    pub fn lerp_(&self, end: &Tensor, weight: f64) -> Result<()> {
+        if end.shape() != self.shape() {
+            return Err(Error::shape(
+                "lerp",
+                format!(
+                    "end has shape {:?} but the tensor has shape {:?}",
+                    end.shape(),
+                    self.shape()
+                ),
+            ));
+        }
+        if Arc::ptr_eq(&self.0.storage, &end.0.storage) {
+            // Moving towards itself changes nothing (and the two locks would deadlock).
+            return Ok(());
+        }
+        let end = end.storage();
+        kernels::elementwise::lerp_assign(&mut self.storage_mut(), &end, weight)
     }
 
     /// The values as f32 on the host.
@@ -267,11 +343,6 @@ impl Tensor {
             .map(|g| Tensor::leaf(g.clone(), self.shape().to_vec(), false))
     }
 
-    /// Runs `f` on the gradient buffer without copying it (optimizers read it in place).
-    pub fn with_grad<R>(&self, f: impl FnOnce(Option<&Storage>) -> R) -> R {
-        f(lock(&self.0.grad).as_ref())
-    }
-
     /// Forgets the accumulated gradient (like PyTorch's `zero_grad(set_to_none=True)`).
     pub fn zero_grad(&self) {
         *lock(&self.0.grad) = None;
@@ -288,7 +359,7 @@ impl std::fmt::Debug for Tensor {
             .field("shape", &self.shape())
             .field("dtype", &self.dtype())
             .field("device", &self.device())
-            .field("requires_grad", &self.requires_grad_flag())
+            .field("requires_grad", &self.requires_grad())
             .finish()
     }
 }

@@ -55,7 +55,7 @@ impl Lcg {
 pub fn leaf(values: Vec<f64>, shape: &[usize]) -> Tensor {
     Tensor::from_vec(values, shape, Device::Cpu)
         .unwrap()
-        .requires_grad()
+        .requires_grad_()
 }
 
 pub fn constant(values: Vec<f64>, shape: &[usize]) -> Tensor {

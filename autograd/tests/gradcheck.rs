@@ -5,7 +5,7 @@
 mod common;
 
 use autograd::ops::batch_norm::BatchNormParams;
-use autograd::Tensor;
+use autograd::{CrossEntropy, Reduction, Tensor};
 use common::{check_gradients, constant, leaf, Lcg};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -163,6 +163,13 @@ proptest! {
     }
 
     #[test]
+    fn gelu_gradients(len in 1usize..=40, scale in 0.1f64..8.0, seed in any::<u64>()) {
+        let x = leaf(Lcg::new(seed).values(len).iter().map(|v| v * scale).collect(), &[len]);
+        let result = check_gradients(&[x], seed, |t| t[0].gelu());
+        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+    }
+
+    #[test]
     fn dropout_gradients(len in 1usize..=60, p in 0.0f64..0.9, mask_seed in any::<u64>(), seed in any::<u64>()) {
         let x = leaf(Lcg::new(seed).values(len), &[len]);
         let result = check_gradients(&[x], seed, |t| t[0].dropout(p, true, mask_seed));
@@ -193,9 +200,14 @@ proptest! {
         let labels: Vec<u32> = (0..rows).map(|_| ((rng.uniform() + 1.0) / 2.0 * cols as f64) as u32 % cols as u32).collect();
         let result = check_gradients(std::slice::from_ref(&logits), seed, |t| t[0].log_softmax());
         prop_assert!(result.is_ok(), "log_softmax: {}", result.unwrap_err());
-        let logits = logits.detach().requires_grad();
-        let result = check_gradients(&[logits], seed, |t| t[0].cross_entropy(&labels));
+        let logits = logits.detach().requires_grad_();
+        let result = check_gradients(std::slice::from_ref(&logits), seed, |t| t[0].cross_entropy(&labels));
         prop_assert!(result.is_ok(), "cross_entropy: {}", result.unwrap_err());
+        // airbench94's loss: label smoothing 0.2, summed over the rows.
+        let airbench = CrossEntropy { label_smoothing: 0.2, reduction: Reduction::Sum };
+        let logits = logits.detach().requires_grad_();
+        let result = check_gradients(&[logits], seed, |t| t[0].cross_entropy_with(&labels, airbench));
+        prop_assert!(result.is_ok(), "smoothed cross_entropy: {}", result.unwrap_err());
     }
 }
 

@@ -41,13 +41,65 @@ fn constants_get_no_gradient() {
 }
 
 #[test]
+fn a_frozen_leaf_gets_no_gradient_and_every_clone_sees_the_freeze() {
+    let w = leaf(vec![2.0, 3.0], &[2]);
+    let b = leaf(vec![1.0], &[1]);
+    let optimizers_copy = w.clone();
+    w.set_requires_grad(false).unwrap();
+    assert!(!optimizers_copy.requires_grad());
+    let x = constant(vec![5.0, 7.0], &[2]);
+    // loss = sum(w * x) + b: only b can get a gradient now.
+    x.mul(&w)
+        .unwrap()
+        .sum()
+        .unwrap()
+        .add(&b.sum().unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(optimizers_copy.grad().is_none());
+    assert_eq!(b.grad().unwrap().to_vec_f64().unwrap(), vec![1.0]);
+    // Unfrozen, it learns again; with everything frozen nothing is recorded at all.
+    w.set_requires_grad(true).unwrap();
+    x.mul(&w).unwrap().sum().unwrap().backward().unwrap();
+    assert_eq!(w.grad().unwrap().to_vec_f64().unwrap(), vec![5.0, 7.0]);
+    w.set_requires_grad(false).unwrap();
+    assert!(!x.mul(&w).unwrap().requires_grad());
+}
+
+#[test]
+fn only_leaves_can_be_frozen() {
+    let x = leaf(vec![1.0], &[1]);
+    let y = x.scale(2.0).unwrap();
+    let err = y.set_requires_grad(false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("only leaves (data, parameters) can be frozen"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lerp_moves_towards_the_end_without_recording() {
+    let average = leaf(vec![0.0, 10.0], &[2]);
+    let end = leaf(vec![4.0, 2.0], &[2]);
+    average.lerp_(&end, 0.25).unwrap();
+    assert_eq!(average.to_vec_f64().unwrap(), vec![1.0, 8.0]);
+    // Towards itself: unchanged (and no deadlock on the shared storage).
+    average.lerp_(&average.clone(), 0.5).unwrap();
+    assert_eq!(average.to_vec_f64().unwrap(), vec![1.0, 8.0]);
+    let err = average.lerp_(&leaf(vec![1.0], &[1]), 0.5).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "lerp", .. }), "{err}");
+}
+
+#[test]
 fn no_grad_records_nothing() {
     let x = leaf(vec![1.0], &[1]);
     let y = {
         let _guard = no_grad();
         x.scale(2.0).unwrap().sum().unwrap()
     };
-    assert!(!y.requires_grad_flag());
+    assert!(!y.requires_grad());
     let err = y.backward().unwrap_err();
     assert!(
         err.to_string().contains("does not require a gradient"),

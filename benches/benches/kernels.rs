@@ -1,19 +1,23 @@
-//! Criterion benchmarks of the CPU kernels at the shapes of the notebook's network.
+//! Criterion benchmarks of the CPU kernels at the shapes of every network the `models`
+//! crate registers, generated from each network's trace (`benches::model_cases`): every
+//! convolution, max pool, batch norm, ReLU, dropout and linear layer, forward and backward.
 //!
-//! Run: `cargo bench -p benches --bench kernels` (all, a few minutes on 2 cores), or filter:
-//! `cargo bench -p benches --bench kernels -- conv2d_fwd/layer3`.
+//! Run: `cargo bench -p benches --bench kernels` (all, a few minutes on 2 cores per
+//! network), or filter: `cargo bench -p benches --bench kernels -- conv2d_fwd/net/layer3`.
+//! Ids read `<group>/<network>/<layer label>`, e.g. `conv2d_bwd/net/layer3.2_1x1_128x9x9`.
 //!
 //! Throughput units:
 //! - GEMM, conv2d and linear report `Throughput::Elements(flops)`: here an "element" is one
 //!   floating-point operation (2 per multiply-add, bias and padding not counted), so
 //!   criterion's `elem/s` reads as FLOP/s (`Gelem/s` = GFLOP/s). Backward passes count
-//!   twice the forward FLOPs (input and weight gradients), even for `layer1.0`, whose
-//!   input gradient is skipped as in training: its rate is therefore overstated.
-//! - Memory-bound ops (max pool, batch norm, ReLU, Adam) report `Throughput::Bytes` of their
-//!   compulsory traffic: each f32 tensor the op reads or writes counted once (forward: input
-//!   read + output written; backward: saved tensor + upstream gradient read, input gradient
-//!   written; Adam: param, grad, m, v read, param, m, v written). Kernels that make two passes
-//!   (batch norm's statistics) move more than this, so the rate is an effective bandwidth.
+//!   the weight product plus, except for the layer reading the images (whose input
+//!   gradient training skips, as here), the input product: twice the forward FLOPs.
+//! - Memory-bound ops (max pool, batch norm, ReLU, dropout, Adam) report `Throughput::Bytes`
+//!   of their compulsory traffic: each f32 tensor the op reads or writes counted once
+//!   (forward: input read + output written; backward: saved tensor + upstream gradient read,
+//!   input gradient written; Adam: param, grad, m, v read, param, m, v written). Kernels
+//!   that make two passes (batch norm's statistics) move more than this, so the rate is an
+//!   effective bandwidth.
 //!
 //! Everything runs at batch 32 (the notebook's batch size) in f32.
 
@@ -21,26 +25,38 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use benches::{
-    all_convs, numel, random_labels, random_storage, random_storage_in, random_vec,
-    total_parameters, BLOCKS, BN_EPS, BN_MOMENTUM, CLASSES, F32_BYTES, FC,
+    build_model, model_cases, numel, random_labels, random_storage, random_storage_in, random_vec,
+    Kernel, LayerCase, Work, F32_BYTES,
 };
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kernels::{batch_norm, conv2d, cross_entropy, gemm, linear, optim, pool2d, relu, Storage};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use kernels::Storage;
+use kernels::{batch_norm, conv2d, cross_entropy, dropout, gemm, linear, optim, pool2d, relu};
 
 const BATCH: usize = 32;
 
-fn bytes(elements: usize) -> Throughput {
-    Throughput::Bytes(elements as u64 * F32_BYTES)
+fn throughput(work: Work) -> Throughput {
+    match work {
+        Work::Flops(count) => Throughput::Elements(count as u64),
+        Work::Elements(n) => Throughput::Bytes(n as u64 * F32_BYTES),
+    }
 }
 
-fn flops(count: f64) -> Throughput {
-    Throughput::Elements(count as u64)
+/// Every registered network with its layer cases at [`BATCH`].
+fn networks() -> Vec<(&'static str, Vec<LayerCase>)> {
+    models::networks::names()
+        .into_iter()
+        .map(|name| {
+            let cases = model_cases(name, BATCH).unwrap_or_else(|e| panic!("{e}"));
+            (name, cases)
+        })
+        .collect()
 }
 
 /// Times one `m x n x k` product; `parallel` as the gemm wrapper takes it.
 #[allow(clippy::too_many_arguments)]
 fn bench_gemm(
-    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    c: &mut BenchmarkGroup<'_, WallTime>,
     id: &str,
     (m, n, k): (usize, usize, usize),
     a_transposed: bool,
@@ -50,7 +66,7 @@ fn bench_gemm(
     let a = random_vec(m * k, 1);
     let b = random_vec(k * n, 2);
     let mut out = vec![0.0f32; m * n];
-    c.throughput(flops(2.0 * (m * n * k) as f64));
+    c.throughput(Throughput::Elements(2 * (m * n * k) as u64));
     c.bench_function(id, |bench| {
         bench.iter(|| {
             gemm::gemm(
@@ -84,206 +100,213 @@ fn gemm_benches(c: &mut Criterion) {
     group.finish();
 
     // The forward products the convolutions issue at batch 32: one per thread, each
-    // single-threaded (see ConvSpec::forward_gemm_shape).
+    // single-threaded (see LayerCase::forward_gemm_shape).
     let threads = rayon::current_num_threads();
+    let networks = networks();
     let mut group = c.benchmark_group("gemm_conv_fwd_1thread");
-    for conv in all_convs() {
-        let (m, n, k) = conv.forward_gemm_shape(BATCH, threads);
-        let id = format!("{}_{m}x{n}x{k}", conv.label());
-        bench_gemm(&mut group, &id, (m, n, k), false, false, false);
+    for (network, cases) in &networks {
+        for case in cases {
+            if let Some((m, n, k)) = case.forward_gemm_shape(threads) {
+                let id = format!("{network}/{}_{m}x{n}x{k}", case.label);
+                bench_gemm(&mut group, &id, (m, n, k), false, false, false);
+            }
+        }
     }
     group.finish();
 
-    // The three products of the 8192 -> 1024 layer, with the linear kernel's transposes.
-    let (n, i, o) = (BATCH, FC[0].in_features, FC[0].out_features);
-    let mut group = c.benchmark_group("gemm_fc0");
-    bench_gemm(&mut group, "fwd_x_wT", (n, o, i), false, true, true);
-    bench_gemm(&mut group, "dx_gy_w", (n, i, o), false, false, true);
-    bench_gemm(&mut group, "dw_gyT_x", (o, i, n), true, false, true);
-    group.finish();
-}
-
-fn conv_benches(c: &mut Criterion) {
-    let mut fwd = c.benchmark_group("conv2d_fwd");
-    for conv in all_convs() {
-        let g = conv.geometry(BATCH).expect("network conv geometry");
-        let x = random_storage(numel(&g.input_shape()), 1);
-        let w = random_storage(numel(&g.weight_shape()), 2);
-        let b = random_storage(g.out_channels, 3);
-        fwd.throughput(flops(g.forward_flops()));
-        fwd.bench_function(conv.label(), |bench| {
-            bench.iter(|| conv2d::forward(black_box(&x), &w, Some(&b), &g).unwrap())
-        });
-    }
-    fwd.finish();
-
-    let mut bwd = c.benchmark_group("conv2d_bwd");
-    for conv in all_convs() {
-        let g = conv.geometry(BATCH).expect("network conv geometry");
-        let x = random_storage(numel(&g.input_shape()), 1);
-        let w = random_storage(numel(&g.weight_shape()), 2);
-        let gy = random_storage(numel(&g.output_shape()), 4);
-        // The images need no gradient, so training skips the first layer's input gradient.
-        let need_input_grad = conv.name != "layer1.0";
-        bwd.throughput(flops(2.0 * g.forward_flops()));
-        bwd.bench_function(conv.label(), |bench| {
-            bench.iter(|| {
-                conv2d::backward(black_box(&x), &w, &gy, &g, true, need_input_grad).unwrap()
+    // The three products of each network's widest linear layer, with the linear kernel's
+    // transposes.
+    let mut group = c.benchmark_group("gemm_linear");
+    for (network, cases) in &networks {
+        let widest = cases
+            .iter()
+            .filter_map(|case| match case.kernel {
+                Kernel::Linear { geometry, .. } => Some((case, geometry)),
+                _ => None,
             })
-        });
-    }
-    bwd.finish();
-}
-
-fn pool_benches(c: &mut Criterion) {
-    let mut group = c.benchmark_group("max_pool2d");
-    for block in &BLOCKS {
-        let g = block.pool_geometry(BATCH).expect("network pool geometry");
-        let (input, output) = (numel(&g.input_shape()), numel(&g.output_shape()));
-        let x = random_storage(input, 1);
-        let gy = random_storage(output, 2);
-        group.throughput(bytes(input + output));
-        group.bench_function(format!("fwd/{}", block.pool_label()), |bench| {
-            bench.iter(|| pool2d::forward(black_box(&x), &g).unwrap())
-        });
-        group.throughput(bytes(2 * input + output));
-        group.bench_function(format!("bwd/{}", block.pool_label()), |bench| {
-            bench.iter(|| pool2d::backward(black_box(&x), &gy, &g).unwrap())
-        });
+            .max_by_key(|(_, g)| g.in_features * g.out_features);
+        if let Some((case, g)) = widest {
+            let (n, i, o) = (g.batch, g.in_features, g.out_features);
+            let id = |product: &str| format!("{network}/{}/{product}", case.label);
+            bench_gemm(&mut group, &id("fwd_x_wT"), (n, o, i), false, true, true);
+            bench_gemm(&mut group, &id("dx_gy_w"), (n, i, o), false, false, true);
+            bench_gemm(&mut group, &id("dw_gyT_x"), (o, i, n), true, false, true);
+        }
     }
     group.finish();
 }
 
-fn batch_norm_benches(c: &mut Criterion) {
-    let mut group = c.benchmark_group("batch_norm_train");
-    for block in &BLOCKS {
-        let g = block
-            .bn_geometry(BATCH)
-            .expect("network batch norm geometry");
-        let (len, ch) = (numel(&block.bn_shape(BATCH)), block.channels());
-        let x = random_storage(len, 1);
-        let gy = random_storage(len, 2);
-        let gamma = random_storage_in(ch, 0.5, 1.5, 3);
-        let beta = random_storage(ch, 4);
-        let mut running_mean = Storage::f32(vec![0.0; ch]);
-        let mut running_var = Storage::f32(vec![1.0; ch]);
-        group.throughput(bytes(2 * len));
-        group.bench_function(format!("fwd/{}", block.bn_label()), |bench| {
+/// Benches the forward and backward calls of every layer of every network, one criterion
+/// group per kernel and direction.
+fn layer_benches(c: &mut Criterion) {
+    for (network, cases) in networks() {
+        for case in &cases {
+            bench_layer(c, network, case);
+        }
+    }
+}
+
+fn bench_layer(c: &mut Criterion, network: &str, case: &LayerCase) {
+    let id = format!("{network}/{}", case.label);
+    let fwd_work = throughput(case.forward_work());
+    let bwd_work = throughput(case.backward_work());
+    let mut pair = |group: &str, forward: &mut dyn FnMut(), backward: &mut dyn FnMut()| {
+        let mut fwd = c.benchmark_group(format!("{group}_fwd"));
+        fwd.throughput(fwd_work.clone());
+        fwd.bench_function(&id, |bench| bench.iter(&mut *forward));
+        fwd.finish();
+        let mut bwd = c.benchmark_group(format!("{group}_bwd"));
+        bwd.throughput(bwd_work.clone());
+        bwd.bench_function(&id, |bench| bench.iter(&mut *backward));
+        bwd.finish();
+    };
+    match case.kernel {
+        Kernel::Conv2d { geometry: g, bias } => {
+            let x = random_storage(numel(&g.input_shape()), 1);
+            let w = random_storage(numel(&g.weight_shape()), 2);
+            let b = random_storage(g.out_channels, 3);
+            let gy = random_storage(numel(&g.output_shape()), 4);
+            let b = bias.then_some(&b);
+            pair(
+                "conv2d",
+                &mut || {
+                    black_box(conv2d::forward(black_box(&x), &w, b, &g).unwrap());
+                },
+                &mut || {
+                    let grads =
+                        conv2d::backward(black_box(&x), &w, &gy, &g, bias, case.input_needs_grad);
+                    black_box(grads.unwrap());
+                },
+            );
+        }
+        Kernel::MaxPool2d(g) => {
+            let x = random_storage(numel(&g.input_shape()), 1);
+            let gy = random_storage(numel(&g.output_shape()), 2);
+            pair(
+                "max_pool2d",
+                &mut || {
+                    black_box(pool2d::forward(black_box(&x), &g).unwrap());
+                },
+                &mut || {
+                    black_box(pool2d::backward(black_box(&x), &gy, &g).unwrap());
+                },
+            );
+        }
+        Kernel::BatchNorm2d {
+            geometry: g,
+            eps,
+            momentum,
+        } => {
+            let (len, ch) = (g.batch * g.channels * g.spatial, g.channels);
+            let x = random_storage(len, 1);
+            let gy = random_storage(len, 2);
+            let gamma = random_storage_in(ch, 0.5, 1.5, 3);
+            let beta = random_storage(ch, 4);
+            let mut running_mean = Storage::f32(vec![0.0; ch]);
+            let mut running_var = Storage::f32(vec![1.0; ch]);
+            let forward = |mean: &mut Storage, var: &mut Storage| {
+                batch_norm::forward_train(&x, &gamma, &beta, mean, var, momentum, eps, &g)
+                    .expect("batch norm forward")
+            };
+            let (_, stats) = forward(&mut running_mean, &mut running_var);
+            pair(
+                "batch_norm_train",
+                &mut || {
+                    black_box(forward(&mut running_mean, &mut running_var));
+                },
+                &mut || {
+                    let grads = batch_norm::backward_train(black_box(&x), &gamma, &stats, &gy, &g);
+                    black_box(grads.unwrap());
+                },
+            );
+        }
+        Kernel::Relu { len } => {
+            let x = random_storage(len, 1);
+            let gy = random_storage(len, 2);
+            pair(
+                "relu",
+                &mut || {
+                    black_box(relu::forward(black_box(&x)).unwrap());
+                },
+                &mut || {
+                    black_box(relu::backward(black_box(&x), &gy).unwrap());
+                },
+            );
+        }
+        Kernel::Dropout { len, p } => {
+            let x = random_storage(len, 1);
+            let gy = random_storage(len, 2);
+            pair(
+                "dropout",
+                &mut || {
+                    black_box(dropout::forward(black_box(&x), p, 7).unwrap());
+                },
+                &mut || {
+                    black_box(dropout::backward(black_box(&gy), p, 7).unwrap());
+                },
+            );
+        }
+        Kernel::Linear { geometry: g, bias } => {
+            let x = random_storage(g.batch * g.in_features, 1);
+            let w = random_storage(g.out_features * g.in_features, 2);
+            let b = random_storage(g.out_features, 3);
+            let gy = random_storage(g.batch * g.out_features, 4);
+            let b = bias.then_some(&b);
+            pair(
+                "linear",
+                &mut || {
+                    black_box(linear::forward(black_box(&x), &w, b, &g).unwrap());
+                },
+                &mut || {
+                    let grads =
+                        linear::backward(black_box(&x), &w, &gy, &g, bias, case.input_needs_grad);
+                    black_box(grads.unwrap());
+                },
+            );
+        }
+    }
+}
+
+fn loss_and_optimizer_benches(c: &mut Criterion) {
+    for name in models::networks::names() {
+        let mut model = build_model(name).unwrap_or_else(|e| panic!("{e}"));
+
+        let classes = model.num_classes();
+        let logits = random_storage(BATCH * classes, 5);
+        let labels = random_labels(BATCH, classes, 6);
+        let mut group = c.benchmark_group("cross_entropy");
+        group.bench_function(format!("{name}/fwd_bwd/{BATCH}x{classes}"), |bench| {
             bench.iter(|| {
-                batch_norm::forward_train(
-                    black_box(&x),
-                    &gamma,
-                    &beta,
-                    &mut running_mean,
-                    &mut running_var,
-                    BN_MOMENTUM,
-                    BN_EPS,
-                    &g,
+                let (loss, probs) =
+                    cross_entropy::forward(black_box(&logits), &labels, BATCH, classes).unwrap();
+                let one = Storage::f32(vec![1.0]);
+                (
+                    loss,
+                    cross_entropy::backward(&probs, &labels, &one, BATCH, classes).unwrap(),
                 )
-                .unwrap()
             })
         });
-        let (_, stats) = batch_norm::forward_train(
-            &x,
-            &gamma,
-            &beta,
-            &mut running_mean,
-            &mut running_var,
-            BN_MOMENTUM,
-            BN_EPS,
-            &g,
-        )
-        .expect("batch norm forward");
-        group.throughput(bytes(3 * len));
-        group.bench_function(format!("bwd/{}", block.bn_label()), |bench| {
+        group.finish();
+
+        // One update over all of the network's parameters as one buffer (the trainer runs
+        // it tensor by tensor; the profile times that).
+        let len = model.num_parameters();
+        let mut param = random_storage(len, 1);
+        let grad = random_storage(len, 2);
+        let mut m = Storage::f32(vec![0.0; len]);
+        let mut v = Storage::f32(vec![0.0; len]);
+        let cfg = optim::AdamConfig::default();
+        let mut step = 0;
+        let mut group = c.benchmark_group("adam");
+        group.throughput(Throughput::Bytes(7 * len as u64 * F32_BYTES));
+        group.bench_function(format!("{name}/step/{len}_params"), |bench| {
             bench.iter(|| {
-                batch_norm::backward_train(black_box(&x), &gamma, &stats, &gy, &g).unwrap()
+                step += 1;
+                optim::adam_step(&mut param, black_box(&grad), &mut m, &mut v, step, &cfg).unwrap()
             })
         });
+        group.finish();
     }
-    group.finish();
-}
-
-fn relu_benches(c: &mut Criterion) {
-    let mut shapes: Vec<(String, usize)> = BLOCKS
-        .iter()
-        .map(|b| (b.relu_label(), numel(&b.bn_shape(BATCH))))
-        .collect();
-    let fc_relus = FC.iter().enumerate().filter(|(_, l)| l.relu_dropout);
-    shapes.extend(fc_relus.map(|(i, l)| {
-        // The ReLU follows linear `i` of layer_fc.
-        let name = format!("layer_fc.{}_{}", 3 * i + 1, l.out_features);
-        (name, BATCH * l.out_features)
-    }));
-    let mut group = c.benchmark_group("relu");
-    for (label, len) in shapes {
-        let x = random_storage(len, 1);
-        let y = relu::forward(&x).expect("relu forward");
-        let gy = random_storage(len, 2);
-        group.throughput(bytes(2 * len));
-        group.bench_function(format!("fwd/{label}"), |bench| {
-            bench.iter(|| relu::forward(black_box(&x)).unwrap())
-        });
-        group.throughput(bytes(3 * len));
-        group.bench_function(format!("bwd/{label}"), |bench| {
-            bench.iter(|| relu::backward(black_box(&y), &gy).unwrap())
-        });
-    }
-    group.finish();
-}
-
-fn linear_benches(c: &mut Criterion) {
-    let fc = &FC[0];
-    let g = fc.geometry(BATCH).expect("network linear geometry");
-    let x = random_storage(BATCH * fc.in_features, 1);
-    let w = random_storage(numel(&fc.weight_shape()), 2);
-    let b = random_storage(fc.out_features, 3);
-    let gy = random_storage(BATCH * fc.out_features, 4);
-    let mut group = c.benchmark_group("linear");
-    group.throughput(flops(g.forward_flops()));
-    group.bench_function(format!("fwd/{}", fc.label()), |bench| {
-        bench.iter(|| linear::forward(black_box(&x), &w, Some(&b), &g).unwrap())
-    });
-    group.throughput(flops(2.0 * g.forward_flops()));
-    group.bench_function(format!("bwd/{}", fc.label()), |bench| {
-        bench.iter(|| linear::backward(black_box(&x), &w, &gy, &g, true, true).unwrap())
-    });
-    group.finish();
-
-    let logits = random_storage(BATCH * CLASSES, 5);
-    let labels = random_labels(BATCH, 6);
-    let mut group = c.benchmark_group("cross_entropy");
-    group.bench_function("fwd_bwd/32x10", |bench| {
-        bench.iter(|| {
-            let (loss, probs) =
-                cross_entropy::forward(black_box(&logits), &labels, BATCH, CLASSES).unwrap();
-            let one = Storage::f32(vec![1.0]);
-            (
-                loss,
-                cross_entropy::backward(&probs, &labels, &one, BATCH, CLASSES).unwrap(),
-            )
-        })
-    });
-    group.finish();
-}
-
-fn adam_benches(c: &mut Criterion) {
-    let len = total_parameters();
-    let mut param = random_storage(len, 1);
-    let grad = random_storage(len, 2);
-    let mut m = Storage::f32(vec![0.0; len]);
-    let mut v = Storage::f32(vec![0.0; len]);
-    let cfg = optim::AdamConfig::default();
-    let mut step = 0;
-    let mut group = c.benchmark_group("adam");
-    group.throughput(bytes(7 * len));
-    group.bench_function(format!("step/{len}_params"), |bench| {
-        bench.iter(|| {
-            step += 1;
-            optim::adam_step(&mut param, black_box(&grad), &mut m, &mut v, step, &cfg).unwrap()
-        })
-    });
-    group.finish();
 }
 
 fn config() -> Criterion {
@@ -296,7 +319,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = kernel_benches;
     config = config();
-    targets = gemm_benches, conv_benches, pool_benches, batch_norm_benches, relu_benches,
-        linear_benches, adam_benches
+    targets = gemm_benches, layer_benches, loss_and_optimizer_benches
 }
 criterion_main!(kernel_benches);

@@ -1,11 +1,13 @@
 //! Shared helpers for the benchmarks and the per-layer profile.
 //!
-//! [`BLOCKS`] and [`FC`] describe the notebook's network once, layer by layer, so that the
-//! criterion benches (`benches/kernels.rs`) and the profile (`src/bin/profile.rs`) time the
-//! same shapes. Names follow the PyTorch state dict: `layer3.2` is the third module of
-//! `layer3` (a convolution), `layer3.3` its max pool, `layer3.4` its batch norm, `layer3.5`
-//! its ReLU. The `models` crate builds the real network; a unit test below checks that this
-//! table has the same parameter count (10,899,914).
+//! The layers come from the network itself: [`model_cases`] builds a network the `models`
+//! crate registers (`models::networks`), runs a batch through it (`Model::layers_at`) and
+//! turns every layer of that trace into a [`LayerCase`]: the kernel that layer runs, with its
+//! geometry at the benchmark's batch, its name as PyTorch's `state_dict` spells it
+//! (`layer3.2` is the third module of `layer3`) and a label for bench ids and table rows
+//! (`layer3.2_1x1_128x9x9`). The criterion benches (`benches/kernels.rs`) time those
+//! kernels; the profile (`src/bin/profile.rs`) uses the same cases to turn the times of a
+//! real step into rates. Adding a network to `models::networks` adds it to both.
 //!
 //! Random inputs come from a small SplitMix64 generator: benchmarks need values that are
 //! not all equal (max pooling and ReLU branch on them), not statistical quality.
@@ -15,322 +17,280 @@ use kernels::conv2d::Conv2dGeometry;
 use kernels::linear::LinearGeometry;
 use kernels::pool2d::{Pool2dGeometry, PoolKind};
 use kernels::Storage;
+use models::layers::{LayerKind, LayerTrace};
+use models::{Device, Model};
 
 /// Bytes per element of the f32 buffers everything here uses.
 pub const F32_BYTES: u64 = 4;
 
-/// Batch norm's PyTorch defaults, as the network uses them.
-pub const BN_MOMENTUM: f64 = 0.1;
-pub const BN_EPS: f64 = 1e-5;
-
-/// The network's dropout probability.
-pub const DROPOUT_P: f64 = 0.5;
-
-/// CIFAR-10 image channels, side and classes.
-pub const IMAGE_CHANNELS: usize = 3;
-pub const IMAGE_SIDE: usize = 32;
-pub const CLASSES: usize = 10;
-
-/// One stride-1 convolution of the network, with a square kernel and square input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvSpec {
-    /// State-dict name, e.g. `layer3.2`.
-    pub name: &'static str,
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub kernel: usize,
-    pub padding: usize,
-    /// Input height = width.
-    pub in_hw: usize,
+/// What one kernel call does, to turn its time into a rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Work {
+    /// Floating-point operations, 2 per multiply-add (bias and padding not counted).
+    Flops(f64),
+    /// Compulsory traffic in f32 elements: each tensor the call reads or writes counted once.
+    Elements(usize),
 }
 
-impl ConvSpec {
-    /// Output height = width (stride 1).
-    pub const fn out_hw(&self) -> usize {
-        self.in_hw + 2 * self.padding - self.kernel + 1
+impl Work {
+    /// `GF/s` or `GB/s` of a call that took `seconds`.
+    pub fn rate(self, seconds: f64) -> String {
+        match self {
+            Work::Flops(f) => format!("{:7.1} GF/s", f / seconds / 1e9),
+            Work::Elements(n) => {
+                format!("{:7.1} GB/s", (n as u64 * F32_BYTES) as f64 / seconds / 1e9)
+            }
+        }
     }
+}
 
-    /// Name, kernel and input `CxHxW`, e.g. `layer3.2_1x1_128x9x9`: bench ids and table rows.
-    pub fn label(&self) -> String {
+/// The kernel a layer runs, with its geometry at the bench's batch.
+#[derive(Clone, Copy, Debug)]
+pub enum Kernel {
+    Conv2d {
+        geometry: Conv2dGeometry,
+        bias: bool,
+    },
+    MaxPool2d(Pool2dGeometry),
+    BatchNorm2d {
+        geometry: BatchNormGeometry,
+        eps: f64,
+        momentum: f64,
+    },
+    Relu {
+        len: usize,
+    },
+    Dropout {
+        len: usize,
+        p: f64,
+    },
+    Linear {
+        geometry: LinearGeometry,
+        bias: bool,
+    },
+}
+
+/// One layer of a network, as the kernel it runs.
+#[derive(Clone, Debug)]
+pub struct LayerCase {
+    /// The layer's `state_dict` name, e.g. `layer3.2`.
+    pub name: String,
+    /// Name, kernel and per-example input shape, e.g. `layer3.2_1x1_128x9x9`.
+    pub label: String,
+    pub kernel: Kernel,
+    /// False for the layer that reads the images: training skips its input gradient.
+    pub input_needs_grad: bool,
+    /// Trainable elements of the layer.
+    pub parameters: usize,
+}
+
+/// `C x H x W` of a batched shape: `[N, 128, 9, 9]` -> `128x9x9`.
+fn per_example(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().skip(1).map(usize::to_string).collect();
+    dims.join("x")
+}
+
+/// `[N, C, H, W]`, or an error naming the layer.
+fn nchw(row: &LayerTrace) -> Result<[usize; 4], String> {
+    row.input_shape.as_slice().try_into().map_err(|_| {
         format!(
-            "{}_{k}x{k}_{}x{h}x{h}",
-            self.name,
-            self.in_channels,
-            k = self.kernel,
-            h = self.in_hw
+            "{}: expected an NCHW input, got {:?}",
+            row.name, row.input_shape
         )
+    })
+}
+
+impl LayerCase {
+    /// The case of one traced layer; `None` for layers that run no kernel (flatten, a view).
+    /// `first` marks the layer that reads the network's input.
+    pub fn from_trace(row: &LayerTrace, first: bool) -> Result<Option<LayerCase>, String> {
+        let geometry_error = |e: kernels::Error| format!("{}: {e}", row.name);
+        let input = per_example(&row.input_shape);
+        let len: usize = row.input_shape.iter().product();
+        let (label, kernel) = match row.kind {
+            LayerKind::Conv2d {
+                in_channels,
+                out_channels,
+                kernel_size: k,
+                stride,
+                padding,
+                bias,
+            } => {
+                let geometry = Conv2dGeometry::new(
+                    &nchw(row)?,
+                    &[out_channels, in_channels, k, k],
+                    [stride; 2],
+                    [padding; 2],
+                )
+                .map_err(geometry_error)?;
+                let stride = if stride == 1 {
+                    String::new()
+                } else {
+                    format!("_s{stride}")
+                };
+                (
+                    format!("{}_{k}x{k}{stride}_{input}", row.name),
+                    Kernel::Conv2d { geometry, bias },
+                )
+            }
+            LayerKind::MaxPool2d {
+                kernel_size,
+                stride,
+                padding,
+            } => {
+                let geometry = Pool2dGeometry::new(
+                    PoolKind::Max,
+                    &nchw(row)?,
+                    [kernel_size; 2],
+                    [stride; 2],
+                    [padding; 2],
+                )
+                .map_err(geometry_error)?;
+                (format!("{}_{input}", row.name), Kernel::MaxPool2d(geometry))
+            }
+            LayerKind::BatchNorm2d {
+                num_features,
+                eps,
+                momentum,
+            } => {
+                let geometry =
+                    BatchNormGeometry::new(&nchw(row)?, num_features).map_err(geometry_error)?;
+                (
+                    format!("{}_{input}", row.name),
+                    Kernel::BatchNorm2d {
+                        geometry,
+                        eps,
+                        momentum,
+                    },
+                )
+            }
+            LayerKind::ReLU => (format!("{}_{input}", row.name), Kernel::Relu { len }),
+            LayerKind::Dropout { p } => {
+                (format!("{}_{input}", row.name), Kernel::Dropout { len, p })
+            }
+            LayerKind::Linear {
+                in_features,
+                out_features,
+                bias,
+            } => {
+                let geometry = LinearGeometry::new(&row.input_shape, &[out_features, in_features])
+                    .map_err(geometry_error)?;
+                (
+                    format!("{}_{in_features}x{out_features}", row.name),
+                    Kernel::Linear { geometry, bias },
+                )
+            }
+            LayerKind::Flatten | LayerKind::Container { .. } => return Ok(None),
+            _ => {
+                return Err(format!(
+                    "{}: no kernel case for {}; add its kind to benches::LayerCase::from_trace",
+                    row.name, row.description
+                ))
+            }
+        };
+        Ok(Some(LayerCase {
+            name: row.name.clone(),
+            label,
+            kernel,
+            input_needs_grad: !first,
+            parameters: row.parameters,
+        }))
     }
 
-    pub fn input_shape(&self, batch: usize) -> [usize; 4] {
-        [batch, self.in_channels, self.in_hw, self.in_hw]
+    /// Short name of the kernel, for grouping.
+    pub fn kind(&self) -> &'static str {
+        match self.kernel {
+            Kernel::Conv2d { .. } => "conv",
+            Kernel::MaxPool2d(_) => "max_pool",
+            Kernel::BatchNorm2d { .. } => "batch_norm",
+            Kernel::Relu { .. } => "relu",
+            Kernel::Dropout { .. } => "dropout",
+            Kernel::Linear { .. } => "linear",
+        }
     }
 
-    pub fn weight_shape(&self) -> [usize; 4] {
-        [
-            self.out_channels,
-            self.in_channels,
-            self.kernel,
-            self.kernel,
-        ]
+    /// The forward call's work: FLOPs of products, compulsory traffic of the rest
+    /// (input read + output written).
+    pub fn forward_work(&self) -> Work {
+        match &self.kernel {
+            Kernel::Conv2d { geometry, .. } => Work::Flops(geometry.forward_flops()),
+            Kernel::Linear { geometry, .. } => Work::Flops(geometry.forward_flops()),
+            Kernel::MaxPool2d(g) => {
+                Work::Elements(numel(&g.input_shape()) + numel(&g.output_shape()))
+            }
+            Kernel::BatchNorm2d { geometry, .. } => Work::Elements(2 * geometry_len(geometry)),
+            Kernel::Relu { len } | Kernel::Dropout { len, .. } => Work::Elements(2 * len),
+        }
     }
 
-    pub fn geometry(&self, batch: usize) -> kernels::Result<Conv2dGeometry> {
-        Conv2dGeometry::new(
-            &self.input_shape(batch),
-            &self.weight_shape(),
-            [1, 1],
-            [self.padding; 2],
-        )
+    /// The backward call's work: the weight product, plus the input product when the input
+    /// needs a gradient; for the rest, saved tensor + upstream gradient read, input
+    /// gradient written (dropout recomputes its mask: gradient in, gradient out).
+    pub fn backward_work(&self) -> Work {
+        let products = if self.input_needs_grad { 2.0 } else { 1.0 };
+        match &self.kernel {
+            Kernel::Conv2d { geometry, .. } => Work::Flops(products * geometry.forward_flops()),
+            Kernel::Linear { geometry, .. } => Work::Flops(products * geometry.forward_flops()),
+            Kernel::MaxPool2d(g) => {
+                Work::Elements(2 * numel(&g.input_shape()) + numel(&g.output_shape()))
+            }
+            Kernel::BatchNorm2d { geometry, .. } => Work::Elements(3 * geometry_len(geometry)),
+            Kernel::Relu { len } => Work::Elements(3 * len),
+            Kernel::Dropout { len, .. } => Work::Elements(2 * len),
+        }
     }
 
-    /// Weight and bias elements.
-    pub const fn parameters(&self) -> usize {
-        self.out_channels * self.in_channels * self.kernel * self.kernel + self.out_channels
-    }
-
-    /// `(m, n, k)` of one forward product of the conv kernel's im2col lowering at `batch`
-    /// on `threads` threads: `C_out x cols` by `C_in*KH*KW`. The kernel gives each thread
-    /// a contiguous slice of the batch and unrolls images together until a product has
-    /// about 512 columns (`TARGET_COLUMNS` in `kernels/src/conv2d/cpu.rs`); this mirrors
-    /// that choice so the GEMM benches time the products the convolutions really issue.
-    pub fn forward_gemm_shape(&self, batch: usize, threads: usize) -> (usize, usize, usize) {
+    /// `(m, n, k)` of one forward product of the conv kernel's im2col lowering at this
+    /// batch on `threads` threads: `C_out x cols` by `C_in*KH*KW`. The kernel gives each
+    /// thread a slice of the batch and unrolls images together up to about 512 columns
+    /// (`MAX_COLUMNS` in the conv2d CPU code); this approximates that choice so the GEMM
+    /// benches time products of the sizes the convolutions issue. `None` for layers that
+    /// are not convolutions.
+    pub fn forward_gemm_shape(&self, threads: usize) -> Option<(usize, usize, usize)> {
         const TARGET_COLUMNS: usize = 512;
-        let pixels = self.out_hw() * self.out_hw();
+        let Kernel::Conv2d { geometry: g, .. } = &self.kernel else {
+            return None;
+        };
+        let [batch, in_channels, ..] = g.input_shape();
+        let [out_channels, _, kh, kw] = g.weight_shape();
+        let pixels = g.out_h * g.out_w;
         let per_thread = batch.div_ceil(threads.max(1)).max(1);
         let images = TARGET_COLUMNS.div_ceil(pixels).clamp(1, per_thread);
-        (
-            self.out_channels,
-            images * pixels,
-            self.in_channels * self.kernel * self.kernel,
-        )
+        Some((out_channels, images * pixels, in_channels * kh * kw))
     }
 }
 
-/// One convolution block: its convolutions, then a 2x2 stride-2 max pool, batch norm and ReLU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BlockSpec {
-    pub name: &'static str,
-    pub convs: &'static [ConvSpec],
-    pub pool_padding: usize,
+fn geometry_len(g: &BatchNormGeometry) -> usize {
+    g.batch * g.channels * g.spatial
 }
 
-impl BlockSpec {
-    fn last_conv(&self) -> &ConvSpec {
-        self.convs.last().expect("every block has a convolution")
+/// The kernel cases of every layer of `trace`, in forward order.
+pub fn kernel_cases(trace: &[LayerTrace]) -> Result<Vec<LayerCase>, String> {
+    let mut cases = Vec::new();
+    for (index, row) in trace.iter().enumerate() {
+        cases.extend(LayerCase::from_trace(row, index == 0)?);
     }
-
-    /// Channels after the convolutions (= the pool, batch norm and ReLU channels).
-    pub fn channels(&self) -> usize {
-        self.last_conv().out_channels
-    }
-
-    /// Side of the pool's input.
-    pub fn pool_in_hw(&self) -> usize {
-        self.last_conv().out_hw()
-    }
-
-    /// Side after the pool (= the batch norm's and ReLU's side and the block's output side).
-    pub fn out_hw(&self) -> usize {
-        (self.pool_in_hw() + 2 * self.pool_padding - 2) / 2 + 1
-    }
-
-    /// State-dict names of the pool, batch norm and ReLU (they follow the convolutions).
-    pub fn pool_name(&self) -> String {
-        format!("{}.{}", self.name, self.convs.len())
-    }
-
-    pub fn bn_name(&self) -> String {
-        format!("{}.{}", self.name, self.convs.len() + 1)
-    }
-
-    pub fn relu_name(&self) -> String {
-        format!("{}.{}", self.name, self.convs.len() + 2)
-    }
-
-    /// `CxHxW` of the pool's input.
-    pub fn pool_label(&self) -> String {
-        let (c, h) = (self.channels(), self.pool_in_hw());
-        format!("{}_{c}x{h}x{h}", self.pool_name())
-    }
-
-    /// `CxHxW` of the batch norm's (and ReLU's) input.
-    pub fn bn_label(&self) -> String {
-        let (c, h) = (self.channels(), self.out_hw());
-        format!("{}_{c}x{h}x{h}", self.bn_name())
-    }
-
-    pub fn relu_label(&self) -> String {
-        let (c, h) = (self.channels(), self.out_hw());
-        format!("{}_{c}x{h}x{h}", self.relu_name())
-    }
-
-    pub fn pool_geometry(&self, batch: usize) -> kernels::Result<Pool2dGeometry> {
-        let (c, h) = (self.channels(), self.pool_in_hw());
-        Pool2dGeometry::new(
-            PoolKind::Max,
-            &[batch, c, h, h],
-            [2, 2],
-            [2, 2],
-            [self.pool_padding; 2],
-        )
-    }
-
-    pub fn bn_geometry(&self, batch: usize) -> kernels::Result<BatchNormGeometry> {
-        BatchNormGeometry::new(&self.bn_shape(batch), self.channels())
-    }
-
-    /// `[N, C, H, W]` after the pool: batch norm's and ReLU's input and output.
-    pub fn bn_shape(&self, batch: usize) -> [usize; 4] {
-        let h = self.out_hw();
-        [batch, self.channels(), h, h]
-    }
-
-    /// Convolution parameters plus batch norm's gamma and beta.
-    pub fn parameters(&self) -> usize {
-        self.convs.iter().map(ConvSpec::parameters).sum::<usize>() + 2 * self.channels()
-    }
+    Ok(cases)
 }
 
-/// One fully connected layer of `layer_fc`; `relu_dropout` when a ReLU and a dropout follow it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinearSpec {
-    pub name: &'static str,
-    pub in_features: usize,
-    pub out_features: usize,
-    pub relu_dropout: bool,
+/// The network registered as `name`, fresh from seed 0 on the CPU, in training mode.
+pub fn build_model(name: &str) -> Result<Box<dyn Model>, String> {
+    let mut model = models::networks::by_name(name, 0, Device::Cpu).map_err(|e| e.to_string())?;
+    model.set_training(true);
+    Ok(model)
 }
 
-impl LinearSpec {
-    /// e.g. `layer_fc.0_8192x1024`.
-    pub fn label(&self) -> String {
-        format!("{}_{}x{}", self.name, self.in_features, self.out_features)
-    }
-
-    pub fn weight_shape(&self) -> [usize; 2] {
-        [self.out_features, self.in_features]
-    }
-
-    pub fn geometry(&self, batch: usize) -> kernels::Result<LinearGeometry> {
-        LinearGeometry::new(&[batch, self.in_features], &self.weight_shape())
-    }
-
-    pub const fn parameters(&self) -> usize {
-        self.out_features * self.in_features + self.out_features
-    }
+/// The trace of the network registered as `name` at `batch`.
+pub fn model_trace(name: &str, batch: usize) -> Result<Vec<LayerTrace>, String> {
+    let mut model = build_model(name)?;
+    model
+        .layers_at(batch)
+        .map_err(|e| format!("{name}: tracing at batch {batch}: {e}"))
 }
 
-const fn conv(
-    name: &'static str,
-    in_channels: usize,
-    out_channels: usize,
-    kernel: usize,
-    in_hw: usize,
-) -> ConvSpec {
-    ConvSpec {
-        name,
-        in_channels,
-        out_channels,
-        kernel,
-        // Every convolution of the notebook, 1x1 included, pads by 1.
-        padding: 1,
-        in_hw,
-    }
-}
-
-/// The five convolution blocks of the notebook's network, in order.
-pub const BLOCKS: [BlockSpec; 5] = [
-    BlockSpec {
-        name: "layer1",
-        convs: &[
-            conv("layer1.0", 3, 64, 3, 32),
-            conv("layer1.1", 64, 64, 3, 32),
-        ],
-        pool_padding: 0,
-    },
-    BlockSpec {
-        name: "layer2",
-        convs: &[
-            conv("layer2.0", 64, 128, 3, 16),
-            conv("layer2.1", 128, 128, 3, 16),
-        ],
-        pool_padding: 1,
-    },
-    BlockSpec {
-        name: "layer3",
-        convs: &[
-            conv("layer3.0", 128, 128, 3, 9),
-            conv("layer3.1", 128, 128, 3, 9),
-            conv("layer3.2", 128, 128, 1, 9),
-        ],
-        pool_padding: 1,
-    },
-    BlockSpec {
-        name: "layer4",
-        convs: &[
-            conv("layer4.0", 128, 256, 3, 6),
-            conv("layer4.1", 256, 256, 1, 6),
-        ],
-        pool_padding: 1,
-    },
-    BlockSpec {
-        name: "layer5",
-        convs: &[
-            conv("layer5.0", 256, 512, 3, 5),
-            conv("layer5.1", 512, 512, 1, 5),
-        ],
-        pool_padding: 1,
-    },
-];
-
-/// `layer_fc`: 8192 -> 1024 -> 128 -> 10, with ReLU and dropout after the first two.
-pub const FC: [LinearSpec; 3] = [
-    LinearSpec {
-        name: "layer_fc.0",
-        in_features: 512 * 4 * 4,
-        out_features: 1024,
-        relu_dropout: true,
-    },
-    LinearSpec {
-        name: "layer_fc.3",
-        in_features: 1024,
-        out_features: 128,
-        relu_dropout: true,
-    },
-    LinearSpec {
-        name: "layer_fc.6",
-        in_features: 128,
-        out_features: CLASSES,
-        relu_dropout: false,
-    },
-];
-
-/// Every convolution of the network, in forward order.
-pub fn all_convs() -> impl Iterator<Item = &'static ConvSpec> {
-    BLOCKS.iter().flat_map(|b| b.convs.iter())
-}
-
-/// Trainable elements of the whole network.
-pub fn total_parameters() -> usize {
-    BLOCKS.iter().map(BlockSpec::parameters).sum::<usize>()
-        + FC.iter().map(LinearSpec::parameters).sum::<usize>()
-}
-
-/// The lengths of the network's parameter tensors in state-dict order (weight, bias, ...),
-/// for timing one optimizer step tensor by tensor as the trainer runs it.
-pub fn parameter_lengths() -> Vec<usize> {
-    let mut lens = Vec::new();
-    for block in &BLOCKS {
-        for c in block.convs {
-            lens.push(c.parameters() - c.out_channels);
-            lens.push(c.out_channels);
-        }
-        lens.extend([block.channels(); 2]);
-    }
-    for l in &FC {
-        lens.push(l.out_features * l.in_features);
-        lens.push(l.out_features);
-    }
-    lens
+/// The kernel cases of the network registered as `name` at `batch`.
+pub fn model_cases(name: &str, batch: usize) -> Result<Vec<LayerCase>, String> {
+    kernel_cases(&model_trace(name, batch)?).map_err(|e| format!("{name}: {e}"))
 }
 
 /// SplitMix64: a tiny, seedable, good-enough generator for benchmark inputs.
@@ -378,19 +338,19 @@ pub fn random_storage_in(len: usize, lo: f32, hi: f32, seed: u64) -> Storage {
     )
 }
 
-/// `len` class labels in `0..CLASSES`.
-pub fn random_labels(len: usize, seed: u64) -> Vec<u32> {
+/// `len` class labels in `0..classes`.
+pub fn random_labels(len: usize, classes: usize, seed: u64) -> Vec<u32> {
     let mut rng = Rng::new(seed);
     (0..len)
-        .map(|_| (rng.next_u64() % CLASSES as u64) as u32)
+        .map(|_| (rng.next_u64() % classes as u64) as u32)
         .collect()
 }
 
-/// A CIFAR-10-shaped batch of random images (already "normalised" to `[-1, 1)`) and labels.
-pub fn random_batch(batch: usize, seed: u64) -> models::data::Batch {
+/// A batch of random images (already "normalised" to `[-1, 1)`) and labels for `model`.
+pub fn random_batch(batch: usize, model: &dyn Model, seed: u64) -> models::data::Batch {
     models::data::Batch {
-        images: random_vec(batch * IMAGE_CHANNELS * IMAGE_SIDE * IMAGE_SIDE, seed),
-        labels: random_labels(batch, seed ^ 0x5eed),
+        images: random_vec(batch * numel(&model.input_shape()), seed),
+        labels: random_labels(batch, model.num_classes(), seed ^ 0x5eed),
     }
 }
 
@@ -404,44 +364,81 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_matches_the_notebook_network() {
-        // PyTorch's count for the notebook's module (models::Net documents the same number).
-        assert_eq!(total_parameters(), 10_899_914);
-        assert_eq!(parameter_lengths().iter().sum::<usize>(), 10_899_914);
-        // Each block feeds the next, and the last one flattens to fc's 8192 inputs.
-        let sides: Vec<usize> = BLOCKS.iter().map(BlockSpec::out_hw).collect();
-        assert_eq!(sides, [16, 9, 6, 5, 4]);
-        for pair in BLOCKS.windows(2) {
-            let next = &pair[1].convs[0];
-            assert_eq!(next.in_channels, pair[0].channels());
-            assert_eq!(next.in_hw, pair[0].out_hw());
+    fn every_network_yields_cases_that_match_its_trace() {
+        for name in models::networks::names() {
+            let trace = model_trace(name, 2).unwrap();
+            let cases = kernel_cases(&trace).unwrap();
+            assert!(!cases.is_empty(), "{name}");
+            // One case per layer that runs a kernel, in the trace's order, with its name.
+            let kernel_layers: Vec<&str> = trace
+                .iter()
+                .filter(|row| !matches!(row.kind, LayerKind::Flatten))
+                .map(|row| row.name.as_str())
+                .collect();
+            let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, kernel_layers, "{name}");
+            // Every parameter sits in a benched layer.
+            let mut model = build_model(name).unwrap();
+            let cased: usize = cases.iter().map(|c| c.parameters).sum();
+            assert_eq!(cased, model.num_parameters(), "{name}");
+            // Only the layer reading the images skips its input gradient.
+            assert!(!cases[0].input_needs_grad);
+            assert!(cases[1..].iter().all(|c| c.input_needs_grad));
         }
-        for block in &BLOCKS {
-            for pair in block.convs.windows(2) {
-                assert_eq!(pair[1].in_channels, pair[0].out_channels);
-                assert_eq!(pair[1].in_hw, pair[0].out_hw());
-            }
-        }
-        let last = &BLOCKS[4];
-        assert_eq!(
-            last.channels() * last.out_hw() * last.out_hw(),
-            FC[0].in_features
-        );
-        assert_eq!(BLOCKS[2].convs[2].label(), "layer3.2_1x1_128x9x9");
-        assert_eq!(BLOCKS[2].pool_label(), "layer3.3_128x11x11");
     }
 
     #[test]
-    fn geometries_agree_with_the_kernels() {
-        for block in &BLOCKS {
-            for c in block.convs {
-                let g = c.geometry(2).unwrap();
-                assert_eq!((g.out_h, g.out_w), (c.out_hw(), c.out_hw()));
-            }
-            let g = block.pool_geometry(2).unwrap();
-            assert_eq!(g.out_h, block.out_hw());
-            block.bn_geometry(2).unwrap();
-        }
+    fn the_notebook_network_gives_its_known_cases() {
+        let cases = model_cases("net", 32).unwrap();
+        let count = |kind: &str| cases.iter().filter(|c| c.kind() == kind).count();
+        assert_eq!(
+            [
+                count("conv"),
+                count("max_pool"),
+                count("batch_norm"),
+                count("relu"),
+                count("dropout"),
+                count("linear")
+            ],
+            [11, 5, 5, 7, 2, 3]
+        );
+        assert_eq!(
+            cases.iter().map(|c| c.parameters).sum::<usize>(),
+            10_899_914
+        );
+        let label = |name: &str| {
+            let case = cases.iter().find(|c| c.name == name).unwrap();
+            case.label.clone()
+        };
+        assert_eq!(label("layer1.0"), "layer1.0_3x3_3x32x32");
+        assert_eq!(label("layer3.2"), "layer3.2_1x1_128x9x9");
+        assert_eq!(label("layer3.3"), "layer3.3_128x11x11");
+        assert_eq!(label("layer5.4"), "layer5.4_512x4x4");
+        assert_eq!(label("layer_fc.0"), "layer_fc.0_8192x1024");
+        assert_eq!(label("layer_fc.1"), "layer_fc.1_1024");
+        // The conv geometry at batch 32: layer3.2's 1x1 padded convolution grows 9 -> 11.
+        let layer3_2 = cases.iter().find(|c| c.name == "layer3.2").unwrap();
+        let Kernel::Conv2d { geometry, bias } = &layer3_2.kernel else {
+            panic!("layer3.2 is a convolution");
+        };
+        assert_eq!((geometry.out_h, geometry.out_w, *bias), (11, 11, true));
+        assert_eq!(geometry.input_shape(), [32, 128, 9, 9]);
+        // 2 * N * C_out * H_out * W_out * C_in * k * k.
+        assert_eq!(
+            layer3_2.forward_work(),
+            Work::Flops(2.0 * (32 * 128 * 11 * 11 * 128) as f64)
+        );
+        assert_eq!(
+            layer3_2.forward_gemm_shape(2),
+            Some((128, 5 * 121, 128)),
+            "512 columns of 121-pixel images: 5 images per product"
+        );
+    }
+
+    #[test]
+    fn an_unknown_network_is_named_in_the_error() {
+        let err = model_cases("resnet1000", 2).unwrap_err();
+        assert!(err.contains("resnet1000") && err.contains("net"), "{err}");
     }
 
     #[test]
@@ -449,6 +446,6 @@ mod tests {
         let v = random_vec(10_000, 7);
         assert!(v.iter().all(|x| (-1.0..1.0).contains(x)));
         assert!(v.iter().any(|&x| x < -0.99) && v.iter().any(|&x| x > 0.99));
-        assert!(random_labels(1000, 3).iter().all(|&l| l < 10));
+        assert!(random_labels(1000, 10, 3).iter().all(|&l| l < 10));
     }
 }

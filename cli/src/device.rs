@@ -1,7 +1,7 @@
 //! `--device auto|cpu|cuda` and `--tf32`.
 
 use clap::ValueEnum;
-use models::{cuda, Device};
+use models::{CudaDevice, Device, TensorError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DeviceChoice {
@@ -12,35 +12,29 @@ pub enum DeviceChoice {
     Cuda,
 }
 
-/// Why CUDA cannot be used: the kernel error without its `CUDA: ` prefix, and without
-/// the advice to use the CPU (which `auto` follows by itself).
-fn reason(err: &impl std::fmt::Display) -> String {
-    let message = err.to_string();
-    let message = message.strip_prefix("CUDA: ").unwrap_or(&message);
-    message
-        .trim_end_matches("; use --device cpu")
-        .trim_end_matches(", or use --device cpu")
-        .to_string()
-}
-
 /// Turns the user's choice into a device and, unless it is an explicit `cpu`, says on
 /// stderr which one is used (and for `auto` why not CUDA). On CUDA it
 /// also sets whether cuBLAS may use TF32 (`tf32`, off by default).
 pub fn resolve(choice: DeviceChoice, tf32: bool) -> anyhow::Result<Device> {
     let device = match choice {
         DeviceChoice::Cpu => Device::Cpu,
-        DeviceChoice::Auto | DeviceChoice::Cuda => match cuda::open(0) {
+        DeviceChoice::Auto | DeviceChoice::Cuda => match CudaDevice::open(0) {
             Ok(gpu) => {
                 gpu.set_tf32(tf32)?;
                 let math = if tf32 { ", TF32 on" } else { "" };
-                eprintln!("device: cuda:0 ({}{math})", gpu.name());
-                Device::Cuda(0)
-            }
-            Err(err) if choice == DeviceChoice::Cuda => {
-                anyhow::bail!("--device cuda: {}; use --device cpu", reason(&err))
+                eprintln!("device: {} ({}{math})", gpu.device(), gpu.name());
+                gpu.device()
             }
             Err(err) => {
-                eprintln!("device: cpu (no CUDA device: {})", reason(&err));
+                // Why CUDA cannot be used, without the kernels' wording around it.
+                let reason = match err {
+                    TensorError::CudaUnavailable { reason } => reason,
+                    other => other.to_string(),
+                };
+                if choice == DeviceChoice::Cuda {
+                    anyhow::bail!("--device cuda: {reason}; use --device cpu");
+                }
+                eprintln!("device: cpu (no CUDA device: {reason})");
                 Device::Cpu
             }
         },

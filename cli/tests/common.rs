@@ -2,15 +2,137 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
 
 pub fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cli"))
-        .args(args)
-        .env_remove("CIFAR10_PATH")
-        .output()
-        .expect("the cli binary runs")
+    command(args).output().expect("the cli binary runs")
+}
+
+/// The cli binary with `args`, without `$CIFAR10_PATH` (so nothing outside the test
+/// decides where data comes from).
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cli"));
+    command.args(args).env_remove("CIFAR10_PATH");
+    command
+}
+
+/// `cli train --device cpu --no-progress` with `args`.
+pub fn train(args: &[&str]) -> Output {
+    let mut all = vec!["train", "--device", "cpu", "--no-progress"];
+    all.extend_from_slice(args);
+    cli(&all)
+}
+
+/// `train` on the CPU, 2 epochs of batches of 8 into `run`, with `extra` flags: the short
+/// runs the interrupt and kill tests stop.
+pub fn short_run<'a>(data: &'a str, run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--data",
+        data,
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// A running cli process whose stderr lines arrive on a channel, so a test can wait for
+/// one (a `test pause:` line, say) while the process runs.
+pub struct Running {
+    pub child: Child,
+    stderr: Receiver<String>,
+    pub stderr_seen: Vec<String>,
+}
+
+impl Running {
+    pub fn spawn(mut command: Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the cli binary starts");
+        let (send, stderr) = channel();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            stderr,
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    /// Waits (up to two minutes: the machine may be busy) for a stderr line equal to
+    /// `line`; panics with what was seen if the process ends or the time runs out first.
+    pub fn wait_for_line(&mut self, line: &str) {
+        loop {
+            match self.stderr.recv_timeout(Duration::from_secs(120)) {
+                Ok(seen) => {
+                    let found = seen == line;
+                    self.stderr_seen.push(seen);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {line:?} on stderr; the process said: {:?} (status {:?})",
+                    self.stderr_seen,
+                    self.child.try_wait()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` (a `kill -s` name: INT, TERM, KILL) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {signal}");
+    }
+
+    /// Waits for the process to end; returns its exit status and all of its stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            self.stderr_seen.push(line);
+        }
+        (status, self.stderr_seen.join("\n"))
+    }
+}
+
+/// The records of a run's metrics file without their timings, which differ between runs.
+pub fn metrics_without_timings(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut record: serde_json::Value = serde_json::from_str(l).unwrap();
+            for key in ["images_per_sec", "seconds", "total_seconds"] {
+                record.as_object_mut().unwrap().remove(key);
+            }
+            record
+        })
+        .collect()
 }
 
 pub fn stdout(output: &Output) -> String {

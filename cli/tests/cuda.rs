@@ -20,13 +20,7 @@ fn cli(args: &[&str]) -> Output {
 
 /// Whether device 0 opens; with `REQUIRE_CUDA=1` (scripts/gpu-check.sh) it must.
 fn gpu_present() -> bool {
-    match models::cuda::open(0) {
-        Ok(_) => true,
-        Err(err) if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
-            panic!("REQUIRE_CUDA=1 but no CUDA device: {err}")
-        }
-        Err(_) => false,
-    }
+    models::CudaDevice::open_for_test("cli --device cuda").is_ok()
 }
 
 #[test]

@@ -1,15 +1,17 @@
-//! The element types kernels compute in: f32 for training, f64 for checking.
+//! The element types: f32 for training, f64 for checking, bf16 for storing.
 //!
-//! CPU kernels and the reference are written once, generic over [`Element`], so the
-//! gradient checks run the very code that trains, only in double precision.
+//! CPU kernels and the reference are written once, generic over [`Element`] (f32 and f64),
+//! so the gradient checks run the very code that trains, only in double precision.
 
-use crate::storage::Storage;
+use crate::storage::{CpuStorage, Storage};
 
 /// The runtime tag of an element type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
     F64,
+    /// bfloat16: f32's exponent range with 8 bits of mantissa.
+    BF16,
 }
 
 impl DType {
@@ -17,6 +19,7 @@ impl DType {
         match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
+            DType::BF16 => "bf16",
         }
     }
 
@@ -24,6 +27,7 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F64 => 8,
+            DType::BF16 => 2,
         }
     }
 }
@@ -79,20 +83,20 @@ impl Element for f32 {
 
     fn host_slice(storage: &Storage) -> Option<&[Self]> {
         match storage {
-            Storage::F32(values) => Some(values),
+            Storage::Cpu(CpuStorage::F32(values)) => Some(values),
             _ => None,
         }
     }
 
     fn host_slice_mut(storage: &mut Storage) -> Option<&mut [Self]> {
         match storage {
-            Storage::F32(values) => Some(values),
+            Storage::Cpu(CpuStorage::F32(values)) => Some(values),
             _ => None,
         }
     }
 
     fn into_storage(values: Vec<Self>) -> Storage {
-        Storage::F32(values)
+        Storage::Cpu(CpuStorage::F32(values))
     }
 }
 
@@ -109,20 +113,20 @@ impl Element for f64 {
 
     fn host_slice(storage: &Storage) -> Option<&[Self]> {
         match storage {
-            Storage::F64(values) => Some(values),
+            Storage::Cpu(CpuStorage::F64(values)) => Some(values),
             _ => None,
         }
     }
 
     fn host_slice_mut(storage: &mut Storage) -> Option<&mut [Self]> {
         match storage {
-            Storage::F64(values) => Some(values),
+            Storage::Cpu(CpuStorage::F64(values)) => Some(values),
             _ => None,
         }
     }
 
     fn into_storage(values: Vec<Self>) -> Storage {
-        Storage::F64(values)
+        Storage::Cpu(CpuStorage::F64(values))
     }
 }
 

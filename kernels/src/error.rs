@@ -15,10 +15,34 @@ pub enum Error {
     /// Operands live on different devices or have different element types.
     #[error("{op}: operands disagree: {message}")]
     Mismatch { op: &'static str, message: String },
-    /// The CUDA driver, NVRTC or cuBLAS reported an error.
+    /// The op has no kernel for this element type on this device (f64 on CUDA, bf16
+    /// arithmetic on the CPU...).
+    #[error("{op}: {dtype} tensors are not supported on {device}{}", unsupported_hint(*.dtype, *.device))]
+    Unsupported {
+        op: &'static str,
+        dtype: DType,
+        device: Device,
+    },
+    /// A CUDA device cannot be used here: no driver, no such device, NVRTC or cuBLAS
+    /// missing. `reason` says which, without advice on what to run instead (that is the
+    /// caller's to give).
+    #[error("CUDA is not available: {reason}")]
+    CudaUnavailable { reason: String },
+    /// The CUDA driver, NVRTC or cuBLAS reported an error on a device that opened.
     #[error("CUDA: {0}")]
     Cuda(String),
 }
+
+fn unsupported_hint(dtype: DType, device: Device) -> &'static str {
+    match (dtype, device) {
+        (DType::F64, Device::Cuda(_)) => {
+            " (the CUDA kernels compute in f32: convert with to_dtype(F32) first, or keep the tensor on the cpu)"
+        }
+        _ => "",
+    }
+}
+
+use crate::{DType, Device};
 
 /// Shorthand used by every kernel.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -35,6 +59,16 @@ impl Error {
         Error::InvalidArgument {
             op,
             message: message.into(),
+        }
+    }
+
+    pub fn unsupported(op: &'static str, dtype: DType, device: Device) -> Self {
+        Error::Unsupported { op, dtype, device }
+    }
+
+    pub fn cuda_unavailable(reason: impl Into<String>) -> Self {
+        Error::CudaUnavailable {
+            reason: reason.into(),
         }
     }
 

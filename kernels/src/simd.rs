@@ -22,15 +22,15 @@ pub(crate) fn has_avx512() -> bool {
 /// function of its own, so its `&mut` slices keep their no-alias guarantee, which the loop
 /// vectoriser needs.
 macro_rules! wide_loop {
-    ($(#[$attr:meta])* fn $name:ident<T: Element>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$attr:meta])* fn $name:ident<T: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$attr])*
-        fn $name<T: Element>(wide: bool, $($arg: $ty),*) {
+        fn $name<T: $bound>(wide: bool, $($arg: $ty),*) {
             #[inline(always)]
-            fn body<T: Element>($($arg: $ty),*) $body
+            fn body<T: $bound>($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-            unsafe fn avx512<T: Element>($($arg: $ty),*) {
+            unsafe fn avx512<T: $bound>($($arg: $ty),*) {
                 body($($arg),*)
             }
 

@@ -1,42 +1,147 @@
-//! The flat buffer behind every tensor, tagged with its device and element type.
+//! The flat buffer behind every tensor: where it lives ([`Device`]) and what it holds
+//! ([`DType`]), as two separate things.
 //!
-//! Shapes are not stored here: kernels receive them explicitly (in each op's geometry),
-//! and the `autograd` crate keeps the shape beside the storage.
+//! `Storage` says the device (`Cpu` or `Cuda`); the host buffer [`CpuStorage`] says the
+//! element type. Shapes are not stored here: kernels receive them explicitly (in each op's
+//! geometry), and the `autograd` crate keeps the shape beside the storage.
+//!
+//! Every op routes a call to its kernel through one macro, `dispatch!` (below):
+//! by the device of its first operand, then, on the CPU, by the element type. The CPU
+//! kernels are written once, generic over [`Element`] (f32 and f64); an element type or
+//! device an op has no kernel for is one [`Error::Unsupported`] naming the op, the dtype and
+//! the device. Adding a dtype means a variant here and in [`DType`], and an arm in the ops
+//! that implement it; every other op refuses it through the same error.
+//!
+//! ```
+//! use kernels::{DType, Device, Storage};
+//! let x = Storage::f32(vec![1.0, 2.0]);
+//! assert_eq!((x.dtype(), x.device()), (DType::F32, Device::Cpu));
+//! assert_eq!(x.to_dtype(DType::BF16)?.to_vec_f32()?, vec![1.0, 2.0]);
+//! # Ok::<(), kernels::Error>(())
+//! ```
+
+use half::bf16;
 
 use crate::cuda::{self, CudaStorage};
 use crate::{DType, Device, Element, Error, Result};
 
 /// A contiguous, row-major buffer of elements on one device.
-///
-/// CUDA buffers are f32 only: the GPU trains in single precision, and the f64 path (the
-/// gradient checks) stays on the CPU.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Storage {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
+    /// Host memory.
+    Cpu(CpuStorage),
+    /// GPU memory (f32 only: the CUDA kernels compute in single precision).
     Cuda(CudaStorage),
 }
 
-/// The error for an f64 buffer asked of a CUDA device.
-fn no_f64_on_cuda(op: &'static str, device: Device) -> Error {
-    Error::invalid(
-        op,
-        format!(
-            "f64 is not supported on {device}: the CUDA kernels compute in f32 \
-             (convert with to_dtype(F32) first, or use --device cpu)"
-        ),
-    )
+/// A host buffer, one variant per element type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    /// Stored and converted only: no op computes on bf16 buffers yet.
+    BF16(Vec<bf16>),
+}
+
+/// Routes an op to its kernel, the one place that does so: by the device of `$operand`,
+/// then on the CPU by its element type, binding `$T` to `f32` or `f64` for the generic CPU
+/// kernel. Any other pair is [`Error::Unsupported`].
+///
+/// ```ignore
+/// dispatch!(OP, x, cpu::<T> => forward_cpu::<T>(x), cuda(x) => cuda::forward(x))
+/// ```
+macro_rules! dispatch {
+    ($op:expr, $operand:ident, cpu::<$T:ident> => $cpu:expr, cuda($gpu:ident) => $cuda:expr $(,)?) => {
+        match $operand {
+            $crate::Storage::Cpu(_) => match $operand.dtype() {
+                $crate::DType::F32 => {
+                    type $T = f32;
+                    $cpu
+                }
+                $crate::DType::F64 => {
+                    type $T = f64;
+                    $cpu
+                }
+                dtype => Err($crate::Error::unsupported($op, dtype, $crate::Device::Cpu)),
+            },
+            $crate::Storage::Cuda($gpu) => $cuda,
+        }
+    };
+}
+
+impl CpuStorage {
+    pub fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+            CpuStorage::BF16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+            CpuStorage::BF16(_) => DType::BF16,
+        }
+    }
+
+    /// `len` copies of `value`, rounded to `dtype`.
+    fn full(len: usize, value: f64, dtype: DType) -> CpuStorage {
+        match dtype {
+            DType::F32 => CpuStorage::F32(vec![value as f32; len]),
+            DType::F64 => CpuStorage::F64(vec![value; len]),
+            DType::BF16 => CpuStorage::BF16(vec![bf16::from_f64(value); len]),
+        }
+    }
+
+    /// The values as f32: exact from bf16, rounded from f64.
+    fn to_vec_f32(&self) -> Vec<f32> {
+        match self {
+            CpuStorage::F32(v) => v.clone(),
+            CpuStorage::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            CpuStorage::BF16(v) => v.iter().map(|&x| x.to_f32()).collect(),
+        }
+    }
+
+    /// The values as f64, exact for every dtype.
+    fn to_vec_f64(&self) -> Vec<f64> {
+        match self {
+            CpuStorage::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            CpuStorage::F64(v) => v.clone(),
+            CpuStorage::BF16(v) => v.iter().map(|&x| x.to_f64()).collect(),
+        }
+    }
+
+    /// A copy converted to `dtype` (round to nearest even when narrowing).
+    fn to_dtype(&self, dtype: DType) -> CpuStorage {
+        match (self, dtype) {
+            (_, d) if d == self.dtype() => self.clone(),
+            (_, DType::F32) => CpuStorage::F32(self.to_vec_f32()),
+            (_, DType::F64) => CpuStorage::F64(self.to_vec_f64()),
+            (CpuStorage::F64(v), DType::BF16) => {
+                CpuStorage::BF16(v.iter().map(|&x| bf16::from_f64(x)).collect())
+            }
+            (_, DType::BF16) => {
+                CpuStorage::BF16(self.to_vec_f32().into_iter().map(bf16::from_f32).collect())
+            }
+        }
+    }
 }
 
 impl Storage {
     /// Host f32 values.
     pub fn f32(values: Vec<f32>) -> Storage {
-        Storage::F32(values)
+        Storage::Cpu(CpuStorage::F32(values))
     }
 
     /// Host f64 values.
     pub fn f64(values: Vec<f64>) -> Storage {
-        Storage::F64(values)
+        Storage::Cpu(CpuStorage::F64(values))
     }
 
     /// A buffer of `len` zeros.
@@ -47,14 +152,13 @@ impl Storage {
     /// A buffer of `len` copies of `value`.
     pub fn full(len: usize, value: f64, dtype: DType, device: Device) -> Result<Storage> {
         match (device, dtype) {
-            (Device::Cpu, DType::F32) => Ok(Storage::F32(vec![value as f32; len])),
-            (Device::Cpu, DType::F64) => Ok(Storage::F64(vec![value; len])),
+            (Device::Cpu, _) => Ok(Storage::Cpu(CpuStorage::full(len, value, dtype))),
             (Device::Cuda(ordinal), DType::F32) => Ok(Storage::Cuda(CudaStorage::full(
                 &cuda::open(ordinal)?,
                 len,
                 value as f32,
             )?)),
-            (Device::Cuda(_), DType::F64) => Err(no_f64_on_cuda("full", device)),
+            (Device::Cuda(_), _) => Err(Error::unsupported("full", dtype, device)),
         }
     }
 
@@ -66,8 +170,7 @@ impl Storage {
     /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
-            Storage::F32(v) => v.len(),
-            Storage::F64(v) => v.len(),
+            Storage::Cpu(host) => host.len(),
             Storage::Cuda(c) => c.len(),
         }
     }
@@ -78,64 +181,54 @@ impl Storage {
 
     pub fn dtype(&self) -> DType {
         match self {
-            Storage::F32(_) | Storage::Cuda(_) => DType::F32,
-            Storage::F64(_) => DType::F64,
+            Storage::Cpu(host) => host.dtype(),
+            Storage::Cuda(c) => c.dtype(),
         }
     }
 
     pub fn device(&self) -> Device {
         match self {
-            Storage::F32(_) | Storage::F64(_) => Device::Cpu,
+            Storage::Cpu(_) => Device::Cpu,
             Storage::Cuda(c) => c.device(),
         }
     }
 
     /// A copy of this buffer on `device` (a cheap clone when it is already there).
-    /// Moving to a CUDA device opens it on first use, and fails for f64 buffers.
+    /// Moving to a CUDA device opens it on first use; only f32 buffers can go there.
     pub fn to_device(&self, device: Device) -> Result<Storage> {
         if self.device() == device {
             return Ok(self.clone());
         }
         match (self, device) {
-            (Storage::Cuda(c), _) => Storage::F32(c.to_host()?).to_device(device),
-            (Storage::F32(v), Device::Cuda(ordinal)) => Ok(Storage::Cuda(CudaStorage::from_host(
-                v,
-                &cuda::open(ordinal)?,
-            )?)),
-            (Storage::F64(_), Device::Cuda(_)) => Err(no_f64_on_cuda("to_device", device)),
-            // Both on the host: handled by the same-device case above.
-            (Storage::F32(_) | Storage::F64(_), Device::Cpu) => Ok(self.clone()),
+            (Storage::Cuda(c), _) => Storage::f32(c.to_host()?).to_device(device),
+            (Storage::Cpu(CpuStorage::F32(v)), Device::Cuda(ordinal)) => Ok(Storage::Cuda(
+                CudaStorage::from_host(v, &cuda::open(ordinal)?)?,
+            )),
+            (Storage::Cpu(host), _) => Err(Error::unsupported("to_device", host.dtype(), device)),
         }
     }
 
     /// A copy with elements converted to `dtype`, on the same device.
     pub fn to_dtype(&self, dtype: DType) -> Result<Storage> {
-        match (self, dtype) {
-            (Storage::F32(v), DType::F64) => {
-                Ok(Storage::F64(v.iter().map(|&x| x as f64).collect()))
-            }
-            (Storage::F64(v), DType::F32) => {
-                Ok(Storage::F32(v.iter().map(|&x| x as f32).collect()))
-            }
-            (Storage::Cuda(_), DType::F64) => Err(no_f64_on_cuda("to_dtype", self.device())),
-            _ => Ok(self.clone()),
+        match self {
+            Storage::Cpu(host) => Ok(Storage::Cpu(host.to_dtype(dtype))),
+            Storage::Cuda(_) if dtype == DType::F32 => Ok(self.clone()),
+            Storage::Cuda(c) => Err(Error::unsupported("to_dtype", dtype, c.device())),
         }
     }
 
-    /// Copies the values to the host as f32 (converting f64).
+    /// Copies the values to the host as f32 (rounding f64).
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         match self {
-            Storage::F32(v) => Ok(v.clone()),
-            Storage::F64(v) => Ok(v.iter().map(|&x| x as f32).collect()),
+            Storage::Cpu(host) => Ok(host.to_vec_f32()),
             Storage::Cuda(c) => c.to_host(),
         }
     }
 
-    /// Copies the values to the host as f64 (exact for both dtypes).
+    /// Copies the values to the host as f64 (exact for every dtype).
     pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
         match self {
-            Storage::F32(v) => Ok(v.iter().map(|&x| x as f64).collect()),
-            Storage::F64(v) => Ok(v.clone()),
+            Storage::Cpu(host) => Ok(host.to_vec_f64()),
             Storage::Cuda(c) => Ok(c.to_host()?.into_iter().map(f64::from).collect()),
         }
     }
@@ -143,30 +236,14 @@ impl Storage {
     /// Borrows the host buffer as `T`, or says which operand of `op` has the wrong type or
     /// device (a CUDA buffer is never borrowed from the host: that is a Mismatch).
     pub fn host<T: Element>(&self, op: &'static str, operand: &str) -> Result<&[T]> {
-        let (dtype, device) = (self.dtype(), self.device());
-        T::host_slice(self).ok_or_else(|| {
-            Error::mismatch(
-                op,
-                format!(
-                    "{operand} is {dtype} on {device}, expected {} on cpu",
-                    T::DTYPE
-                ),
-            )
-        })
+        let found = (self.dtype(), self.device());
+        T::host_slice(self).ok_or_else(|| wrong_operand::<T>(op, operand, found))
     }
 
     /// Mutably borrows the host buffer as `T`, or says which operand of `op` is wrong.
     pub fn host_mut<T: Element>(&mut self, op: &'static str, operand: &str) -> Result<&mut [T]> {
-        let (dtype, device) = (self.dtype(), self.device());
-        T::host_slice_mut(self).ok_or_else(|| {
-            Error::mismatch(
-                op,
-                format!(
-                    "{operand} is {dtype} on {device}, expected {} on cpu",
-                    T::DTYPE
-                ),
-            )
-        })
+        let found = (self.dtype(), self.device());
+        T::host_slice_mut(self).ok_or_else(|| wrong_operand::<T>(op, operand, found))
     }
 
     /// Borrows the device buffer of an operand of `op` that must live on `device` (the
@@ -216,4 +293,15 @@ impl Storage {
             ))
         }
     }
+}
+
+fn wrong_operand<T: Element>(op: &'static str, operand: &str, found: (DType, Device)) -> Error {
+    let (dtype, device) = found;
+    Error::mismatch(
+        op,
+        format!(
+            "{operand} is {dtype} on {device}, expected {} on cpu",
+            T::DTYPE
+        ),
+    )
 }

@@ -13,6 +13,9 @@ pub enum Error {
     /// A checkpoint that cannot be read, written or used, with the reason.
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
+    /// A network name the registry does not know.
+    #[error("unknown model {name:?}: this build knows {known}")]
+    UnknownModel { name: String, known: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,15 +1,21 @@
-//! Layers, the notebook's network, CIFAR-10 loading, optimizers and checkpoints.
+//! Layers, the networks, CIFAR-10 loading, optimizers and checkpoints.
+//!
+//! A network is a [`Module`](layers::Module) (forward, state, train/eval, trace) that also
+//! implements [`Model`] (name, input shape, classes); [`networks`] lists them by name.
 
 pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod layers;
-pub mod net;
+mod model;
+pub mod networks;
 pub mod optim;
+pub mod test_pause;
 pub mod train;
 
-/// The CUDA backend, for the command line's `--device` and `--tf32`.
-pub use autograd::cuda;
-pub use autograd::{no_grad, DType, Device, Tensor};
+/// The tensor layer's error (every op's; also what [`CudaDevice::open`] returns).
+pub use autograd::Error as TensorError;
+pub use autograd::{no_grad, CudaDevice, DType, Device, Tensor};
 pub use error::{Error, Result};
-pub use net::Net;
+pub use model::Model;
+pub use networks::Net;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use autograd::{no_grad, Device, Tensor};
+use autograd::{no_grad, profile, Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::data::{epoch_batches, Batch, LoaderConfig, Split, CHANNELS, IMAGE_SIDE};
 use crate::error::Result;
@@ -62,8 +63,15 @@ pub fn train_step(
     let images = images_tensor(batch, device)?;
     optimizer.zero_grad();
     let logits = model.forward(&images)?;
-    let loss = logits.cross_entropy(&batch.labels)?;
-    loss.backward()?;
+    // Scopes for `autograd::profile` (free when nothing records): the profiler's rows.
+    let loss = {
+        let _scope = profile::scope("loss");
+        logits.cross_entropy(&batch.labels)?
+    };
+    {
+        let _scope = profile::scope("backward");
+        loss.backward()?;
+    }
     optimizer.step()?;
     let correct = predictions(&logits)?
         .iter()
@@ -91,6 +99,37 @@ pub struct Prediction {
 impl Prediction {
     pub fn is_correct(&self) -> bool {
         self.label == self.predicted
+    }
+}
+
+/// Running sums over training steps (an epoch so far, or the steps since the last log
+/// line). Saved in checkpoints, so an interrupted and resumed epoch reports the same mean
+/// loss and accuracy as an uninterrupted one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Sum of the steps' mean losses.
+    pub loss_sum: f64,
+    pub correct: u64,
+    pub images: u64,
+    pub steps: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, step: &StepOutcome) {
+        self.loss_sum += step.loss;
+        self.correct += step.correct as u64;
+        self.images += step.count as u64;
+        self.steps += 1;
+    }
+
+    /// Mean of the steps' losses, as the notebook prints it (0 before any step).
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.steps.max(1) as f64
+    }
+
+    /// Accuracy in percent over the images seen.
+    pub fn accuracy(&self) -> f64 {
+        100.0 * self.correct as f64 / self.images.max(1) as f64
     }
 }
 
@@ -144,6 +183,21 @@ pub fn evaluate(
     device: Device,
     classes: usize,
 ) -> Result<Evaluation> {
+    let never = || false;
+    let evaluation = evaluate_until(model, split, config, device, classes, &never)?;
+    Ok(evaluation.expect("never stopped"))
+}
+
+/// [`evaluate`], asking `stop` before every batch: `None` when it said to stop (an
+/// interrupt), so a long evaluation answers Ctrl-C within one batch.
+pub fn evaluate_until(
+    model: &mut dyn Module,
+    split: Arc<Split>,
+    config: &LoaderConfig,
+    device: Device,
+    classes: usize,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<Evaluation>> {
     config.validate()?;
     let config = LoaderConfig {
         shuffle: false,
@@ -155,6 +209,9 @@ pub fn evaluate(
     let mut loss_sum = 0.0;
     let mut predictions = Vec::with_capacity(split.len());
     for batch in epoch_batches(split, &config, 0) {
+        if stop() {
+            return Ok(None);
+        }
         let logits = model.forward(&images_tensor(&batch, device)?)?;
         loss_sum += logits.cross_entropy(&batch.labels)?.item()? * batch.len() as f64;
         let width = *logits.shape().last().unwrap_or(&1);
@@ -169,11 +226,11 @@ pub fn evaluate(
             });
         }
     }
-    Ok(Evaluation {
+    Ok(Some(Evaluation {
         confusion,
         loss: loss_sum / predictions.len().max(1) as f64,
         predictions,
-    })
+    }))
 }
 
 #[cfg(test)]

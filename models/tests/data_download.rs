@@ -231,3 +231,30 @@ fn no_request_is_made_when_download_is_not_allowed() {
     let err = ensure_dataset_from(tmp.path(), false, false, &refused_url(), "00").unwrap_err();
     assert!(matches!(err, DataError::NoDataset { .. }), "{err:?}");
 }
+
+#[test]
+fn an_offline_download_leaves_no_folder_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data").join("cifar");
+    let err = ensure_dataset_from(&dir, true, false, &refused_url(), "00").unwrap_err();
+    assert!(matches!(err, DataError::Unreachable { .. }), "{err:?}");
+    assert!(
+        !tmp.path().join("data").exists(),
+        "{:?}",
+        entries(tmp.path())
+    );
+
+    // A download that starts and then breaks off removes the folders it made.
+    let bytes = archive();
+    let (base, server) = serve(vec![Reply::Short {
+        body: bytes[..bytes.len() / 2].to_vec(),
+        announced: bytes.len(),
+    }]);
+    let err = download(&format!("{base}/x.tar.gz"), &dir, "00", false).unwrap_err();
+    server.join().unwrap();
+    assert!(
+        matches!(err, DataError::DownloadInterrupted { .. }),
+        "{err:?}"
+    );
+    assert_eq!(entries(tmp.path()), Vec::<String>::new());
+}

@@ -61,6 +61,51 @@ fn streams_the_archive_and_a_folder_holding_it() {
 }
 
 #[test]
+fn an_archive_failing_the_gzip_check_is_refused() {
+    // Stored (uncompressed) deflate blocks: a flipped pixel byte still decodes, and only
+    // gzip's CRC-32 over the whole stream — what `gzip -t` checks — can tell.
+    let files = small_dataset();
+    let intact = tar_gz_with(&files, "cifar-10-batches-bin/", flate2::Compression::none());
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("cifar-10-binary.tar.gz");
+    std::fs::write(&archive, &intact).unwrap();
+    check_small(&Cifar10::load(&archive).unwrap());
+
+    let first_image = &files[0].1[1..3073];
+    let at = intact
+        .windows(first_image.len())
+        .position(|w| w == first_image)
+        .expect("stored blocks hold the pixels as they are");
+    let n = intact.len();
+    // A pixel of the first image; the CRC-32; the length; the trailer cut short.
+    let damaged: Vec<Vec<u8>> = vec![
+        flip(&intact, at + 100),
+        flip(&intact, n - 7),
+        flip(&intact, n - 2),
+        intact[..n - 3].to_vec(),
+    ];
+    for (i, bytes) in damaged.into_iter().enumerate() {
+        std::fs::write(&archive, bytes).unwrap();
+        let err = Cifar10::load(&archive).unwrap_err();
+        assert!(
+            matches!(err, DataError::CorruptArchive { .. }),
+            "case {i}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("cifar-10-binary.tar.gz") && msg.contains("CRC-32"),
+            "case {i}: {msg}"
+        );
+    }
+}
+
+fn flip(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut bytes = bytes.to_vec();
+    bytes[at] ^= 0x10;
+    bytes
+}
+
+#[test]
 fn archive_members_in_any_order_still_give_batches_1_to_5() {
     let mut files = small_dataset();
     files.reverse();
@@ -300,6 +345,23 @@ fn unpacked_folder_wins_over_archive_next_to_it() {
     write_files(&tmp.path().join("cifar-10-batches-bin"), &small_dataset());
     std::fs::write(tmp.path().join("cifar-10-binary.tar.gz"), b"junk").unwrap();
     check_small(&Cifar10::load(tmp.path()).unwrap());
+}
+
+#[test]
+fn a_record_file_larger_than_cifar_10_can_be_is_refused_before_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_files(tmp.path(), &small_dataset());
+    // Sparse: the size is what counts, not the bytes.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp.path().join("data_batch_2.bin"))
+        .unwrap();
+    file.set_len(200_000 * 3073).unwrap();
+    let msg = message(Cifar10::load(tmp.path()));
+    assert!(
+        msg.contains("data_batch_2.bin") && msg.contains("more than a CIFAR-10 record file holds"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The notebook's network: its size, its shapes, its layers' PyTorch conventions.
 
-use models::layers::{count_parameters, Conv2d, Module, ParamInit, StateEntry};
-use models::{no_grad, DType, Device, Net, Tensor};
+use models::layers::{Conv2d, LayerKind, Module, ParamInit};
+use models::{networks, no_grad, DType, Device, Model, Net, Tensor};
 
 #[test]
 fn the_notebook_network_has_10_899_914_parameters_as_pytorch_counts() {
@@ -16,7 +16,7 @@ fn the_notebook_network_has_10_899_914_parameters_as_pytorch_counts() {
 fn theory_question_2_fifty_5x5_filters_on_a_grey_image_have_1300_parameters() {
     let mut init = ParamInit::new(0, Device::Cpu);
     let mut conv = Conv2d::new(&mut init, 1, 50, 5, 1, 0).unwrap();
-    assert_eq!(count_parameters(&mut conv), 1300);
+    assert_eq!(conv.num_parameters(), 1300);
     // And the layer works on the question's 100x100 image.
     let image = Tensor::zeros(&[1, 1, 100, 100], DType::F32, Device::Cpu).unwrap();
     assert_eq!(conv.forward(&image).unwrap().shape(), &[1, 50, 96, 96]);
@@ -52,12 +52,7 @@ fn layer_output_shapes_follow_the_notebook() {
 #[test]
 fn state_dict_names_match_pytorch() {
     let mut net = Net::new(0, Device::Cpu).unwrap();
-    let mut names = Vec::new();
-    net.visit_state(&mut |name, entry| {
-        if !matches!(entry, StateEntry::RngCounter(_)) {
-            names.push(name.to_string());
-        }
-    });
+    let names = net.state_dict_names();
     // The first block as `Net().state_dict().keys()` lists it in PyTorch.
     assert_eq!(
         &names[..8],
@@ -73,9 +68,145 @@ fn state_dict_names_match_pytorch() {
         ]
     );
     assert_eq!(names[8], "layer1.3.num_batches_tracked");
-    assert_eq!(names.last().unwrap(), "layer_fc.6.bias");
+    // The flatten step has no state: layer_fc keeps PyTorch's numbering.
+    let fc: Vec<&str> = names
+        .iter()
+        .filter(|n| n.starts_with("layer_fc"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fc,
+        [
+            "layer_fc.0.weight",
+            "layer_fc.0.bias",
+            "layer_fc.3.weight",
+            "layer_fc.3.bias",
+            "layer_fc.6.weight",
+            "layer_fc.6.bias",
+        ]
+    );
     // 11 convolutions and 3 linears with weight and bias, 5 batch norms with five entries.
     assert_eq!(names.len(), 14 * 2 + 5 * 5);
+    // Parameters are the trainable subset, in the same order.
+    let params: Vec<String> = net.parameters().into_iter().map(|(n, _)| n).collect();
+    let trainable: Vec<String> = names
+        .iter()
+        .filter(|n| n.ends_with("weight") || n.ends_with("bias"))
+        .cloned()
+        .collect();
+    assert_eq!(params, trainable);
+}
+
+#[test]
+fn the_trace_lists_every_layer_with_its_kind_shapes_and_parameters() {
+    let mut net = Net::new(0, Device::Cpu).unwrap();
+    let trace = net.layers_at(4).unwrap();
+    // 11 convs, 5 x (pool, batch norm, ReLU), the flatten, then linear, ReLU, dropout x 2 + linear.
+    assert_eq!(trace.len(), 11 + 15 + 1 + 7);
+    let names: Vec<&str> = trace.iter().map(|row| row.name.as_str()).collect();
+    assert_eq!(
+        &names[..7],
+        ["layer1.0", "layer1.1", "layer1.2", "layer1.3", "layer1.4", "layer2.0", "layer2.1"]
+    );
+    assert_eq!(
+        &names[26..],
+        [
+            "view",
+            "layer_fc.0",
+            "layer_fc.1",
+            "layer_fc.2",
+            "layer_fc.3",
+            "layer_fc.4",
+            "layer_fc.5",
+            "layer_fc.6"
+        ]
+    );
+    let row = |name: &str| trace.iter().find(|row| row.name == name).unwrap();
+    // Each layer's input is the previous layer's output.
+    for pair in trace.windows(2) {
+        assert_eq!(
+            pair[1].input_shape, pair[0].output_shape,
+            "{}",
+            pair[1].name
+        );
+    }
+    assert_eq!(trace[0].input_shape, vec![4, 3, 32, 32]);
+    let conv = row("layer3.2");
+    assert_eq!(
+        conv.kind,
+        LayerKind::Conv2d {
+            in_channels: 128,
+            out_channels: 128,
+            kernel_size: 1,
+            stride: 1,
+            padding: 1,
+            bias: true
+        }
+    );
+    assert_eq!(
+        (conv.input_shape.as_slice(), conv.output_shape.as_slice()),
+        ([4, 128, 9, 9].as_slice(), [4, 128, 11, 11].as_slice())
+    );
+    assert_eq!(conv.parameters, 128 * 128 + 128);
+    assert_eq!(
+        row("layer2.2").kind,
+        LayerKind::MaxPool2d {
+            kernel_size: 2,
+            stride: 2,
+            padding: 1
+        }
+    );
+    assert_eq!(row("layer2.3").parameters, 2 * 128);
+    assert_eq!(row("view").kind, LayerKind::Flatten);
+    assert_eq!(row("view").output_shape, vec![4, 8192]);
+    assert_eq!(row("layer_fc.2").kind, LayerKind::Dropout { p: 0.5 });
+    assert_eq!(
+        row("layer_fc.0").description,
+        "Linear(in_features=8192, out_features=1024, bias=True)"
+    );
+    let total: usize = trace.iter().map(|row| row.parameters).sum();
+    assert_eq!(total, 10_899_914);
+}
+
+#[test]
+fn the_registry_builds_every_network_by_name() {
+    assert!(networks::names().contains(&"net"));
+    for name in networks::names() {
+        let mut model = networks::by_name(name, 0, Device::Cpu).unwrap();
+        assert_eq!(model.name(), name);
+        let trace = model.layers_at(2).unwrap();
+        let [c, h, w] = model.input_shape();
+        assert_eq!(trace[0].input_shape, vec![2, c, h, w], "{name}");
+        let logits = &trace.last().unwrap().output_shape;
+        assert_eq!(logits, &vec![2, model.num_classes()], "{name}");
+        let traced: usize = trace.iter().map(|row| row.parameters).sum();
+        assert_eq!(traced, model.num_parameters(), "{name}");
+    }
+    let mut net = networks::by_name("net", 0, Device::Cpu).unwrap();
+    assert_eq!(net.num_parameters(), 10_899_914);
+    let err = networks::by_name("resnet", 0, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("unknown model \"resnet\"") && err.contains("net"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_registered_network_trains_through_the_model_trait() {
+    let mut model = networks::by_name("net", 1, Device::Cpu).unwrap();
+    model.set_training(true);
+    let adam = models::optim::Adam::new(model.parameters(), Default::default()).unwrap();
+    let mut optimizer = models::optim::Optimizer::Adam(adam);
+    let batch = models::data::Batch {
+        images: vec![0.5; 2 * 3 * 32 * 32],
+        labels: vec![3, 7],
+    };
+    let before = model.parameters()[0].1.to_vec_f32().unwrap();
+    models::train::train_step(model.as_mut(), &mut optimizer, &batch, Device::Cpu).unwrap();
+    assert_ne!(model.parameters()[0].1.to_vec_f32().unwrap(), before);
 }
 
 #[test]

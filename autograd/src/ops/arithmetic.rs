@@ -28,7 +28,7 @@ impl BackwardOp for AddBackward {
     }
 
     fn backward(&self, inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
-        let pass = |t: &Tensor| t.requires_grad_flag().then(|| grad_out.clone());
+        let pass = |t: &Tensor| t.requires_grad().then(|| grad_out.clone());
         Ok(vec![pass(&inputs[0]), pass(&inputs[1])])
     }
 }
@@ -42,12 +42,12 @@ impl BackwardOp for MulBackward {
 
     fn backward(&self, inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
         let (a, b) = (&inputs[0], &inputs[1]);
-        let grad_a = if a.requires_grad_flag() {
+        let grad_a = if a.requires_grad() {
             Some(elementwise::mul(grad_out, &b.storage())?)
         } else {
             None
         };
-        let grad_b = if b.requires_grad_flag() {
+        let grad_b = if b.requires_grad() {
             Some(elementwise::mul(grad_out, &a.storage())?)
         } else {
             None

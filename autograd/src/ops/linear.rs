@@ -25,7 +25,7 @@ impl BackwardOp for LinearBackward {
             grad_out,
             &self.geometry,
             has_bias,
-            input.requires_grad_flag(),
+            input.requires_grad(),
         )?;
         let mut out = vec![grads.input, Some(grads.weight)];
         if has_bias {

@@ -1,5 +1,6 @@
 //! Log-softmax and the cross-entropy loss.
 
+use kernels::cross_entropy::CrossEntropy;
 use kernels::{cross_entropy, log_softmax, Error, Result, Storage};
 
 use crate::graph::BackwardOp;
@@ -41,6 +42,7 @@ struct CrossEntropyBackward {
     labels: Vec<u32>,
     rows: usize,
     cols: usize,
+    loss: CrossEntropy,
 }
 
 impl BackwardOp for CrossEntropyBackward {
@@ -49,12 +51,13 @@ impl BackwardOp for CrossEntropyBackward {
     }
 
     fn backward(&self, _inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
-        Ok(vec![Some(cross_entropy::backward(
+        Ok(vec![Some(cross_entropy::backward_with(
             &self.probabilities,
             &self.labels,
             grad_out,
             self.rows,
             self.cols,
+            self.loss,
         )?)])
     }
 }
@@ -80,6 +83,22 @@ impl Tensor {
     /// Mean cross-entropy between [batch, classes] logits and integer class labels, like
     /// `torch.nn.CrossEntropyLoss()`. Stable for large logits.
     pub fn cross_entropy(&self, labels: &[u32]) -> Result<Tensor> {
+        self.cross_entropy_with(labels, CrossEntropy::default())
+    }
+
+    /// Cross-entropy with PyTorch's `label_smoothing` and `reduction` options, like
+    /// `torch.nn.CrossEntropyLoss(label_smoothing=0.2, reduction="sum")`.
+    ///
+    /// ```
+    /// use autograd::{CrossEntropy, Device, Reduction, Tensor};
+    /// let logits = Tensor::from_vec(vec![0.0f64, 0.0, 0.0, 0.0], &[2, 2], Device::Cpu)?;
+    /// let summed = CrossEntropy { label_smoothing: 0.2, reduction: Reduction::Sum };
+    /// // Uniform logits cost ln 2 per row whatever the targets.
+    /// let loss = logits.cross_entropy_with(&[0, 1], summed)?.item()?;
+    /// assert!((loss - 2.0 * 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), autograd::Error>(())
+    /// ```
+    pub fn cross_entropy_with(&self, labels: &[u32], loss: CrossEntropy) -> Result<Tensor> {
         let (rows, cols) = rows_cols("cross_entropy", self)?;
         if labels.len() != rows {
             return Err(Error::shape(
@@ -91,9 +110,10 @@ impl Tensor {
                 ),
             ));
         }
-        let (loss, probabilities) = cross_entropy::forward(&self.storage(), labels, rows, cols)?;
+        let (value, probabilities) =
+            cross_entropy::forward_with(&self.storage(), labels, rows, cols, loss)?;
         Ok(Tensor::from_op(
-            loss,
+            value,
             vec![],
             &[self],
             CrossEntropyBackward {
@@ -101,6 +121,7 @@ impl Tensor {
                 labels: labels.to_vec(),
                 rows,
                 cols,
+                loss,
             },
         ))
     }

@@ -5,6 +5,7 @@ pub mod arithmetic;
 pub mod batch_norm;
 pub mod conv2d;
 pub mod dropout;
+pub mod gelu;
 pub mod linear;
 pub mod loss;
 pub mod pool2d;

@@ -1,121 +1,120 @@
-//! Where the time of one training step goes, layer by layer.
+//! Where the time of one training step goes, layer by layer, measured inside real steps.
 //!
-//! Run: `cargo run --release -p benches --bin profile -- [batch]` (batch defaults to 32).
+//! Run: `cargo run --release -p benches --bin profile -- [--model NAME] [BATCH]`, NAME one
+//! of the networks `models::networks` registers (default `net`), BATCH default 32.
 //!
-//! Replays one training step of the notebook's network as direct kernel calls (forward
-//! through every layer, cross-entropy, backward in reverse, Adam over every parameter
-//! tensor), timing each call on its own: median of at least 3 runs and 0.2 s, after one
-//! warm-up run. Activations flow from layer to layer, so pooling and ReLU see realistic
-//! values. Then it prints, per op, forward and backward time, the rate (GFLOP/s for
-//! convolutions and linear layers, GB/s of compulsory traffic for memory-bound ops, as in
-//! `benches/kernels.rs`), and the share of the summed step; then totals per kind of op, a
-//! measured 4096^3 sgemm ceiling on 2 threads, and a real `models::train::train_step` for
-//! comparison (the difference is autograd's own cost: graph, gradient accumulation, copies).
+//! Runs real training steps — `models::train::train_step`: forward, cross-entropy,
+//! backward, Adam — of the network on random data, each recorded by `autograd::profile`,
+//! which times every op's forward and backward call under the layer that ran it. After
+//! warm-up steps it records at least `MIN_STEPS` steps and `MIN_TIME`, then prints per
+//! layer the median forward and backward time, the rate (GFLOP/s for convolutions and
+//! linear layers, GB/s of compulsory traffic for memory-bound ops, as in
+//! `benches/kernels.rs`, from the layer's `benches::LayerCase`) and the share of the step;
+//! then the loss, the optimizer, and what the ops do not account for (the backward pass's
+//! graph walk and gradient accumulation, and the rest of the step: the batch's copy,
+//! graph building, work between layers); totals per kind; and a measured 4096^3 sgemm
+//! ceiling on 2 threads.
+//!
+//! Timing the real step rather than replaying its kernels one by one matters: a replay
+//! runs each kernel on operands the previous run left in the caches, and measured 10-20%
+//! faster than the same kernels inside a step.
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use autograd::Device;
-use benches::{
-    numel, parameter_lengths, random_batch, random_labels, random_storage, random_vec, Rng, BLOCKS,
-    BN_EPS, BN_MOMENTUM, CLASSES, DROPOUT_P, F32_BYTES, FC, IMAGE_CHANNELS, IMAGE_SIDE,
-};
-use kernels::{batch_norm, conv2d, cross_entropy, dropout, linear, optim, pool2d, relu, Storage};
-use models::layers::Module;
+use autograd::{profile, Device};
+use benches::{build_model, random_batch, random_vec, LayerCase, Work};
+use clap::Parser;
+use models::layers::LayerKind;
 use models::optim::{Adam, AdamConfig, Optimizer};
+use models::train::train_step;
 
-/// mimalloc, set up by [`keep_freed_memory`] as the first thing `main` does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+const WARMUP_STEPS: usize = 2;
+const MIN_STEPS: usize = 5;
+const MAX_STEPS: usize = 100;
+const MIN_TIME: Duration = Duration::from_secs(2);
 
-/// A training step frees and re-allocates the same multi-megabyte activations and
-/// gradients every step. Memory handed back to the OS comes back as fresh pages, one page
-/// fault per 4 KiB (about 10,000 per step at batch 32, 56,000 at batch 128 with glibc's
-/// malloc): keep it instead, and back large blocks with 2 MiB pages where the kernel
-/// allows (fewer faults and TLB misses in the matrix products).
-fn keep_freed_memory() {
-    // Numbers of `mi_option_t` in mimalloc.h, the same in mimalloc 2.x and 3.x.
-    const ALLOW_LARGE_OS_PAGES: i32 = 6;
-    const PURGE_DELAY: i32 = 15;
-    // SAFETY: plain option setters, called before any other thread exists.
-    unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
-        libmimalloc_sys::mi_option_set(ALLOW_LARGE_OS_PAGES, 1);
-    }
+/// Per-layer time of real training steps.
+#[derive(Parser)]
+#[command(name = "profile")]
+struct Args {
+    /// The network, by its name in `models::networks`.
+    #[arg(long, default_value = "net")]
+    model: String,
+    /// Images per step (at least 2: batch norm needs two values per channel).
+    #[arg(default_value_t = 32, value_parser = clap::value_parser!(u64).range(2..))]
+    batch: u64,
 }
 
-const MIN_TIME: Duration = Duration::from_millis(200);
-const MIN_REPS: usize = 3;
-const MAX_REPS: usize = 100;
+/// Scopes `models::train::train_step` and the optimizer open besides the layers'.
+const BACKWARD_SCOPE: &str = "backward";
+const OPTIMIZER_SCOPE: &str = "optimizer";
 
-/// Median time of `f` (after one untimed warm-up call) and its last result.
-fn time<R>(mut f: impl FnMut() -> R) -> (Duration, R) {
-    let mut out = f();
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    while samples.len() < MIN_REPS || (start.elapsed() < MIN_TIME && samples.len() < MAX_REPS) {
-        let t = Instant::now();
-        let result = black_box(f());
-        samples.push(t.elapsed());
-        // Dropped outside the timed region.
-        out = result;
-    }
-    samples.sort();
-    (samples[samples.len() / 2], out)
+/// The times of one profiled step.
+struct StepTimes {
+    /// Forward and backward op time per scope (a layer's name, or `loss`).
+    by_scope: HashMap<String, (Duration, Duration)>,
+    /// The scopes that ran ops, in the order they first did, and the ops each ran.
+    op_names: Vec<(String, Vec<&'static str>)>,
+    optimizer: Duration,
+    /// `backward()` beyond its ops' backward rules: graph walk, gradient accumulation.
+    backward_bookkeeping: Duration,
+    /// The step beyond all of the above.
+    rest: Duration,
+    total: Duration,
 }
 
-/// What one call does, to turn its time into a rate.
-#[derive(Clone, Copy)]
-enum Work {
-    Flops(f64),
-    /// Compulsory traffic in f32 elements: each tensor read or written counted once.
-    Elements(usize),
-    Unmeasured,
-}
-
-impl Work {
-    fn rate(self, t: Duration) -> String {
-        let s = t.as_secs_f64();
-        match self {
-            Work::Flops(f) => format!("{:7.1} GF/s", f / s / 1e9),
-            Work::Elements(n) => format!("{:7.1} GB/s", (n as u64 * F32_BYTES) as f64 / s / 1e9),
-            Work::Unmeasured => String::new(),
+impl StepTimes {
+    fn of(report: &profile::Profile, total: Duration) -> StepTimes {
+        let mut by_scope: HashMap<String, (Duration, Duration)> = HashMap::new();
+        let mut op_names: Vec<(String, Vec<&'static str>)> = Vec::new();
+        for op in &report.ops {
+            let slot = by_scope.entry(op.scope.clone()).or_default();
+            slot.0 += op.forward;
+            slot.1 += op.backward.unwrap_or_default();
+            match op_names.iter_mut().find(|(scope, _)| *scope == op.scope) {
+                Some((_, names)) if names.contains(&op.op) => {}
+                Some((_, names)) => names.push(op.op),
+                None => op_names.push((op.scope.clone(), vec![op.op])),
+            }
+        }
+        let forward: Duration = report.ops.iter().map(|o| o.forward).sum();
+        let backward: Duration = report.ops.iter().filter_map(|o| o.backward).sum();
+        let backward_scope = report.scope_time(BACKWARD_SCOPE).unwrap_or_default();
+        let optimizer = report.scope_time(OPTIMIZER_SCOPE).unwrap_or_default();
+        StepTimes {
+            by_scope,
+            op_names,
+            optimizer,
+            backward_bookkeeping: backward_scope.saturating_sub(backward),
+            rest: total.saturating_sub(forward + backward_scope + optimizer),
+            total,
         }
     }
 }
 
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// A time and, where known, the work done in it.
+type Timed = Option<(Duration, Option<Work>)>;
+
+/// One line of the table.
 struct Row {
-    op: String,
+    label: String,
     kind: &'static str,
-    fwd: Option<(Duration, Work)>,
-    bwd: Option<(Duration, Work)>,
+    fwd: Timed,
+    bwd: Timed,
 }
 
 impl Row {
-    fn new(op: String, kind: &'static str, t: Duration, work: Work) -> Row {
-        Row {
-            op,
-            kind,
-            fwd: Some((t, work)),
-            bwd: None,
-        }
-    }
-
     fn total(&self) -> Duration {
         self.fwd.map_or(Duration::ZERO, |f| f.0) + self.bwd.map_or(Duration::ZERO, |b| b.0)
     }
-}
-
-/// Uniform weights in `±1/sqrt(fan_in)` (PyTorch's default bound), so activations stay O(1).
-fn weights(len: usize, fan_in: usize, seed: u64) -> Storage {
-    let bound = 1.0 / (fan_in as f32).sqrt();
-    Storage::f32(
-        random_vec(len, seed)
-            .into_iter()
-            .map(|v| v * bound)
-            .collect(),
-    )
 }
 
 fn ms(t: Duration) -> f64 {
@@ -133,326 +132,91 @@ fn fmt_ms(t: Duration) -> String {
     }
 }
 
-/// What the backward pass of each layer needs from the forward pass.
-enum Saved {
-    Conv {
-        row: usize,
-        g: conv2d::Conv2dGeometry,
-        x: Storage,
-        w: Storage,
-        first: bool,
-    },
-    Pool {
-        row: usize,
-        g: pool2d::Pool2dGeometry,
-        x: Storage,
-    },
-    BatchNorm {
-        row: usize,
-        g: batch_norm::BatchNormGeometry,
-        x: Storage,
-        gamma: Storage,
-        stats: batch_norm::BatchStats,
-    },
-    Relu {
-        row: usize,
-        y: Storage,
-    },
-    Linear {
-        row: usize,
-        g: linear::LinearGeometry,
-        x: Storage,
-        w: Storage,
-    },
-    Dropout {
-        row: usize,
-        seed: u64,
-    },
-}
-
-fn forward(
-    batch: usize,
-    rows: &mut Vec<Row>,
-    saved: &mut Vec<Saved>,
-) -> kernels::Result<(Storage, Vec<u32>)> {
-    let mut seeds = Rng::new(42);
-    let mut x = random_storage(batch * IMAGE_CHANNELS * IMAGE_SIDE * IMAGE_SIDE, 1);
-    for block in &BLOCKS {
-        for (i, c) in block.convs.iter().enumerate() {
-            let g = c.geometry(batch)?;
-            let fan_in = c.in_channels * c.kernel * c.kernel;
-            let w = weights(numel(&g.weight_shape()), fan_in, seeds.next_u64());
-            let b = weights(c.out_channels, fan_in, seeds.next_u64());
-            let (t, y) = time(|| conv2d::forward(&x, &w, Some(&b), &g));
-            rows.push(Row::new(
-                c.label(),
-                "conv",
-                t,
-                Work::Flops(g.forward_flops()),
-            ));
-            let first = block.name == BLOCKS[0].name && i == 0;
-            let row = rows.len() - 1;
-            saved.push(Saved::Conv {
-                row,
-                g,
-                x,
-                w,
-                first,
-            });
-            x = y?;
-        }
-
-        let g = block.pool_geometry(batch)?;
-        let (t, y) = time(|| pool2d::forward(&x, &g));
-        let work = Work::Elements(numel(&g.input_shape()) + numel(&g.output_shape()));
-        rows.push(Row::new(block.pool_label(), "max_pool", t, work));
-        saved.push(Saved::Pool {
-            row: rows.len() - 1,
-            g,
-            x,
+/// The table's rows from the recorded steps: the traced layers in order, any other scope
+/// that ran ops (the loss), the optimizer, and what the ops leave unaccounted.
+fn rows(
+    layers: &[(String, &'static str, Option<LayerCase>)],
+    steps: &[StepTimes],
+    optimizer_work: Work,
+) -> Vec<Row> {
+    let scope_median = |scope: &str, pick: fn(&(Duration, Duration)) -> Duration| {
+        median(
+            steps
+                .iter()
+                .map(|s| s.by_scope.get(scope).map(pick).unwrap_or_default())
+                .collect(),
+        )
+    };
+    let mut rows = Vec::new();
+    for (name, kind, case) in layers {
+        let label = case
+            .as_ref()
+            .map_or_else(|| name.clone(), |c| c.label.clone());
+        rows.push(Row {
+            label,
+            kind,
+            fwd: Some((
+                scope_median(name, |t| t.0),
+                case.as_ref().map(LayerCase::forward_work),
+            )),
+            bwd: Some((
+                scope_median(name, |t| t.1),
+                case.as_ref().map(LayerCase::backward_work),
+            )),
         });
-        x = y?;
-
-        let g = block.bn_geometry(batch)?;
-        let ch = block.channels();
-        let gamma = Storage::f32(vec![1.0; ch]);
-        let beta = Storage::f32(vec![0.0; ch]);
-        let (mut running_mean, mut running_var) =
-            (Storage::f32(vec![0.0; ch]), Storage::f32(vec![1.0; ch]));
-        let (t, out) = time(|| {
-            batch_norm::forward_train(
-                &x,
-                &gamma,
-                &beta,
-                &mut running_mean,
-                &mut running_var,
-                BN_MOMENTUM,
-                BN_EPS,
-                &g,
-            )
-        });
-        let (y, stats) = out?;
-        rows.push(Row::new(
-            block.bn_label(),
-            "batch_norm",
-            t,
-            Work::Elements(2 * x.len()),
-        ));
-        let row = rows.len() - 1;
-        saved.push(Saved::BatchNorm {
-            row,
-            g,
-            x,
-            gamma,
-            stats,
-        });
-        x = y;
-
-        let (t, y) = time(|| relu::forward(&x));
-        let y = y?;
-        rows.push(Row::new(
-            block.relu_label(),
-            "relu",
-            t,
-            Work::Elements(2 * x.len()),
-        ));
-        saved.push(Saved::Relu {
-            row: rows.len() - 1,
-            y: y.clone(),
-        });
-        x = y;
     }
-
-    // The flatten to [N, 8192] is free: NCHW is already contiguous in that order.
-    for (i, l) in FC.iter().enumerate() {
-        let g = l.geometry(batch)?;
-        let w = weights(numel(&l.weight_shape()), l.in_features, seeds.next_u64());
-        let b = weights(l.out_features, l.in_features, seeds.next_u64());
-        let (t, y) = time(|| linear::forward(&x, &w, Some(&b), &g));
-        rows.push(Row::new(
-            l.label(),
-            "linear",
-            t,
-            Work::Flops(g.forward_flops()),
-        ));
-        saved.push(Saved::Linear {
-            row: rows.len() - 1,
-            g,
-            x,
-            w,
-        });
-        x = y?;
-        if l.relu_dropout {
-            let label = |module: usize| format!("layer_fc.{}_{}", 3 * i + module, l.out_features);
-            let (t, y) = time(|| relu::forward(&x));
-            let y = y?;
-            rows.push(Row::new(label(1), "relu", t, Work::Elements(2 * x.len())));
-            saved.push(Saved::Relu {
-                row: rows.len() - 1,
-                y: y.clone(),
-            });
-            x = y;
-
-            let seed = seeds.next_u64();
-            let (t, y) = time(|| dropout::forward(&x, DROPOUT_P, seed));
-            rows.push(Row::new(
-                label(2),
-                "dropout",
-                t,
-                Work::Elements(2 * x.len()),
-            ));
-            saved.push(Saved::Dropout {
-                row: rows.len() - 1,
-                seed,
-            });
-            x = y?;
-        }
-    }
-
-    let labels = random_labels(batch, 7);
-    let (t, out) = time(|| cross_entropy::forward(&x, &labels, batch, CLASSES));
-    let (_, probs) = out?;
-    rows.push(Row::new(
-        format!("cross_entropy_{CLASSES}"),
-        "loss",
-        t,
-        Work::Unmeasured,
-    ));
-    Ok((probs, labels))
-}
-
-fn backward(
-    batch: usize,
-    rows: &mut [Row],
-    saved: Vec<Saved>,
-    probs: Storage,
-    labels: &[u32],
-) -> kernels::Result<()> {
-    let one = Storage::f32(vec![1.0]);
-    let (t, gy) = time(|| cross_entropy::backward(&probs, labels, &one, batch, CLASSES));
-    let loss_row = rows.len() - 1;
-    rows[loss_row].bwd = Some((t, Work::Unmeasured));
-    let mut gy = gy?;
-    for s in saved.into_iter().rev() {
-        let (row, t, work, grad) = match s {
-            Saved::Conv {
-                row,
-                g,
-                x,
-                w,
-                first,
-            } => {
-                let (t, out) = time(|| conv2d::backward(&x, &w, &gy, &g, true, !first));
-                // The first layer skips its input gradient: only the weight product runs.
-                let flops = if first { 1.0 } else { 2.0 } * g.forward_flops();
-                let grad = out?.input.unwrap_or_else(empty);
-                (row, t, Work::Flops(flops), grad)
-            }
-            Saved::Pool { row, g, x } => {
-                let (t, out) = time(|| pool2d::backward(&x, &gy, &g));
-                (row, t, Work::Elements(2 * x.len() + gy.len()), out?)
-            }
-            Saved::BatchNorm {
-                row,
-                g,
-                x,
-                gamma,
-                stats,
-            } => {
-                let (t, out) = time(|| batch_norm::backward_train(&x, &gamma, &stats, &gy, &g));
-                (row, t, Work::Elements(3 * x.len()), out?.input)
-            }
-            Saved::Relu { row, y } => {
-                let (t, out) = time(|| relu::backward(&y, &gy));
-                (row, t, Work::Elements(3 * y.len()), out?)
-            }
-            Saved::Linear { row, g, x, w } => {
-                let (t, out) = time(|| linear::backward(&x, &w, &gy, &g, true, true));
-                let grad = out?.input.unwrap_or_else(empty);
-                (row, t, Work::Flops(2.0 * g.forward_flops()), grad)
-            }
-            Saved::Dropout { row, seed } => {
-                let (t, out) = time(|| dropout::backward(&gy, DROPOUT_P, seed));
-                (row, t, Work::Elements(2 * gy.len()), out?)
-            }
-        };
-        rows[row].bwd = Some((t, work));
-        gy = grad;
-    }
-    Ok(())
-}
-
-/// Stands in for the input gradient the first layer does not compute, ending the chain.
-fn empty() -> Storage {
-    Storage::f32(Vec::new())
-}
-
-/// One Adam step over every parameter tensor of the network, tensor by tensor as the
-/// trainer runs it.
-fn adam_row() -> kernels::Result<Row> {
-    let lens = parameter_lengths();
-    let mut state: Vec<[Storage; 4]> = lens
+    // Scopes outside the layers that ran ops, in the order the first step met them.
+    let others = steps[0]
+        .op_names
         .iter()
-        .enumerate()
-        .map(|(i, &len)| {
-            [
-                random_storage(len, 100 + i as u64),
-                random_storage(len, 200 + i as u64),
-                Storage::f32(vec![0.0; len]),
-                Storage::f32(vec![0.0; len]),
-            ]
-        })
-        .collect();
-    let cfg = optim::AdamConfig::default();
-    let mut step = 0;
-    let (t, out) = time(|| {
-        step += 1;
-        state
-            .iter_mut()
-            .try_for_each(|[p, g, m, v]| optim::adam_step(p, g, m, v, step, &cfg))
-    });
-    out?;
-    let total: usize = lens.iter().sum();
-    Ok(Row {
-        op: format!("adam_{}_tensors_{total}", lens.len()),
-        kind: "adam",
+        .filter(|(scope, _)| !layers.iter().any(|(name, ..)| name == scope));
+    for (scope, ops) in others {
+        let ops = ops.join("+");
+        let label = if scope.is_empty() {
+            format!("(outside any layer: {ops})")
+        } else {
+            format!("{scope} ({ops})")
+        };
+        rows.push(Row {
+            label,
+            kind: if scope == "loss" { "loss" } else { "other ops" },
+            fwd: Some((scope_median(scope, |t| t.0), None)),
+            bwd: Some((scope_median(scope, |t| t.1), None)),
+        });
+    }
+    let of = |pick: fn(&StepTimes) -> Duration| median(steps.iter().map(pick).collect());
+    rows.push(Row {
+        label: "optimizer step".to_string(),
+        kind: "optimizer",
         fwd: None,
-        bwd: Some((t, Work::Elements(7 * total))),
-    })
-}
-
-/// 4096^3 single-precision product on a 2-thread pool: what the GEMM can reach here.
-fn gemm_ceiling() -> Result<f64, Box<dyn Error>> {
-    const N: usize = 4096;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
-    let a = random_vec(N * N, 1);
-    let b = random_vec(N * N, 2);
-    let mut c = vec![0.0f32; N * N];
-    let (t, ()) = pool.install(|| {
-        time(|| kernels::gemm::gemm(N, N, N, &a, false, &b, false, &mut c, false, true))
+        bwd: Some((of(|s| s.optimizer), Some(optimizer_work))),
     });
-    Ok(2.0 * (N as f64).powi(3) / t.as_secs_f64() / 1e9)
+    rows.push(Row {
+        label: "autograd: graph walk, grad sums".to_string(),
+        kind: "framework",
+        fwd: None,
+        bwd: Some((of(|s| s.backward_bookkeeping), None)),
+    });
+    rows.push(Row {
+        label: "rest: batch copy, graph, glue".to_string(),
+        kind: "framework",
+        fwd: Some((of(|s| s.rest), None)),
+        bwd: None,
+    });
+    rows
 }
 
-/// The real training step through autograd and the `models` crate.
-fn measured_step(batch: usize) -> Result<Duration, Box<dyn Error>> {
-    let mut net = models::Net::new(0, Device::Cpu)?;
-    net.set_training(true);
-    let mut optimizer = Optimizer::Adam(Adam::new(net.parameters(), AdamConfig::default())?);
-    let data = random_batch(batch, 1);
-    let (t, out) = time(|| models::train::train_step(&mut net, &mut optimizer, &data, Device::Cpu));
-    out?;
-    Ok(t)
-}
-
-fn print_table(rows: &[Row], batch: usize) {
-    let step: Duration = rows.iter().map(Row::total).sum();
+fn print_table(rows: &[Row], step: Duration) {
     println!(
-        "{:<24} {:>9} {:>12} {:>9} {:>12} {:>7}",
-        "op", "fwd ms", "fwd rate", "bwd ms", "bwd rate", "% step"
+        "{:<34} {:>9} {:>12} {:>9} {:>12} {:>7}",
+        "layer", "fwd ms", "fwd rate", "bwd ms", "bwd rate", "% step"
     );
-    let cell = |c: Option<(Duration, Work)>| match c {
-        Some((t, w)) => (fmt_ms(t), w.rate(t)),
+    let cell = |c: Timed| match c {
+        Some((t, work)) => (
+            fmt_ms(t),
+            work.filter(|_| !t.is_zero())
+                .map_or_else(String::new, |w| w.rate(t.as_secs_f64())),
+        ),
         None => (String::new(), String::new()),
     };
     for r in rows {
@@ -460,28 +224,22 @@ fn print_table(rows: &[Row], batch: usize) {
         let (bwd_ms, bwd_rate) = cell(r.bwd);
         let share = 100.0 * r.total().as_secs_f64() / step.as_secs_f64();
         println!(
-            "{:<24} {fwd_ms:>9} {fwd_rate:>12} {bwd_ms:>9} {bwd_rate:>12} {share:>6.1}%",
-            r.op
+            "{:<34} {fwd_ms:>9} {fwd_rate:>12} {bwd_ms:>9} {bwd_rate:>12} {share:>6.1}%",
+            r.label
         );
     }
-
-    let sum = |f: &dyn Fn(&Row) -> Option<(Duration, Work)>| -> Duration {
-        rows.iter().filter_map(f).map(|(t, _)| t).sum()
+    let sum = |pick: fn(&Row) -> Timed| -> Duration {
+        rows.iter().filter_map(pick).map(|(t, _)| t).sum()
     };
-    let (fwd, bwd) = (sum(&|r| r.fwd), sum(&|r| r.bwd));
+    let (fwd, bwd) = (sum(|r| r.fwd), sum(|r| r.bwd));
     println!(
-        "{:<24} {:>9} {:>12} {:>9} {:>12} {:>6.1}%",
-        "total (kernels only)",
+        "{:<34} {:>9} {:>12} {:>9} {:>12} {:>6.1}%",
+        "sum of the rows",
         fmt_ms(fwd),
         "",
         fmt_ms(bwd),
         "",
-        100.0
-    );
-    println!(
-        "step {:.1} ms = {:.1} images/s (kernel time only, batch {batch})",
-        ms(step),
-        batch as f64 / step.as_secs_f64()
+        100.0 * (fwd + bwd).as_secs_f64() / step.as_secs_f64()
     );
 
     println!("\nby kind:");
@@ -498,7 +256,7 @@ fn print_table(rows: &[Row], batch: usize) {
             .iter()
             .flat_map(|r| [r.fwd, r.bwd])
             .flatten()
-            .map(|(_, w)| if let Work::Flops(f) = w { f } else { 0.0 })
+            .map(|(_, w)| if let Some(Work::Flops(f)) = w { f } else { 0.0 })
             .sum();
         let rate = if flops > 0.0 {
             format!("  {:.1} GFLOP/s overall", flops / t.as_secs_f64() / 1e9)
@@ -511,6 +269,36 @@ fn print_table(rows: &[Row], batch: usize) {
             100.0 * t.as_secs_f64() / step.as_secs_f64()
         );
     }
+}
+
+/// Median time of `f` over at least 3 calls and 0.2 s, after one untimed warm-up call.
+fn time(mut f: impl FnMut()) -> Duration {
+    f();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 3 || (start.elapsed() < Duration::from_millis(200) && samples.len() < 100)
+    {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    median(samples)
+}
+
+/// 4096^3 single-precision product on a 2-thread pool: what the GEMM can reach here.
+fn gemm_ceiling() -> Result<f64, Box<dyn Error>> {
+    const N: usize = 4096;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+    let a = random_vec(N * N, 1);
+    let b = random_vec(N * N, 2);
+    let mut c = vec![0.0f32; N * N];
+    let t = pool.install(|| {
+        time(|| {
+            kernels::gemm::gemm(N, N, N, &a, false, &b, false, &mut c, false, true);
+            black_box(&c);
+        })
+    });
+    Ok(2.0 * (N as f64).powi(3) / t.as_secs_f64() / 1e9)
 }
 
 /// The 1-minute load average (Linux), to tell a quiet run from one that shared its cores.
@@ -532,42 +320,69 @@ fn print_load(when: &str) {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    keep_freed_memory();
-    let batch: usize = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|e| format!("batch size must be a positive integer, got {arg:?}: {e}"))?,
-        None => 32,
-    };
-    if batch < 2 {
-        return Err("batch size must be at least 2 (batch norm needs 2 values per channel)".into());
+    allocator::keep_freed_memory();
+    let args = Args::parse();
+    let batch = args.batch as usize;
+    let mut model = build_model(&args.model)?;
+    let parameters = model.parameters();
+    let total_parameters: usize = parameters.iter().map(|(_, p)| p.numel()).sum();
+
+    // The layers, their kinds and shapes, from the network itself.
+    let trace = model.layers_at(batch)?;
+    model.set_training(true);
+    let mut layers = Vec::new();
+    for (index, row) in trace.iter().enumerate() {
+        let case = LayerCase::from_trace(row, index == 0).unwrap_or_else(|e| {
+            eprintln!("profile: no rate for {e}");
+            None
+        });
+        let kind = match (&case, &row.kind) {
+            (Some(case), _) => case.kind(),
+            (None, LayerKind::Flatten) => "flatten",
+            (None, _) => "other",
+        };
+        layers.push((row.name.clone(), kind, case));
     }
+
     println!(
-        "training step of the notebook's network, batch {batch}, f32, {} rayon threads",
+        "training step of {} ({total_parameters} parameters), batch {batch}, f32, {} rayon threads",
+        args.model,
         rayon::current_num_threads()
     );
-    println!("(median of >= {MIN_REPS} runs and {} ms per call; rates: GF/s = GFLOP/s, GB/s = compulsory traffic)", MIN_TIME.as_millis());
+    println!("(real models::train::train_step calls timed op by op with autograd::profile: median of >= {MIN_STEPS} steps and {} s after {WARMUP_STEPS} warm-up steps; rates: GF/s = GFLOP/s, GB/s = compulsory traffic)", MIN_TIME.as_secs());
     println!("(a convolution's GFLOP/s counts the direct product's multiply-adds: the padded 1x1 layers multiply only the image, and 3x3 stride-1 layers with 16-256 channels run Winograd's F(2x2,3x3), F(4x4,3x3) from 32x32, so theirs can exceed the GEMM ceiling)");
     print_load("before");
     println!();
-    let mut rows = Vec::new();
-    let mut saved = Vec::new();
-    let (probs, labels) = forward(batch, &mut rows, &mut saved)?;
-    backward(batch, &mut rows, saved, probs, &labels)?;
-    rows.push(adam_row()?);
-    print_table(&rows, batch);
 
-    let ceiling = gemm_ceiling()?;
-    println!("\nGEMM ceiling: 4096x4096x4096 sgemm on 2 threads = {ceiling:.1} GFLOP/s");
-    let kernels_step: Duration = rows.iter().map(Row::total).sum();
-    let step = measured_step(batch)?;
+    let mut optimizer = Optimizer::Adam(Adam::new(parameters, AdamConfig::default())?);
+    let data = random_batch(batch, model.as_ref(), 1);
+    for _ in 0..WARMUP_STEPS {
+        train_step(model.as_mut(), &mut optimizer, &data, Device::Cpu)?;
+    }
+    let mut steps = Vec::new();
+    let started = Instant::now();
+    while steps.len() < MIN_STEPS || (started.elapsed() < MIN_TIME && steps.len() < MAX_STEPS) {
+        let session = profile::start()?;
+        let t = Instant::now();
+        train_step(model.as_mut(), &mut optimizer, &data, Device::Cpu)?;
+        let total = t.elapsed();
+        steps.push(StepTimes::of(&session.finish(), total));
+    }
+
+    // Adam reads param, grad, m and v and writes param, m and v.
+    let optimizer_work = Work::Elements(7 * total_parameters);
+    let rows = rows(&layers, &steps, optimizer_work);
+    let step = median(steps.iter().map(|s| s.total).collect());
+    print_table(&rows, step);
     println!(
-        "models::train::train_step, batch {batch}: {:.1} ms = {:.1} images/s; minus the kernel sum: {:+.1} ms ({:+.1}%, autograd and framework overhead; noise if negative)",
+        "\nstep {:.1} ms = {:.1} images/s (median of {} real steps, batch {batch}; the rows' medians need not add up to it exactly)",
         ms(step),
         batch as f64 / step.as_secs_f64(),
-        ms(step) - ms(kernels_step),
-        100.0 * (1.0 - kernels_step.as_secs_f64() / step.as_secs_f64())
+        steps.len()
     );
+
+    let ceiling = gemm_ceiling()?;
+    println!("GEMM ceiling: 4096x4096x4096 sgemm on 2 threads = {ceiling:.1} GFLOP/s");
     print_load("after");
     Ok(())
 }

@@ -26,26 +26,6 @@ use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::{images_tensor, train_step};
 use models::Net;
 
-/// mimalloc, set up by [`keep_freed_memory`] as the first thing `main` does, as in the
-/// `cli` binary, so the step is timed with the allocator that trains.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A training step frees and re-allocates the same multi-megabyte activations and
-/// gradients every step. Memory handed back to the OS comes back as fresh pages, one page
-/// fault per 4 KiB: keep it instead, and back large blocks with 2 MiB pages where the
-/// kernel allows (fewer faults and TLB misses in the matrix products).
-fn keep_freed_memory() {
-    // Numbers of `mi_option_t` in mimalloc.h, the same in mimalloc 2.x and 3.x.
-    const ALLOW_LARGE_OS_PAGES: i32 = 6;
-    const PURGE_DELAY: i32 = 15;
-    // SAFETY: plain option setters, called before any other thread exists.
-    unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
-        libmimalloc_sys::mi_option_set(ALLOW_LARGE_OS_PAGES, 1);
-    }
-}
-
 const USAGE: &str = "usage: step_bench train|infer BATCH [WARMUP] [STEPS]";
 
 #[derive(Clone, Copy, PartialEq)]
@@ -128,7 +108,7 @@ fn run(
 }
 
 fn main() {
-    keep_freed_memory();
+    allocator::keep_freed_memory();
     let result = parse_args().map_err(Box::<dyn Error>::from).and_then(bench);
     if let Err(e) = result {
         eprintln!("step_bench: {e}");
@@ -138,7 +118,7 @@ fn main() {
 
 fn bench(args: Args) -> Result<(), Box<dyn Error>> {
     let mut net = Net::new(0, Device::Cpu)?;
-    let data = random_batch(args.batch, 1);
+    let data = random_batch(args.batch, &net, 1);
     let times = match args.mode {
         Mode::Train => {
             net.set_training(true);

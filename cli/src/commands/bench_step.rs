@@ -11,7 +11,9 @@ use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::train_step;
 use models::Net;
 
+use super::train::training_footprints;
 use crate::device::{resolve, DeviceChoice};
+use crate::memory;
 
 #[derive(Args, Debug)]
 pub struct BenchStepArgs {
@@ -54,9 +56,18 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
         anyhow::bail!("--batch-size and --steps must be at least 1");
     }
     let device = resolve(args.device, args.tf32)?;
+    let available = memory::available(device);
     let mut net = Net::new(args.seed, device)?;
-    net.set_training(true);
     let mut optimizer = Optimizer::Adam(Adam::new(net.parameters(), AdamConfig::default())?);
+    let (step, _) = training_footprints(&mut net, &optimizer, device, 0)?;
+    memory::ensure_fits(
+        "a training step",
+        "--batch-size",
+        args.batch_size,
+        &step,
+        available,
+    )?;
+    net.set_training(true);
     let batch = random_batch(args.batch_size, args.seed);
     for _ in 0..args.warmup {
         train_step(&mut net, &mut optimizer, &batch, device)?;

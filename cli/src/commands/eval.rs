@@ -1,17 +1,21 @@
 //! `eval`: test accuracy, per-class accuracy and the confusion matrix of a checkpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use models::checkpoint;
-use models::data::{ensure_dataset, resolve_data_path, LoaderConfig, CLASSES};
+use models::checkpoint::{self, TRAINING_STATE_FILE};
+use models::data::{
+    ensure_dataset, resolve_data_path, DataLocation, LoaderConfig, CHANNELS, CLASSES, IMAGE_SIDE,
+};
+use models::layers::Module;
 use models::train::evaluate;
 use models::Net;
 
-use super::train::{NormalizationChoice, MODEL_FILE};
+use super::train::{batch_one_trace, batches_in_flight, NormalizationChoice, MODEL_FILE};
 use crate::device::{resolve, DeviceChoice};
+use crate::memory::{self, Footprint};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -24,12 +28,14 @@ pub struct EvalArgs {
     /// (much faster on Ampere and later, about 3 significant digits in each product).
     #[arg(long)]
     pub tf32: bool,
-    /// CIFAR-10 location [default: $CIFAR10_PATH, else ./data].
+    /// CIFAR-10 location [default: the one the checkpoint's run trained on, else
+    /// $CIFAR10_PATH, else ./data, where the official archive is downloaded if missing].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Never download the dataset.
     #[arg(long)]
     pub no_download: bool,
+    /// Images per evaluation batch (no effect on the results).
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Evaluate on the first N test images only.
@@ -64,23 +70,60 @@ pub fn load_net(
     Ok((net, normalization.unwrap_or(recorded)))
 }
 
+/// The data the run that wrote `model` trained on, as its training state (beside the model
+/// file) records it, when that place still exists.
+pub fn recorded_data(model: &Path) -> Option<PathBuf> {
+    let state = model.parent()?.join(TRAINING_STATE_FILE);
+    let progress = checkpoint::read_progress(&state).ok()?;
+    let data = PathBuf::from(progress.settings.get("data")?.as_str()?);
+    data.exists().then_some(data)
+}
+
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
+    if args.limit == Some(0) {
+        anyhow::bail!("--limit must be at least 1: there is nothing to evaluate on 0 images");
+    }
     let device = resolve(args.device, args.tf32)?;
     let checkpoint_path = model_path(args.checkpoint);
+    let available = memory::available(device);
     let (mut net, normalization) = load_net(&checkpoint_path, device, args.normalization)?;
-    let data_path = resolve_data_path(args.data.as_deref());
-    let mut dataset = ensure_dataset(&data_path, !args.no_download, true)
-        .with_context(|| format!("loading CIFAR-10 from {}", data_path.display()))?;
+    let location = match args
+        .data
+        .clone()
+        .or_else(|| recorded_data(&checkpoint_path))
+    {
+        Some(path) => DataLocation::given(&path),
+        None => resolve_data_path(None),
+    };
+    let may_download = location.may_download() && !args.no_download;
+    let mut dataset = ensure_dataset(&location.path, may_download, true)
+        .with_context(|| format!("reading CIFAR-10 from {location}"))?;
     if let Some(limit) = args.limit {
         dataset.test.truncate(limit);
     }
     let config = LoaderConfig {
         normalization: normalization.values(),
-        ..LoaderConfig::eval(args.batch_size)
+        ..LoaderConfig::eval(args.batch_size.min(dataset.test.len()))
     };
+    let trace = batch_one_trace(&mut net, device)?;
+    let footprint = Footprint::evaluation(
+        &trace,
+        net.num_parameters(),
+        4,
+        CHANNELS * IMAGE_SIDE * IMAGE_SIDE,
+        batches_in_flight(config.workers),
+    );
+    let batch = config.batch_size;
+    memory::ensure_fits(
+        "an evaluation",
+        "--batch-size",
+        batch,
+        &footprint,
+        available,
+    )?;
     let evaluation = evaluate(
         &mut net,
         Arc::new(dataset.test),

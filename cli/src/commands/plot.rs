@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use models::data::{ensure_dataset, resolve_data_path, LoaderConfig, Split, CLASSES};
+use models::data::{ensure_dataset, resolve_data_path, DataLocation, LoaderConfig, Split, CLASSES};
 use models::layers::Module;
 use models::train::{evaluate, Evaluation};
 
-use super::eval::{load_net, model_path};
+use super::eval::{load_net, model_path, recorded_data};
 use super::train::{NormalizationChoice, MODEL_FILE};
 use crate::device::{resolve, DeviceChoice};
 use crate::plot::filters::ConvWeight;
@@ -64,11 +64,14 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
             run.display()
         );
     }
-    let data_path = resolve_data_path(args.data.as_deref());
-    let mut dataset = ensure_dataset(&data_path, false, false).with_context(|| {
+    // Like eval: --data, else the data the run was trained on, else the usual places.
+    let location = match args.data.clone().or_else(|| recorded_data(&checkpoint)) {
+        Some(path) => DataLocation::given(&path),
+        None => resolve_data_path(None),
+    };
+    let mut dataset = ensure_dataset(&location.path, false, false).with_context(|| {
         format!(
-            "the confusion matrix and the mistakes need the CIFAR-10 test set, not found at {} (pass --data PATH or set CIFAR10_PATH)",
-            data_path.display()
+            "the confusion matrix and the mistakes need the CIFAR-10 test set, not found at {location} (pass --data PATH or set CIFAR10_PATH)"
         )
     })?;
     if let Some(limit) = args.limit {

@@ -1,10 +1,14 @@
-//! `predict`: the top-3 classes of PNG or JPEG images of any size.
+//! `predict`: the top-3 classes of images of any size, in any of the formats below, told
+//! apart by their content rather than their file names. Every file gets its line: a
+//! prediction, or why it could not be read; the exit status fails if any could not.
 
-use std::path::PathBuf;
+use std::io::{BufRead, Cursor, Seek};
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::bail;
 use clap::Args;
 use image::imageops::FilterType;
+use image::{ImageReader, Limits};
 use models::data::{CHANNELS, CLASSES, IMAGE_SIDE};
 use models::layers::Module;
 use models::{no_grad, Tensor};
@@ -19,7 +23,7 @@ pub struct PredictArgs {
     /// A model.safetensors file, or a run folder holding one.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// PNG or JPEG files; each is resized to 32x32.
+    /// PNG, JPEG, GIF, BMP or WebP files (recognised by content); each is resized to 32x32.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
@@ -33,15 +37,34 @@ pub struct PredictArgs {
     pub explain: bool,
 }
 
-/// Decodes `path`, resizes it to 32x32 and normalizes it into CHW values.
-fn load_image(
-    path: &std::path::Path,
-    normalization: NormalizationChoice,
-) -> anyhow::Result<Vec<f32>> {
-    let image = image::open(path)
-        .with_context(|| format!("cannot read image {}", path.display()))?
+/// Images larger than this on a side are refused before decoding (a photo is far smaller;
+/// a damaged or hostile header could otherwise ask for gigabytes).
+const MAX_SIDE: u32 = 16_384;
+/// The most a decoder may allocate for one image.
+const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+/// Decodes an image from its bytes, whatever its file name says, within [`MAX_SIDE`] and
+/// [`MAX_DECODE_BYTES`], and resizes it to 32x32 RGB.
+pub fn decode_image(reader: impl BufRead + Seek) -> anyhow::Result<image::RgbImage> {
+    let mut reader = ImageReader::new(reader).with_guessed_format()?;
+    if reader.format().is_none() {
+        bail!("not an image in a known format (PNG, JPEG, GIF, BMP or WebP)");
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader.decode()?;
+    Ok(image
         .resize_exact(IMAGE_SIDE as u32, IMAGE_SIDE as u32, FilterType::Triangle)
-        .to_rgb8();
+        .to_rgb8())
+}
+
+/// Reads `path` and turns it into normalized CHW values for the network.
+fn load_image(path: &Path, normalization: NormalizationChoice) -> anyhow::Result<Vec<f32>> {
+    let bytes = std::fs::read(path)?;
+    let image = decode_image(Cursor::new(bytes))?;
     let normalization = normalization.values();
     let plane = IMAGE_SIDE * IMAGE_SIDE;
     let mut values = vec![0.0f32; CHANNELS * plane];
@@ -67,11 +90,19 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     net.set_training(false);
     // --explain needs the graph from the input to the logits.
     let _guard = (!args.explain).then(no_grad);
+    let mut failed = 0;
     for path in &args.images {
-        let values = load_image(path, normalization)?;
+        let values = match load_image(path, normalization) {
+            Ok(values) => values,
+            Err(e) => {
+                eprintln!("{}: cannot read image: {e:#}", path.display());
+                failed += 1;
+                continue;
+            }
+        };
         let input = Tensor::from_vec(values, &[1, CHANNELS, IMAGE_SIDE, IMAGE_SIDE], device)?;
         let input = if args.explain {
-            input.requires_grad()
+            input.requires_grad_()
         } else {
             input
         };
@@ -90,5 +121,80 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             println!("  saliency map: {}", written.display());
         }
     }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} images could not be read (each is named above)",
+            args.images.len()
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Bounded fuzzing of the image decoding: mutated PNG, JPEG, GIF, BMP and WebP files
+    //! must give an image or an error — never a panic, an abort or a huge allocation.
+
+    use std::io::Cursor;
+
+    use super::decode_image;
+
+    use crate::fuzz_support;
+
+    /// A small picture in each format, encoded by the `image` crate.
+    fn seeds() -> Vec<Vec<u8>> {
+        let picture = image::RgbImage::from_fn(9, 7, |x, y| {
+            image::Rgb([(x * 28) as u8, (y * 36) as u8, ((x + y) * 15) as u8])
+        });
+        let mut seeds = Vec::new();
+        for format in [
+            image::ImageFormat::Png,
+            image::ImageFormat::Jpeg,
+            image::ImageFormat::Gif,
+            image::ImageFormat::Bmp,
+            image::ImageFormat::WebP,
+        ] {
+            let mut bytes = Cursor::new(Vec::new());
+            image::DynamicImage::ImageRgb8(picture.clone())
+                .write_to(&mut bytes, format)
+                .unwrap();
+            seeds.push(bytes.into_inner());
+        }
+        seeds
+    }
+
+    #[test]
+    fn every_seed_decodes_whatever_its_file_name() {
+        for seed in seeds() {
+            let image = decode_image(Cursor::new(seed)).unwrap();
+            assert_eq!(image.dimensions(), (32, 32));
+        }
+        let err = decode_image(Cursor::new(b"plain text, no image".to_vec())).unwrap_err();
+        assert!(err.to_string().contains("not an image"), "{err}");
+    }
+
+    #[test]
+    fn a_header_asking_for_a_huge_image_is_refused_before_decoding() {
+        // A PNG whose header says 100,000 x 100,000 pixels (30 GB of RGB).
+        let mut png = seeds().remove(0);
+        png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        assert!(decode_image(Cursor::new(png)).is_err());
+    }
+
+    #[test]
+    fn mutated_images_decode_or_fail_cleanly() {
+        let seeds = seeds();
+        let inputs = fuzz_support::fuzz(
+            2_000,
+            (0..seeds.len(), fuzz_support::mutation()),
+            |(seed, edits)| {
+                let _ = decode_image(Cursor::new(fuzz_support::mutate(
+                    seeds[seed].clone(),
+                    edits,
+                )));
+            },
+        );
+        eprintln!("fuzzed predict's image decoding with {inputs} mutated images");
+    }
 }

@@ -1,8 +1,17 @@
-//! `summary`: each layer's output shape and parameter count, like torchinfo.
+//! `summary`: each layer's output shape and parameter count, like torchinfo, and the
+//! memory a training step needs at the batch size asked for.
+//!
+//! The network runs once on a single image; every output shape at batch N is that shape
+//! with N in front, so any batch size can be summarised without allocating it.
 
 use clap::Args;
 use models::data::{CHANNELS, IMAGE_SIDE};
-use models::{no_grad, DType, Device, Net, Tensor};
+use models::layers::Module;
+use models::optim::{Adam, AdamConfig};
+use models::{Device, Net};
+
+use super::train::batch_one_trace;
+use crate::memory::{format_bytes, Footprint};
 
 use crate::plot::thousands;
 
@@ -13,33 +22,36 @@ pub struct SummaryArgs {
     pub batch_size: usize,
 }
 
+/// `shape` (batch 1) at batch `batch`, as `[N, C, H, W]`.
+fn at_batch(shape: &[usize], batch: usize) -> String {
+    let rest: Vec<String> = shape.iter().skip(1).map(usize::to_string).collect();
+    format!(
+        "[{}]",
+        std::iter::once(batch.to_string())
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
+    let batch = args.batch_size;
     let mut net = Net::new(0, Device::Cpu)?;
-    let input = Tensor::zeros(
-        &[args.batch_size, CHANNELS, IMAGE_SIDE, IMAGE_SIDE],
-        DType::F32,
-        Device::Cpu,
-    )?;
-    let trace = {
-        let _guard = no_grad();
-        // Evaluation mode: batch norm on a batch of one has no batch statistics.
-        models::layers::Module::set_training(&mut net, false);
-        net.trace(&input)?
-    };
+    let trace = batch_one_trace(&mut net, Device::Cpu)?;
     let rule = "=".repeat(110);
     println!("{rule}");
     println!(
-        "{:<12} {:<18} {:>10}  Layer",
+        "{:<12} {:<22} {:>10}  Layer",
         "Name", "Output Shape", "Param #"
     );
     println!("{rule}");
     println!(
-        "{:<12} {:<18} {:>10}  Input",
+        "{:<12} {:<22} {:>10}  Input",
         "input",
-        format!("{:?}", input.shape()),
+        at_batch(&[1, CHANNELS, IMAGE_SIDE, IMAGE_SIDE], batch),
         "--"
     );
     for row in &trace {
@@ -49,18 +61,26 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
             "--".to_string()
         };
         println!(
-            "{:<12} {:<18} {:>10}  {}",
+            "{:<12} {:<22} {:>10}  {}",
             row.name,
-            format!("{:?}", row.output_shape),
+            at_batch(&row.output_shape, batch),
             params,
             row.description
         );
     }
     let total = net.num_parameters();
+    // The notebook's optimizer: two moments per parameter.
+    let adam = Adam::new(net.parameters(), AdamConfig::default())?;
+    let optimizer_values: usize = adam.state().tensors.iter().map(|(_, t)| t.numel()).sum();
+    let step = Footprint::training(&trace, total, optimizer_values, 4, 0, 0);
     println!("{rule}");
     println!("Total params: {}", thousands(total as u64));
     println!("Trainable params: {}", thousands(total as u64));
     println!("Params size (MB): {:.2}", total as f64 * 4.0 / 1e6);
+    println!(
+        "Training step at batch {batch} with Adam, estimated: {}",
+        format_bytes(step.bytes(batch))
+    );
     println!("{rule}");
     Ok(())
 }

@@ -31,7 +31,7 @@ pub fn output_path(image: &Path) -> PathBuf {
 }
 
 /// `predict --explain`: the saliency of the predicted class for the image at `path`, whose
-/// normalised values are `input` (a `requires_grad()` leaf) and whose `logits` were computed
+/// normalised values are `input` (a leaf marked with `requires_grad_()`) and whose `logits` were computed
 /// from it with the graph recorded, drawn into [`output_path`]. Returns that path.
 pub fn explain(
     path: &Path,
@@ -57,7 +57,7 @@ pub fn explain(
 }
 
 /// The saliency of each of the 32x32 pixels for `class`: `input` is the `[1, 3, 32, 32]`
-/// leaf made with `requires_grad()` and `logits` the `[1, classes]` output computed from it
+/// leaf marked with `requires_grad_()` and `logits` the `[1, classes]` output computed from it
 /// with the graph recorded. Consumes the graph.
 pub fn saliency(input: &Tensor, logits: &Tensor, class: usize) -> anyhow::Result<Vec<f32>> {
     let classes = logits.numel();
@@ -219,7 +219,7 @@ mod tests {
         let inputs = 3 * plane;
         let input = Tensor::from_vec(vec![0.5f32; inputs], &[1, 3, 32, 32], Device::Cpu)
             .unwrap()
-            .requires_grad();
+            .requires_grad_();
         // Row 1 of W: pixel p has weights (p % 7 - 3) in red, 2 in green, -5 in blue at pixel 0.
         let mut weights = vec![0.0f32; 2 * inputs];
         for p in 0..plane {

@@ -218,8 +218,10 @@ pub fn forward_train(
             ),
         ));
     }
-    match input {
-        Storage::F32(_) => forward_train_cpu::<f32>(
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => forward_train_cpu::<T>(
             input,
             gamma,
             beta,
@@ -229,7 +231,7 @@ pub fn forward_train(
             eps,
             g,
         ),
-        Storage::F64(_) => forward_train_cpu::<f64>(
+        cuda(input) => cuda::forward_train(
             input,
             gamma,
             beta,
@@ -239,17 +241,7 @@ pub fn forward_train(
             eps,
             g,
         ),
-        Storage::Cuda(input) => cuda::forward_train(
-            input,
-            gamma,
-            beta,
-            running_mean,
-            running_var,
-            momentum,
-            eps,
-            g,
-        ),
-    }
+    )
 }
 
 /// Normalises with the running statistics (inference).
@@ -272,17 +264,12 @@ pub fn forward_eval(
             (running_var, "running_var"),
         ],
     )?;
-    match input {
-        Storage::F32(_) => {
-            forward_eval_cpu::<f32>(input, gamma, beta, running_mean, running_var, eps, g)
-        }
-        Storage::F64(_) => {
-            forward_eval_cpu::<f64>(input, gamma, beta, running_mean, running_var, eps, g)
-        }
-        Storage::Cuda(input) => {
-            cuda::forward_eval(input, (gamma, beta), (running_mean, running_var), eps, g)
-        }
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => forward_eval_cpu::<T>(input, gamma, beta, running_mean, running_var, eps, g),
+        cuda(input) => cuda::forward_eval(input, (gamma, beta), (running_mean, running_var), eps, g),
+    )
 }
 
 /// Backward of forward_train: the batch statistics depend on the input.
@@ -301,11 +288,12 @@ pub fn backward_train(
             (&stats.inv_std, "stats.inv_std"),
         ],
     )?;
-    match input {
-        Storage::F32(_) => backward_train_cpu::<f32>(input, gamma, stats, grad_out, g),
-        Storage::F64(_) => backward_train_cpu::<f64>(input, gamma, stats, grad_out, g),
-        Storage::Cuda(input) => cuda::backward_train(input, gamma, stats, grad_out, g),
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => backward_train_cpu::<T>(input, gamma, stats, grad_out, g),
+        cuda(input) => cuda::backward_train(input, gamma, stats, grad_out, g),
+    )
 }
 
 /// Backward of forward_eval: the running statistics are constants.
@@ -327,17 +315,12 @@ pub fn backward_eval(
             (running_var, "running_var"),
         ],
     )?;
-    match input {
-        Storage::F32(_) => {
-            backward_eval_cpu::<f32>(input, gamma, running_mean, running_var, eps, grad_out, g)
-        }
-        Storage::F64(_) => {
-            backward_eval_cpu::<f64>(input, gamma, running_mean, running_var, eps, grad_out, g)
-        }
-        Storage::Cuda(input) => {
-            cuda::backward_eval(input, gamma, (running_mean, running_var), eps, grad_out, g)
-        }
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => backward_eval_cpu::<T>(input, gamma, running_mean, running_var, eps, grad_out, g),
+        cuda(input) => cuda::backward_eval(input, gamma, (running_mean, running_var), eps, grad_out, g),
+    )
 }
 
 /// `1 / sqrt(var + eps)` per channel, in f64.

@@ -1,18 +1,9 @@
 use super::*;
+use crate::test_util::{assert_close_rel, values};
 use crate::{DType, Error};
 
 fn f64s(s: &Storage) -> Vec<f64> {
     s.to_vec_f64().unwrap()
-}
-
-fn assert_close(actual: &[f64], expected: &[f64], tol: f64) {
-    assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= tol * (1.0 + e.abs()),
-            "element {i}: {a} vs {e}\n{actual:?}\nvs\n{expected:?}"
-        );
-    }
 }
 
 /// Input [N=2, C=2, H=1, W=2], laid out n0c0 n0c1 n1c0 n1c1:
@@ -59,14 +50,14 @@ fn training_forward_matches_the_hand_worked_example() {
         )
         .unwrap();
         assert_eq!(y.dtype(), dtype);
-        assert_close(&f64s(&y), &Y, 1e-6);
-        assert_close(&f64s(&stats.mean), &[3.0, 10.0], 1e-7);
-        assert_close(&f64s(&stats.inv_std), &[0.5, 0.25], 1e-7);
+        assert_close_rel(&f64s(&y), &Y, 1e-6);
+        assert_close_rel(&f64s(&stats.mean), &[3.0, 10.0], 1e-7);
+        assert_close_rel(&f64s(&stats.inv_std), &[0.5, 0.25], 1e-7);
         // running = 0.9 * running + 0.1 * batch, with the UNBIASED variance:
         // mean: 0.9*0 + 0.1*3 = 0.3, 0.9*1 + 0.1*10 = 1.9;
         // var:  0.9*1 + 0.1*14/3, 0.9*2 + 0.1*62/3 (the biased 3.5 / 15.5 would give 1.25 / 3.35).
-        assert_close(&f64s(&running_mean), &[0.3, 1.9], 1e-6);
-        assert_close(
+        assert_close_rel(&f64s(&running_mean), &[0.3, 1.9], 1e-6);
+        assert_close_rel(
             &f64s(&running_var),
             &[0.9 + 1.4 / 3.0, 1.8 + 6.2 / 3.0],
             1e-6,
@@ -94,8 +85,8 @@ fn momentum_zero_freezes_and_one_replaces_the_running_statistics() {
             &g,
         )
         .unwrap();
-        assert_close(&f64s(&running_mean), &mean, 1e-14);
-        assert_close(&f64s(&running_var), &var, 1e-14);
+        assert_close_rel(&f64s(&running_mean), &mean, 1e-14);
+        assert_close_rel(&f64s(&running_var), &var, 1e-14);
     }
 }
 
@@ -119,10 +110,10 @@ fn a_large_offset_does_not_cost_precision() {
             &g,
         )
         .unwrap();
-        assert_close(&f64s(&y), &Y, 1e-6);
-        assert_close(&f64s(&stats.inv_std), &[0.5, 0.25], 1e-7);
-        assert_close(&f64s(&running_var), &[14.0 / 3.0, 62.0 / 3.0], 1e-6);
-        assert_close(&f64s(&stats.mean), &[3.0 + offset, 10.0 + offset], 1e-12);
+        assert_close_rel(&f64s(&y), &Y, 1e-6);
+        assert_close_rel(&f64s(&stats.inv_std), &[0.5, 0.25], 1e-7);
+        assert_close_rel(&f64s(&running_var), &[14.0 / 3.0, 62.0 / 3.0], 1e-6);
+        assert_close_rel(&f64s(&stats.mean), &[3.0 + offset, 10.0 + offset], 1e-12);
     }
 }
 
@@ -163,25 +154,13 @@ fn eval_backward_matches_the_hand_worked_example() {
         &g,
     )
     .unwrap();
-    assert_close(
+    assert_close_rel(
         &f64s(&grads.input),
         &[1.0, 1.0, 2.0, -0.5, 3.0, -2.0],
         1e-15,
     );
-    assert_close(&f64s(&grads.gamma), &[8.0, 15.0], 1e-15);
-    assert_close(&f64s(&grads.beta), &[6.0, 1.5], 1e-15);
-}
-
-/// Deterministic pseudo-random values in [-1, 1) for the finite-difference checks.
-fn values(len: usize, salt: u64) -> Vec<f64> {
-    (0..len as u64)
-        .map(|i| {
-            let mut z = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt;
-            z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z ^= z >> 29;
-            (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
+    assert_close_rel(&f64s(&grads.gamma), &[8.0, 15.0], 1e-15);
+    assert_close_rel(&f64s(&grads.beta), &[6.0, 1.5], 1e-15);
 }
 
 /// Everything a forward call needs; `loss` is `sum(y * w)` so `dL/dy = w`.
@@ -282,9 +261,9 @@ fn check_gradients(shape: &[usize], train: bool) {
     let dx = numeric_grad(&mut p, train, |p| &mut p.x);
     let dgamma = numeric_grad(&mut p, train, |p| &mut p.gamma);
     let dbeta = numeric_grad(&mut p, train, |p| &mut p.beta);
-    assert_close(&f64s(&grads.input), &dx, 1e-7);
-    assert_close(&f64s(&grads.gamma), &dgamma, 1e-7);
-    assert_close(&f64s(&grads.beta), &dbeta, 1e-7);
+    assert_close_rel(&f64s(&grads.input), &dx, 1e-7);
+    assert_close_rel(&f64s(&grads.gamma), &dgamma, 1e-7);
+    assert_close_rel(&f64s(&grads.beta), &dbeta, 1e-7);
 }
 
 #[test]
@@ -329,7 +308,7 @@ fn f32_matches_f64() {
     };
     let (single, double) = (run(DType::F32), run(DType::F64));
     for (a, b) in single.iter().zip(&double) {
-        assert_close(a, b, 1e-5);
+        assert_close_rel(a, b, 1e-5);
     }
 }
 
@@ -381,7 +360,7 @@ fn training_refuses_a_single_value_per_channel() {
         &g,
     )
     .unwrap();
-    assert_close(&f64s(&y), &[1.0, 2.0, 3.0], 1e-5);
+    assert_close_rel(&f64s(&y), &[1.0, 2.0, 3.0], 1e-5);
 }
 
 #[test]

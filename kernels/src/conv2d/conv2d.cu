@@ -13,11 +13,7 @@
 //
 // `images` lets the host unroll a slice of the batch at a time (x then points at the
 // slice's first image and col holds images*OH*OW columns).
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // col[(ci*KH + ky)*KW + kx, n*OH*OW + oy*OW + ox] = x[n, ci, oy*SH + ky - PH, ox*SW + kx - PW],
 // zero where that falls in the padding. One thread per element of col, so the writes are
@@ -109,28 +105,6 @@ extern "C" __global__ void conv2d_ncp_to_cnp(const float* src, float* dst, int N
         unsigned long long q = rest - n * P;
         dst[i] = src[(n * C + c) * P + q];
     }
-}
-
-// Sum of `v` over the block, valid in thread 0. blockDim.x must be a multiple of 32.
-__device__ double block_sum(double v) {
-    __shared__ double warp_sums[32];
-    unsigned int lane = threadIdx.x & 31u;
-    unsigned int warp = threadIdx.x >> 5;
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v += __shfl_down_sync(0xffffffffu, v, offset);
-    }
-    __syncthreads();  // the previous call's thread 0 is done reading warp_sums
-    if (lane == 0) {
-        warp_sums[warp] = v;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < (blockDim.x >> 5) ? warp_sums[lane] : 0.0;
-        for (int offset = 16; offset > 0; offset >>= 1) {
-            v += __shfl_down_sync(0xffffffffu, v, offset);
-        }
-    }
-    return v;
 }
 
 // gb[c] = sum over n and p of gy[n, c, p], accumulated in f64. One block per channel

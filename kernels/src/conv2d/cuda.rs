@@ -12,7 +12,7 @@
 //! bigger batches or images are cut into several).
 
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
-use crate::cuda::{to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
+use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "conv2d.cu";
@@ -285,24 +285,27 @@ fn backward_in_slices(
         }
     }
     let gb = if has_bias {
-        let gb = gpu.alloc::<f32>(c_out)?;
+        let batch = to_i32(OP, "batch", g.batch)?;
         // SAFETY: conv2d_bias_grad(const float* gy, int N, int C, int P, float* gb) reads
-        // the whole N * c_out * pixels gradient and writes c_out sums.
-        unsafe {
-            gpu.launch(
+        // the whole N * c_out * pixels gradient and writes the c_out sums.
+        Some(unsafe {
+            launch_into_new(
+                gpu,
                 OP,
                 (FILE, "conv2d_bias_grad"),
                 gpu.block_per_item_config(c_out),
-                &[
-                    gy.arg(),
-                    Arg::I32(to_i32(OP, "batch", g.batch)?),
-                    Arg::I32(c_out as i32),
-                    Arg::I32(low.pixels as i32),
-                    Arg::ptr(&gb, 0),
-                ],
-            )?;
-        }
-        Some(wrap(gpu, gb))
+                c_out,
+                |gb| {
+                    vec![
+                        gy.arg(),
+                        Arg::I32(batch),
+                        Arg::I32(c_out as i32),
+                        Arg::I32(low.pixels as i32),
+                        gb,
+                    ]
+                },
+            )?
+        })
     } else {
         None
     };
@@ -323,17 +326,9 @@ mod tests {
     /// Needs a GPU: skipped (with the reason printed) where none opens.
     #[test]
     fn a_batch_lowered_in_slices_matches_the_cpu_or_skips() {
-        let gpu = match crate::cuda::open(0) {
-            Ok(gpu) => gpu,
-            Err(err) => {
-                if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
-                    panic!("REQUIRE_CUDA=1 but no CUDA device: {err}");
-                }
-                println!("SKIPPED: no CUDA device ({err}) [conv2d slices]");
-                return;
-            }
-        };
-        gpu.set_tf32(false).unwrap();
+        if crate::cuda::open_or_skip("conv2d slices").is_none() {
+            return;
+        }
         let g = Conv2dGeometry::new(&[5, 3, 9, 7], &[4, 3, 3, 2], [2, 1], [1, 1]).unwrap();
         let values = |n: usize, salt: usize| -> Vec<f32> {
             (0..n)

@@ -5,26 +5,25 @@
 //! ```
 //! with `x` read as zero outside the image, `out = (in + 2*pad - kernel) / stride + 1`.
 //!
-//! The CPU code lowers the convolution to matrix products. `im2col` unrolls every
-//! receptive field of a group of images into a column of `col` (`[C_in*KH*KW, images*OH*OW]`),
-//! so that
+//! On the CPU (`cpu/`, whose `mod.rs` says which layer takes which path and why) a
+//! convolution takes one of four paths:
 //!
-//! ```text
-//! y         = W * col                 W viewed as [C_out, C_in*KH*KW]
-//! dL/dW    += dL/dy * col^T
-//! dL/dcol   = W^T * dL/dy             then col2im adds each column back onto its receptive field
-//! dL/db     = sum of dL/dy over n, oy, ox
-//! ```
+//! - padded 1x1 stride-1 layers multiply the unpadded image only and fill the border with
+//!   the bias (`cpu/pointwise.rs`);
+//! - 3x3 stride-1 layers with 16 to 256 channels run Winograd's minimal filtering,
+//!   F(4x4, 3x3) from 32x32 outputs and F(2x2, 3x3) below (`cpu/winograd/`);
+//! - everything else is lowered to matrix products: `im2col` unrolls receptive fields into
+//!   columns, multiplied by a packed AVX-512 kernel (`cpu/packed.rs`) or the `gemm` crate
+//!   (`cpu/im2col.rs`).
 //!
-//! A 1x1 kernel with stride 1 and no padding needs no unrolling: the image itself is `col`.
-//! With padding, only the image is multiplied and the border is filled with the bias
-//! (`pointwise.rs`).
-//! The batch is split into one contiguous slice of images per rayon thread, each with its own
-//! scratch buffers (kept between calls) and weight-gradient partial sum (summed at the end).
-//! Each product covers a few hundred columns: several images at once when they have few
-//! output pixels (so the product is wide enough to be fast), a band of output rows of one
-//! image when it has many (so the unrolled block is still in L2 when the product reads it).
-//! A single image runs its products on all threads instead.
+//! Backward, the weight gradient takes the same paths (Winograd from outputs 12 wide); the
+//! input gradient of most stride-1 layers is a convolution of its own (of `dL/dy` with the
+//! flipped kernel), which takes its own path, and otherwise is folded back from the
+//! unrolled columns (`col2im`). The bias gradient is the sum of `dL/dy` over `n, oy, ox`.
+//! Every path splits the batch into one slice per rayon thread.
+//!
+//! On CUDA (`cuda.rs`, `conv2d.cu`) the convolution is `im2col` on the GPU and a cuBLAS
+//! product, a slice of the batch at a time.
 //!
 //! ```
 //! use kernels::{conv2d, Storage};
@@ -254,11 +253,12 @@ pub fn forward(
     if let Some(bias) = bias {
         check_bias(bias, g)?;
     }
-    match input {
-        Storage::F32(_) => forward_cpu::<f32>(input, weight, bias, g),
-        Storage::F64(_) => forward_cpu::<f64>(input, weight, bias, g),
-        Storage::Cuda(input) => cuda::forward(input, weight, bias, g),
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => forward_cpu::<T>(input, weight, bias, g),
+        cuda(input) => cuda::forward(input, weight, bias, g),
+    )
 }
 
 /// Gradients of the loss with respect to the input (when `need_input_grad`), the weight,
@@ -273,17 +273,12 @@ pub fn backward(
 ) -> Result<Conv2dGrads> {
     check_operands(input, weight, g)?;
     grad_out.expect_len(OP, "grad_out", numel(&g.output_shape()))?;
-    match input {
-        Storage::F32(_) => {
-            backward_cpu::<f32>(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-        Storage::F64(_) => {
-            backward_cpu::<f64>(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-        Storage::Cuda(input) => {
-            cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => backward_cpu::<T>(input, weight, grad_out, g, has_bias, need_input_grad),
+        cuda(input) => cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad),
+    )
 }
 
 fn check_operands(input: &Storage, weight: &Storage, g: &Conv2dGeometry) -> Result<()> {

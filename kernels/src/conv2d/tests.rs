@@ -1,20 +1,9 @@
 use proptest::prelude::*;
 
+use super::cpu::{self, Path};
 use super::*;
 use crate::reference::{self, Array4, ConvParams};
-
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
-}
+use crate::test_util::{assert_close_scaled, values};
 
 fn f64s(values: &[f64]) -> Storage {
     Storage::f64(values.to_vec())
@@ -98,18 +87,6 @@ fn for_each_tap(g: &Conv2dGeometry, mut tap: impl FnMut(usize, usize, usize, usi
     }
 }
 
-fn assert_close(what: &str, got: &Storage, want: &[f64], tol: f64) {
-    let got = got.to_vec_f64().unwrap();
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "{what}[{i}]: got {g}, want {w} (tolerance {tol} x {scale})"
-        );
-    }
-}
-
 /// Runs forward and backward in f64 and f32 and compares them with the naive loops.
 fn check_against_naive(g: &Conv2dGeometry, seed: u64, with_bias: bool) {
     let x = values(numel(&g.input_shape()), seed);
@@ -119,27 +96,27 @@ fn check_against_naive(g: &Conv2dGeometry, seed: u64, with_bias: bool) {
     let bias = with_bias.then_some(&b[..]);
 
     let y = forward(&f64s(&x), &f64s(&w), bias.map(f64s).as_ref(), g).unwrap();
-    assert_close("f64 y", &y, &naive_forward(&x, &w, bias, g), 1e-10);
+    assert_close_scaled("f64 y", &y, &naive_forward(&x, &w, bias, g), 1e-10);
     let grads = backward(&f64s(&x), &f64s(&w), &f64s(&gy), g, with_bias, true).unwrap();
     let (gx, gw, gb) = naive_backward(&x, &w, &gy, g);
-    assert_close("f64 dx", grads.input.as_ref().unwrap(), &gx, 1e-10);
-    assert_close("f64 dw", &grads.weight, &gw, 1e-10);
+    assert_close_scaled("f64 dx", grads.input.as_ref().unwrap(), &gx, 1e-10);
+    assert_close_scaled("f64 dw", &grads.weight, &gw, 1e-10);
     assert_eq!(grads.bias.is_some(), with_bias);
     if with_bias {
-        assert_close("f64 db", grads.bias.as_ref().unwrap(), &gb, 1e-10);
+        assert_close_scaled("f64 db", grads.bias.as_ref().unwrap(), &gb, 1e-10);
     }
 
     let (x32, w32, b32, gy32) = (rounded(&x), rounded(&w), rounded(&b), rounded(&gy));
     let bias32 = with_bias.then_some(&b32[..]);
     let y = forward(&f32s(&x), &f32s(&w), bias.map(f32s).as_ref(), g).unwrap();
     assert_eq!(y.dtype(), crate::DType::F32);
-    assert_close("f32 y", &y, &naive_forward(&x32, &w32, bias32, g), 1e-5);
+    assert_close_scaled("f32 y", &y, &naive_forward(&x32, &w32, bias32, g), 1e-5);
     let grads = backward(&f32s(&x), &f32s(&w), &f32s(&gy), g, with_bias, false).unwrap();
     assert!(grads.input.is_none());
     let (_, gw, gb) = naive_backward(&x32, &w32, &gy32, g);
-    assert_close("f32 dw", &grads.weight, &gw, 1e-5);
+    assert_close_scaled("f32 dw", &grads.weight, &gw, 1e-5);
     if with_bias {
-        assert_close("f32 db", grads.bias.as_ref().unwrap(), &gb, 1e-5);
+        assert_close_scaled("f32 db", grads.bias.as_ref().unwrap(), &gb, 1e-5);
     }
 }
 
@@ -199,16 +176,16 @@ fn check_against_reference(g: &Conv2dGeometry, seed: u64) {
     );
 
     let y = forward(&f64s(&x), &f64s(&w), Some(&f64s(&b)), g).unwrap();
-    assert_close("f64 y vs reference", &y, &y_ref, 1e-10);
+    assert_close_scaled("f64 y vs reference", &y, &y_ref, 1e-10);
     let grads = backward(&f64s(&x), &f64s(&w), &f64s(&gy), g, true, true).unwrap();
-    assert_close(
+    assert_close_scaled(
         "f64 dx vs reference",
         grads.input.as_ref().unwrap(),
         &gx_ref,
         1e-10,
     );
-    assert_close("f64 dw vs reference", &grads.weight, &gw_ref, 1e-10);
-    assert_close(
+    assert_close_scaled("f64 dw vs reference", &grads.weight, &gw_ref, 1e-10);
+    assert_close_scaled(
         "f64 db vs reference",
         grads.bias.as_ref().unwrap(),
         &grads_ref.db,
@@ -218,16 +195,16 @@ fn check_against_reference(g: &Conv2dGeometry, seed: u64) {
     // f32 inputs are the f64 ones rounded; the reference is exact on those up to the
     // rounding of the inputs, which the relative tolerance absorbs.
     let y = forward(&f32s(&x), &f32s(&w), Some(&f32s(&b)), g).unwrap();
-    assert_close("f32 y vs reference", &y, &y_ref, 1e-4);
+    assert_close_scaled("f32 y vs reference", &y, &y_ref, 1e-4);
     let grads = backward(&f32s(&x), &f32s(&w), &f32s(&gy), g, true, true).unwrap();
-    assert_close(
+    assert_close_scaled(
         "f32 dx vs reference",
         grads.input.as_ref().unwrap(),
         &gx_ref,
         1e-4,
     );
-    assert_close("f32 dw vs reference", &grads.weight, &gw_ref, 1e-4);
-    assert_close(
+    assert_close_scaled("f32 dw vs reference", &grads.weight, &gw_ref, 1e-4);
+    assert_close_scaled(
         "f32 db vs reference",
         grads.bias.as_ref().unwrap(),
         &grads_ref.db,
@@ -458,31 +435,74 @@ proptest! {
     }
 }
 
+/// Asserts that `g` runs its forward pass by `path`, and that its input gradient is a
+/// convolution of its own that takes `input_grad_path` (so the tests below cover the
+/// Winograd code they are named for, whatever the thresholds in `cpu/mod.rs` become).
+fn assert_paths(g: &Conv2dGeometry, path: Path, input_grad_path: Path) {
+    assert_eq!(cpu::path_for(g), path, "forward path of {g:?}");
+    let gt = cpu::input_grad_geometry(g)
+        .unwrap_or_else(|| panic!("the input gradient of {g:?} is not a convolution"));
+    assert_eq!(
+        cpu::path_for(&gt),
+        input_grad_path,
+        "input-gradient path of {g:?}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     // Enough input channels for Winograd's F(2x2, 3x3) (3x3, stride 1), forward and the
     // input gradient (a 3x3 stride-1 convolution of its own), on odd and even sizes, every
-    // padding it takes, uneven padding, and images smaller than a tile.
+    // padding it takes, uneven padding, and images smaller than a tile. No more output
+    // channels than input channels: below the weight gradient's width a widening layer
+    // folds its input gradient back with col2im instead (see `cpu::input_grad_geometry`).
     #[test]
     fn winograd_matches_naive_loops(
         batch in 1usize..=3,
-        c_in in 16usize..=18,
+        c_in in 16usize..=19,
         c_out in 16usize..=19,
         in_h in 1usize..=11,
-        // Up to 14 wide: outputs of 12 and more take the weight gradient's path too.
         in_w in 1usize..=14,
         padding in (0usize..=2, 0usize..=2),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
         prop_assume!(in_h + 2 * padding.0 >= 3 && in_w + 2 * padding.1 >= 3);
+        let c_out = c_out.min(c_in);
         let g = geometry(
             [batch, c_in, in_h, in_w],
             [c_out, c_in, 3, 3],
             [1, 1],
             [padding.0, padding.1],
         );
+        assert_paths(&g, Path::WinogradF2x2, Path::WinogradF2x2);
+        check_against_naive(&g, seed, with_bias);
+    }
+
+    // The weight gradient by F(2x2, 3x3) too: outputs 12 to 16 wide, where the input
+    // gradient of widening layers is a Winograd convolution as well.
+    #[test]
+    fn winograd_weight_gradient_matches_naive_loops(
+        batch in 1usize..=2,
+        c_in in 16usize..=17,
+        c_out in 16usize..=18,
+        out_h in 1usize..=9,
+        out_w in 12usize..=16,
+        padding in (0usize..=2, 0usize..=2),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let in_h = (out_h + 2).saturating_sub(2 * padding.0);
+        prop_assume!(in_h >= 1);
+        let g = geometry(
+            [batch, c_in, in_h, out_w + 2 - 2 * padding.1],
+            [c_out, c_in, 3, 3],
+            [1, 1],
+            [padding.0, padding.1],
+        );
+        assert_paths(&g, Path::WinogradF2x2, Path::WinogradF2x2);
+        assert_eq!(cpu::weight_grad_path_for(&g), Path::WinogradF2x2, "{g:?}");
         check_against_naive(&g, seed, with_bias);
     }
 }
@@ -490,25 +510,29 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
-    // Outputs 32 and more in both directions take F(4x4, 3x3): every padding, sizes
-    // around multiples of 4, and the input gradient (F(4x4, 3x3) again).
+    // Outputs and inputs 32 and more in both directions take F(4x4, 3x3), forward, weight
+    // gradient and input gradient (F(4x4, 3x3) again): every padding, sizes around
+    // multiples of 4.
     #[test]
     fn winograd_4x4_matches_naive_loops(
         batch in 1usize..=2,
         c_in in 16usize..=17,
         c_out in 16usize..=18,
-        in_h in 30usize..=37,
-        in_w in 30usize..=37,
+        in_h in 32usize..=37,
+        in_w in 32usize..=37,
         padding in (0usize..=2, 0usize..=2),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
+        prop_assume!(in_h + 2 * padding.0 >= 34 && in_w + 2 * padding.1 >= 34);
         let g = geometry(
             [batch, c_in, in_h, in_w],
             [c_out, c_in, 3, 3],
             [1, 1],
             [padding.0, padding.1],
         );
+        assert_paths(&g, Path::WinogradF4x4, Path::WinogradF4x4);
+        assert_eq!(cpu::weight_grad_path_for(&g), Path::WinogradF4x4, "{g:?}");
         check_against_naive(&g, seed, with_bias);
     }
 }
@@ -517,15 +541,16 @@ proptest! {
 fn winograd_layers_match_the_reference() {
     // Shapes of layer1.1 (F(4x4, 3x3)), layer2.1 and layer3.0 (F(2x2, 3x3)), few images,
     // against the notebook's conv_forward.
-    check_against_reference(
-        &geometry([1, 16, 32, 32], [16, 16, 3, 3], [1, 1], [1, 1]),
-        80,
-    );
-    check_against_reference(
-        &geometry([2, 32, 16, 16], [24, 32, 3, 3], [1, 1], [1, 1]),
-        81,
-    );
-    check_against_reference(&geometry([3, 16, 9, 9], [16, 16, 3, 3], [1, 1], [1, 1]), 82);
+    let cases = [
+        ([1, 16, 32, 32], [16, 16, 3, 3], Path::WinogradF4x4),
+        ([2, 32, 16, 16], [24, 32, 3, 3], Path::WinogradF2x2),
+        ([3, 16, 9, 9], [16, 16, 3, 3], Path::WinogradF2x2),
+    ];
+    for (seed, (input, weight, path)) in (80..).zip(cases) {
+        let g = geometry(input, weight, [1, 1], [1, 1]);
+        assert_eq!(cpu::path_for(&g), path, "{g:?}");
+        check_against_reference(&g, seed);
+    }
 }
 
 fn message(err: Error) -> String {
@@ -703,6 +728,12 @@ fn reused_scratch_buffers_do_not_leak_into_later_calls() {
 /// read in place, and a stride.
 #[test]
 fn packed_f32_path_matches_naive_loops() {
+    if !cpu::packed::available() {
+        println!(
+            "SKIPPED (packed product): this CPU has no AVX-512F, so these shapes were checked \
+             on the gemm crate's products instead"
+        );
+    }
     let cases = [
         ([3, 5, 7, 9], [16, 5, 3, 3], [1, 1], [1, 1]),
         ([2, 4, 20, 20], [8, 4, 3, 3], [1, 1], [1, 1]),
@@ -726,12 +757,12 @@ fn packed_f32_path_matches_naive_loops() {
         for with_bias in [false, true] {
             let bias = with_bias.then_some(&b[..]);
             let y = forward(&f32s(&x), &f32s(&w), bias.map(f32s).as_ref(), &g).unwrap();
-            assert_close("f32 y", &y, &naive_forward(&x, &w, bias, &g), 1e-5);
+            assert_close_scaled("f32 y", &y, &naive_forward(&x, &w, bias, &g), 1e-5);
         }
         let grads = backward(&f32s(&x), &f32s(&w), &f32s(&gy), &g, true, true).unwrap();
         let (gx, gw, gb) = naive_backward(&x, &w, &gy, &g);
-        assert_close("f32 dx", grads.input.as_ref().unwrap(), &gx, 1e-5);
-        assert_close("f32 dw", &grads.weight, &gw, 1e-5);
-        assert_close("f32 db", grads.bias.as_ref().unwrap(), &gb, 1e-5);
+        assert_close_scaled("f32 dx", grads.input.as_ref().unwrap(), &gx, 1e-5);
+        assert_close_scaled("f32 dw", &grads.weight, &gw, 1e-5);
+        assert_close_scaled("f32 db", grads.bias.as_ref().unwrap(), &gb, 1e-5);
     }
 }

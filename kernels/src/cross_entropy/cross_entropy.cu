@@ -1,41 +1,25 @@
-// Mean cross-entropy of logits against integer labels, with the softmax kept for the
-// backward pass; see cross_entropy/mod.rs.
+// Cross-entropy of logits against integer labels, with label smoothing and a mean or sum
+// over the rows, the softmax kept for the backward pass; see cross_entropy/mod.rs.
 //
 //   per row:  m = max_j x_j,  p_j = exp(x_j - m) / total,  total = sum_j exp(x_j - m)
-//             row_loss = (m - x[label]) + ln(total)
-//   loss    = (sum_r row_loss) / rows                        (summed in f64)
-//   grad    = (p - onehot(label)) * factor,  factor = (float)(grad_loss / rows) in f64
+//             row_loss = on (m - x[label]) + off sum_j (m - x_j) + ln(total)
+//             (on = 1 - smoothing, off = smoothing / cols; the sum is skipped when off = 0)
+//   loss    = (sum_r row_loss) / divisor     (summed in f64; divisor = rows, or 1 for a sum)
+//   grad    = (p - q) * factor,  q = on_label at the label and off elsewhere,
+//             factor = (float)(grad_loss / divisor) in f64
 //
 // Three launches: cross_entropy_forward (one warp per row: blockDim.x a multiple of 32),
-// cross_entropy_mean (a single block, so the f64 sum is the same on every run) and
+// cross_entropy_reduce (a single block, so the f64 sum is the same on every run) and
 // cross_entropy_backward (grid-stride over the elements). The host has already checked
 // that every label is below cols; a label out of range is skipped here rather than read.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define F32_INF __int_as_float(0x7f800000)
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-    }
-    return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-    }
-    return v;
-}
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // Writes the softmax of each row into probs and its loss term into row_loss[r].
 extern "C" __global__ void cross_entropy_forward(const float* logits, const unsigned int* labels,
-                                                 int rows, int cols, float* probs,
-                                                 float* row_loss) {
+                                                 int rows, int cols, float on, float off,
+                                                 float* probs, float* row_loss) {
     unsigned int lane = threadIdx.x & 31u;
-    long long warps = (long long)gridDim.x * (blockDim.x >> 5);
-    for (long long r = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
-         r += warps) {
+    WARP_PER_ROW(r, rows) {
         const float* x = logits + r * cols;
         float* p = probs + r * cols;
         float m = -F32_INF;
@@ -50,6 +34,13 @@ extern "C" __global__ void cross_entropy_forward(const float* logits, const unsi
             total += e;
         }
         total = warp_sum(total);
+        float spread = 0.0f;
+        if (off != 0.0f) {
+            for (int j = lane; j < cols; j += 32) {
+                spread += m - x[j];
+            }
+            spread = warp_sum(spread);
+        }
         float inv = 1.0f / total;
         for (int j = lane; j < cols; j += 32) {
             p[j] *= inv;
@@ -58,52 +49,42 @@ extern "C" __global__ void cross_entropy_forward(const float* logits, const unsi
             unsigned int label = labels[r];
             // (m - x[label]) is exact for logits of similar size and ln(total) lies in
             // [0, ln cols]: no cancellation even when the label's logit is far below m.
-            row_loss[r] = label < (unsigned int)cols ? (m - x[label]) + logf(total)
+            float loss = on * (m - x[label < (unsigned int)cols ? label : 0]);
+            if (off != 0.0f) {
+                loss += off * spread;
+            }
+            row_loss[r] = label < (unsigned int)cols ? loss + logf(total)
                                                      : __int_as_float(0x7fc00000);
         }
     }
 }
 
-// loss[0] = (float)(sum_r row_loss[r] / rows), summed in f64. Launch with a single block
+// loss[0] = (float)(sum_r row_loss[r] / divisor), summed in f64. Launch with a single block
 // whose size is a multiple of 32.
-extern "C" __global__ void cross_entropy_mean(const float* row_loss, int rows, float* loss) {
-    __shared__ double warp_sums[32];
+extern "C" __global__ void cross_entropy_reduce(const float* row_loss, int rows, double divisor,
+                                                float* loss) {
     double acc = 0.0;
     for (int r = threadIdx.x; r < rows; r += blockDim.x) {
         acc += (double)row_loss[r];
     }
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        acc += __shfl_down_sync(0xffffffffu, acc, offset);
-    }
-    unsigned int lane = threadIdx.x & 31u;
-    unsigned int warp = threadIdx.x >> 5;
-    if (lane == 0) {
-        warp_sums[warp] = acc;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        acc = lane < (blockDim.x >> 5) ? warp_sums[lane] : 0.0;
-        for (int offset = 16; offset > 0; offset >>= 1) {
-            acc += __shfl_down_sync(0xffffffffu, acc, offset);
-        }
-        if (lane == 0) {
-            loss[0] = (float)(acc / (double)rows);
-        }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) {
+        loss[0] = (float)(acc / divisor);
     }
 }
 
-// grad = (probs - onehot(labels)) * factor with factor = grad_loss[0] / rows formed in f64.
+// grad = (probs - q) * factor with factor = grad_loss[0] / divisor formed in f64.
 // grad_loss stays on the device, so the backward pass needs no copy to the host.
 extern "C" __global__ void cross_entropy_backward(const float* probs, const unsigned int* labels,
                                                   const float* grad_loss, int rows, int cols,
+                                                  double divisor, float on_label, float off,
                                                   float* grad) {
-    float factor = (float)((double)grad_loss[0] / (double)rows);
+    float factor = (float)((double)grad_loss[0] / divisor);
     unsigned long long n = (unsigned long long)rows * (unsigned long long)cols;
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (unsigned long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, n) {
         unsigned long long r = i / (unsigned long long)cols;
         unsigned int j = (unsigned int)(i - r * (unsigned long long)cols);
         float p = probs[i];
-        grad[i] = j == labels[r] ? (p - 1.0f) * factor : p * factor;
+        grad[i] = j == labels[r] ? (p - on_label) * factor : (p - off) * factor;
     }
 }

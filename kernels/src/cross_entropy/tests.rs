@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_util::{assert_close_abs, pseudo_random};
 
 const LN2: f64 = std::f64::consts::LN_2;
 
@@ -6,32 +7,9 @@ fn ln(x: f64) -> f64 {
     x.ln()
 }
 
-fn close(got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len());
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol,
-            "element {i}: got {g}, want {w} (tol {tol})"
-        );
-    }
-}
-
 fn scalar(s: &Storage) -> f64 {
     assert_eq!(s.len(), 1);
     s.to_vec_f64().unwrap()[0]
-}
-
-/// Deterministic values in [-3, 3) from a 64-bit LCG (Knuth's MMIX constants).
-fn pseudo_random(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 6.0 - 3.0
-        })
-        .collect()
 }
 
 /// Row 0: logits [0, ln 2, ln 3] -> exp [1, 2, 3] / 6 = probs [1/6, 1/3, 1/2]; label 0
@@ -49,7 +27,7 @@ fn forward_and_backward_match_hand_values() {
     let (loss, probs) = forward(&logits, &labels, 2, 3).unwrap();
     assert!((scalar(&loss) - ln(3.0)).abs() < 1e-15, "{loss:?}");
     let p = probs.to_vec_f64().unwrap();
-    close(
+    assert_close_abs(
         &p,
         &[1.0 / 6.0, 1.0 / 3.0, 0.5, 2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0],
         1e-15,
@@ -64,10 +42,10 @@ fn forward_and_backward_match_hand_values() {
         1.0 / 12.0,
     ];
     let g = backward(&probs, &labels, &Storage::f64(vec![1.0]), 2, 3).unwrap();
-    close(&g.to_vec_f64().unwrap(), &want, 1e-15);
+    assert_close_abs(&g.to_vec_f64().unwrap(), &want, 1e-15);
     let g = backward(&probs, &labels, &Storage::f64(vec![3.0]), 2, 3).unwrap();
     let want3: Vec<f64> = want.iter().map(|w| 3.0 * w).collect();
-    close(&g.to_vec_f64().unwrap(), &want3, 1e-15);
+    assert_close_abs(&g.to_vec_f64().unwrap(), &want3, 1e-15);
 }
 
 /// Equal logits over C classes give probability 1/C each and a loss of ln C for any
@@ -147,10 +125,10 @@ fn f32_agrees_with_f64() {
     let (l32, p32) = forward(&x32, &labels, rows, cols).unwrap();
     let (l64, p64) = forward(&x64, &labels, rows, cols).unwrap();
     assert!((scalar(&l32) - scalar(&l64)).abs() < 1e-5);
-    close(&p32.to_vec_f64().unwrap(), &p64.to_vec_f64().unwrap(), 1e-6);
+    assert_close_abs(&p32.to_vec_f64().unwrap(), &p64.to_vec_f64().unwrap(), 1e-6);
     let g32 = backward(&p32, &labels, &Storage::f32(vec![1.0]), rows, cols).unwrap();
     let g64 = backward(&p64, &labels, &Storage::f64(vec![1.0]), rows, cols).unwrap();
-    close(&g32.to_vec_f64().unwrap(), &g64.to_vec_f64().unwrap(), 1e-7);
+    assert_close_abs(&g32.to_vec_f64().unwrap(), &g64.to_vec_f64().unwrap(), 1e-7);
 }
 
 /// 5000 rows of 10 take the rayon path. Row r has logit ln 2 for class r % 10 and 0
@@ -257,6 +235,119 @@ fn bad_shapes_and_dtypes_are_rejected() {
                 ..
             }
         ),
+        "{err}"
+    );
+}
+
+const AIRBENCH: CrossEntropy = CrossEntropy {
+    label_smoothing: 0.2,
+    reduction: Reduction::Sum,
+};
+
+/// Logits [0, ln 3] give probs [1/4, 3/4]; label 1 with ε = 0.2 over 2 classes targets
+/// q = [0.1, 0.9], so the row costs -(0.1 ln(1/4) + 0.9 ln(3/4)) and its gradient is
+/// p - q = [0.15, -0.15]. A second row, logits [ln 4, 0] (probs [4/5, 1/5]) with label 0,
+/// targets [0.9, 0.1]: -(0.9 ln(4/5) + 0.1 ln(1/5)), gradient [-0.1, 0.1]. Summed, not
+/// averaged; with grad_loss = 2 the gradient doubles.
+#[test]
+fn label_smoothing_with_a_sum_matches_hand_values() {
+    let x = Storage::f64(vec![0.0, ln(3.0), ln(4.0), 0.0]);
+    let labels = [1, 0];
+    let (loss, probs) = forward_with(&x, &labels, 2, 2, AIRBENCH).unwrap();
+    let want = -(0.1 * ln(0.25) + 0.9 * ln(0.75)) - (0.9 * ln(0.8) + 0.1 * ln(0.2));
+    assert!(
+        (scalar(&loss) - want).abs() < 1e-15,
+        "{} vs {want}",
+        scalar(&loss)
+    );
+    let g = backward_with(&probs, &labels, &Storage::f64(vec![2.0]), 2, 2, AIRBENCH)
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+    assert_close_abs(&g, &[0.3, -0.3, -0.2, 0.2], 1e-15);
+}
+
+/// PyTorch computes a smoothed loss as (1 - ε)·nll + ε·mean_j(-log_softmax_j); the same
+/// from our log_softmax, averaged over the rows, must equal the Mean loss.
+#[test]
+fn label_smoothing_matches_pytorchs_formula_from_log_softmax() {
+    let (rows, cols) = (5, 7);
+    let labels = [6, 0, 3, 3, 1];
+    let x = pseudo_random(rows * cols, 11);
+    let eps = 0.3;
+    let options = CrossEntropy {
+        label_smoothing: eps,
+        reduction: Reduction::Mean,
+    };
+    let (loss, _) = forward_with(&Storage::f64(x.clone()), &labels, rows, cols, options).unwrap();
+    let logp = crate::log_softmax::forward(&Storage::f64(x), rows, cols)
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+    let want: f64 = (0..rows)
+        .map(|r| {
+            let row = &logp[r * cols..(r + 1) * cols];
+            let nll = -row[labels[r] as usize];
+            let smooth = -row.iter().sum::<f64>() / cols as f64;
+            (1.0 - eps) * nll + eps * smooth
+        })
+        .sum::<f64>()
+        / rows as f64;
+    assert!(
+        (scalar(&loss) - want).abs() < 1e-13,
+        "{} vs {want}",
+        scalar(&loss)
+    );
+}
+
+#[test]
+fn smoothed_summed_backward_matches_central_finite_differences() {
+    let (rows, cols) = (3, 10);
+    let labels = [2, 9, 0];
+    let x = pseudo_random(rows * cols, 5);
+    let loss = |x: &[f64]| {
+        scalar(
+            &forward_with(&Storage::f64(x.to_vec()), &labels, rows, cols, AIRBENCH)
+                .unwrap()
+                .0,
+        )
+    };
+    let (_, probs) = forward_with(&Storage::f64(x.clone()), &labels, rows, cols, AIRBENCH).unwrap();
+    let g = backward_with(
+        &probs,
+        &labels,
+        &Storage::f64(vec![1.0]),
+        rows,
+        cols,
+        AIRBENCH,
+    )
+    .unwrap()
+    .to_vec_f64()
+    .unwrap();
+    let h = 1e-5;
+    for k in 0..x.len() {
+        let (mut plus, mut minus) = (x.clone(), x.clone());
+        plus[k] += h;
+        minus[k] -= h;
+        let numeric = (loss(&plus) - loss(&minus)) / (2.0 * h);
+        assert!(
+            (numeric - g[k]).abs() < 1e-9,
+            "logit {k}: fd {numeric}, backward {}",
+            g[k]
+        );
+    }
+}
+
+#[test]
+fn label_smoothing_outside_zero_to_one_is_refused() {
+    let bad = CrossEntropy {
+        label_smoothing: 1.5,
+        reduction: Reduction::Mean,
+    };
+    let err = forward_with(&Storage::f64(vec![0.0; 2]), &[0], 1, 2, bad).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("label_smoothing must be in [0, 1], got 1.5"),
         "{err}"
     );
 }

@@ -14,7 +14,7 @@ use cudarc::driver::{
 };
 
 use super::alloc::{CudaBuffer, Pool, PoolStats};
-use super::compile::{arch_for, compile_cubin};
+use super::compile::arch_for;
 use super::kernel_source;
 use crate::{Error, Result};
 
@@ -25,6 +25,14 @@ pub const BLOCK_SIZE: u32 = 256;
 /// Grid-stride kernels get at most this many blocks per multiprocessor: enough to fill
 /// the device, few enough that each thread does several elements.
 const BLOCKS_PER_SM: u32 = 8;
+
+/// The environment variable that, set to `1` when a backend opens, makes every kernel
+/// launch and cuBLAS product wait until it has run and report a failure as its own, naming
+/// the op, the kernel and its `.cu` file. Without it work is queued and a fault (an illegal
+/// address, say) surfaces at the next copy to the host, blamed on whatever asked for it.
+/// Slow: for finding where a first GPU run fails (`scripts/gpu-check.sh` sets it for its
+/// first, single-threaded test pass).
+pub const SYNC_LAUNCHES_VAR: &str = "KERNELS_CUDA_SYNC";
 
 /// One argument of a kernel launch, as the kernel declares the parameter: a device
 /// pointer (`const float*`, `double*`, ... from [`CudaBuffer::device_ptr`], possibly
@@ -62,6 +70,8 @@ pub struct CudaBackend {
     /// cuBLAS handles must not be used by two threads at once.
     blas: Mutex<CudaBlas>,
     tf32: AtomicBool,
+    /// [`SYNC_LAUNCHES_VAR`] was set: wait for every kernel and product as it is queued.
+    sync_launches: bool,
     /// Compiled `.cu` files by file name.
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     /// Loaded kernels by (file name, kernel name).
@@ -123,6 +133,7 @@ impl CudaBackend {
             stream,
             blas: Mutex::new(blas),
             tf32: AtomicBool::new(false),
+            sync_launches: std::env::var(SYNC_LAUNCHES_VAR).is_ok_and(|v| v == "1"),
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
         };
@@ -187,7 +198,8 @@ impl CudaBackend {
     }
 
     /// The compiled module of the `.cu` file `file` (e.g. `"relu.cu"`), compiled by NVRTC
-    /// to machine code for this device on first use (see [`super::compile_cubin`]).
+    /// to machine code for this device on first use (see [`super::compile_cubin`]), or read
+    /// from the disk cache of an earlier process's compile (`cache.rs`).
     pub fn module(&self, file: &'static str) -> Result<Arc<CudaModule>> {
         let mut modules = lock(&self.modules);
         if let Some(module) = modules.get(file) {
@@ -195,7 +207,7 @@ impl CudaBackend {
         }
         let source = kernel_source(file)
             .ok_or_else(|| Error::Cuda(format!("no kernel file named {file}")))?;
-        let cubin = compile_cubin(file, source, &self.arch)?;
+        let cubin = super::cache::cubin(file, source, &self.arch)?;
         let module = driver(
             self.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(cubin)),
             &format!("could not load the compiled {file} on {}", self.arch),
@@ -312,10 +324,18 @@ impl CudaBackend {
         if buffer.is_empty() {
             return Ok(Vec::new());
         }
-        driver(
+        let values = driver(
             self.stream.clone_dtoh(&buffer.view()),
             "could not copy from the device",
-        )
+        )?;
+        // The copy is queued on the stream like everything else: the values are the
+        // device's only once the stream has reached it (and a kernel queued before that
+        // failed, the copy's values are not to be read at all).
+        driver(
+            self.stream.synchronize(),
+            "a CUDA kernel or the copy to the host failed",
+        )?;
+        Ok(values)
     }
 
     /// A device copy of a device buffer.
@@ -383,7 +403,20 @@ impl CudaBackend {
         // SAFETY: the caller vouches for the arguments (see above).
         unsafe { launch.launch(config) }
             .map(drop)
-            .map_err(|e| cuda_error(&format!("{op}: could not launch {name} ({file})"), e))
+            .map_err(|e| cuda_error(&format!("{op}: could not launch {name} ({file})"), e))?;
+        self.wait_if_synchronous(|| format!("{op}: kernel {name} ({file})"))
+    }
+
+    /// With [`SYNC_LAUNCHES_VAR`] set, waits for the work just queued and reports a failure
+    /// as that work's (`what` names it); otherwise returns at once.
+    fn wait_if_synchronous(&self, what: impl FnOnce() -> String) -> Result<()> {
+        if !self.sync_launches {
+            return Ok(());
+        }
+        self.stream
+            .synchronize()
+            .and_then(|()| self.ctx.check_err())
+            .map_err(|e| cuda_error(&format!("{} failed on the device", what()), e))
     }
 
     /// Row-major `c = op(a) * op(b)`, or `c += op(a) * op(b)` when `accumulate`, in cuBLAS:
@@ -460,16 +493,25 @@ impl CudaBackend {
         // cuBLAS runs in whatever context is current on the calling thread.
         driver(self.ctx.bind_to_thread(), "could not bind the CUDA context")?;
         if k == 0 {
-            // An empty sum: c is zero (or unchanged when accumulating). cuBLAS is not
-            // asked, as it rejects a leading dimension of 0.
+            // An empty sum: each product's c is zero (or unchanged when accumulating), and
+            // what lies between them untouched. cuBLAS is not asked, as it rejects a leading
+            // dimension of 0.
             if !accumulate {
-                let bytes = needed(stride_c, m, n).unwrap_or(0) * std::mem::size_of::<f32>();
+                const F32_BYTES: u64 = std::mem::size_of::<f32>() as u64;
                 let (ptr, _record) = c.device_ptr_mut(&self.stream);
-                // SAFETY: the first `bytes` bytes of `c` are in bounds (checked above).
-                let zeroed = unsafe {
-                    cudarc::driver::result::memset_d8_async(ptr, 0, bytes, self.stream.cu_stream())
-                };
-                driver(zeroed, "could not zero a product")?;
+                for span in output_spans(batch, m, n, stride_c) {
+                    // SAFETY: every span lies inside the elements the products write,
+                    // which the length check above bounds by `c`'s length.
+                    let zeroed = unsafe {
+                        cudarc::driver::result::memset_d8_async(
+                            ptr + span.start as u64 * F32_BYTES,
+                            0,
+                            span.len() * std::mem::size_of::<f32>(),
+                            self.stream.cu_stream(),
+                        )
+                    };
+                    driver(zeroed, "could not zero a product")?;
+                }
             }
             return Ok(());
         }
@@ -525,8 +567,35 @@ impl CudaBackend {
                 &format!("cuBLAS sgemm failed ({batch} x m={m} n={n} k={k})"),
                 e,
             )
-        })
+        })?;
+        drop(blas);
+        self.wait_if_synchronous(|| format!("cuBLAS sgemm ({batch} x m={m} n={n} k={k})"))
     }
+}
+
+/// The elements of `c` that `batch` row-major `m x n` products written `stride_c` apart
+/// cover: each product's `m * n`, merged where they touch or overlap (a stride of `m * n`
+/// gives one span, a stride of 0 a single matrix). The gaps between products are not
+/// theirs to write.
+pub(super) fn output_spans(
+    batch: usize,
+    m: usize,
+    n: usize,
+    stride_c: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let one = m * n;
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
+    if one == 0 {
+        return spans;
+    }
+    for i in 0..batch {
+        let start = i * stride_c;
+        match spans.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(start + one),
+            _ => spans.push(start..start + one),
+        }
+    }
+    spans
 }
 
 impl std::fmt::Debug for CudaBackend {

@@ -4,7 +4,7 @@ use std::ffi::{c_char, CString};
 
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, CompileError, CompileOptions, Ptx};
 
-use super::{nvrtc_present, USE_CPU};
+use super::{compilation_unit, nvrtc_present};
 use crate::{Error, Result};
 
 /// Options passed to NVRTC besides the architecture.
@@ -20,12 +20,14 @@ pub fn arch_for(compute_capability: (i32, i32)) -> String {
     format!("sm_{}{}", compute_capability.0, compute_capability.1)
 }
 
-/// Compiles one `.cu` source to PTX for `arch` (e.g. `"sm_90"`). `file` names the source
-/// in errors, which carry the options and NVRTC's log.
+/// Compiles one `.cu` source, behind the shared prelude ([`super::compilation_unit`]), to
+/// PTX for `arch` (e.g. `"sm_90"`). `file` names the source in errors, which carry the
+/// options and NVRTC's log.
 ///
 /// Needs only libnvrtc (no GPU): the NVRTC test compiles every kernel file this way.
 pub fn compile_ptx(file: &str, source: &str, arch: &str) -> Result<Ptx> {
     check_compilable(file, source)?;
+    let unit = compilation_unit(file, source);
     let mut options = vec![format!("--gpu-architecture={arch}")];
     options.extend(COMPILE_OPTIONS.iter().map(|o| o.to_string()));
     let opts = CompileOptions {
@@ -33,7 +35,7 @@ pub fn compile_ptx(file: &str, source: &str, arch: &str) -> Result<Ptx> {
         name: Some(file.to_string()),
         ..Default::default()
     };
-    cudarc::nvrtc::compile_ptx_with_opts(source, opts).map_err(|err| match err {
+    cudarc::nvrtc::compile_ptx_with_opts(unit, opts).map_err(|err| match err {
         CompileError::CompileError { nvrtc, log, .. } => Error::Cuda(format!(
             "NVRTC could not compile {file} with options {options:?} ({nvrtc}):\n{}",
             log.to_string_lossy().trim_end()
@@ -44,13 +46,29 @@ pub fn compile_ptx(file: &str, source: &str, arch: &str) -> Result<Ptx> {
     })
 }
 
+/// NVRTC's version, `(major, minor)`: part of the disk cache's key, as another NVRTC may
+/// compile the same source differently.
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    if !nvrtc_present() {
+        return Err(Error::cuda_unavailable(
+            "NVRTC (libnvrtc.so.13) could not be loaded; install it with \
+             scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH",
+        ));
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: NVRTC loads (checked above); the call writes the two ints it is given.
+    unsafe { nvrtc_sys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| Error::Cuda(format!("could not read NVRTC's version: {e:?}")))?;
+    Ok((major, minor))
+}
+
 /// NVRTC loads and the source can be handed to it.
 fn check_compilable(file: &str, source: &str) -> Result<()> {
     if !nvrtc_present() {
-        return Err(Error::Cuda(format!(
+        return Err(Error::cuda_unavailable(format!(
             "cannot compile {file}: NVRTC (libnvrtc.so.13) could not be loaded; install it \
-             with scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH, \
-             or {USE_CPU}"
+             with scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH"
         )));
     }
     if source.contains('\0') {
@@ -77,7 +95,7 @@ pub fn compile_cubin(file: &str, source: &str, arch: &str) -> Result<Vec<u8>> {
             "NVRTC failed to {doing} {file} with options {options:?}: {e:?}"
         ))
     };
-    let source_c = CString::new(source).expect("checked for NUL bytes");
+    let source_c = CString::new(compilation_unit(file, source)).expect("checked for NUL bytes");
     let name_c = CString::new(file).map_err(|_| Error::Cuda(format!("bad file name {file}")))?;
     let program = nvrtc::create_program(&source_c, Some(&name_c))
         .map_err(|e| nvrtc_error("create a program for", e))?;

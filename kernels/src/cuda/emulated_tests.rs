@@ -14,11 +14,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use super::{KERNEL_NAMES, KERNEL_SOURCES};
+use super::{compilation_unit, KERNEL_NAMES, KERNEL_SOURCES};
+use crate::cross_entropy::{CrossEntropy, Reduction};
 use crate::pool2d::{Pool2dGeometry, PoolKind};
 use crate::{
-    batch_norm, conv2d, cross_entropy, dropout, elementwise, linear, log_softmax, optim, reduce,
-    relu, Storage,
+    batch_norm, conv2d, cross_entropy, dropout, elementwise, gelu, linear, log_softmax, optim,
+    reduce, relu, Storage,
 };
 
 extern "C" {
@@ -92,13 +93,17 @@ impl Emulator {
     }
 }
 
-/// The C++ translation unit: the emulator, every kernel file in a namespace of its own
-/// (their helpers share names), and the launch table generated from `KERNEL_NAMES`.
+/// The C++ translation unit: the emulator, every kernel file (behind the shared prelude, as
+/// NVRTC compiles it) in a namespace of its own (their helpers share names), and the
+/// launch table generated from `KERNEL_NAMES`.
 fn translation_unit(header: &str) -> String {
     let mut tu = format!("#include \"{header}\"\n#include <cstring>\n");
     for &(file, source) in KERNEL_SOURCES {
         let ns = file.trim_end_matches(".cu");
-        tu += &format!("namespace emu_{ns} {{\n#line 1 \"{file}\"\n{source}\n}}\n");
+        tu += &format!(
+            "namespace emu_{ns} {{\n{}}}\n",
+            compilation_unit(file, source)
+        );
     }
     tu += "extern \"C\" int emu_launch(const char* name, unsigned grid, unsigned bx, \
            unsigned by, void** args) {\n    dim3 block{bx, by, 1};\n";
@@ -257,6 +262,45 @@ fn product(m: usize, n: usize, k: usize, a: &[f32], at: bool, b: &[f32], bt: boo
 }
 
 #[test]
+fn emulated_gelu_matches_the_cpu_bit_for_bit() {
+    let Some(emu) = emulator() else { return };
+    let mut rng = Lcg(7);
+    // Every branch of the piecewise normal cdf, both tails and the special values.
+    let mut x = rng.values(4000, 9.0);
+    let seam = std::f32::consts::SQRT_2;
+    x.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        seam,
+        -seam,
+        4.0 * seam,
+        -4.0 * seam,
+        40.0,
+        -40.0,
+    ]);
+    x.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+    let dy = rng.values(x.len(), 2.0);
+    let n = x.len() as u64;
+    let mut y = vec![0.0f32; x.len()];
+    emu.launch(
+        "gelu_forward",
+        3,
+        BLOCK,
+        &[input(&x), output(&mut y), Arg::U64(n)],
+    );
+    assert_bitwise("gelu_forward", &y, &host(&gelu::forward(&dev(&x)).unwrap()));
+    emu.launch(
+        "gelu_backward",
+        3,
+        BLOCK,
+        &[input(&x), input(&dy), output(&mut y), Arg::U64(n)],
+    );
+    let want = host(&gelu::backward(&dev(&x), &dev(&dy)).unwrap());
+    assert_bitwise("gelu_backward", &y, &want);
+}
+
+#[test]
 fn emulated_relu_elementwise_dropout_and_reduce_match_the_cpu() {
     let Some(emu) = emulator() else { return };
     let mut rng = Lcg(1);
@@ -274,13 +318,14 @@ fn emulated_relu_elementwise_dropout_and_reduce_match_the_cpu() {
     );
     let relu_y = host(&relu::forward(&dev(&a)).unwrap());
     assert_bitwise("relu_forward", &y, &relu_y);
+    // The mask is the forward input, NaN included, as autograd passes it.
     emu.launch(
         "relu_backward",
         3,
         BLOCK,
-        &[input(&relu_y), input(&b), output(&mut y), Arg::U64(n)],
+        &[input(&a), input(&b), output(&mut y), Arg::U64(n)],
     );
-    let want = host(&relu::backward(&dev(&relu_y), &dev(&b)).unwrap());
+    let want = host(&relu::backward(&dev(&a), &dev(&b)).unwrap());
     assert_bitwise("relu_backward", &y, &want);
 
     for (kernel, want) in [
@@ -321,6 +366,16 @@ fn emulated_relu_elementwise_dropout_and_reduce_match_the_cpu() {
     let mut want = dev(&a);
     elementwise::add_assign(&mut want, &dev(&b)).unwrap();
     assert_bitwise("add_assign", &acc, &host(&want));
+    let mut acc = a.clone();
+    emu.launch(
+        "elementwise_lerp_assign",
+        5,
+        BLOCK,
+        &[output(&mut acc), input(&b), Arg::F32(0.185), Arg::U64(n)],
+    );
+    let mut want = dev(&a);
+    elementwise::lerp_assign(&mut want, &dev(&b), 0.185f32 as f64).unwrap();
+    assert_bitwise("lerp_assign", &acc, &host(&want));
     emu.launch(
         "elementwise_fill",
         5,
@@ -437,55 +492,84 @@ fn emulated_log_softmax_and_cross_entropy_match_the_cpu() {
     x[0] = 1e4;
     let labels: Vec<u32> = (0..rows).map(|r| ((r * 7 + 3) % cols) as u32).collect();
     let (r, c) = (rows as i32, cols as i32);
-    let mut probs = vec![0.0f32; x.len()];
-    let mut row_loss = vec![0.0f32; rows];
-    let mut loss = [0.0f32];
-    emu.launch(
-        "cross_entropy_forward",
-        3,
-        BLOCK,
-        &[
-            input(&x),
-            input(&labels),
-            Arg::I32(r),
-            Arg::I32(c),
-            output(&mut probs),
-            output(&mut row_loss),
-        ],
-    );
-    emu.launch(
-        "cross_entropy_mean",
-        1,
-        BLOCK,
-        &[input(&row_loss), Arg::I32(r), output(&mut loss)],
-    );
-    let (want_loss, want_probs) = cross_entropy::forward(&dev(&x), &labels, rows, cols).unwrap();
-    assert_close(
-        "cross_entropy probs",
-        &probs,
-        &host(&want_probs),
-        1e-6,
-        1e-7,
-    );
-    assert_close("cross_entropy loss", &loss, &host(&want_loss), 1e-6, 0.0);
-    let want_probs = host(&want_probs);
-    let mut grad = vec![0.0f32; x.len()];
-    emu.launch(
-        "cross_entropy_backward",
-        3,
-        BLOCK,
-        &[
-            input(&want_probs),
-            input(&labels),
-            input(&[1.7f32]),
-            Arg::I32(r),
-            Arg::I32(c),
-            output(&mut grad),
-        ],
-    );
-    let want =
-        cross_entropy::backward(&dev(&want_probs), &labels, &dev(&[1.7]), rows, cols).unwrap();
-    assert_bitwise("cross_entropy_backward", &grad, &host(&want));
+    // PyTorch's default, then airbench94's loss: smoothing 0.2, summed over the rows.
+    for loss_options in [
+        CrossEntropy::default(),
+        CrossEntropy {
+            label_smoothing: 0.2,
+            reduction: Reduction::Sum,
+        },
+    ] {
+        let what = format!("cross_entropy {loss_options:?}");
+        let smoothing = loss_options.label_smoothing;
+        let off = smoothing / cols as f64;
+        let divisor = match loss_options.reduction {
+            Reduction::Mean => rows as f64,
+            Reduction::Sum => 1.0,
+        };
+        let mut probs = vec![0.0f32; x.len()];
+        let mut row_loss = vec![0.0f32; rows];
+        let mut loss = [0.0f32];
+        emu.launch(
+            "cross_entropy_forward",
+            3,
+            BLOCK,
+            &[
+                input(&x),
+                input(&labels),
+                Arg::I32(r),
+                Arg::I32(c),
+                Arg::F32((1.0 - smoothing) as f32),
+                Arg::F32(off as f32),
+                output(&mut probs),
+                output(&mut row_loss),
+            ],
+        );
+        emu.launch(
+            "cross_entropy_reduce",
+            1,
+            BLOCK,
+            &[
+                input(&row_loss),
+                Arg::I32(r),
+                Arg::F64(divisor),
+                output(&mut loss),
+            ],
+        );
+        let (want_loss, want_probs) =
+            cross_entropy::forward_with(&dev(&x), &labels, rows, cols, loss_options).unwrap();
+        assert_close(&what, &probs, &host(&want_probs), 1e-6, 1e-7);
+        // The smoothing term is summed across a warp on the GPU, in order on the CPU.
+        assert_close(&what, &loss, &host(&want_loss), 1e-6, 0.0);
+        let want_probs = host(&want_probs);
+        let mut grad = vec![0.0f32; x.len()];
+        emu.launch(
+            "cross_entropy_backward",
+            3,
+            BLOCK,
+            &[
+                input(&want_probs),
+                input(&labels),
+                input(&[1.7f32]),
+                Arg::I32(r),
+                Arg::I32(c),
+                Arg::F64(divisor),
+                Arg::F32((1.0 - smoothing + off) as f32),
+                Arg::F32(off as f32),
+                output(&mut grad),
+            ],
+        );
+        let want = cross_entropy::backward_with(
+            &dev(&want_probs),
+            &labels,
+            &dev(&[1.7]),
+            rows,
+            cols,
+            loss_options,
+        )
+        .unwrap();
+        assert_bitwise(&what, &grad, &host(&want));
+    }
 }
 
 #[test]

@@ -2,25 +2,29 @@
 //! CUDA C for everything else.
 //!
 //! Every op's GPU kernels live beside its CPU code as `kernels/src/<op>/<op>.cu`, embedded
-//! in the binary ([`KERNEL_SOURCES`]) and compiled by NVRTC for the device's own
-//! architecture the first time a kernel of that file is needed (once per process and
-//! device). Nothing here needs a CUDA toolkit or a GPU to build: the driver (`libcuda`),
-//! NVRTC (`libnvrtc`) and cuBLAS (`libcublas`) are loaded at run time, and every entry
-//! point checks that a library loads before calling into it, so a machine without CUDA
-//! gets an [`Error::Cuda`] naming what is missing instead of a panic.
+//! in the binary ([`KERNEL_SOURCES`]) and compiled, behind the shared [`PRELUDE`], by NVRTC
+//! for the device's own architecture the first time a kernel of that file is needed (once
+//! per process and device, and only once per machine: the machine code is kept in a disk
+//! cache, see [`CACHE_DIR_VAR`]).
+//!
+//! Nothing here needs a CUDA toolkit or a GPU to build: the driver (`libcuda`), NVRTC
+//! (`libnvrtc`) and cuBLAS (`libcublas`) are loaded at run time, and every entry point
+//! checks that a library loads before calling into it, so a machine without CUDA gets an
+//! [`Error::CudaUnavailable`] naming what is missing instead of a panic.
 //!
 //! Tensors reach the GPU as `Storage::Cuda(`[`CudaStorage`]`)`: each op's dispatch sends
 //! that variant to the `cuda.rs` beside its CPU code, which allocates outputs from the
 //! caching allocator and launches the op's kernels with [`CudaBackend::launch`] (whose
 //! arguments are checked against the kernel's parameter list in the `.cu` source) and its
 //! products with [`CudaBackend::sgemm`]. Everything runs in order on the backend's one
-//! stream; only copies to the host wait for it.
+//! stream; only copies to the host wait for it, unless [`SYNC_LAUNCHES_VAR`]
+//! (`KERNELS_CUDA_SYNC=1`) makes every launch wait and report its own failure.
 //!
 //! ```
 //! // On a machine without a GPU this is simply false; `open` says why.
 //! if !kernels::cuda::is_available() {
 //!     let err = kernels::cuda::open(0).unwrap_err();
-//!     assert!(err.to_string().starts_with("CUDA: "));
+//!     assert!(matches!(err, kernels::Error::CudaUnavailable { .. }), "{err}");
 //! }
 //! ```
 //!
@@ -31,6 +35,7 @@
 
 mod alloc;
 mod backend;
+mod cache;
 mod compile;
 #[cfg(all(test, target_os = "linux"))]
 mod emulated_tests;
@@ -43,16 +48,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use alloc::{CudaBuffer, PoolStats};
-pub use backend::{Arg, CudaBackend, BLOCK_SIZE};
-pub use compile::{arch_for, compile_cubin, compile_ptx, COMPILE_OPTIONS};
+pub use backend::{Arg, CudaBackend, BLOCK_SIZE, SYNC_LAUNCHES_VAR};
+pub use cache::CACHE_DIR_VAR;
+pub use compile::{arch_for, compile_cubin, compile_ptx, nvrtc_version, COMPILE_OPTIONS};
 /// The cudarc types a caller needs to launch kernels and pass buffers to cuBLAS.
 pub use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
     LaunchConfig, PushKernelArg,
 };
 pub use signature::{kernel_params, Param};
-pub(crate) use storage::wrap;
 pub use storage::CudaStorage;
+pub(crate) use storage::{activation_backward, activation_forward, launch_into_new, wrap};
 
 use crate::{Error, Result};
 
@@ -66,6 +72,7 @@ pub const KERNEL_SOURCES: &[(&str, &str)] = &[
         include_str!("../cross_entropy/cross_entropy.cu"),
     ),
     ("dropout.cu", include_str!("../dropout/dropout.cu")),
+    ("gelu.cu", include_str!("../gelu/gelu.cu")),
     (
         "elementwise.cu",
         include_str!("../elementwise/elementwise.cu"),
@@ -109,11 +116,12 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
         "cross_entropy.cu",
         &[
             "cross_entropy_forward",
-            "cross_entropy_mean",
+            "cross_entropy_reduce",
             "cross_entropy_backward",
         ],
     ),
     ("dropout.cu", &["dropout_apply", "dropout_uniform"]),
+    ("gelu.cu", &["gelu_forward", "gelu_backward"]),
     (
         "elementwise.cu",
         &[
@@ -121,6 +129,7 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
             "elementwise_mul",
             "elementwise_scale",
             "elementwise_add_assign",
+            "elementwise_lerp_assign",
             "elementwise_fill",
         ],
     ),
@@ -150,6 +159,17 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
     ("relu.cu", &["relu_forward", "relu_backward"]),
 ];
 
+/// What every `.cu` file shares (`GRID_STRIDE`, `WARP_PER_ROW`, `warp_sum`, `warp_max`,
+/// `block_sum`): [`compilation_unit`] puts it in front of each file.
+pub const PRELUDE: &str = include_str!("prelude.cuh");
+
+/// The text compiled for the kernel file `file` with source `source`: [`PRELUDE`], then the
+/// file, each behind a `#line` marker so that compiler messages name the right file and line.
+/// NVRTC ([`compile_ptx`], [`compile_cubin`]) and the g++ emulator of the tests compile this.
+pub fn compilation_unit(file: &str, source: &str) -> String {
+    format!("#line 1 \"prelude.cuh\"\n{PRELUDE}\n#line 1 \"{file}\"\n{source}\n")
+}
+
 /// The source of the `.cu` file called `file` (e.g. `"relu.cu"`).
 pub fn kernel_source(file: &str) -> Option<&'static str> {
     KERNEL_SOURCES
@@ -157,9 +177,6 @@ pub fn kernel_source(file: &str) -> Option<&'static str> {
         .find(|(name, _)| *name == file)
         .map(|&(_, source)| source)
 }
-
-/// What to tell a user who asked for CUDA on a machine where it cannot run.
-const USE_CPU: &str = "use --device cpu";
 
 /// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics on the
 /// first driver call when it cannot, so every path into the driver checks this first.
@@ -186,14 +203,12 @@ pub fn cublas_present() -> bool {
 /// Number of CUDA devices, or why there are none to ask about.
 pub fn device_count() -> Result<usize> {
     if !driver_present() {
-        return Err(Error::Cuda(format!(
-            "no CUDA driver found (libcuda.so could not be loaded); {USE_CPU}"
-        )));
+        return Err(Error::cuda_unavailable(
+            "no CUDA driver found (libcuda.so could not be loaded)",
+        ));
     }
     let count = cudarc::driver::CudaContext::device_count().map_err(|e| {
-        Error::Cuda(format!(
-            "the CUDA driver could not be initialised ({e}); {USE_CPU}"
-        ))
+        Error::cuda_unavailable(format!("the CUDA driver could not be initialised ({e})"))
     })?;
     Ok(count.max(0) as usize)
 }
@@ -207,8 +222,8 @@ pub fn is_available() -> bool {
 /// The backend of device `ordinal`, opened on first use and shared afterwards (so every
 /// kernel file is compiled at most once per process and device).
 ///
-/// Fails with [`Error::Cuda`] when the driver library is missing, no such device exists,
-/// NVRTC or cuBLAS cannot be loaded, or the device refuses a context.
+/// Fails with [`Error::CudaUnavailable`] when the driver library is missing, no such device
+/// exists, NVRTC or cuBLAS cannot be loaded, or the device refuses a context.
 pub fn open(ordinal: usize) -> Result<Arc<CudaBackend>> {
     static OPENED: OnceLock<Mutex<HashMap<usize, Arc<CudaBackend>>>> = OnceLock::new();
     let mut opened = OPENED
@@ -220,27 +235,58 @@ pub fn open(ordinal: usize) -> Result<Arc<CudaBackend>> {
     }
     let count = device_count()?;
     if ordinal >= count {
-        return Err(Error::Cuda(format!(
-            "CUDA device {ordinal} does not exist ({count} device{} found); {USE_CPU}",
+        return Err(Error::cuda_unavailable(format!(
+            "CUDA device {ordinal} does not exist ({count} device{} found)",
             if count == 1 { "" } else { "s" }
         )));
     }
     if !nvrtc_present() {
-        return Err(Error::Cuda(format!(
+        return Err(Error::cuda_unavailable(
             "NVRTC (libnvrtc.so.13) could not be loaded: install it with \
-             scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH, \
-             or {USE_CPU}"
-        )));
+             scripts/install-nvrtc.sh and put the folder it prints on LD_LIBRARY_PATH",
+        ));
     }
     if !cublas_present() {
-        return Err(Error::Cuda(format!(
+        return Err(Error::cuda_unavailable(
             "cuBLAS (libcublas.so.13) could not be loaded: put the folder that holds it on \
-             LD_LIBRARY_PATH, or {USE_CPU}"
-        )));
+             LD_LIBRARY_PATH",
+        ));
     }
-    let backend = Arc::new(CudaBackend::new(ordinal)?);
+    // A device that exists but refuses a context (out of memory, exclusive mode taken) is
+    // as unusable as a missing one.
+    let backend = Arc::new(CudaBackend::new(ordinal).map_err(|err| match err {
+        Error::Cuda(reason) => Error::CudaUnavailable { reason },
+        other => other,
+    })?);
     opened.insert(ordinal, backend.clone());
     Ok(backend)
+}
+
+/// For tests that need a GPU: device 0 with TF32 off (products comparable with the CPU's),
+/// or why none opens. With `REQUIRE_CUDA=1`, as `scripts/gpu-check.sh` sets on the GPU
+/// machine, a missing device panics instead, naming `test`: there a skip would hide a
+/// failure.
+pub fn open_for_test(test: &str) -> Result<Arc<CudaBackend>> {
+    let opened = open(0).and_then(|gpu| gpu.set_tf32(false).map(|()| gpu));
+    if let Err(err) = &opened {
+        if std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+            panic!("{test}: REQUIRE_CUDA=1 but no CUDA device: {err}");
+        }
+    }
+    opened
+}
+
+/// [`open_for_test`], or `None` after printing `SKIPPED: no CUDA device (<reason>)
+/// [<test>]`: Rust has no "skipped" outcome, so a test without a GPU returns early and says
+/// so (`cargo test -- --nocapture` shows it).
+pub fn open_or_skip(test: &str) -> Option<Arc<CudaBackend>> {
+    match open_for_test(test) {
+        Ok(gpu) => Some(gpu),
+        Err(err) => {
+            println!("SKIPPED: no CUDA device ({err}) [{test}]");
+            None
+        }
+    }
 }
 
 /// Converts a size to the `int` a kernel parameter takes, or says which one is too large.

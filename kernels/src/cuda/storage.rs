@@ -3,12 +3,74 @@
 
 use std::sync::Arc;
 
-use super::{Arg, CudaBackend, CudaBuffer};
-use crate::{Device, Result, Storage};
+use super::{Arg, CudaBackend, CudaBuffer, LaunchConfig};
+use crate::{DType, Device, Result, Storage};
 
 /// Wraps a buffer that a kernel of `backend` has written as a `Storage::Cuda`.
 pub(crate) fn wrap(backend: &Arc<CudaBackend>, buffer: CudaBuffer<f32>) -> Storage {
     Storage::Cuda(CudaStorage::new(buffer, backend.clone()))
+}
+
+/// The launch most ops make: a new f32 buffer of `len` elements, written in full by one
+/// launch of `kernel` (`(file, name)`) over `config`. `args` is given the new buffer's
+/// pointer and returns the kernel's arguments in the order it declares them.
+///
+/// # Safety
+///
+/// As [`CudaBackend::launch`]; besides, the kernel must write all `len` elements of the
+/// output, which starts with whatever the allocator's last user left there.
+pub(crate) unsafe fn launch_into_new(
+    gpu: &Arc<CudaBackend>,
+    op: &'static str,
+    kernel: (&'static str, &'static str),
+    config: LaunchConfig,
+    len: usize,
+    args: impl FnOnce(Arg) -> Vec<Arg>,
+) -> Result<Storage> {
+    let out = gpu.alloc::<f32>(len)?;
+    let args = args(Arg::ptr(&out, 0));
+    // SAFETY: the caller vouches for the arguments and for the kernel writing `out`.
+    unsafe { gpu.launch(op, kernel, config, &args)? };
+    Ok(wrap(gpu, out))
+}
+
+/// The forward pass of an element-wise activation (ReLU, GELU): one launch of
+/// `kernel(const float* x, float* y, unsigned long long n)`, which must write every `y[i]`
+/// from `x[i]` alone.
+pub(crate) fn activation_forward(
+    op: &'static str,
+    kernel: (&'static str, &'static str),
+    x: &CudaStorage,
+) -> Result<Storage> {
+    let (gpu, n) = (x.backend(), x.len());
+    // SAFETY: the kernel declares (const float* x, float* y, unsigned long long n) and
+    // writes the n elements of y from the n of x (the caller's contract).
+    unsafe {
+        launch_into_new(gpu, op, kernel, gpu.grid_stride_config(n), n, |y| {
+            vec![x.arg(), y, Arg::U64(n as u64)]
+        })
+    }
+}
+
+/// The backward pass of an element-wise activation from its forward input: one launch of
+/// `kernel(const float* x, const float* grad_out, float* grad_in, unsigned long long n)`,
+/// which must write every `grad_in[i]` from `x[i]` and `grad_out[i]`.
+pub(crate) fn activation_backward(
+    op: &'static str,
+    kernel: (&'static str, &'static str),
+    x: &CudaStorage,
+    grad_out: &Storage,
+) -> Result<Storage> {
+    let (gpu, n) = (x.backend(), x.len());
+    let grad_out = grad_out.cuda(op, "grad_out", x.device())?;
+    grad_out.check_len(op, "grad_out", n)?;
+    // SAFETY: the kernel declares (const float* x, const float* grad_out, float* grad_in,
+    // unsigned long long n) and writes the n elements of grad_in; grad_out holds n.
+    unsafe {
+        launch_into_new(gpu, op, kernel, gpu.grid_stride_config(n), n, |grad_in| {
+            vec![x.arg(), grad_out.arg(), grad_in, Arg::U64(n as u64)]
+        })
+    }
 }
 
 /// An f32 buffer on one CUDA device (the payload of `Storage::Cuda`).
@@ -65,8 +127,25 @@ impl CudaStorage {
         self.buffer.len()
     }
 
+    /// Checks that the buffer holds exactly `expected` elements.
+    pub(crate) fn check_len(&self, op: &'static str, operand: &str, expected: usize) -> Result<()> {
+        if self.len() == expected {
+            Ok(())
+        } else {
+            Err(crate::Error::shape(
+                op,
+                format!("{operand} has {} elements, expected {expected}", self.len()),
+            ))
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Always f32: the CUDA kernels compute in single precision.
+    pub fn dtype(&self) -> DType {
+        DType::F32
     }
 
     /// `Device::Cuda(ordinal)`.

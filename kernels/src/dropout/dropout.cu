@@ -9,11 +9,7 @@
 //   keep i  <=>  bits >= threshold,  threshold = ceil(p * 2^24) computed on the host
 //
 // The host also computes scale = 1 / (1 - p) in f64 (0 when p = 1) and rounds it to f32.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // The 24 random bits of element `index` under `seed`.
 __device__ __forceinline__ unsigned int dropout_bits(unsigned long long seed,

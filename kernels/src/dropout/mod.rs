@@ -98,22 +98,24 @@ impl Mask {
 /// Zeroes each element with probability `p` and scales the survivors by `1 / (1 - p)`.
 pub fn forward(input: &Storage, p: f64, seed: u64) -> Result<Storage> {
     let mask = Mask::new(p, seed, "input", input.len())?;
-    match input {
-        Storage::F32(_) => apply_cpu::<f32>(input, "input", &mask),
-        Storage::F64(_) => apply_cpu::<f64>(input, "input", &mask),
-        Storage::Cuda(input) => cuda::apply(input, &mask),
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => apply_cpu::<T>(input, "input", &mask),
+        cuda(input) => cuda::apply(input, &mask),
+    )
 }
 
 /// Gradient of [`forward`] with the same `p` and `seed`: the same mask and scale applied
 /// to `grad_out`.
 pub fn backward(grad_out: &Storage, p: f64, seed: u64) -> Result<Storage> {
     let mask = Mask::new(p, seed, "grad_out", grad_out.len())?;
-    match grad_out {
-        Storage::F32(_) => apply_cpu::<f32>(grad_out, "grad_out", &mask),
-        Storage::F64(_) => apply_cpu::<f64>(grad_out, "grad_out", &mask),
-        Storage::Cuda(grad_out) => cuda::apply(grad_out, &mask),
-    }
+    dispatch!(
+        OP,
+        grad_out,
+        cpu::<T> => apply_cpu::<T>(grad_out, "grad_out", &mask),
+        cuda(grad_out) => cuda::apply(grad_out, &mask),
+    )
 }
 
 fn apply_cpu<T: Element>(values: &Storage, operand: &str, mask: &Mask) -> Result<Storage> {

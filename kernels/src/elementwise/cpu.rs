@@ -18,6 +18,13 @@ pub fn scale<T: Element>(a: &[T], factor: T) -> Vec<T> {
         .collect()
 }
 
+pub fn lerp_assign<T: Element>(acc: &mut [T], end: &[T], weight: T) {
+    acc.par_iter_mut()
+        .zip(end.par_iter())
+        .with_min_len(PAR_MIN_LEN)
+        .for_each(|(a, &e)| *a += weight * (e - *a));
+}
+
 pub fn add_assign<T: Element>(acc: &mut [T], x: &[T]) {
     acc.par_iter_mut()
         .zip(x.par_iter())

@@ -1,9 +1,5 @@
 // Element-wise arithmetic on equal-length buffers; see elementwise/mod.rs.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // out = a + b
 extern "C" __global__ void elementwise_add(const float* a, const float* b, float* out,
@@ -27,6 +23,13 @@ extern "C" __global__ void elementwise_scale(const float* a, float factor, float
 extern "C" __global__ void elementwise_add_assign(float* acc, const float* x,
                                                   unsigned long long n) {
     GRID_STRIDE(i, n) { acc[i] += x[i]; }
+}
+
+// acc += weight * (end - acc), in place (a moving average's step); weight rounded to f32
+// by the host, as the CPU code does.
+extern "C" __global__ void elementwise_lerp_assign(float* acc, const float* end, float weight,
+                                                   unsigned long long n) {
+    GRID_STRIDE(i, n) { acc[i] += weight * (end[i] - acc[i]); }
 }
 
 // out = value everywhere (Storage::full / zeros on the device).

@@ -1,5 +1,6 @@
-//! Element-wise arithmetic on same-length buffers: `a + b`, `a * b`, `a * factor`, and the
-//! in-place `acc += x` that accumulates gradients when a tensor feeds several ops.
+//! Element-wise arithmetic on same-length buffers: `a + b`, `a * b`, `a * factor`, the
+//! in-place `acc += x` that accumulates gradients when a tensor feeds several ops, and the
+//! in-place `acc += w (end - acc)` of a moving average (airbench94's lookahead).
 //!
 //! No broadcasting: callers (the autograd layer) hand over operands of equal length, and a
 //! length mismatch is an error naming the op and both lengths.
@@ -22,43 +23,66 @@ use crate::{Element, Error, Result, Storage};
 pub fn add(a: &Storage, b: &Storage) -> Result<Storage> {
     const OP: &str = "add";
     same_len(OP, a, b)?;
-    match a {
-        Storage::F32(_) => binary_cpu::<f32>(OP, a, b, |x, y| x + y),
-        Storage::F64(_) => binary_cpu::<f64>(OP, a, b, |x, y| x + y),
-        Storage::Cuda(a) => cuda::binary(OP, "elementwise_add", a, b),
-    }
+    dispatch!(
+        OP,
+        a,
+        cpu::<T> => binary_cpu::<T>(OP, a, b, |x, y| x + y),
+        cuda(a) => cuda::binary(OP, "elementwise_add", a, b),
+    )
 }
 
 /// `a[i] * b[i]`.
 pub fn mul(a: &Storage, b: &Storage) -> Result<Storage> {
     const OP: &str = "mul";
     same_len(OP, a, b)?;
-    match a {
-        Storage::F32(_) => binary_cpu::<f32>(OP, a, b, |x, y| x * y),
-        Storage::F64(_) => binary_cpu::<f64>(OP, a, b, |x, y| x * y),
-        Storage::Cuda(a) => cuda::binary(OP, "elementwise_mul", a, b),
-    }
+    dispatch!(
+        OP,
+        a,
+        cpu::<T> => binary_cpu::<T>(OP, a, b, |x, y| x * y),
+        cuda(a) => cuda::binary(OP, "elementwise_mul", a, b),
+    )
 }
 
 /// `a[i] * factor`, with `factor` rounded to the buffer's element type.
 pub fn scale(a: &Storage, factor: f64) -> Result<Storage> {
     const OP: &str = "scale";
-    match a {
-        Storage::F32(_) => scale_cpu::<f32>(OP, a, factor),
-        Storage::F64(_) => scale_cpu::<f64>(OP, a, factor),
-        Storage::Cuda(a) => cuda::scale(OP, a, factor),
-    }
+    dispatch!(
+        OP,
+        a,
+        cpu::<T> => scale_cpu::<T>(OP, a, factor),
+        cuda(a) => cuda::scale(OP, a, factor),
+    )
 }
 
 /// `acc[i] += x[i]`, in place (gradient accumulation without a new buffer).
 pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
     const OP: &str = "add_assign";
     same_len(OP, acc, x)?;
-    match acc {
-        Storage::F32(_) => add_assign_cpu::<f32>(OP, acc, x),
-        Storage::F64(_) => add_assign_cpu::<f64>(OP, acc, x),
-        Storage::Cuda(acc) => cuda::add_assign(OP, acc, x),
+    dispatch!(
+        OP,
+        acc,
+        cpu::<T> => add_assign_cpu::<T>(OP, acc, x),
+        cuda(acc) => cuda::add_assign(OP, acc, x),
+    )
+}
+
+/// `acc[i] += weight * (end[i] - acc[i])`, in place: PyTorch's `acc.lerp_(end, weight)` for
+/// `weight` below 1/2, the step of an exponential moving average towards `end`.
+pub fn lerp_assign(acc: &mut Storage, end: &Storage, weight: f64) -> Result<()> {
+    const OP: &str = "lerp";
+    same_len(OP, acc, end)?;
+    if !weight.is_finite() {
+        return Err(Error::invalid(
+            OP,
+            format!("weight must be finite, got {weight}"),
+        ));
     }
+    dispatch!(
+        OP,
+        acc,
+        cpu::<T> => lerp_assign_cpu::<T>(OP, acc, end, weight),
+        cuda(acc) => cuda::lerp_assign(OP, acc, end, weight),
+    )
 }
 
 fn same_len(op: &'static str, a: &Storage, b: &Storage) -> Result<()> {
@@ -90,6 +114,17 @@ fn binary_cpu<T: Element>(
 fn scale_cpu<T: Element>(op: &'static str, a: &Storage, factor: f64) -> Result<Storage> {
     let a = a.host::<T>(op, "input")?;
     Ok(T::into_storage(cpu::scale(a, T::of(factor))))
+}
+
+fn lerp_assign_cpu<T: Element>(
+    op: &'static str,
+    acc: &mut Storage,
+    end: &Storage,
+    weight: f64,
+) -> Result<()> {
+    let end = end.host::<T>(op, "end")?;
+    cpu::lerp_assign(acc.host_mut::<T>(op, "acc")?, end, T::of(weight));
+    Ok(())
 }
 
 fn add_assign_cpu<T: Element>(op: &'static str, acc: &mut Storage, x: &Storage) -> Result<()> {

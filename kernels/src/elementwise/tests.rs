@@ -98,3 +98,32 @@ fn mixed_dtypes_are_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn lerp_assign_moves_each_element_a_fraction_of_the_way() {
+    // acc + w (end - acc): 1 + 0.25 (5 - 1) = 2, -2 + 0.25 (2 + 2) = -1, 3 stays at 3.
+    let mut acc = Storage::f64(vec![1.0, -2.0, 3.0]);
+    lerp_assign(&mut acc, &Storage::f64(vec![5.0, 2.0, 3.0]), 0.25).unwrap();
+    assert_eq!(acc, Storage::f64(vec![2.0, -1.0, 3.0]));
+    // Weight 1 lands on `end`, weight 0 stays put.
+    let mut acc = Storage::f32(vec![1.5, -7.0]);
+    lerp_assign(&mut acc, &Storage::f32(vec![4.0, 8.0]), 1.0).unwrap();
+    assert_eq!(acc, Storage::f32(vec![4.0, 8.0]));
+    lerp_assign(&mut acc, &Storage::f32(vec![0.0, 0.0]), 0.0).unwrap();
+    assert_eq!(acc, Storage::f32(vec![4.0, 8.0]));
+}
+
+#[test]
+fn lerp_assign_checks_lengths_types_and_the_weight() {
+    let mut acc = Storage::f32(vec![1.0; 3]);
+    let err = lerp_assign(&mut acc, &Storage::f32(vec![1.0; 2]), 0.5).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "lerp", .. }), "{err}");
+    let err = lerp_assign(&mut acc, &Storage::f64(vec![1.0; 3]), 0.5).unwrap_err();
+    assert!(matches!(err, Error::Mismatch { op: "lerp", .. }), "{err}");
+    let err = lerp_assign(&mut acc, &Storage::f32(vec![1.0; 3]), f64::NAN).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { op: "lerp", .. }),
+        "{err}"
+    );
+    assert_eq!(acc, Storage::f32(vec![1.0; 3]));
+}

@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_util::values;
 
 /// `op(x)[i][j]` of a row-major buffer that stores op(x) (`rows x cols`) or its transpose.
 fn at(x: &[f64], transposed: bool, rows: usize, cols: usize, i: usize, j: usize) -> f64 {
@@ -7,21 +8,6 @@ fn at(x: &[f64], transposed: bool, rows: usize, cols: usize, i: usize, j: usize)
     } else {
         x[i * cols + j]
     }
-}
-
-/// Deterministic, irregular values so a swapped index cannot go unnoticed.
-fn values(len: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -2,7 +2,7 @@
 //! gradient in linear.cu.
 
 use super::{LinearGeometry, LinearGrads, OP};
-use crate::cuda::{to_i32, wrap, Arg, CudaStorage};
+use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "linear.cu";
@@ -96,23 +96,19 @@ pub(super) fn backward(
         false,
     )?;
     let bias = if has_bias {
-        let gb = gpu.alloc::<f32>(o)?;
+        let (rows, cols) = (to_i32(OP, "batch", n)?, to_i32(OP, "out_features", o)?);
         // SAFETY: linear_bias_grad(const float* gy, int rows, int cols, float* gb) reads
-        // the n x o gradient and writes o column sums; launched with (32, 8) blocks.
-        unsafe {
-            gpu.launch(
+        // the n x o gradient and writes the o column sums; launched with (32, 8) blocks.
+        Some(unsafe {
+            launch_into_new(
+                gpu,
                 OP,
                 (FILE, "linear_bias_grad"),
                 gpu.column_sum_config(o),
-                &[
-                    gy.arg(),
-                    Arg::I32(to_i32(OP, "batch", n)?),
-                    Arg::I32(to_i32(OP, "out_features", o)?),
-                    Arg::ptr(&gb, 0),
-                ],
-            )?;
-        }
-        Some(wrap(gpu, gb))
+                o,
+                |gb| vec![gy.arg(), Arg::I32(rows), Arg::I32(cols), gb],
+            )?
+        })
     } else {
         None
     };

@@ -1,10 +1,6 @@
 // The bias parts of the fully connected layer y = x W^T + b; see linear/mod.rs. The
 // products run in cuBLAS; these kernels add the bias and reduce its gradient.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // y[r, c] += bias[c] for a rows x cols row-major y.
 extern "C" __global__ void linear_bias_add(float* y, const float* bias, int rows, int cols) {

@@ -118,11 +118,12 @@ pub fn forward(
             ));
         }
     }
-    match input {
-        Storage::F32(_) => forward_cpu::<f32>(input, weight, bias, g),
-        Storage::F64(_) => forward_cpu::<f64>(input, weight, bias, g),
-        Storage::Cuda(input) => cuda::forward(input, weight, bias, g),
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => forward_cpu::<T>(input, weight, bias, g),
+        cuda(input) => cuda::forward(input, weight, bias, g),
+    )
 }
 
 /// Gradients with respect to the input (when `need_input_grad`), the weight, and the bias
@@ -137,17 +138,12 @@ pub fn backward(
 ) -> Result<LinearGrads> {
     let [_, _, out_len] = check_operands(input, weight, g)?;
     grad_out.expect_len(OP, "grad_out", out_len)?;
-    match input {
-        Storage::F32(_) => {
-            backward_cpu::<f32>(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-        Storage::F64(_) => {
-            backward_cpu::<f64>(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-        Storage::Cuda(input) => {
-            cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad)
-        }
-    }
+    dispatch!(
+        OP,
+        input,
+        cpu::<T> => backward_cpu::<T>(input, weight, grad_out, g, has_bias, need_input_grad),
+        cuda(input) => cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad),
+    )
 }
 
 fn check_operands(input: &Storage, weight: &Storage, g: &LinearGeometry) -> Result<[usize; 3]> {

@@ -1,28 +1,5 @@
 use super::*;
-
-fn values(len: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
-}
-
-fn assert_close(what: &str, got: &Storage, want: &[f64], tol: f64) {
-    let got = got.to_vec_f64().unwrap();
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "{what}[{i}]: got {g}, want {w}"
-        );
-    }
-}
+use crate::test_util::{assert_close_scaled, values};
 
 /// `y[n][o] = b[o] + sum_i x[n][i] w[o][i]` and its gradients, term by term.
 #[allow(clippy::type_complexity)]
@@ -65,11 +42,11 @@ fn check(n: usize, i: usize, o: usize, seed: u64) {
 
     let s = |v: &[f64]| Storage::f64(v.to_vec());
     let got = forward(&s(&x), &s(&w), Some(&s(&b)), &g).unwrap();
-    assert_close("f64 y", &got, &y, 1e-12);
+    assert_close_scaled("f64 y", &got, &y, 1e-12);
     let grads = backward(&s(&x), &s(&w), &s(&gy), &g, true, true).unwrap();
-    assert_close("f64 dx", grads.input.as_ref().unwrap(), &gx, 1e-12);
-    assert_close("f64 dw", &grads.weight, &gw, 1e-12);
-    assert_close("f64 db", grads.bias.as_ref().unwrap(), &gb, 1e-12);
+    assert_close_scaled("f64 dx", grads.input.as_ref().unwrap(), &gx, 1e-12);
+    assert_close_scaled("f64 dw", &grads.weight, &gw, 1e-12);
+    assert_close_scaled("f64 db", grads.bias.as_ref().unwrap(), &gb, 1e-12);
 
     let s32 = |v: &[f64]| Storage::f32(v.iter().map(|&x| x as f32).collect());
     let got = forward(&s32(&x), &s32(&w), None, &g).unwrap();
@@ -78,10 +55,10 @@ fn check(n: usize, i: usize, o: usize, seed: u64) {
         .enumerate()
         .map(|(idx, v)| v - b[idx % o.max(1)])
         .collect();
-    assert_close("f32 y", &got, &y_no_bias, 1e-4);
+    assert_close_scaled("f32 y", &got, &y_no_bias, 1e-4);
     let grads = backward(&s32(&x), &s32(&w), &s32(&gy), &g, false, false).unwrap();
     assert!(grads.input.is_none() && grads.bias.is_none());
-    assert_close("f32 dw", &grads.weight, &gw, 1e-4);
+    assert_close_scaled("f32 dw", &grads.weight, &gw, 1e-4);
 }
 
 #[test]

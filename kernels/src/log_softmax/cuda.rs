@@ -1,7 +1,7 @@
 //! Log-softmax on the GPU (log_softmax.cu): one warp per row.
 
 use super::{Rows, OP};
-use crate::cuda::{to_i32, wrap, Arg, CudaStorage};
+use crate::cuda::{launch_into_new, to_i32, Arg, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "log_softmax.cu";
@@ -12,18 +12,18 @@ pub(super) fn forward(x: &CudaStorage, geom: Rows) -> Result<Storage> {
         to_i32(OP, "rows", geom.rows)?,
         to_i32(OP, "cols", geom.cols)?,
     );
-    let y = gpu.alloc::<f32>(geom.len())?;
-    // SAFETY: log_softmax_forward(const float* x, float* y, int rows, int cols); both
-    // buffers hold rows * cols elements (checked by the caller).
+    // SAFETY: log_softmax_forward(const float* x, float* y, int rows, int cols) writes
+    // the rows * cols elements of y; x holds as many (checked by the caller).
     unsafe {
-        gpu.launch(
+        launch_into_new(
+            gpu,
             OP,
             (FILE, "log_softmax_forward"),
             gpu.warp_per_row_config(geom.rows),
-            &[x.arg(), Arg::ptr(&y, 0), Arg::I32(rows), Arg::I32(cols)],
-        )?;
+            geom.len(),
+            |y| vec![x.arg(), y, Arg::I32(rows), Arg::I32(cols)],
+        )
     }
-    Ok(wrap(gpu, y))
 }
 
 pub(super) fn backward(y: &CudaStorage, grad_out: &Storage, geom: Rows) -> Result<Storage> {
@@ -33,22 +33,25 @@ pub(super) fn backward(y: &CudaStorage, grad_out: &Storage, geom: Rows) -> Resul
         to_i32(OP, "rows", geom.rows)?,
         to_i32(OP, "cols", geom.cols)?,
     );
-    let grad_in = gpu.alloc::<f32>(geom.len())?;
     // SAFETY: log_softmax_backward(const float* y, const float* grad_out, float* grad_in,
-    // int rows, int cols); all three hold rows * cols elements.
+    // int rows, int cols) writes the rows * cols elements of grad_in; y and grad_out hold
+    // as many (checked by the caller).
     unsafe {
-        gpu.launch(
+        launch_into_new(
+            gpu,
             OP,
             (FILE, "log_softmax_backward"),
             gpu.warp_per_row_config(geom.rows),
-            &[
-                y.arg(),
-                grad_out.arg(),
-                Arg::ptr(&grad_in, 0),
-                Arg::I32(rows),
-                Arg::I32(cols),
-            ],
-        )?;
+            geom.len(),
+            |grad_in| {
+                vec![
+                    y.arg(),
+                    grad_out.arg(),
+                    grad_in,
+                    Arg::I32(rows),
+                    Arg::I32(cols),
+                ]
+            },
+        )
     }
-    Ok(wrap(gpu, grad_in))
 }

@@ -6,24 +6,7 @@
 //
 // One warp per row: blockDim.x must be a multiple of 32; launch with at least
 // rows / (blockDim.x / 32) blocks or fewer (the warps stride over the rows).
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define F32_INF __int_as_float(0x7f800000)
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-    }
-    return v;
-}
-
-// fmaxf ignores a NaN operand, like Rust's f32::max used by the CPU fold.
-__device__ __forceinline__ float warp_max(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-    }
-    return v;
-}
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // log-sum-exp of one row, the same in every lane of the warp.
 __device__ float row_logsumexp(const float* x, int cols, unsigned int lane) {
@@ -48,9 +31,7 @@ __device__ float row_logsumexp(const float* x, int cols, unsigned int lane) {
 
 extern "C" __global__ void log_softmax_forward(const float* x, float* y, int rows, int cols) {
     unsigned int lane = threadIdx.x & 31u;
-    long long warps = (long long)gridDim.x * (blockDim.x >> 5);
-    for (long long r = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
-         r += warps) {
+    WARP_PER_ROW(r, rows) {
         const float* xr = x + r * cols;
         float* yr = y + r * cols;
         float lse = row_logsumexp(xr, cols, lane);
@@ -63,9 +44,7 @@ extern "C" __global__ void log_softmax_forward(const float* x, float* y, int row
 extern "C" __global__ void log_softmax_backward(const float* y, const float* grad_out,
                                                 float* grad_in, int rows, int cols) {
     unsigned int lane = threadIdx.x & 31u;
-    long long warps = (long long)gridDim.x * (blockDim.x >> 5);
-    for (long long r = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows;
-         r += warps) {
+    WARP_PER_ROW(r, rows) {
         const float* yr = y + r * cols;
         const float* gr = grad_out + r * cols;
         float* dr = grad_in + r * cols;

@@ -61,11 +61,12 @@ impl Rows {
 pub fn forward(x: &Storage, rows: usize, cols: usize) -> Result<Storage> {
     let geom = Rows::new(rows, cols)?;
     geom.expect(x, "input")?;
-    match x {
-        Storage::F32(_) => forward_cpu::<f32>(x, geom),
-        Storage::F64(_) => forward_cpu::<f64>(x, geom),
-        Storage::Cuda(x) => cuda::forward(x, geom),
-    }
+    dispatch!(
+        OP,
+        x,
+        cpu::<T> => forward_cpu::<T>(x, geom),
+        cuda(x) => cuda::forward(x, geom),
+    )
 }
 
 /// Given the forward output `y = log_softmax(x)` and `grad_out = dL/dy`, returns
@@ -74,11 +75,12 @@ pub fn backward(y: &Storage, grad_out: &Storage, rows: usize, cols: usize) -> Re
     let geom = Rows::new(rows, cols)?;
     geom.expect(y, "output")?;
     geom.expect(grad_out, "grad_out")?;
-    match y {
-        Storage::F32(_) => backward_cpu::<f32>(y, grad_out, geom),
-        Storage::F64(_) => backward_cpu::<f64>(y, grad_out, geom),
-        Storage::Cuda(y) => cuda::backward(y, grad_out, geom),
-    }
+    dispatch!(
+        OP,
+        y,
+        cpu::<T> => backward_cpu::<T>(y, grad_out, geom),
+        cuda(y) => cuda::backward(y, grad_out, geom),
+    )
 }
 
 fn forward_cpu<T: Element>(x: &Storage, geom: Rows) -> Result<Storage> {

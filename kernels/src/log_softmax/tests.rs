@@ -1,32 +1,10 @@
 use super::*;
+use crate::test_util::{assert_close_abs, pseudo_random};
 
 const LN2: f64 = std::f64::consts::LN_2;
 
 fn ln(x: f64) -> f64 {
     x.ln()
-}
-
-fn close(got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len());
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol,
-            "element {i}: got {g}, want {w} (tol {tol})"
-        );
-    }
-}
-
-/// Deterministic values in [-3, 3) from a 64-bit LCG (Knuth's MMIX constants).
-fn pseudo_random(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 6.0 - 3.0
-        })
-        .collect()
 }
 
 /// Row [0, ln 2, ln 3]: exp gives [1, 2, 3], sum 6, so y = [ln(1/6), ln(2/6), ln(3/6)]
@@ -37,7 +15,7 @@ fn forward_matches_hand_values() {
     let x = Storage::f64(vec![0.0, LN2, ln(3.0), 5.0, 5.0, 5.0]);
     let y = forward(&x, 2, 3).unwrap().to_vec_f64().unwrap();
     let want = [-ln(6.0), -ln(3.0), -LN2, -ln(3.0), -ln(3.0), -ln(3.0)];
-    close(&y, &want, 1e-15);
+    assert_close_abs(&y, &want, 1e-15);
 }
 
 /// Rows [1e4, -1e4, 0] and [-1e4, -1e4]: after subtracting the max the exponents are
@@ -50,7 +28,7 @@ fn huge_logits_stay_finite_and_exact() {
     let y = forward(&Storage::f64(vec![1e4, -1e4, 0.0]), 1, 3).unwrap();
     assert_eq!(y, Storage::f64(vec![0.0, -2e4, -1e4]));
     let y = forward(&Storage::f64(vec![-1e4, -1e4]), 1, 2).unwrap();
-    close(&y.to_vec_f64().unwrap(), &[-LN2, -LN2], 1e-12);
+    assert_close_abs(&y.to_vec_f64().unwrap(), &[-LN2, -LN2], 1e-12);
 }
 
 /// With p = softmax([0, ln 2, ln 3]) = [1/6, 1/3, 1/2] and grad_x = g - p * sum(g):
@@ -62,7 +40,7 @@ fn backward_matches_hand_values() {
     let y = forward(&x, 2, 3).unwrap();
     let g = Storage::f64(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
     let dx = backward(&y, &g, 2, 3).unwrap().to_vec_f64().unwrap();
-    close(&dx, &[5.0 / 6.0, -1.0 / 3.0, -0.5, 0.5, 0.0, -0.5], 1e-15);
+    assert_close_abs(&dx, &[5.0 / 6.0, -1.0 / 3.0, -0.5, 0.5, 0.0, -0.5], 1e-15);
 }
 
 /// L(x) = sum(w * log_softmax(x)); its gradient from `backward(y, w)` must match central
@@ -112,10 +90,10 @@ fn f32_agrees_with_f64() {
     let g64 = g32.to_dtype(crate::DType::F64).unwrap();
     let y32 = forward(&x32, rows, cols).unwrap();
     let y64 = forward(&x64, rows, cols).unwrap();
-    close(&y32.to_vec_f64().unwrap(), &y64.to_vec_f64().unwrap(), 1e-5);
+    assert_close_abs(&y32.to_vec_f64().unwrap(), &y64.to_vec_f64().unwrap(), 1e-5);
     let d32 = backward(&y32, &g32, rows, cols).unwrap();
     let d64 = backward(&y64, &g64, rows, cols).unwrap();
-    close(&d32.to_vec_f64().unwrap(), &d64.to_vec_f64().unwrap(), 1e-5);
+    assert_close_abs(&d32.to_vec_f64().unwrap(), &d64.to_vec_f64().unwrap(), 1e-5);
 }
 
 /// 20000 rows take the rayon path; row r is [r, r + ln 2, r + ln 3], so every row's
@@ -131,7 +109,7 @@ fn many_rows_take_the_parallel_path() {
         .to_vec_f64()
         .unwrap();
     for row in y.chunks(3) {
-        close(row, &[-ln(6.0), -ln(3.0), -LN2], 1e-11);
+        assert_close_abs(row, &[-ln(6.0), -ln(3.0), -LN2], 1e-11);
     }
 }
 

@@ -73,11 +73,12 @@ impl MatmulGeometry {
 /// `c = a b`, an `[m, n]` buffer.
 pub fn forward(a: &Storage, b: &Storage, g: &MatmulGeometry) -> Result<Storage> {
     check_operands(a, b, g)?;
-    match a {
-        Storage::F32(_) => forward_cpu::<f32>(a, b, g),
-        Storage::F64(_) => forward_cpu::<f64>(a, b, g),
-        Storage::Cuda(a) => cuda::forward(a, b, g),
-    }
+    dispatch!(
+        OP,
+        a,
+        cpu::<T> => forward_cpu::<T>(a, b, g),
+        cuda(a) => cuda::forward(a, b, g),
+    )
 }
 
 /// `(dL/da, dL/db)` given `grad_out` `[m, n]`.
@@ -89,11 +90,12 @@ pub fn backward(
 ) -> Result<(Storage, Storage)> {
     let [_, _, c_len] = check_operands(a, b, g)?;
     grad_out.expect_len(OP, "grad_out", c_len)?;
-    match a {
-        Storage::F32(_) => backward_cpu::<f32>(a, b, grad_out, g),
-        Storage::F64(_) => backward_cpu::<f64>(a, b, grad_out, g),
-        Storage::Cuda(a) => cuda::backward(a, b, grad_out, g),
-    }
+    dispatch!(
+        OP,
+        a,
+        cpu::<T> => backward_cpu::<T>(a, b, grad_out, g),
+        cuda(a) => cuda::backward(a, b, grad_out, g),
+    )
 }
 
 fn check_operands(a: &Storage, b: &Storage, g: &MatmulGeometry) -> Result<[usize; 3]> {

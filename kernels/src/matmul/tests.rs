@@ -1,28 +1,5 @@
 use super::*;
-
-fn values(len: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
-}
-
-fn assert_close(what: &str, got: &Storage, want: &[f64], tol: f64) {
-    let got = got.to_vec_f64().unwrap();
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "{what}[{i}]: got {g}, want {w}"
-        );
-    }
-}
+use crate::test_util::{assert_close_scaled, values};
 
 fn check(m: usize, k: usize, n: usize, seed: u64) {
     let g = MatmulGeometry::new(&[m, k], &[k, n]).unwrap();
@@ -42,16 +19,16 @@ fn check(m: usize, k: usize, n: usize, seed: u64) {
         }
     }
     let s = |v: &[f64]| Storage::f64(v.to_vec());
-    assert_close("f64 c", &forward(&s(&a), &s(&b), &g).unwrap(), &c, 1e-12);
+    assert_close_scaled("f64 c", &forward(&s(&a), &s(&b), &g).unwrap(), &c, 1e-12);
     let (got_a, got_b) = backward(&s(&a), &s(&b), &s(&gc), &g).unwrap();
-    assert_close("f64 da", &got_a, &ga, 1e-12);
-    assert_close("f64 db", &got_b, &gb, 1e-12);
+    assert_close_scaled("f64 da", &got_a, &ga, 1e-12);
+    assert_close_scaled("f64 db", &got_b, &gb, 1e-12);
 
     let s32 = |v: &[f64]| Storage::f32(v.iter().map(|&x| x as f32).collect());
-    assert_close("f32 c", &forward(&s32(&a), &s32(&b), &g).unwrap(), &c, 1e-4);
+    assert_close_scaled("f32 c", &forward(&s32(&a), &s32(&b), &g).unwrap(), &c, 1e-4);
     let (got_a, got_b) = backward(&s32(&a), &s32(&b), &s32(&gc), &g).unwrap();
-    assert_close("f32 da", &got_a, &ga, 1e-4);
-    assert_close("f32 db", &got_b, &gb, 1e-4);
+    assert_close_scaled("f32 da", &got_a, &ga, 1e-4);
+    assert_close_scaled("f32 db", &got_b, &gb, 1e-4);
 }
 
 #[test]

@@ -75,11 +75,12 @@ pub fn adam_step(
     expect_param_len(OP, "grad", grad, len)?;
     expect_param_len(OP, "exp_avg", exp_avg, len)?;
     expect_param_len(OP, "exp_avg_sq", exp_avg_sq, len)?;
-    match param {
-        Storage::F32(_) => adam_cpu::<f32>(param, grad, exp_avg, exp_avg_sq, step, cfg),
-        Storage::F64(_) => adam_cpu::<f64>(param, grad, exp_avg, exp_avg_sq, step, cfg),
-        Storage::Cuda(param) => super::cuda::adam(param, grad, exp_avg, exp_avg_sq, step, cfg),
-    }
+    dispatch!(
+        OP,
+        param,
+        cpu::<T> => adam_cpu::<T>(param, grad, exp_avg, exp_avg_sq, step, cfg),
+        cuda(param) => super::cuda::adam(param, grad, exp_avg, exp_avg_sq, step, cfg),
+    )
 }
 
 fn adam_cpu<T: Element>(

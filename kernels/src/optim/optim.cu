@@ -3,11 +3,7 @@
 // rounds it once to f32 before the launch, exactly as the CPU code does; the element-wise
 // arithmetic below is written in the CPU code's order. Weight decay is skipped entirely
 // when it is zero (has_weight_decay = 0), as PyTorch skips the `grad + 0 * p` term.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // p -= lr * (g + wd * p): SGD without momentum.
 extern "C" __global__ void sgd_step(float* param, const float* grad, unsigned long long n,

@@ -67,11 +67,12 @@ pub fn sgd_step(
             expect_param_len(OP, "momentum buffer", buf, param.len())?;
         }
     }
-    match param {
-        Storage::F32(_) => sgd_cpu::<f32>(param, grad, momentum_buffer, cfg),
-        Storage::F64(_) => sgd_cpu::<f64>(param, grad, momentum_buffer, cfg),
-        Storage::Cuda(param) => super::cuda::sgd(param, grad, momentum_buffer, cfg),
-    }
+    dispatch!(
+        OP,
+        param,
+        cpu::<T> => sgd_cpu::<T>(param, grad, momentum_buffer, cfg),
+        cuda(param) => super::cuda::sgd(param, grad, momentum_buffer, cfg),
+    )
 }
 
 fn sgd_cpu<T: Element>(

@@ -1,31 +1,9 @@
 use super::*;
+use crate::test_util::{assert_close_abs, pseudo_random};
 use crate::DType;
-
-fn close(got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len());
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol,
-            "element {i}: got {g}, want {w} (tol {tol})"
-        );
-    }
-}
 
 fn values(s: &Storage) -> Vec<f64> {
     s.to_vec_f64().unwrap()
-}
-
-/// Deterministic values in [-3, 3) from a 64-bit LCG (Knuth's MMIX constants).
-fn pseudo_random(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 6.0 - 3.0
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------- SGD
@@ -73,8 +51,8 @@ fn sgd_momentum_dampening_and_weight_decay_match_hand_values() {
     let steps = run_sgd(vec![1.0, -1.0], vec![1.0, -1.0], &cfg, 3);
     let want = [(0.89, 1.1), (0.73655, 1.5345), (0.54476225, 1.9178775)];
     for ((p, buf), (wp, wb)) in steps.iter().zip(want) {
-        close(p, &[wp, -wp], 1e-15);
-        close(buf.as_ref().unwrap(), &[wb, -wb], 1e-15);
+        assert_close_abs(p, &[wp, -wp], 1e-15);
+        assert_close_abs(buf.as_ref().unwrap(), &[wb, -wb], 1e-15);
     }
 }
 
@@ -90,8 +68,8 @@ fn sgd_nesterov_matches_hand_values() {
     let steps = run_sgd(vec![1.0], vec![1.0], &cfg, 3);
     let want = [(0.791, 1.1), (0.496871, 2.0691), (0.129833351, 2.9118771)];
     for ((p, buf), (wp, wb)) in steps.iter().zip(want) {
-        close(p, &[wp], 1e-15);
-        close(buf.as_ref().unwrap(), &[wb], 1e-15);
+        assert_close_abs(p, &[wp], 1e-15);
+        assert_close_abs(buf.as_ref().unwrap(), &[wb], 1e-15);
     }
 }
 
@@ -102,7 +80,7 @@ fn sgd_without_momentum_matches_hand_values_and_keeps_no_buffer() {
     let cfg = sgd_cfg(0.1, 0.0, 0.0, 0.5, false);
     let steps = run_sgd(vec![2.0], vec![1.0], &cfg, 3);
     for ((p, buf), wp) in steps.iter().zip([1.8, 1.61, 1.4295]) {
-        close(p, &[wp], 1e-15);
+        assert_close_abs(p, &[wp], 1e-15);
         assert!(buf.is_none());
     }
 }
@@ -127,8 +105,8 @@ fn sgd_on_a_large_buffer_matches_the_closed_form() {
             sgd_step(&mut p, &grad, &mut buf, &cfg).unwrap();
         }
         assert_eq!(p.dtype(), dtype);
-        close(&values(&p), &want, 1e-6);
-        close(&values(buf.as_ref().unwrap()), &want_buf, 1e-6);
+        assert_close_abs(&values(&p), &want, 1e-6);
+        assert_close_abs(&values(buf.as_ref().unwrap()), &want_buf, 1e-6);
     }
 }
 
@@ -151,8 +129,8 @@ fn sgd_f32_agrees_with_f64() {
         sgd_step(&mut p32, &g32, &mut b32, &cfg).unwrap();
         sgd_step(&mut p64, &g64, &mut b64, &cfg).unwrap();
     }
-    close(&values(&p32), &values(&p64), 1e-5);
-    close(
+    assert_close_abs(&values(&p32), &values(&p64), 1e-5);
+    assert_close_abs(
         &values(b32.as_ref().unwrap()),
         &values(b64.as_ref().unwrap()),
         1e-5,
@@ -276,9 +254,9 @@ fn adam_with_constant_gradients_matches_the_closed_form() {
                 .iter()
                 .map(|g| (1.0 - 0.999f64.powi(t as i32)) * g * g)
                 .collect();
-            close(&values(&p), &want_p, tol);
-            close(&values(&m), &want_m, tol);
-            close(&values(&v), &want_v, tol);
+            assert_close_abs(&values(&p), &want_p, tol);
+            assert_close_abs(&values(&m), &want_m, tol);
+            assert_close_abs(&values(&v), &want_v, tol);
         }
     }
 }
@@ -313,9 +291,9 @@ fn adam_with_changing_gradients_matches_hand_values() {
     ];
     for (t, (g, wp, wm, wv)) in (1..).zip(want) {
         adam_step(&mut p, &Storage::f64(vec![g]), &mut m, &mut v, t, &cfg).unwrap();
-        close(&values(&p), &[wp], 1e-15);
-        close(&values(&m), &[wm], 1e-15);
-        close(&values(&v), &[wv], 1e-15);
+        assert_close_abs(&values(&p), &[wp], 1e-15);
+        assert_close_abs(&values(&m), &[wm], 1e-15);
+        assert_close_abs(&values(&v), &[wv], 1e-15);
     }
 }
 
@@ -350,9 +328,9 @@ fn adam_weight_decay_matches_hand_values() {
     ];
     for (t, (g, wp, wm, wv)) in (1..).zip(want) {
         adam_step(&mut p, &Storage::f64(vec![g]), &mut m, &mut v, t, &cfg).unwrap();
-        close(&values(&p), &[wp], 1e-14);
-        close(&values(&m), &[wm], 1e-14);
-        close(&values(&v), &[wv], 1e-14);
+        assert_close_abs(&values(&p), &[wp], 1e-14);
+        assert_close_abs(&values(&m), &[wm], 1e-14);
+        assert_close_abs(&values(&v), &[wv], 1e-14);
     }
 }
 
@@ -379,7 +357,7 @@ fn adam_on_a_large_buffer_matches_the_closed_form() {
     for t in 1..=3 {
         adam_step(&mut p, &grad, &mut m, &mut v, t, &cfg).unwrap();
     }
-    close(&values(&p), &want, 1e-6);
+    assert_close_abs(&values(&p), &want, 1e-6);
 }
 
 #[test]
@@ -401,9 +379,9 @@ fn adam_f32_agrees_with_f64() {
         adam_step(&mut p32, &g32, &mut m32, &mut v32, t, &cfg).unwrap();
         adam_step(&mut p64, &g64, &mut m64, &mut v64, t, &cfg).unwrap();
     }
-    close(&values(&p32), &values(&p64), 1e-5);
-    close(&values(&m32), &values(&m64), 1e-5);
-    close(&values(&v32), &values(&v64), 1e-5);
+    assert_close_abs(&values(&p32), &values(&p64), 1e-5);
+    assert_close_abs(&values(&m32), &values(&m64), 1e-5);
+    assert_close_abs(&values(&v32), &values(&v64), 1e-5);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! forward, one per input element going backward (gathering, so no atomics).
 
 use super::{Pool2dGeometry, PoolKind};
-use crate::cuda::{to_i32, wrap, Arg, CudaStorage};
+use crate::cuda::{launch_into_new, to_i32, Arg, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "pool2d.cu";
@@ -29,59 +29,68 @@ fn dims(g: &Pool2dGeometry) -> Result<Vec<Arg>> {
 }
 
 pub(super) fn forward(x: &CudaStorage, g: &Pool2dGeometry) -> Result<Storage> {
-    let gpu = x.backend();
-    let y = gpu.alloc::<f32>(g.output_len())?;
-    let mut args = vec![x.arg(), Arg::ptr(&y, 0)];
-    args.extend(dims(g)?);
-    let kernel = match g.kind {
-        PoolKind::Max => "max_pool2d_forward",
-        PoolKind::Avg { count_include_pad } => {
-            args.push(Arg::I32(count_include_pad as i32));
-            "avg_pool2d_forward"
-        }
+    let (kernel, count_include_pad) = match g.kind {
+        PoolKind::Max => ("max_pool2d_forward", None),
+        PoolKind::Avg { count_include_pad } => ("avg_pool2d_forward", Some(count_include_pad)),
     };
     // SAFETY: max_pool2d_forward(const float* x, float* y, <11 ints>) and
-    // avg_pool2d_forward(..., int count_include_pad); x holds the input and y the output
-    // of the validated geometry.
+    // avg_pool2d_forward(..., int count_include_pad) write every output of the validated
+    // geometry into y; x holds its input.
     unsafe {
-        gpu.launch(
-            g.op(),
-            (FILE, kernel),
-            gpu.grid_stride_config(g.output_len()),
-            &args,
-        )?;
+        launch(
+            x,
+            g,
+            kernel,
+            vec![x.arg()],
+            count_include_pad,
+            g.output_len(),
+        )
     }
-    Ok(wrap(gpu, y))
 }
 
 pub(super) fn backward(x: &CudaStorage, grad_out: &Storage, g: &Pool2dGeometry) -> Result<Storage> {
-    let gpu = x.backend();
     let grad_out = grad_out.cuda(g.op(), "grad_out", x.device())?;
-    let dx = gpu.alloc::<f32>(g.input_len())?;
-    let (kernel, mut args) = match g.kind {
-        PoolKind::Max => (
-            "max_pool2d_backward",
-            vec![x.arg(), grad_out.arg(), Arg::ptr(&dx, 0)],
-        ),
-        PoolKind::Avg { .. } => (
+    let (kernel, inputs, count_include_pad) = match g.kind {
+        PoolKind::Max => ("max_pool2d_backward", vec![x.arg(), grad_out.arg()], None),
+        PoolKind::Avg { count_include_pad } => (
             "avg_pool2d_backward",
-            vec![grad_out.arg(), Arg::ptr(&dx, 0)],
+            vec![grad_out.arg()],
+            Some(count_include_pad),
         ),
     };
-    args.extend(dims(g)?);
-    if let PoolKind::Avg { count_include_pad } = g.kind {
-        args.push(Arg::I32(count_include_pad as i32));
-    }
     // SAFETY: max_pool2d_backward(const float* x, const float* dy, float* dx, <11 ints>)
     // and avg_pool2d_backward(const float* dy, float* dx, <11 ints>, int
-    // count_include_pad); the buffers hold the validated geometry's input and output.
+    // count_include_pad) gather every input gradient of the validated geometry into dx;
+    // x and dy hold its input and output.
+    unsafe { launch(x, g, kernel, inputs, count_include_pad, g.input_len()) }
+}
+
+/// Launches `kernel` with arguments `inputs, out, dims [, count_include_pad]`, one thread
+/// per element of the new `len`-element output.
+///
+/// # Safety
+///
+/// As [`launch_into_new`].
+unsafe fn launch(
+    x: &CudaStorage,
+    g: &Pool2dGeometry,
+    kernel: &'static str,
+    inputs: Vec<Arg>,
+    count_include_pad: Option<bool>,
+    len: usize,
+) -> Result<Storage> {
+    let gpu = x.backend();
+    let dims = dims(g)?;
+    let last = count_include_pad.map(|c| Arg::I32(c as i32));
+    // SAFETY: the caller vouches for the kernel, its inputs and the output length.
     unsafe {
-        gpu.launch(
+        launch_into_new(
+            gpu,
             g.op(),
             (FILE, kernel),
-            gpu.grid_stride_config(g.input_len()),
-            &args,
-        )?;
+            gpu.grid_stride_config(len),
+            len,
+            |out| [inputs, vec![out], dims, last.into_iter().collect()].concat(),
+        )
     }
-    Ok(wrap(gpu, dx))
 }

@@ -235,11 +235,12 @@ impl Pool2dGeometry {
 pub fn forward(input: &Storage, g: &Pool2dGeometry) -> Result<Storage> {
     let g = &g.checked()?;
     input.expect_len(g.op(), "input", g.input_len())?;
-    match input {
-        Storage::F32(_) => forward_cpu::<f32>(input, g),
-        Storage::F64(_) => forward_cpu::<f64>(input, g),
-        Storage::Cuda(input) => cuda::forward(input, g),
-    }
+    dispatch!(
+        g.op(),
+        input,
+        cpu::<T> => forward_cpu::<T>(input, g),
+        cuda(input) => cuda::forward(input, g),
+    )
 }
 
 /// Gradient w.r.t. the input. Max: recomputes each window's argmax from `input` (first
@@ -248,11 +249,12 @@ pub fn backward(input: &Storage, grad_out: &Storage, g: &Pool2dGeometry) -> Resu
     let g = &g.checked()?;
     input.expect_len(g.op(), "input", g.input_len())?;
     grad_out.expect_len(g.op(), "grad_out", g.output_len())?;
-    match input {
-        Storage::F32(_) => backward_cpu::<f32>(input, grad_out, g),
-        Storage::F64(_) => backward_cpu::<f64>(input, grad_out, g),
-        Storage::Cuda(input) => cuda::backward(input, grad_out, g),
-    }
+    dispatch!(
+        g.op(),
+        input,
+        cpu::<T> => backward_cpu::<T>(input, grad_out, g),
+        cuda(input) => cuda::backward(input, grad_out, g),
+    )
 }
 
 fn forward_cpu<T: Element>(input: &Storage, g: &Pool2dGeometry) -> Result<Storage> {

@@ -9,11 +9,7 @@
 // gradients of the windows that route to it, in row-major window order, so no atomics are
 // needed and the sums are added in the same order as the CPU code's scatter.
 // `planes` is N*C; all kernels grid-stride over their output elements.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 struct Window {
     int r0, r1, c0, c1;  // in-bounds rows r0..r1 and columns c0..c1 (ends exclusive)

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::reference::{pool_backward, pool_forward, Array4, PoolMode, PoolParams};
+use crate::test_util::assert_close_rel;
 use crate::Error;
 
 const MAX: PoolKind = PoolKind::Max;
@@ -18,16 +19,6 @@ fn geometry(kind: PoolKind, input: [usize; 4], k: usize, s: usize, p: usize) -> 
 
 fn f64s(s: Storage) -> Vec<f64> {
     s.to_vec_f64().unwrap()
-}
-
-fn assert_close(actual: &[f64], expected: &[f64], tol: f64) {
-    assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= tol * (1.0 + e.abs()),
-            "element {i}: {a} vs {e}\n{actual:?}\nvs\n{expected:?}"
-        );
-    }
 }
 
 /// 1..=16 in a 4x4 plane.
@@ -142,7 +133,7 @@ fn ramp_3x3() -> Storage {
 fn avg_counts_padding_in_the_divisor_by_default() {
     let g = geometry(AVG, [1, 1, 3, 3], 3, 1, 1);
     let expected: Vec<f64> = SUMS.iter().map(|s| s / 9.0).collect();
-    assert_close(&f64s(forward(&ramp_3x3(), &g).unwrap()), &expected, 1e-15);
+    assert_close_rel(&f64s(forward(&ramp_3x3(), &g).unwrap()), &expected, 1e-15);
 }
 
 #[test]
@@ -150,7 +141,7 @@ fn avg_without_count_include_pad_divides_by_in_bounds_cells() {
     let g = geometry(AVG_NO_PAD, [1, 1, 3, 3], 3, 1, 1);
     // 12/4, 21/6, 16/4, 27/6, 45/9, 33/6, 24/4, 39/6, 28/4.
     let expected = [3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0];
-    assert_close(&f64s(forward(&ramp_3x3(), &g).unwrap()), &expected, 1e-15);
+    assert_close_rel(&f64s(forward(&ramp_3x3(), &g).unwrap()), &expected, 1e-15);
 }
 
 #[test]
@@ -160,7 +151,7 @@ fn avg_backward_spreads_gradient_by_the_same_divisor() {
     // 6 for an edge, 9 for the centre.
     let g = geometry(AVG, [1, 1, 3, 3], 3, 1, 1);
     let expected: Vec<f64> = COUNTS.iter().map(|c| c / 9.0).collect();
-    assert_close(
+    assert_close_rel(
         &f64s(backward(&ramp_3x3(), &ones, &g).unwrap()),
         &expected,
         1e-15,
@@ -177,7 +168,7 @@ fn avg_backward_spreads_gradient_by_the_same_divisor() {
     let expected = [
         corner, edge, corner, edge, centre, edge, corner, edge, corner,
     ];
-    assert_close(
+    assert_close_rel(
         &f64s(backward(&ramp_3x3(), &ones, &g).unwrap()),
         &expected,
         1e-15,
@@ -378,17 +369,17 @@ proptest! {
             let y_ref = pool_forward(&x_ref, hp, mode);
             prop_assert_eq!(y_ref.shape, [n, out_h, out_w, c]);
             let y = f64s(forward(&Storage::f64(x.clone()), &g).unwrap());
-            assert_close(&y, &y_ref.to_nchw(), 1e-12);
+            assert_close_rel(&y, &y_ref.to_nchw(), 1e-12);
 
             let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
             let dx_ref = pool_backward(&dy_ref, &x_ref, hp, mode);
             let dx = f64s(backward(&Storage::f64(x.clone()), &Storage::f64(dy.clone()), &g).unwrap());
-            assert_close(&dx, &dx_ref.to_nchw(), 1e-12);
+            assert_close_rel(&dx, &dx_ref.to_nchw(), 1e-12);
             prop_assert_eq!(dx.len(), n * c * h * w);
 
             // The f32 path runs the same code: it agrees to f32 rounding.
             let y32 = forward(&Storage::f64(x.clone()).to_dtype(crate::DType::F32).unwrap(), &g).unwrap();
-            assert_close(&f64s(y32), &y_ref.to_nchw(), 1e-5);
+            assert_close_rel(&f64s(y32), &y_ref.to_nchw(), 1e-5);
         }
     }
 }
@@ -427,7 +418,7 @@ proptest! {
             let dy = Storage::f64(dy.clone()).to_dtype(dtype).unwrap();
             // Inputs are small integers: the max is exact in both types.
             prop_assert_eq!(f64s(forward(&x, &g).unwrap()), y_ref.clone());
-            assert_close(&f64s(backward(&x, &dy, &g).unwrap()), &dx_ref, 1e-6);
+            assert_close_rel(&f64s(backward(&x, &dy, &g).unwrap()), &dx_ref, 1e-6);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! depends only on the length and the device, so a given buffer sums the same way on
 //! every run.
 
-use crate::cuda::{wrap, Arg, CudaStorage};
+use crate::cuda::{launch_into_new, wrap, Arg, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "reduce.cu";
@@ -46,22 +46,17 @@ pub(super) fn broadcast_scalar(
     factor: f64,
 ) -> Result<Storage> {
     let gpu = scalar.backend();
-    let out = gpu.alloc::<f32>(len)?;
     // SAFETY: reduce_broadcast_scalar(const float* scalar, double factor, float* out,
     // unsigned long long n) reads scalar[0] (the caller checked it has one element) and
     // writes the n elements of out.
     unsafe {
-        gpu.launch(
+        launch_into_new(
+            gpu,
             op,
             (FILE, "reduce_broadcast_scalar"),
             gpu.grid_stride_config(len),
-            &[
-                scalar.arg(),
-                Arg::F64(factor),
-                Arg::ptr(&out, 0),
-                Arg::U64(len as u64),
-            ],
-        )?;
+            len,
+            |out| vec![scalar.arg(), Arg::F64(factor), out, Arg::U64(len as u64)],
+        )
     }
-    Ok(wrap(gpu, out))
 }

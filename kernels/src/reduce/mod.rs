@@ -23,11 +23,12 @@ use crate::{Element, Error, Result, Storage};
 
 /// Sum of all elements, as a 1-element buffer of the input's dtype (0 for an empty input).
 pub fn sum(x: &Storage) -> Result<Storage> {
-    match x {
-        Storage::F32(_) => sum_cpu::<f32>(x),
-        Storage::F64(_) => sum_cpu::<f64>(x),
-        Storage::Cuda(x) => cuda::sum(x),
-    }
+    dispatch!(
+        "sum",
+        x,
+        cpu::<T> => sum_cpu::<T>(x),
+        cuda(x) => cuda::sum(x),
+    )
 }
 
 /// A buffer of `len` elements, each `scalar[0] * factor`, of the scalar's dtype.
@@ -43,11 +44,12 @@ pub fn broadcast_scalar(scalar: &Storage, len: usize, factor: f64) -> Result<Sto
             ),
         ));
     }
-    match scalar {
-        Storage::F32(_) => broadcast_cpu::<f32>(OP, scalar, len, factor),
-        Storage::F64(_) => broadcast_cpu::<f64>(OP, scalar, len, factor),
-        Storage::Cuda(scalar) => cuda::broadcast_scalar(OP, scalar, len, factor),
-    }
+    dispatch!(
+        OP,
+        scalar,
+        cpu::<T> => broadcast_cpu::<T>(OP, scalar, len, factor),
+        cuda(scalar) => cuda::broadcast_scalar(OP, scalar, len, factor),
+    )
 }
 
 fn sum_cpu<T: Element>(x: &Storage) -> Result<Storage> {

@@ -4,38 +4,7 @@
 // not depend on scheduling: reduce_sum_partials writes one f64 partial sum per block (each
 // thread strides over the buffer in a fixed order), reduce_sum_finish adds the partials in
 // one block. For a given grid size the result is the same on every run.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
-
-// Sum of `v` over the block, returned to every thread. blockDim.x must be a multiple of 32.
-__device__ double block_sum(double v) {
-    __shared__ double warp_sums[32];
-    __shared__ double total;
-    unsigned int lane = threadIdx.x & 31u;
-    unsigned int warp = threadIdx.x >> 5;
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v += __shfl_down_sync(0xffffffffu, v, offset);
-    }
-    __syncthreads();  // the previous call's readers are done with warp_sums and total
-    if (lane == 0) {
-        warp_sums[warp] = v;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < (blockDim.x >> 5) ? warp_sums[lane] : 0.0;
-        for (int offset = 16; offset > 0; offset >>= 1) {
-            v += __shfl_down_sync(0xffffffffu, v, offset);
-        }
-        if (lane == 0) {
-            total = v;
-        }
-    }
-    __syncthreads();
-    return total;
-}
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // partials[blockIdx.x] = sum of the elements this block strides over, in f64.
 extern "C" __global__ void reduce_sum_partials(const float* x, unsigned long long n,

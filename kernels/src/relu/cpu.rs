@@ -9,10 +9,11 @@ pub fn forward<T: Element>(x: &[T]) -> Vec<T> {
         .collect()
 }
 
-pub fn backward<T: Element>(y: &[T], grad_out: &[T]) -> Vec<T> {
-    y.par_iter()
+/// `grad_out` where the forward input `x` is positive, zero elsewhere (NaN included).
+pub fn backward<T: Element>(x: &[T], grad_out: &[T]) -> Vec<T> {
+    x.par_iter()
         .zip(grad_out.par_iter())
         .with_min_len(PAR_MIN_LEN)
-        .map(|(&y, &g)| if y > T::zero() { g } else { T::zero() })
+        .map(|(&x, &g)| if x > T::zero() { g } else { T::zero() })
         .collect()
 }

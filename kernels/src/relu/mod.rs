@@ -1,4 +1,4 @@
-//! ReLU: `y = max(x, 0)`; the gradient flows where the output is positive.
+//! ReLU: `y = max(x, 0)`; the gradient flows where the input is positive.
 //!
 //! ```
 //! use kernels::{relu, Storage};
@@ -17,29 +17,32 @@ const OP: &str = "relu";
 
 /// Applies ReLU element-wise.
 pub fn forward(x: &Storage) -> Result<Storage> {
-    match x {
-        Storage::F32(_) => forward_cpu::<f32>(x),
-        Storage::F64(_) => forward_cpu::<f64>(x),
-        Storage::Cuda(x) => cuda::forward(x),
-    }
+    dispatch!(
+        OP,
+        x,
+        cpu::<T> => forward_cpu::<T>(x),
+        cuda(x) => cuda::forward(x),
+    )
 }
 
-/// Gradient of ReLU given its forward *output* `y` (positive exactly where the input was).
-pub fn backward(y: &Storage, grad_out: &Storage) -> Result<Storage> {
-    grad_out.expect_len(OP, "grad_out", y.len())?;
-    match y {
-        Storage::F32(_) => backward_cpu::<f32>(y, grad_out),
-        Storage::F64(_) => backward_cpu::<f64>(y, grad_out),
-        Storage::Cuda(y) => cuda::backward(y, grad_out),
-    }
+/// Gradient of ReLU given its forward input `x`: `grad_out` where `x > 0`, zero elsewhere.
+/// (The forward output would serve as well: it is positive at exactly the same elements.)
+pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
+    grad_out.expect_len(OP, "grad_out", x.len())?;
+    dispatch!(
+        OP,
+        x,
+        cpu::<T> => backward_cpu::<T>(x, grad_out),
+        cuda(x) => cuda::backward(x, grad_out),
+    )
 }
 
 fn forward_cpu<T: Element>(x: &Storage) -> Result<Storage> {
     Ok(T::into_storage(cpu::forward(x.host::<T>(OP, "input")?)))
 }
 
-fn backward_cpu<T: Element>(y: &Storage, grad_out: &Storage) -> Result<Storage> {
-    let y = y.host::<T>(OP, "output")?;
+fn backward_cpu<T: Element>(x: &Storage, grad_out: &Storage) -> Result<Storage> {
+    let x = x.host::<T>(OP, "input")?;
     let grad_out = grad_out.host::<T>(OP, "grad_out")?;
-    Ok(T::into_storage(cpu::backward(y, grad_out)))
+    Ok(T::into_storage(cpu::backward(x, grad_out)))
 }

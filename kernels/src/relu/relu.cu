@@ -1,9 +1,5 @@
 // ReLU on the GPU; the CPU code and the math are in relu/mod.rs and relu/cpu.rs.
-// Compiled at run time by NVRTC, which has no libc headers: nothing is #included.
-
-#define GRID_STRIDE(i, n)                                                          \
-    for (unsigned long long i = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x; \
-         i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
+// cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 // y = x > 0 ? x : 0 (a NaN input gives 0, as on the CPU).
 extern "C" __global__ void relu_forward(const float* x, float* y, unsigned long long n) {
@@ -13,10 +9,10 @@ extern "C" __global__ void relu_forward(const float* x, float* y, unsigned long 
     }
 }
 
-// grad_in = y > 0 ? grad_out : 0, from the forward *output* y.
-extern "C" __global__ void relu_backward(const float* y, const float* grad_out, float* grad_in,
+// grad_in = x > 0 ? grad_out : 0, from the forward input x.
+extern "C" __global__ void relu_backward(const float* x, const float* grad_out, float* grad_in,
                                          unsigned long long n) {
     GRID_STRIDE(i, n) {
-        grad_in[i] = y[i] > 0.0f ? grad_out[i] : 0.0f;
+        grad_in[i] = x[i] > 0.0f ? grad_out[i] : 0.0f;
     }
 }

@@ -8,12 +8,13 @@ fn forward_clamps_negatives_and_keeps_positives() {
 }
 
 #[test]
-fn backward_passes_gradient_only_where_output_is_positive() {
-    let y = Storage::f32(vec![0.0, 1.5, 0.0, 2.0]);
-    let g = Storage::f32(vec![10.0, 20.0, 30.0, 40.0]);
+fn backward_passes_gradient_only_where_the_input_is_positive() {
+    // Negative, zero, NaN and positive inputs: only the positive ones let the gradient through.
+    let x = Storage::f32(vec![-1.0, 1.5, 0.0, 2.0, f32::NAN]);
+    let g = Storage::f32(vec![10.0, 20.0, 30.0, 40.0, 50.0]);
     assert_eq!(
-        backward(&y, &g).unwrap(),
-        Storage::f32(vec![0.0, 20.0, 0.0, 40.0])
+        backward(&x, &g).unwrap(),
+        Storage::f32(vec![0.0, 20.0, 0.0, 40.0, 0.0])
     );
 }
 

@@ -3,6 +3,10 @@
 //! Nothing is unpacked to disk, so the 174 MB archive can be read where it lies (a
 //! read-only shared folder, say). Members are matched by file name, whatever folder
 //! prefix (`cifar-10-batches-bin/`, `./cifar-10-batches-bin/`) the archiver wrote.
+//!
+//! The tar ends before the gzip stream does: the stream is read to its end all the same,
+//! so that gzip's trailer (CRC-32 and length of everything decompressed) is checked and a
+//! damaged archive — a flipped byte inside a member, say — is an error, as `gzip -t` says.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -17,6 +21,8 @@ use super::cifar10::{
 use super::error::DataError;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// A larger `batches.meta.txt` is not the class-name list: it is skipped, not read.
+const MAX_META_BYTES: u64 = 1 << 16;
 
 /// Reads both splits and the class names from the archive at `path`.
 pub(crate) fn read_archive(path: &Path) -> Result<Cifar10, DataError> {
@@ -24,40 +30,21 @@ pub(crate) fn read_archive(path: &Path) -> Result<Cifar10, DataError> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     check_gzip_magic(&mut reader, path)?;
 
-    let corrupt = |e: io::Error| DataError::CorruptArchive {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
     // Members may come in any order; keep each record file's bytes until all are seen
     // so the training split is always batch 1, 2, ..., 5.
     let mut contents: Vec<Option<Vec<u8>>> = vec![None; TRAIN_FILES.len() + 1];
     let mut meta: Option<Vec<u8>> = None;
 
     let mut tar = tar::Archive::new(GzDecoder::new(reader));
-    for entry in tar.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let name = match entry.path() {
-            Ok(p) => match p.file_name().and_then(|n| n.to_str()) {
-                Some(n) => n.to_string(),
-                None => continue,
-            },
-            Err(_) => continue,
-        };
-        let slot = record_files().position(|f| f == name);
-        if slot.is_none() && name != META_FILE {
-            continue;
-        }
-        let size = entry.header().size().map_err(corrupt)?;
-        if slot.is_some() {
-            check_record_size(size, &member_label(path, &name))?;
-        }
-        let mut bytes = Vec::with_capacity(size.min(1 << 28) as usize);
-        entry.read_to_end(&mut bytes).map_err(corrupt)?;
-        match slot {
-            Some(i) => contents[i] = Some(bytes),
-            None => meta = Some(bytes),
-        }
-    }
+    read_members(&mut tar, path, &mut contents, &mut meta)?;
+    // The tar's end-of-archive blocks may not reach the gzip trailer: read on to it.
+    io::copy(&mut tar.into_inner(), &mut io::sink()).map_err(|e| DataError::CorruptArchive {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{e}: gzip's check of the whole archive (CRC-32 and length) failed, so some of \
+             its bytes are damaged; copy or download it again"
+        ),
+    })?;
 
     let missing: Vec<String> = record_files()
         .zip(&contents)
@@ -94,6 +81,49 @@ pub(crate) fn read_archive(path: &Path) -> Result<Cifar10, DataError> {
         test,
         class_names,
     })
+}
+
+/// Keeps the bytes of the six record files and of `batches.meta.txt`, skipping any other
+/// member.
+fn read_members(
+    tar: &mut tar::Archive<GzDecoder<BufReader<File>>>,
+    path: &Path,
+    contents: &mut [Option<Vec<u8>>],
+    meta: &mut Option<Vec<u8>>,
+) -> Result<(), DataError> {
+    let corrupt = |e: io::Error| DataError::CorruptArchive {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    for entry in tar.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let name = match entry.path() {
+            Ok(p) => match p.file_name().and_then(|n| n.to_str()) {
+                Some(n) => n.to_string(),
+                None => continue,
+            },
+            Err(_) => continue,
+        };
+        let slot = record_files().position(|f| f == name);
+        if slot.is_none() && name != META_FILE {
+            continue;
+        }
+        let size = entry.header().size().map_err(corrupt)?;
+        if slot.is_some() {
+            check_record_size(size, &member_label(path, &name))?;
+        } else if size > MAX_META_BYTES {
+            // batches.meta.txt is ten short lines.
+            continue;
+        }
+        // Only the header vouches for the size: let the buffer grow with what is there.
+        let mut bytes = Vec::with_capacity(size.min(1 << 24) as usize);
+        entry.read_to_end(&mut bytes).map_err(corrupt)?;
+        match slot {
+            Some(i) => contents[i] = Some(bytes),
+            None => *meta = Some(bytes),
+        }
+    }
+    Ok(())
 }
 
 /// Refuses anything that is not gzip up front, so a mislabelled file (an unpacked

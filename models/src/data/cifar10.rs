@@ -9,6 +9,8 @@ use std::fmt;
 use std::fs;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use super::archive;
 use super::error::DataError;
 use super::locate::{locate, DatasetSource};
@@ -58,6 +60,19 @@ pub(crate) fn record_files() -> impl Iterator<Item = &'static str> {
     TRAIN_FILES.into_iter().chain(std::iter::once(TEST_FILE))
 }
 
+/// See [`Split::fingerprint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFingerprint {
+    pub images: u64,
+    pub crc32: u32,
+}
+
+impl fmt::Display for DataFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} images, CRC-32 {:08x}", self.images, self.crc32)
+    }
+}
+
 /// One split (train or test): `len()` images of [`IMAGE_BYTES`] bytes each, CHW, and
 /// their labels. Invariant: `images.len() == labels.len() * IMAGE_BYTES`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -94,6 +109,18 @@ impl Split {
         self.images.truncate(n * IMAGE_BYTES);
     }
 
+    /// What identifies these exact images and labels: their number and a CRC-32 of all
+    /// their bytes. A resumed run checks it to be sure it trains on the same data.
+    pub fn fingerprint(&self) -> DataFingerprint {
+        let mut crc = flate2::Crc::new();
+        crc.update(&self.labels);
+        crc.update(&self.images);
+        DataFingerprint {
+            images: self.len() as u64,
+            crc32: crc.sum(),
+        }
+    }
+
     /// How many images each class has, indexed by label.
     pub fn class_counts(&self) -> [usize; 10] {
         let mut counts = [0; 10];
@@ -128,12 +155,22 @@ impl Split {
     }
 }
 
+/// The largest record file read: ten times an official batch file (10,000 records), so a
+/// wrong file or a damaged size field cannot make the reader allocate without bound.
+pub const MAX_RECORD_FILE_BYTES: u64 = 100_000 * RECORD_BYTES as u64;
+
 /// The size check shared by folders (file metadata) and archives (tar headers), done
 /// before any bytes are read.
 pub(crate) fn check_record_size(size: u64, file: &str) -> Result<(), DataError> {
     if size == 0 {
         return Err(DataError::EmptyBatchFile {
             file: file.to_string(),
+        });
+    }
+    if size > MAX_RECORD_FILE_BYTES {
+        return Err(DataError::TooLarge {
+            file: file.to_string(),
+            size,
         });
     }
     // The workspace's MSRV (1.85) predates `u64::is_multiple_of`.

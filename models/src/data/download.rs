@@ -2,7 +2,9 @@
 //!
 //! Bytes stream into a temporary file in the destination folder, which is renamed to
 //! its final name only once the MD5 matches. Any failure (network, checksum, disk)
-//! drops the temporary file, so a later run never mistakes half an archive for data.
+//! drops the temporary file, so a later run never mistakes half an archive for data. The
+//! folder is only created once the server has answered, and removed again if the download
+//! then fails, so an offline machine is left as it was.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,7 +33,6 @@ pub fn download(
     expected_md5: &str,
     progress: bool,
 ) -> Result<PathBuf, DataError> {
-    std::fs::create_dir_all(dest_dir).map_err(|e| DataError::io(dest_dir, e))?;
     let name = file_name_of(url);
     let dest = dest_dir.join(&name);
 
@@ -52,8 +53,43 @@ pub fn download(
             reason: other.to_string(),
         },
     })?;
+    let created = created_folders(dest_dir);
+    std::fs::create_dir_all(dest_dir).map_err(|e| DataError::io(dest_dir, e))?;
+    let result = receive(response, &dest, &name, expected_md5, url, progress);
+    if result.is_err() {
+        // Only the folders this call created, innermost first, and only while empty.
+        for folder in created.iter().rev() {
+            let _ = std::fs::remove_dir(folder);
+        }
+    }
+    result
+}
+
+/// The folders `create_dir_all(dir)` would create, outermost first.
+fn created_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| !a.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
+}
+
+/// Streams the answer's body into `dest` (through a temporary file beside it), checking
+/// its MD5.
+fn receive(
+    response: ureq::http::Response<ureq::Body>,
+    dest: &Path,
+    name: &str,
+    expected_md5: &str,
+    url: &str,
+    progress: bool,
+) -> Result<PathBuf, DataError> {
+    let dest_dir = dest.parent().unwrap_or(Path::new("."));
     let mut body = response.into_body();
-    let bar = progress_bar(body.content_length(), progress, &name);
+    let bar = progress_bar(body.content_length(), progress, name);
 
     let mut part = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
@@ -96,9 +132,9 @@ pub fn download(
     part.as_file()
         .sync_all()
         .map_err(|e| DataError::io(part.path(), e))?;
-    part.persist(&dest)
-        .map_err(|e| DataError::io(&dest, e.error))?;
-    Ok(dest)
+    part.persist(dest)
+        .map_err(|e| DataError::io(dest, e.error))?;
+    Ok(dest.to_path_buf())
 }
 
 /// The last path segment of `url`, without query or fragment.

@@ -46,6 +46,14 @@ pub enum DataError {
     )]
     Truncated { file: String, size: u64 },
 
+    /// A record file larger than any CIFAR-10 batch file could be.
+    #[error(
+        "{file}: {size} bytes is more than a CIFAR-10 record file holds (at most {} bytes \
+         are read); is it the right file?",
+        super::cifar10::MAX_RECORD_FILE_BYTES
+    )]
+    TooLarge { file: String, size: u64 },
+
     /// A record file of zero bytes.
     #[error("{file}: holds no records")]
     EmptyBatchFile { file: String },

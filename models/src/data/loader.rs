@@ -162,19 +162,35 @@ impl LoaderConfig {
 /// # Panics
 /// If `config.validate()` fails; call it first to get the error as a value.
 pub fn epoch_batches(split: Arc<Split>, config: &LoaderConfig, epoch: u64) -> BatchIter {
+    epoch_batches_from(split, config, epoch, 0)
+}
+
+/// [`epoch_batches`] from batch `first` on (a resumed epoch): the same batches as the
+/// whole epoch's from that index, without preparing the ones before it.
+///
+/// # Panics
+/// If `config.validate()` fails; call it first to get the error as a value.
+pub fn epoch_batches_from(
+    split: Arc<Split>,
+    config: &LoaderConfig,
+    epoch: u64,
+    first: usize,
+) -> BatchIter {
     if let Err(e) = config.validate() {
         panic!("epoch_batches: {e}");
     }
     let plan = Arc::new(EpochPlan::new(split, config, epoch));
     let total = config.num_batches(plan.order.len());
-    let workers = config.workers.min(total);
+    let first = first.min(total);
+    let workers = config.workers.min(total - first);
     let source = if workers == 0 {
         Source::Inline(plan)
     } else {
-        spawn_workers(plan, workers, config.prefetch, total)
+        spawn_workers(plan, workers, config.prefetch, first, total)
     };
     BatchIter {
-        next: 0,
+        first,
+        next: first,
         total,
         source,
     }
@@ -182,6 +198,7 @@ pub fn epoch_batches(split: Arc<Split>, config: &LoaderConfig, epoch: u64) -> Ba
 
 /// Iterator over one epoch's batches; see [`epoch_batches`].
 pub struct BatchIter {
+    first: usize,
     next: usize,
     total: usize,
     source: Source,
@@ -207,7 +224,7 @@ impl Iterator for BatchIter {
         let batch = match &mut self.source {
             Source::Inline(plan) => plan.batch(index),
             Source::Threads { receivers, handles } => {
-                let w = index % receivers.len();
+                let w = (index - self.first) % receivers.len();
                 match receivers[w].recv() {
                     Ok(batch) => batch,
                     // A worker only hangs up early by panicking: surface its panic here.
@@ -242,7 +259,13 @@ impl Drop for BatchIter {
     }
 }
 
-fn spawn_workers(plan: Arc<EpochPlan>, workers: usize, prefetch: usize, total: usize) -> Source {
+fn spawn_workers(
+    plan: Arc<EpochPlan>,
+    workers: usize,
+    prefetch: usize,
+    first: usize,
+    total: usize,
+) -> Source {
     let capacity = prefetch.div_ceil(workers).max(1);
     let mut receivers = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
@@ -252,7 +275,7 @@ fn spawn_workers(plan: Arc<EpochPlan>, workers: usize, prefetch: usize, total: u
         let spawned = std::thread::Builder::new()
             .name(format!("cifar10-loader-{w}"))
             .spawn(move || {
-                for index in (w..total).step_by(workers) {
+                for index in (first + w..total).step_by(workers) {
                     if tx.send(plan_w.batch(index)).is_err() {
                         return;
                     }

@@ -1,7 +1,10 @@
 //! Finding the dataset: which path to look at, what counts as CIFAR-10 there, and
-//! downloading it when nothing is.
+//! downloading it when nothing is — only into the default place, when nobody said where
+//! the data is: a `--data` or `$CIFAR10_PATH` that names nothing is a mistake to report,
+//! not a folder to fill with 170 MB.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::cifar10::{record_files, Cifar10, ARCHIVE_NAME, FOLDER_NAME};
@@ -13,21 +16,72 @@ pub const DATA_ENV_VAR: &str = "CIFAR10_PATH";
 /// The path used when neither `--data` nor `CIFAR10_PATH` is given.
 pub const DEFAULT_DATA_DIR: &str = "./data";
 
+/// Who chose the data path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataOrigin {
+    /// The command line (`--data`, or the location a run recorded).
+    Given,
+    /// `$CIFAR10_PATH`.
+    Environment,
+    /// Nobody: [`DEFAULT_DATA_DIR`].
+    Default,
+}
+
+/// The data path to use and who chose it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataLocation {
+    pub path: PathBuf,
+    pub origin: DataOrigin,
+}
+
+impl DataLocation {
+    /// A path the user gave.
+    pub fn given(path: &Path) -> DataLocation {
+        DataLocation {
+            path: path.to_path_buf(),
+            origin: DataOrigin::Given,
+        }
+    }
+
+    /// Downloading is only for the default place: a path someone gave that holds no data
+    /// is a typo or a missing copy, and gets an error.
+    pub fn may_download(&self) -> bool {
+        self.origin == DataOrigin::Default
+    }
+}
+
+impl fmt::Display for DataLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match self.origin {
+            DataOrigin::Given => write!(f, "{path}"),
+            DataOrigin::Environment => write!(f, "{path} (from ${DATA_ENV_VAR})"),
+            DataOrigin::Default => write!(f, "{path} (the default: no --data or ${DATA_ENV_VAR})"),
+        }
+    }
+}
+
 /// The data path to use: `--data PATH` if given, else `$CIFAR10_PATH` if set and
 /// non-empty, else `./data`.
-pub fn resolve_data_path(cli: Option<&Path>) -> PathBuf {
+pub fn resolve_data_path(cli: Option<&Path>) -> DataLocation {
     resolve_from(cli, std::env::var_os(DATA_ENV_VAR))
 }
 
 /// [`resolve_data_path`] with the environment passed in, so it can be tested without
 /// mutating the process environment.
-fn resolve_from(cli: Option<&Path>, env: Option<OsString>) -> PathBuf {
+fn resolve_from(cli: Option<&Path>, env: Option<OsString>) -> DataLocation {
     if let Some(path) = cli {
-        return path.to_path_buf();
+        return DataLocation::given(path);
     }
     match env {
-        Some(value) if !value.is_empty() => PathBuf::from(value),
-        _ => PathBuf::from(DEFAULT_DATA_DIR),
+        Some(value) if !value.is_empty() => DataLocation {
+            path: PathBuf::from(value),
+            origin: DataOrigin::Environment,
+        },
+        _ => DataLocation {
+            path: PathBuf::from(DEFAULT_DATA_DIR),
+            origin: DataOrigin::Default,
+        },
     }
 }
 
@@ -103,12 +157,13 @@ pub fn ensure_dataset_from(
     if !allow_download || looks_like_archive(path) {
         return Err(missing);
     }
-    if progress {
-        eprintln!(
-            "CIFAR-10 not found in {}; downloading {url}",
-            path.display()
-        );
-    }
+    // Said even without a progress bar: 170 MB are about to land on the disk.
+    let into = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    eprintln!(
+        "CIFAR-10 not found in {}; downloading {url} into {}",
+        path.display(),
+        into.display()
+    );
     let archive = download(url, path, expected_md5, progress)?;
     Cifar10::from_archive(&archive)
 }
@@ -125,20 +180,24 @@ mod tests {
     #[test]
     fn cli_path_wins_over_env_and_default() {
         let got = resolve_from(Some(Path::new("/x/y")), Some("/from/env".into()));
-        assert_eq!(got, PathBuf::from("/x/y"));
+        assert_eq!(got, DataLocation::given(Path::new("/x/y")));
+        assert!(!got.may_download());
     }
 
     #[test]
     fn env_is_used_without_cli() {
-        assert_eq!(
-            resolve_from(None, Some("/from/env".into())),
-            PathBuf::from("/from/env")
-        );
+        let got = resolve_from(None, Some("/from/env".into()));
+        assert_eq!(got.path, PathBuf::from("/from/env"));
+        assert_eq!(got.origin, DataOrigin::Environment);
+        assert!(!got.may_download());
     }
 
     #[test]
-    fn default_is_dot_data_when_env_absent_or_empty() {
-        assert_eq!(resolve_from(None, None), PathBuf::from("./data"));
-        assert_eq!(resolve_from(None, Some("".into())), PathBuf::from("./data"));
+    fn default_is_dot_data_when_env_absent_or_empty_and_only_it_downloads() {
+        for env in [None, Some("".into())] {
+            let got = resolve_from(None, env);
+            assert_eq!(got.path, PathBuf::from("./data"));
+            assert!(got.may_download());
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! CIFAR-10: locating, downloading, reading and batching.
 //!
 //! The flow a trainer follows:
-//! 1. [`resolve_data_path`] picks the path (`--data`, `$CIFAR10_PATH`, `./data`);
+//! 1. [`resolve_data_path`] picks the path (`--data`, `$CIFAR10_PATH`, `./data`) and says
+//!    who chose it: only the default place may be downloaded into;
 //! 2. [`ensure_dataset`] finds the data there (unpacked folder or `.tar.gz`), downloading
 //!    the official archive if allowed and nothing is there, and reads it into a
 //!    [`Cifar10`] of raw bytes;
@@ -21,13 +22,15 @@ mod locate;
 
 pub use augment::Augmentation;
 pub use cifar10::{
-    Cifar10, Split, ARCHIVE_NAME, CHANNELS, CLASSES, FOLDER_NAME, IMAGE_BYTES, IMAGE_SIDE,
-    META_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
+    Cifar10, DataFingerprint, Split, ARCHIVE_NAME, CHANNELS, CLASSES, FOLDER_NAME, IMAGE_BYTES,
+    IMAGE_SIDE, META_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
 };
 pub use download::{download, CIFAR10_MD5, CIFAR10_URL};
 pub use error::DataError;
-pub use loader::{epoch_batches, Batch, BatchIter, LoaderConfig, Normalization};
+pub use loader::{
+    epoch_batches, epoch_batches_from, Batch, BatchIter, LoaderConfig, Normalization,
+};
 pub use locate::{
-    ensure_dataset, ensure_dataset_from, locate, resolve_data_path, DatasetSource, DATA_ENV_VAR,
-    DEFAULT_DATA_DIR,
+    ensure_dataset, ensure_dataset_from, locate, resolve_data_path, DataLocation, DataOrigin,
+    DatasetSource, DATA_ENV_VAR, DEFAULT_DATA_DIR,
 };

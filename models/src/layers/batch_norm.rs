@@ -1,7 +1,7 @@
 use autograd::ops::batch_norm::BatchNormParams;
 use autograd::{Result, Tensor};
 
-use super::{Module, ParamInit, StateEntry};
+use super::{LayerKind, Module, ParamInit, StateEntry};
 
 /// Batch normalization over channels, like `torch.nn.BatchNorm2d` (affine, tracking running
 /// statistics, momentum 0.1, eps 1e-5).
@@ -65,10 +65,11 @@ impl Module for BatchNorm2d {
         self.training = training;
     }
 
-    fn describe(&self) -> String {
-        format!(
-            "BatchNorm2d({}, eps={:e}, momentum={}, affine=True, track_running_stats=True)",
-            self.num_features, self.eps, self.momentum
-        )
+    fn kind(&self) -> LayerKind {
+        LayerKind::BatchNorm2d {
+            num_features: self.num_features,
+            eps: self.eps,
+            momentum: self.momentum,
+        }
     }
 }

@@ -1,6 +1,6 @@
 use autograd::{Result, Tensor};
 
-use super::{Module, ParamInit, StateEntry};
+use super::{LayerKind, Module, ParamInit, StateEntry};
 
 /// 2-D convolution with square kernel, stride and padding, like `torch.nn.Conv2d`.
 pub struct Conv2d {
@@ -59,19 +59,14 @@ impl Module for Conv2d {
         }
     }
 
-    fn describe(&self) -> String {
-        let k = self.kernel_size;
-        let s = self.stride;
-        let p = self.padding;
-        format!(
-            "Conv2d({}, {}, kernel_size=({k}, {k}), stride=({s}, {s}), padding=({p}, {p}){})",
-            self.in_channels,
-            self.out_channels,
-            if self.bias.is_some() {
-                ""
-            } else {
-                ", bias=False"
-            }
-        )
+    fn kind(&self) -> LayerKind {
+        LayerKind::Conv2d {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+            bias: self.bias.is_some(),
+        }
     }
 }

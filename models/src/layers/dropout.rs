@@ -1,6 +1,6 @@
 use autograd::{Result, Tensor};
 
-use super::{Module, StateEntry};
+use super::{LayerKind, Module, StateEntry};
 
 /// Inverted dropout, like `torch.nn.Dropout` (the notebook's `Dropout2d` on a [N, features]
 /// input drops single features, which is the same thing).
@@ -54,7 +54,7 @@ impl Module for Dropout {
         self.training = training;
     }
 
-    fn describe(&self) -> String {
-        format!("Dropout(p={})", self.p)
+    fn kind(&self) -> LayerKind {
+        LayerKind::Dropout { p: self.p }
     }
 }

@@ -1,8 +1,9 @@
 use autograd::{Result, Tensor};
 
-use super::Module;
+use super::{LayerKind, Module};
 
-/// Flattens everything but the batch dimension, like `x.view(-1, C*H*W)`.
+/// Flattens everything but the batch dimension, like `torch.nn.Flatten()` or the notebook's
+/// `x.view(-1, C*H*W)`: a view, no copy.
 pub struct Flatten;
 
 impl Module for Flatten {
@@ -10,7 +11,7 @@ impl Module for Flatten {
         input.flatten()
     }
 
-    fn describe(&self) -> String {
-        "Flatten(start_dim=1, end_dim=-1)".to_string()
+    fn kind(&self) -> LayerKind {
+        LayerKind::Flatten
     }
 }

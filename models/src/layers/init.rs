@@ -31,7 +31,7 @@ impl ParamInit {
         let values: Vec<f32> = (0..len)
             .map(|_| (self.rng.random::<f32>() * 2.0 - 1.0) * bound)
             .collect();
-        Ok(Tensor::from_vec(values, shape, self.device)?.requires_grad())
+        Ok(Tensor::from_vec(values, shape, self.device)?.requires_grad_())
     }
 
     /// A tensor filled with `value`; trainable when `trainable`.
@@ -39,7 +39,7 @@ impl ParamInit {
         let len = shape.iter().product();
         let tensor = Tensor::from_vec(vec![value; len], shape, self.device)?;
         Ok(if trainable {
-            tensor.requires_grad()
+            tensor.requires_grad_()
         } else {
             tensor
         })

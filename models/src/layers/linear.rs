@@ -1,6 +1,6 @@
 use autograd::{Result, Tensor};
 
-use super::{Module, ParamInit, StateEntry};
+use super::{LayerKind, Module, ParamInit, StateEntry};
 
 /// A fully connected layer, `y = x W^T + b`, like `torch.nn.Linear`.
 pub struct Linear {
@@ -35,12 +35,11 @@ impl Module for Linear {
         }
     }
 
-    fn describe(&self) -> String {
-        format!(
-            "Linear(in_features={}, out_features={}, bias={})",
-            self.in_features,
-            self.out_features,
-            if self.bias.is_some() { "True" } else { "False" }
-        )
+    fn kind(&self) -> LayerKind {
+        LayerKind::Linear {
+            in_features: self.in_features,
+            out_features: self.out_features,
+            bias: self.bias.is_some(),
+        }
     }
 }

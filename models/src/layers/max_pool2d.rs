@@ -1,6 +1,6 @@
 use autograd::{Result, Tensor};
 
-use super::Module;
+use super::{LayerKind, Module};
 
 /// Max pooling with square kernel, stride and padding, like `torch.nn.MaxPool2d`.
 pub struct MaxPool2d {
@@ -24,10 +24,11 @@ impl Module for MaxPool2d {
         input.max_pool2d([self.kernel_size; 2], [self.stride; 2], [self.padding; 2])
     }
 
-    fn describe(&self) -> String {
-        format!(
-            "MaxPool2d(kernel_size={}, stride={}, padding={}, dilation=1, ceil_mode=False)",
-            self.kernel_size, self.stride, self.padding
-        )
+    fn kind(&self) -> LayerKind {
+        LayerKind::MaxPool2d {
+            kernel_size: self.kernel_size,
+            stride: self.stride,
+            padding: self.padding,
+        }
     }
 }

@@ -10,6 +10,7 @@ mod max_pool2d;
 pub(crate) mod module;
 mod relu;
 mod sequential;
+mod trace;
 
 pub use batch_norm::BatchNorm2d;
 pub use conv2d::Conv2d;
@@ -20,4 +21,5 @@ pub use linear::Linear;
 pub use max_pool2d::MaxPool2d;
 pub use module::{Module, StateEntry};
 pub use relu::ReLU;
-pub use sequential::{count_parameters, LayerTrace, Sequential};
+pub use sequential::Sequential;
+pub use trace::{LayerKind, LayerTrace};

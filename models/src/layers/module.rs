@@ -2,6 +2,8 @@
 
 use autograd::{Result, Tensor};
 
+use super::trace::{run_leaf, LayerKind, LayerTrace};
+
 /// One named piece of a layer's state, as it appears in a PyTorch `state_dict`.
 pub enum StateEntry<'a> {
     /// Trained by the optimizer (`weight`, `bias`).
@@ -27,17 +29,64 @@ pub trait Module: Send {
     /// Switches between training and evaluation behaviour (batch norm, dropout).
     fn set_training(&mut self, _training: bool) {}
 
-    /// One line describing the layer, like PyTorch's `repr`: `Conv2d(3, 64, kernel_size=(3, 3), ...)`.
-    fn describe(&self) -> String;
+    /// What the layer computes, with its hyper-parameters; its `Display` is PyTorch's
+    /// `repr`: `Conv2d(3, 64, kernel_size=(3, 3), ...)`.
+    fn kind(&self) -> LayerKind;
 
-    /// For containers: runs the layer and records each child's output; leaves record nothing.
+    /// For containers: runs the layer, appending one row per leaf it runs (names prefixed
+    /// with `prefix`), and returns the output. Leaves return `None` and are recorded by
+    /// their container.
     fn forward_traced(
         &mut self,
         _input: &Tensor,
-        _trace: &mut Vec<crate::layers::LayerTrace>,
+        _trace: &mut Vec<LayerTrace>,
         _prefix: &str,
     ) -> Result<Option<Tensor>> {
         Ok(None)
+    }
+
+    /// Runs `input` through the module (in its current training mode, recording a graph if
+    /// grad mode is on) and lists every leaf layer it ran, in order, with its shapes.
+    fn trace(&mut self, input: &Tensor) -> Result<Vec<LayerTrace>> {
+        let mut trace = Vec::new();
+        if self.forward_traced(input, &mut trace, "")?.is_none() {
+            trace.push(run_leaf(self, String::new(), input)?.1);
+        }
+        Ok(trace)
+    }
+
+    /// Trainable parameters with their `state_dict` names, in `state_dict` order, like
+    /// PyTorch's `named_parameters()`.
+    fn parameters(&mut self) -> Vec<(String, Tensor)> {
+        let mut params = Vec::new();
+        self.visit_state(&mut |name, entry| {
+            if let StateEntry::Parameter(t) = entry {
+                params.push((name.to_string(), t.clone()));
+            }
+        });
+        params
+    }
+
+    /// Number of trainable elements.
+    fn num_parameters(&mut self) -> usize {
+        let mut count = 0;
+        self.visit_state(&mut |_, entry| {
+            if let StateEntry::Parameter(t) = entry {
+                count += t.numel();
+            }
+        });
+        count
+    }
+
+    /// The keys of PyTorch's `state_dict()`: parameters, buffers and counters, in order.
+    fn state_dict_names(&mut self) -> Vec<String> {
+        let mut names = Vec::new();
+        self.visit_state(&mut |name, entry| {
+            if !matches!(entry, StateEntry::RngCounter(_)) {
+                names.push(name.to_string());
+            }
+        });
+        names
     }
 }
 

@@ -1,6 +1,6 @@
 use autograd::{Result, Tensor};
 
-use super::Module;
+use super::{LayerKind, Module};
 
 /// `max(x, 0)`, like `torch.nn.ReLU`.
 pub struct ReLU;
@@ -10,7 +10,7 @@ impl Module for ReLU {
         input.relu()
     }
 
-    fn describe(&self) -> String {
-        "ReLU()".to_string()
+    fn kind(&self) -> LayerKind {
+        LayerKind::ReLU
     }
 }

@@ -1,63 +1,66 @@
-use autograd::{Result, Tensor};
+use autograd::{profile, Result, Tensor};
 
 use super::module::join;
+use super::trace::{run_leaf, LayerKind, LayerTrace};
 use super::{Module, StateEntry};
 
-/// Layers applied in order; children are named `0`, `1`, ... as in `torch.nn.Sequential`.
+/// Layers applied in order, like `torch.nn.Sequential`: children are named `0`, `1`, ...
+/// (`new`) or given names (`named`, PyTorch's `Sequential(OrderedDict(...))`).
+///
+/// Each child runs inside a [`profile::scope`] of its name, so a profiled step attributes
+/// every op to the layer that ran it (`layer3.2`).
 pub struct Sequential {
-    pub layers: Vec<Box<dyn Module>>,
-}
-
-/// One row of a model summary: a leaf layer, its output shape and parameter count.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerTrace {
-    pub name: String,
-    pub description: String,
-    pub output_shape: Vec<usize>,
-    pub parameters: usize,
+    pub layers: Vec<(String, Box<dyn Module>)>,
 }
 
 impl Sequential {
+    /// Children named by their position.
     pub fn new(layers: Vec<Box<dyn Module>>) -> Sequential {
-        Sequential { layers }
-    }
-}
-
-/// Number of trainable elements of a module.
-pub fn count_parameters(module: &mut dyn Module) -> usize {
-    let mut count = 0;
-    module.visit_state(&mut |_, entry| {
-        if let StateEntry::Parameter(t) = entry {
-            count += t.numel();
+        Sequential {
+            layers: layers
+                .into_iter()
+                .enumerate()
+                .map(|(index, layer)| (index.to_string(), layer))
+                .collect(),
         }
-    });
-    count
+    }
+
+    /// Children with their own names.
+    pub fn named(layers: Vec<(&str, Box<dyn Module>)>) -> Sequential {
+        Sequential {
+            layers: layers
+                .into_iter()
+                .map(|(name, layer)| (name.to_string(), layer))
+                .collect(),
+        }
+    }
 }
 
 impl Module for Sequential {
     fn forward(&mut self, input: &Tensor) -> Result<Tensor> {
         let mut x = input.clone();
-        for layer in &mut self.layers {
+        for (name, layer) in &mut self.layers {
+            let _scope = profile::scope(name);
             x = layer.forward(&x)?;
         }
         Ok(x)
     }
 
     fn visit_state(&mut self, visit: &mut dyn FnMut(&str, StateEntry<'_>)) {
-        for (index, layer) in self.layers.iter_mut().enumerate() {
-            let prefix = index.to_string();
-            layer.visit_state(&mut |name, entry| visit(&join(&prefix, name), entry));
+        for (prefix, layer) in &mut self.layers {
+            let prefix: &str = prefix;
+            layer.visit_state(&mut |name, entry| visit(&join(prefix, name), entry));
         }
     }
 
     fn set_training(&mut self, training: bool) {
-        for layer in &mut self.layers {
+        for (_, layer) in &mut self.layers {
             layer.set_training(training);
         }
     }
 
-    fn describe(&self) -> String {
-        "Sequential".to_string()
+    fn kind(&self) -> LayerKind {
+        LayerKind::Container { name: "Sequential" }
     }
 
     fn forward_traced(
@@ -67,20 +70,16 @@ impl Module for Sequential {
         prefix: &str,
     ) -> Result<Option<Tensor>> {
         let mut x = input.clone();
-        for (index, layer) in self.layers.iter_mut().enumerate() {
-            let name = join(prefix, &index.to_string());
-            match layer.forward_traced(&x, trace, &name)? {
-                Some(output) => x = output,
+        for (name, layer) in &mut self.layers {
+            let name = join(prefix, name);
+            x = match layer.forward_traced(&x, trace, &name)? {
+                Some(output) => output,
                 None => {
-                    x = layer.forward(&x)?;
-                    trace.push(LayerTrace {
-                        name,
-                        description: layer.describe(),
-                        output_shape: x.shape().to_vec(),
-                        parameters: count_parameters(layer.as_mut()),
-                    });
+                    let (output, row) = run_leaf(layer.as_mut(), name, &x)?;
+                    trace.push(row);
+                    output
                 }
-            }
+            };
         }
         Ok(Some(x))
     }

@@ -18,6 +18,7 @@ pub enum Optimizer {
 impl Optimizer {
     /// Applies one update to every parameter that has a gradient.
     pub fn step(&mut self) -> Result<()> {
+        let _scope = autograd::profile::scope("optimizer");
         match self {
             Optimizer::Adam(adam) => adam.step(),
             Optimizer::Sgd(sgd) => sgd.step(),
@@ -45,8 +46,8 @@ impl Optimizer {
         }
     }
 
-    /// The step counter and every state tensor, named `<kind>.<parameter name>`, for checkpoints.
-    pub fn state(&self) -> (u64, Vec<(String, Tensor)>) {
+    /// Everything the optimizer keeps between steps, for checkpoints.
+    pub fn state(&self) -> OptimizerState {
         match self {
             Optimizer::Adam(adam) => adam.state(),
             Optimizer::Sgd(sgd) => sgd.state(),
@@ -54,24 +55,46 @@ impl Optimizer {
     }
 
     /// Restores what `state` returned (shapes are checked by the caller's loader).
-    pub fn load_state(&mut self, step: u64, tensors: &[(String, Tensor)]) -> Result<()> {
+    pub fn load_state(&mut self, saved: &OptimizerState) -> Result<()> {
         match self {
-            Optimizer::Adam(adam) => adam.load_state(step, tensors),
-            Optimizer::Sgd(sgd) => sgd.load_state(step, tensors),
+            Optimizer::Adam(adam) => adam.load_state(saved),
+            Optimizer::Sgd(sgd) => sgd.load_state(saved),
         }
     }
 }
 
-/// Finds `name` among saved state tensors, or says which one is missing.
-fn find<'a>(tensors: &'a [(String, Tensor)], name: &str) -> Result<&'a Tensor> {
-    tensors
+/// What an optimizer keeps between steps: integer counters (Adam's per-parameter `step`)
+/// and tensors (moments, momentum buffers), each named `<kind>.<parameter name>`, or
+/// `<kind>` alone for a value of the whole optimizer.
+#[derive(Debug, Clone, Default)]
+pub struct OptimizerState {
+    pub counters: Vec<(String, u64)>,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+fn missing(what: &str, name: &str) -> autograd::Error {
+    autograd::Error::invalid(
+        "optimizer",
+        format!("saved state has no {what} named {name}"),
+    )
+}
+
+/// Finds the tensor `name` in saved state, or says which one is missing.
+fn find<'a>(saved: &'a OptimizerState, name: &str) -> Result<&'a Tensor> {
+    saved
+        .tensors
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, t)| t)
-        .ok_or_else(|| {
-            autograd::Error::invalid(
-                "optimizer",
-                format!("saved state has no tensor named {name}"),
-            )
-        })
+        .ok_or_else(|| missing("tensor", name))
+}
+
+/// Finds the counter `name` in saved state, or says which one is missing.
+fn find_counter(saved: &OptimizerState, name: &str) -> Result<u64> {
+    saved
+        .counters
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| missing("counter", name))
 }

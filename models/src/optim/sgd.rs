@@ -1,7 +1,7 @@
 use autograd::optim::{sgd_update, SgdConfig};
 use autograd::{Result, Tensor};
 
-use super::find;
+use super::{find, find_counter, OptimizerState};
 
 /// `torch.optim.SGD`: momentum, dampening, Nesterov and L2 weight decay.
 pub struct Sgd {
@@ -31,7 +31,8 @@ impl Sgd {
         Ok(())
     }
 
-    pub fn state(&self) -> (u64, Vec<(String, Tensor)>) {
+    /// A `step` counter (updates applied) and the `momentum_buffer.<name>` tensors.
+    pub fn state(&self) -> OptimizerState {
         let tensors = self
             .params
             .iter()
@@ -42,13 +43,17 @@ impl Sgd {
                     .map(|b| (format!("momentum_buffer.{name}"), b.clone()))
             })
             .collect();
-        (self.step, tensors)
+        OptimizerState {
+            counters: vec![("step".to_string(), self.step)],
+            tensors,
+        }
     }
 
-    pub fn load_state(&mut self, step: u64, tensors: &[(String, Tensor)]) -> Result<()> {
+    /// Restores what [`Sgd::state`] returned.
+    pub fn load_state(&mut self, saved: &OptimizerState) -> Result<()> {
         for ((name, param), buffer) in self.params.iter().zip(&mut self.momentum_buffers) {
             // A buffer exists only once momentum has been used; its absence is not an error.
-            *buffer = match find(tensors, &format!("momentum_buffer.{name}")) {
+            *buffer = match find(saved, &format!("momentum_buffer.{name}")) {
                 Ok(saved) => {
                     let b = Tensor::zeros(param.shape(), param.dtype(), param.device())?;
                     b.assign(saved)?;
@@ -57,7 +62,7 @@ impl Sgd {
                 Err(_) => None,
             };
         }
-        self.step = step;
+        self.step = find_counter(saved, "step")?;
         Ok(())
     }
 }

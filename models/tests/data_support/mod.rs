@@ -65,7 +65,16 @@ pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) {
 
 /// A .tar.gz holding `files` under `prefix` (e.g. "cifar-10-batches-bin/").
 pub fn tar_gz(files: &[(String, Vec<u8>)], prefix: &str) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    tar_gz_with(files, prefix, flate2::Compression::fast())
+}
+
+/// [`tar_gz`] at the given compression level (`none` stores the bytes as they are).
+pub fn tar_gz_with(
+    files: &[(String, Vec<u8>)],
+    prefix: &str,
+    level: flate2::Compression,
+) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), level);
     let mut builder = tar::Builder::new(gz);
     for (name, bytes) in files {
         let mut header = tar::Header::new_gnu();

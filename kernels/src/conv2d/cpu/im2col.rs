@@ -1,20 +1,27 @@
-use std::cell::RefCell;
+//! The convolution lowered to matrix products. `im2col` unrolls every receptive field of a
+//! group of images into a column of `col` (`[C_in*KH*KW, images*OH*OW]`), so that
+//!
+//! ```text
+//! y         = W * col                 W viewed as [C_out, C_in*KH*KW]
+//! dL/dW    += dL/dy * col^T
+//! dL/dcol   = W^T * dL/dy             then col2im adds each column back onto its receptive field
+//! ```
+//!
+//! A 1x1 kernel with stride 1 and no padding needs no unrolling: the image itself is `col`.
+//! The batch is split into one contiguous slice of images per rayon thread, each with its own
+//! scratch buffers (kept between calls) and weight-gradient partial sum (summed at the end).
+//! Each product covers a few hundred columns: several images at once when they have few
+//! output pixels (so the product is wide enough to be fast), a band of output rows of one
+//! image when it has many (so the unrolled block is still in L2 when the product reads it).
+//! A single image runs its products on all threads instead.
+
 use std::mem::MaybeUninit;
 use std::ops::Range;
-use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
-#[path = "packed.rs"]
-mod packed;
-#[path = "pointwise.rs"]
-mod pointwise;
-#[path = "winograd.rs"]
-mod winograd;
-#[path = "winograd4.rs"]
-mod winograd4;
-
-use super::Conv2dGeometry;
+use super::{groups, packed, split_groups, Scratch};
+use crate::conv2d::Conv2dGeometry;
 use crate::element::{as_f32, as_f32_mut};
 use crate::gemm::{gemm_strided, worth_parallel, Operand};
 use crate::Element;
@@ -38,63 +45,6 @@ fn gcd(a: usize, b: usize) -> usize {
     } else {
         gcd(b, a % b)
     }
-}
-
-/// Scratch buffers kept per thread between calls: a training step convolves the same
-/// shapes again and again, and fresh multi-megabyte buffers would cost a page fault per
-/// 4 KiB on every call.
-pub trait Scratch: Element {
-    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>>;
-
-    /// A buffer of exactly `len` elements with unspecified contents.
-    fn take(len: usize) -> Vec<Self> {
-        let mut buf = Self::pool()
-            .with(|pool| pool.borrow_mut().pop())
-            .unwrap_or_default();
-        if buf.capacity() < len {
-            // Growing would copy contents nobody reads.
-            buf = Vec::with_capacity(len);
-        }
-        buf.resize(len, Self::zero());
-        buf.truncate(len);
-        buf
-    }
-
-    fn give_back(buf: Vec<Self>) {
-        if buf.capacity() == 0 {
-            return;
-        }
-        Self::pool().with(|pool| {
-            let mut pool = pool.borrow_mut();
-            // A group uses three buffers; keep no more than that per thread.
-            if pool.len() < 3 {
-                pool.push(buf);
-            }
-        });
-    }
-}
-
-thread_local! {
-    static POOL_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-    static POOL_F64: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Scratch for f32 {
-    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<f32>>>> {
-        &POOL_F32
-    }
-}
-
-impl Scratch for f64 {
-    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<f64>>>> {
-        &POOL_F64
-    }
-}
-
-pub struct Grads<T> {
-    pub input: Option<Vec<T>>,
-    pub weight: Vec<T>,
-    pub bias: Option<Vec<T>>,
 }
 
 /// Sizes derived from the geometry, and how the work of one group is cut into products.
@@ -221,44 +171,15 @@ impl Plan {
     }
 }
 
-/// Splits `0..batch` into one contiguous range per rayon thread (fewer for small batches).
-fn groups(batch: usize) -> Vec<Range<usize>> {
-    let count = batch.min(rayon::current_num_threads()).max(1);
-    (0..count)
-        .map(|i| batch * i / count..batch * (i + 1) / count)
-        .filter(|r| !r.is_empty())
-        .collect()
-}
-
-/// Cuts `buf` into the disjoint parts that hold each group's images.
-fn split_groups<'a, T>(
-    mut buf: &'a mut [T],
-    per_image: usize,
-    groups: &[Range<usize>],
-) -> Vec<&'a mut [T]> {
-    groups
-        .iter()
-        .map(|r| {
-            let (head, tail) = std::mem::take(&mut buf).split_at_mut(r.len() * per_image);
-            buf = tail;
-            head
-        })
-        .collect()
-}
-
 /// The output is written once, by copies out of each product's scratch result: no pass
 /// zeroing it first (a fresh multi-megabyte buffer costs a full memory pass to zero, 6%
 /// of an inference batch's time), and the products store into cache-resident scratch.
-pub fn forward<T: Scratch>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Conv2dGeometry) -> Vec<T> {
-    if let Some(inner) = pointwise::interior(g) {
-        return pointwise::padded_forward(x, w, bias, g, &inner);
-    }
-    if winograd4::applies(g) {
-        return winograd4::forward(x, w, bias, g);
-    }
-    if winograd::applies(g) {
-        return winograd::forward(x, w, bias, g);
-    }
+pub(super) fn forward<T: Scratch>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    g: &Conv2dGeometry,
+) -> Vec<T> {
     let len = g.batch * g.out_channels * g.out_h * g.out_w;
     let mut y: Vec<T> = Vec::with_capacity(len);
     if len == 0 {
@@ -400,43 +321,20 @@ fn forward_group<T: Scratch>(
     T::give_back(wide);
 }
 
-pub fn backward<T: Scratch>(
+/// The weight gradient of `g`, and its input gradient folded back with [`col2im`] when
+/// `input_grad_by_col2im` (the dispatcher computes it otherwise, as a convolution of its
+/// own, or was not asked for it): `(input gradient, weight gradient)`.
+pub(super) fn backward<T: Scratch>(
     x: &[T],
     w: &[T],
     gy: &[T],
     g: &Conv2dGeometry,
-    has_bias: bool,
-    need_input_grad: bool,
-) -> Grads<T> {
-    if let Some(inner) = pointwise::interior(g) {
-        return pointwise::padded_backward(x, w, gy, g, &inner, has_bias, need_input_grad);
-    }
-    if winograd::applies_to_weight_grad(g) {
-        // The input gradient as a stride-1 3x3 convolution of its own, which takes
-        // Winograd's path too (see `transposed`).
-        let gx = need_input_grad
-            .then(|| transposed(g, true).map(|(gt, flipped)| forward(gy, &flipped(w), None, &gt)))
-            .flatten();
-        let plan = Plan::new::<T>(g, g.batch);
-        return Grads {
-            input: gx,
-            weight: if winograd4::applies(g) {
-                winograd4::weight_grad(x, gy, g)
-            } else {
-                winograd::weight_grad(x, gy, g)
-            },
-            bias: has_bias.then(|| bias_grad(gy, g.batch, &plan)),
-        };
-    }
-    // The input gradient as a convolution of its own, when the layer has one (see
-    // `transposed`); then the loop below only computes the weight gradient.
-    let transposed = need_input_grad.then(|| transposed(g, false)).flatten();
-    let gx_by_convolution = transposed.map(|(gt, flipped)| forward(gy, &flipped(w), None, &gt));
-    let need_input_grad = need_input_grad && gx_by_convolution.is_none();
+    input_grad_by_col2im: bool,
+) -> (Option<Vec<T>>, Vec<T>) {
     let groups = groups(g.batch);
     let plan = Plan::new::<T>(g, groups.first().map_or(1, |r| r.len()));
     let parallel_gemm = groups.len() == 1;
-    let mut gx = need_input_grad.then(|| vec![T::zero(); g.batch * plan.in_image()]);
+    let mut gx = input_grad_by_col2im.then(|| vec![T::zero(); g.batch * plan.in_image()]);
     let gx_parts: Vec<Option<&mut [T]>> = match gx.as_mut() {
         Some(gx) => split_groups(gx, plan.in_image(), &groups)
             .into_iter()
@@ -471,61 +369,7 @@ pub fn backward<T: Scratch>(
     } else {
         gw_t
     };
-    let gb = has_bias.then(|| bias_grad(gy, g.batch, &plan));
-    Grads {
-        input: gx.or(gx_by_convolution),
-        weight: gw,
-        bias: gb,
-    }
-}
-
-/// For a stride-1 convolution with padding below the kernel size, the geometry and the
-/// weight transform of the convolution that computes its input gradient:
-///
-/// ```text
-/// dL/dx[n, ci, y, x] = sum_{co, ky, kx} w[co, ci, KH-1-ky, KW-1-kx] * dL/dy[n, co, y + ky - (KH-1-PH), x + kx - (KW-1-PW)]
-/// ```
-///
-/// a convolution of `dL/dy` (C_out channels in, C_in out) with the kernel flipped and
-/// its channel axes swapped, padding `K-1-P`. It runs on the forward path: products as
-/// deep as `C_out*KH*KW` instead of `C_out` (64 for the network's first layers), and a
-/// copy-only unrolling instead of `col2im`'s scattered additions.
-#[allow(clippy::type_complexity)]
-fn transposed<T: Element>(
-    g: &Conv2dGeometry,
-    even_if_widening: bool,
-) -> Option<(Conv2dGeometry, impl Fn(&[T]) -> Vec<T>)> {
-    let ([kh, kw], [ph, pw]) = (g.kernel, g.padding);
-    let empty = g.input_shape().contains(&0) || g.out_channels == 0;
-    // Measured per layer on one core, with direct products: faster where C_out <= C_in
-    // (128 -> 128 at 16x16: 39 -> 36 ms at batch 32), slower where the layer widens
-    // (64 -> 128: 19 -> 21 ms). Winograd's layers take it whatever their widths.
-    let widens = g.out_channels > g.in_channels && !even_if_widening;
-    if empty || widens || g.stride != [1, 1] || ph >= kh || pw >= kw {
-        return None;
-    }
-    let gt = Conv2dGeometry::new(
-        &[g.batch, g.out_channels, g.out_h, g.out_w],
-        &[g.in_channels, g.out_channels, kh, kw],
-        [1, 1],
-        [kh - 1 - ph, kw - 1 - pw],
-    )
-    .ok()?;
-    debug_assert_eq!(gt.output_shape(), g.input_shape());
-    let (c_in, c_out) = (g.in_channels, g.out_channels);
-    let flipped = move |w: &[T]| {
-        let mut out = vec![T::zero(); w.len()];
-        for (ci, out) in out.chunks_exact_mut(c_out * kh * kw).enumerate() {
-            for (co, out) in out.chunks_exact_mut(kh * kw).enumerate() {
-                let taps = &w[(co * c_in + ci) * kh * kw..][..kh * kw];
-                for (o, &v) in out.iter_mut().zip(taps.iter().rev()) {
-                    *o = v;
-                }
-            }
-        }
-        out
-    };
-    Some((gt, flipped))
+    (gx, gw)
 }
 
 /// `rows x cols` row-major `a` transposed, in square tiles so that both sides stay in cache.
@@ -640,29 +484,6 @@ fn backward_group<T: Scratch>(
     T::give_back(wide);
     T::give_back(gcol);
     gw_t
-}
-
-fn bias_grad<T: Element>(gy: &[T], batch: usize, plan: &Plan) -> Vec<T> {
-    (0..plan.c_out)
-        .into_par_iter()
-        .map(|c| {
-            (0..batch)
-                .map(|n| sum(&gy[n * plan.out_image() + c * plan.p..][..plan.p]))
-                .sum()
-        })
-        .collect()
-}
-
-/// A sum the compiler can vectorise (eight running sums instead of one dependent chain).
-fn sum<T: Element>(xs: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let mut chunks = xs.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(chunk) {
-            *a += x;
-        }
-    }
-    acc.iter().copied().sum::<T>() + chunks.remainder().iter().copied().sum::<T>()
 }
 
 /// The output positions `o` in `0..out_len` whose input position `o*stride + offset - pad`

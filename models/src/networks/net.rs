@@ -2,18 +2,21 @@
 
 use autograd::{Device, Result, Tensor};
 
-use crate::layers::module::join;
 use crate::layers::{
-    count_parameters, BatchNorm2d, Conv2d, Dropout, LayerTrace, Linear, MaxPool2d, Module,
+    BatchNorm2d, Conv2d, Dropout, Flatten, LayerKind, LayerTrace, Linear, MaxPool2d, Module,
     ParamInit, ReLU, Sequential, StateEntry,
 };
+use crate::model::Model;
 
 /// The CIFAR-10 CNN of the course notebook: five convolution blocks (including its 1x1
 /// convolutions with padding 1 and max pools with padding 1), then 8192 -> 1024 -> 128 -> 10.
 /// 10,899,914 trainable parameters, as PyTorch counts the same module.
+///
+/// Its children are `layer1` ... `layer5`, `view` (the notebook's `x.view(-1, 512*4*4)` in
+/// `forward`, here a [`Flatten`] step with no state) and `layer_fc`, so the `state_dict`
+/// names are PyTorch's exactly: `layer1.0.weight` ... `layer_fc.6.bias`.
 pub struct Net {
-    /// `layer1` ... `layer5`, then `layer_fc`, in the notebook's order and names.
-    pub blocks: Vec<(&'static str, Sequential)>,
+    body: Sequential,
 }
 
 fn conv(
@@ -39,12 +42,15 @@ fn pool_bn_relu(
 }
 
 impl Net {
+    /// The name it is registered under in [`crate::networks`].
+    pub const NAME: &'static str = "net";
+
     /// The network with PyTorch's default initialisation drawn from `seed`, on `device`.
     pub fn new(seed: u64, device: Device) -> Result<Net> {
         let mut init = ParamInit::new(seed, device);
         let init = &mut init;
-        let block = |convs: Vec<Box<dyn Module>>, tail: Vec<Box<dyn Module>>| {
-            Sequential::new(convs.into_iter().chain(tail).collect())
+        let block = |convs: Vec<Box<dyn Module>>, tail: Vec<Box<dyn Module>>| -> Box<dyn Module> {
+            Box::new(Sequential::new(convs.into_iter().chain(tail).collect()))
         };
         let layer1 = block(
             vec![conv(init, 3, 64, 3, 1)?, conv(init, 64, 64, 3, 1)?],
@@ -80,70 +86,34 @@ impl Net {
             Box::new(Linear::new(init, 128, 10)?),
         ]);
         Ok(Net {
-            blocks: vec![
+            body: Sequential::named(vec![
                 ("layer1", layer1),
                 ("layer2", layer2),
                 ("layer3", layer3),
                 ("layer4", layer4),
                 ("layer5", layer5),
-                ("layer_fc", layer_fc),
-            ],
+                ("view", Box::new(Flatten)),
+                ("layer_fc", Box::new(layer_fc)),
+            ]),
         })
-    }
-
-    /// Trainable parameters in `state_dict` order.
-    pub fn parameters(&mut self) -> Vec<(String, Tensor)> {
-        let mut params = Vec::new();
-        self.visit_state(&mut |name, entry| {
-            if let StateEntry::Parameter(t) = entry {
-                params.push((name.to_string(), t.clone()));
-            }
-        });
-        params
-    }
-
-    /// Number of trainable elements.
-    pub fn num_parameters(&mut self) -> usize {
-        count_parameters(self)
-    }
-
-    /// Runs the network layer by layer on `input`, recording each layer's output shape
-    /// and parameter count (the `summary` command's table).
-    pub fn trace(&mut self, input: &Tensor) -> Result<Vec<LayerTrace>> {
-        let mut trace = Vec::new();
-        self.forward_traced(input, &mut trace, "")?;
-        Ok(trace)
     }
 }
 
 impl Module for Net {
     fn forward(&mut self, input: &Tensor) -> Result<Tensor> {
-        let mut x = input.clone();
-        for (name, block) in &mut self.blocks {
-            if *name == "layer_fc" {
-                // The notebook's `x.view(-1, 512*4*4)`.
-                x = x.flatten()?;
-            }
-            x = block.forward(&x)?;
-        }
-        Ok(x)
+        self.body.forward(input)
     }
 
     fn visit_state(&mut self, visit: &mut dyn FnMut(&str, StateEntry<'_>)) {
-        for (prefix, block) in &mut self.blocks {
-            let prefix: &str = prefix;
-            block.visit_state(&mut |name, entry| visit(&join(prefix, name), entry));
-        }
+        self.body.visit_state(visit)
     }
 
     fn set_training(&mut self, training: bool) {
-        for (_, block) in &mut self.blocks {
-            block.set_training(training);
-        }
+        self.body.set_training(training)
     }
 
-    fn describe(&self) -> String {
-        "Net".to_string()
+    fn kind(&self) -> LayerKind {
+        LayerKind::Container { name: "Net" }
     }
 
     fn forward_traced(
@@ -152,21 +122,20 @@ impl Module for Net {
         trace: &mut Vec<LayerTrace>,
         prefix: &str,
     ) -> Result<Option<Tensor>> {
-        let mut x = input.clone();
-        for (name, block) in &mut self.blocks {
-            if *name == "layer_fc" {
-                x = x.flatten()?;
-                trace.push(LayerTrace {
-                    name: join(prefix, "view"),
-                    description: "view(-1, 8192)".to_string(),
-                    output_shape: x.shape().to_vec(),
-                    parameters: 0,
-                });
-            }
-            if let Some(output) = block.forward_traced(&x, trace, &join(prefix, name))? {
-                x = output;
-            }
-        }
-        Ok(Some(x))
+        self.body.forward_traced(input, trace, prefix)
+    }
+}
+
+impl Model for Net {
+    fn name(&self) -> &'static str {
+        Net::NAME
+    }
+
+    fn input_shape(&self) -> [usize; 3] {
+        [3, 32, 32]
+    }
+
+    fn num_classes(&self) -> usize {
+        10
     }
 }

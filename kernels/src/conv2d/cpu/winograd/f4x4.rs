@@ -13,32 +13,22 @@
 //! ```
 //!
 //! 36 products of `C_out x C_in` per tile of 16 outputs: 2.25 multiplies per output and
-//! input channel, against F(2x2, 3x3)'s 4 (`winograd.rs`, which this follows step for
+//! input channel, against F(2x2, 3x3)'s 4 (`f2x2.rs`, which this follows step for
 //! step) and the direct product's 9. Its transforms mix inputs with weights up to 8, so
 //! f32 results move by a few more units in the last place: about 3e-6 of the largest
 //! output for 128 channels, against 5e-7 for F(2x2, 3x3) (both measured against f64
 //! sums); the tests hold both to the direct path's tolerances. Used where rows of tiles
-//! are long: images 32 and more wide, the network's layer1.1 and its input gradient.
+//! are long (`cpu/mod.rs` says from which size): the network's layer1.1 and its input
+//! gradient.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::winograd::{self, split_tile_rows, Tiles, Variant};
-use super::Scratch;
+use super::{split_tile_rows, Tiles, Variant};
+use crate::conv2d::cpu::Scratch;
 use crate::conv2d::Conv2dGeometry;
 use crate::simd::wide_loop;
 use crate::Element;
-
-/// Narrowest output (in both directions) that takes this path; below, F(2x2, 3x3).
-/// Measured at batch 32 (forward ms, F(2x2) -> F(4x4)): layer1.1 at 32x32 8.5 -> 6.6, but
-/// layer2.0 and layer2.1 at 16x16 3.7 -> 4.2 and 6.6 -> 8.7: with 36 transformed rows per
-/// channel a chunk holds few rows of tiles there, and the products get narrow.
-const MIN_SIDE: usize = 32;
-
-/// Whether `g` takes this path.
-pub(super) fn applies(g: &Conv2dGeometry) -> bool {
-    winograd::applies(g) && g.out_h >= MIN_SIDE && g.out_w >= MIN_SIDE
-}
 
 /// `U = G g G^T` for every (co, ci): `[36][C_out][C_in]`.
 fn transform_weights<T: Element>(w: &[T], c_out: usize, c_in: usize) -> Vec<T> {
@@ -68,21 +58,8 @@ fn transform_weights<T: Element>(w: &[T], c_out: usize, c_in: usize) -> Vec<T> {
     u
 }
 
-pub(super) fn forward<T: Scratch>(
-    x: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-    g: &Conv2dGeometry,
-) -> Vec<T> {
-    winograd::forward_with(x, w, bias, g, &variant(g))
-}
-
-/// The weight gradient by the same transforms (see `winograd.rs` for the derivation).
-pub(super) fn weight_grad<T: Scratch>(x: &[T], gy: &[T], g: &Conv2dGeometry) -> Vec<T> {
-    winograd::weight_grad_with(x, gy, g, &variant(g))
-}
-
-fn variant<T: Scratch>(g: &Conv2dGeometry) -> Variant<T> {
+/// F(4x4, 3x3) for the driver's [`super::forward`] and [`super::weight_grad`].
+pub(crate) fn variant<T: Scratch>(g: &Conv2dGeometry) -> Variant<T> {
     Variant {
         positions: 36,
         tiles: Tiles::of_side(g, 4),

@@ -19,18 +19,18 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{backward, bias_grad, forward, Grads, Plan, Scratch};
+use super::{backward, bias_grad, forward, Grads, Scratch};
 use crate::conv2d::Conv2dGeometry;
 
-/// The unpadded convolution of the image when `g` is a padded 1x1, stride-1 convolution.
-pub(super) fn interior(g: &Conv2dGeometry) -> Option<Conv2dGeometry> {
-    let pointwise = g.kernel == [1, 1] && g.stride == [1, 1];
-    (pointwise && g.padding != [0, 0]).then_some(Conv2dGeometry {
+/// The unpadded convolution of the image, for `g` a padded 1x1, stride-1 convolution.
+fn interior(g: &Conv2dGeometry) -> Conv2dGeometry {
+    debug_assert!(g.kernel == [1, 1] && g.stride == [1, 1]);
+    Conv2dGeometry {
         padding: [0, 0],
         out_h: g.in_h,
         out_w: g.in_w,
         ..*g
-    })
+    }
 }
 
 pub(super) fn padded_forward<T: Scratch>(
@@ -38,9 +38,9 @@ pub(super) fn padded_forward<T: Scratch>(
     w: &[T],
     bias: Option<&[T]>,
     g: &Conv2dGeometry,
-    inner: &Conv2dGeometry,
 ) -> Vec<T> {
-    let inside = forward(x, w, bias, inner);
+    let inner = interior(g);
+    let inside = forward(x, w, bias, &inner);
     let (out_plane, in_plane) = (g.out_h * g.out_w, inner.out_h * inner.out_w);
     let len = g.batch * g.out_channels * out_plane;
     let mut y: Vec<T> = Vec::with_capacity(len);
@@ -84,10 +84,10 @@ pub(super) fn padded_backward<T: Scratch>(
     w: &[T],
     gy: &[T],
     g: &Conv2dGeometry,
-    inner: &Conv2dGeometry,
     has_bias: bool,
     need_input_grad: bool,
 ) -> Grads<T> {
+    let inner = interior(g);
     let ([ph, pw], out_w) = (g.padding, g.out_w);
     let (out_plane, in_plane) = (g.out_h * out_w, g.in_h * g.in_w);
     let mut gy_inside = vec![T::zero(); g.batch * g.out_channels * in_plane];
@@ -102,7 +102,7 @@ pub(super) fn padded_backward<T: Scratch>(
                 dst.copy_from_slice(&row[pw..pw + g.in_w]);
             }
         });
-    let grads = backward(x, w, &gy_inside, inner, false, need_input_grad);
-    let bias = has_bias.then(|| bias_grad(gy, g.batch, &Plan::new::<T>(g, g.batch)));
+    let grads = backward(x, w, &gy_inside, &inner, false, need_input_grad);
+    let bias = has_bias.then(|| bias_grad(gy, g));
     Grads { bias, ..grads }
 }

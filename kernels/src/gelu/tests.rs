@@ -1,0 +1,228 @@
+use super::cpu::Gaussian;
+use super::normal::{cdf_f32, cdf_f64, exp_f32, pdf_f32, pdf_f64};
+use super::*;
+use crate::{DType, Device, Error};
+
+/// Φ at a few points, from mpmath at 50 digits (`mpmath.ncdf`).
+const CDF_VALUES: [(f64, f64); 6] = [
+    (-8.0, 6.220_960_574_271_784e-16),
+    (-3.0, 1.349_898_031_630_094_6e-3),
+    (-1.0, 0.158_655_253_931_457_05),
+    (0.5, 0.691_462_461_274_013_1),
+    (2.0, 0.977_249_868_051_820_8),
+    (6.0, 0.999_999_999_013_412_4),
+];
+
+/// Evenly spread and normally spread points over the range where f32 Φ is not 0 or 1.
+fn sample_points() -> Vec<f32> {
+    let mut points: Vec<f32> = (0..2_000_001)
+        .map(|i| -14.0 + 28.0 * i as f32 / 2_000_000.0)
+        .collect();
+    // Dense around the seams of the piecewise fit (|x| = √2 and 4√2) and zero.
+    for centre in [
+        0.0f32,
+        std::f32::consts::SQRT_2,
+        4.0 * std::f32::consts::SQRT_2,
+    ] {
+        for sign in [-1.0f32, 1.0] {
+            let mut x = sign * centre;
+            for _ in 0..20_000 {
+                points.push(x);
+                x = f32::from_bits(x.to_bits().wrapping_add(1));
+            }
+        }
+    }
+    points
+}
+
+fn ulp(x: f64) -> f64 {
+    let x = (x.abs() as f32).max(f32::MIN_POSITIVE);
+    (f32::from_bits(x.to_bits() + 1) - x) as f64
+}
+
+#[test]
+fn the_f64_cdf_matches_mpmath() {
+    for (x, want) in CDF_VALUES {
+        let got = cdf_f64(x);
+        // Rounding x/√2 moves erfc by about x² ulps in the tail: erfc'/erfc ≈ -2t.
+        let bound = (4.0 + x * x) * f64::EPSILON * want;
+        assert!((got - want).abs() <= bound, "Φ({x}) = {got}, want {want}");
+    }
+    assert_eq!(pdf_f64(0.0), 0.398_942_280_401_432_7);
+}
+
+#[test]
+fn the_f32_cdf_is_within_a_few_ulp_of_the_f64_one() {
+    // Worst error seen in each band: in ulp for x ≥ 0, relative below.
+    let mut worst = [0.0f64; 3];
+    for x in sample_points() {
+        let want = cdf_f64(x as f64);
+        let got = cdf_f32(x) as f64;
+        let band = if x >= 0.0 {
+            0
+        } else if x >= -4.0 * std::f32::consts::SQRT_2 {
+            1
+        } else {
+            2
+        };
+        let error = if band == 0 {
+            (got - want).abs() / ulp(want)
+        } else if want > f32::MIN_POSITIVE as f64 {
+            (got - want).abs() / want
+        } else {
+            0.0
+        };
+        worst[band] = worst[band].max(error);
+    }
+    // Right of zero: a couple of ulp. Left of zero Φ is computed without cancellation in
+    // erfc; the exp of a polynomial whose terms reach ~20 (|x| ≤ 4√2), then of -t² with t
+    // up to 10, bounds the relative error.
+    assert!(worst[0] <= 2.0, "Φ error {} ulp for x ≥ 0", worst[0]);
+    assert!(
+        worst[1] <= 4e-6,
+        "Φ relative error {} for -4√2 ≤ x < 0",
+        worst[1]
+    );
+    assert!(
+        worst[2] <= 2e-5,
+        "Φ relative error {} for x < -4√2",
+        worst[2]
+    );
+}
+
+#[test]
+fn the_f32_exp_and_pdf_are_within_a_few_ulp() {
+    for i in 0..200_000 {
+        let q = -87.0 + 175.0 * i as f32 / 200_000.0;
+        let want = (q as f64).exp();
+        let got = exp_f32(q) as f64;
+        assert!(
+            (got - want).abs() <= 2.0 * ulp(want),
+            "exp({q}) = {got}, want {want}"
+        );
+    }
+    assert_eq!(exp_f32(-90.0), 0.0);
+    assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+    for x in sample_points().into_iter().step_by(7) {
+        let want = pdf_f64(x as f64);
+        let got = pdf_f32(x) as f64;
+        // exp(-x²/2) inherits the rounding of x² (relative 2^-24 of x²/2).
+        // (Values below f32's smallest normal number come out as 0.)
+        let bound = 3.0 * ulp(want) + want * (x as f64).powi(2) * 3e-8 + f32::MIN_POSITIVE as f64;
+        assert!((got - want).abs() <= bound, "φ({x}) = {got}, want {want}");
+    }
+}
+
+#[test]
+fn forward_and_backward_in_f32_match_the_f64_formula() {
+    let xs = sample_points();
+    let dy: Vec<f32> = (0..xs.len()).map(|i| 1.0 - (i % 7) as f32 * 0.25).collect();
+    let y = forward(&Storage::f32(xs.clone()))
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let dx = backward(&Storage::f32(xs.clone()), &Storage::f32(dy.clone()))
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    for (i, &x) in xs.iter().enumerate() {
+        let x64 = x as f64;
+        let scale = x64.abs().max(1.0);
+        let want_y = x64 * cdf_f64(x64);
+        assert!(
+            (y[i] as f64 - want_y).abs() <= 1.5e-7 * scale,
+            "gelu({x}) = {}, want {want_y}",
+            y[i]
+        );
+        let want_dx = dy[i] as f64 * (cdf_f64(x64) + x64 * pdf_f64(x64));
+        assert!(
+            (dx[i] as f64 - want_dx).abs() <= 3e-7 * scale * dy[i].abs() as f64 + 1e-30,
+            "gelu'({x}) * {} = {}, want {want_dx}",
+            dy[i],
+            dx[i]
+        );
+    }
+}
+
+#[test]
+fn the_avx512_loop_gives_the_same_bits_as_the_scalar_code() {
+    if !crate::simd::has_avx512() {
+        println!("SKIPPED: this CPU has no AVX-512, so there is no second code path to compare");
+        return;
+    }
+    let xs = sample_points();
+    let y = forward(&Storage::f32(xs.clone()))
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    for (x, y) in xs.iter().zip(&y) {
+        assert_eq!(y.to_bits(), (x * cdf_f32(*x)).to_bits(), "gelu({x})");
+    }
+}
+
+#[test]
+fn the_f64_backward_matches_finite_differences() {
+    let xs: Vec<f64> = (0..400).map(|i| -9.0 + i as f64 * 0.045).collect();
+    let h = 1e-6;
+    let plus: Vec<f64> = xs.iter().map(|x| x + h).collect();
+    let minus: Vec<f64> = xs.iter().map(|x| x - h).collect();
+    let f = |v: &[f64]| {
+        forward(&Storage::f64(v.to_vec()))
+            .unwrap()
+            .to_vec_f64()
+            .unwrap()
+    };
+    let (fp, fm) = (f(&plus), f(&minus));
+    let dx = backward(
+        &Storage::f64(xs.clone()),
+        &Storage::f64(vec![1.0; xs.len()]),
+    )
+    .unwrap()
+    .to_vec_f64()
+    .unwrap();
+    for i in 0..xs.len() {
+        let numeric = (fp[i] - fm[i]) / (2.0 * h);
+        assert!(
+            (dx[i] - numeric).abs() < 1e-8,
+            "x = {}: {} vs {numeric}",
+            xs[i],
+            dx[i]
+        );
+    }
+}
+
+#[test]
+fn special_values_follow_pytorch() {
+    let y = forward(&Storage::f32(vec![
+        0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ]))
+    .unwrap()
+    .to_vec_f32()
+    .unwrap();
+    assert_eq!(y[0], 0.0);
+    assert_eq!(y[1], f32::INFINITY);
+    // PyTorch: -inf * 0.5 * (1 + erf(-inf)) = -inf * 0 = nan.
+    assert!(y[2].is_nan() && y[3].is_nan());
+    assert_eq!(f32::cdf(30.0), 1.0);
+    assert_eq!(f32::cdf(-30.0), 0.0);
+}
+
+#[test]
+fn bad_operands_name_the_op() {
+    let err = backward(&Storage::f32(vec![1.0; 3]), &Storage::f32(vec![1.0; 2])).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "gelu", .. }), "{err}");
+    let err = backward(&Storage::f32(vec![1.0]), &Storage::f64(vec![1.0])).unwrap_err();
+    assert!(matches!(err, Error::Mismatch { op: "gelu", .. }), "{err}");
+    let bf16 = Storage::f32(vec![1.0]).to_dtype(DType::BF16).unwrap();
+    assert_eq!(
+        forward(&bf16).unwrap_err(),
+        Error::Unsupported {
+            op: "gelu",
+            dtype: DType::BF16,
+            device: Device::Cpu
+        }
+    );
+}
