@@ -77,7 +77,7 @@ pub fn load_net(
 
 /// The data the run that wrote `model` trained on, as its training state (beside the model
 /// file) records it, when that place still exists.
-fn recorded_data(model: &Path) -> Option<PathBuf> {
+pub fn recorded_data(model: &Path) -> Option<PathBuf> {
     let state = model.parent()?.join(TRAINING_STATE_FILE);
     let progress = checkpoint::read_progress(&state).ok()?;
     let data = PathBuf::from(progress.settings.get("data")?.as_str()?);

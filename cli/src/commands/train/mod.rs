@@ -149,6 +149,9 @@ pub struct TrainArgs {
     /// No progress bars (they are also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Do not draw the run's pictures (curves.png, confusion.png, ...) at the end.
+    #[arg(long)]
+    pub no_plots: bool,
     /// The flags given on the command line (clap ids), filled in by `main`: a resumed run
     /// checks these against its saved settings.
     #[arg(skip)]
@@ -665,9 +668,13 @@ fn train(
                 );
                 let global_step = progress.global_step;
                 progress.log_tally = Tally::default();
+                // Against images seen, runs with different batch sizes line up in curves.png.
+                let images_seen = (epoch - 1) * train_split.len() as u64
+                    + ((index as u64 + 1) * settings.batch_size as u64)
+                        .min(train_split.len() as u64);
                 run.metrics.record(json!({
                     "kind": "step", "epoch": epoch, "step": index + 1,
-                    "global_step": global_step,
+                    "global_step": global_step, "images_seen": images_seen,
                     "loss": window.mean_loss(), "accuracy": window.accuracy(),
                     "images_per_sec": rate,
                 }))?;
@@ -741,9 +748,15 @@ fn train(
             "kind": "test", "epochs": args.epochs, "test_accuracy": evaluation.accuracy(),
             "test_loss": evaluation.loss, "total_seconds": started.elapsed().as_secs_f64(),
         }))?;
+        run.progress.finished = true;
+        run.save()?;
+        if !args.no_plots {
+            super::plot::after_training(&run.folder.path, &mut run.net, &test_split, &evaluation);
+        }
+        Ok(())
     } else {
         println!("test: skipped (--test-limit 0)");
+        run.progress.finished = true;
+        run.save()
     }
-    run.progress.finished = true;
-    run.save()
 }
