@@ -14,7 +14,9 @@ the two can be put side by side. --channels-last converts the model and the inpu
 torch.channels_last (oneDNN's preferred layout on x86). Threads: --threads (default 2) goes to
 torch.set_num_threads; the caller sets OMP_NUM_THREADS to match before Python starts.
 
-usage: pytorch_cpu_bench.py {train,infer} BATCH [--warmup W] [--steps S] [--channels-last]
+--bf16 runs the forward and the loss under torch.autocast("cpu", dtype=torch.bfloat16).
+
+usage: pytorch_cpu_bench.py {train,infer} BATCH [--warmup W] [--steps S] [--channels-last] [--bf16]
        pytorch_cpu_bench.py --layers [--batch 32] [--channels-last]
 """
 import argparse
@@ -153,6 +155,11 @@ def bench(args):
     images, labels = random_batch(args.batch, 1)
     images = to_format(images, args.channels_last)
 
+    # torch.autocast("cpu", dtype=torch.bfloat16) around the forward and the loss (backward
+    # outside it, as PyTorch's documentation recommends); a no-op context for f32.
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+
     if args.mode == "train":
         model.train()
         criterion = nn.CrossEntropyLoss()
@@ -160,8 +167,9 @@ def bench(args):
 
         def step():
             optimizer.zero_grad()
-            outputs = model(images)
-            loss = criterion(outputs, labels)
+            with autocast():
+                outputs = model(images)
+                loss = criterion(outputs, labels)
             loss.backward()
             optimizer.step()
             # Our train_step also reads the loss and counts correct predictions.
@@ -171,7 +179,7 @@ def bench(args):
         model.eval()
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model(images)
 
     for _ in range(args.warmup):
@@ -195,6 +203,7 @@ def bench(args):
         "step_ms": [round(t * 1e3, 3) for t in times],
         "peak_rss_mib": None if peak_rss_mib() is None else round(peak_rss_mib(), 1),
         "torch": torch.__version__,
+        "precision": "bf16" if args.bf16 else "f32",
     }))
 
 
@@ -421,6 +430,8 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--bf16", action="store_true",
+                        help="torch.autocast('cpu', dtype=torch.bfloat16) (train/infer)")
     args = parser.parse_args()
 
     if args.layers == (args.mode is not None):

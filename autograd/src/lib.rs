@@ -15,6 +15,7 @@
 //! # Ok::<(), autograd::Error>(())
 //! ```
 
+mod autocast;
 mod cuda;
 mod grad_mode;
 mod graph;
@@ -23,6 +24,7 @@ pub mod optim;
 pub mod profile;
 mod tensor;
 
+pub use autocast::{autocast, current_precision, AutocastGuard, Precision};
 pub use cuda::CudaDevice;
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
 pub use kernels::cross_entropy::{CrossEntropy, Reduction};

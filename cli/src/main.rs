@@ -1,4 +1,5 @@
-//! `cli`: train the notebook's CIFAR-10 network, evaluate it, predict images, print its summary.
+//! `cli`: train the notebook's CIFAR-10 network, evaluate it, predict images, draw pictures
+//! of a run, print its summary.
 
 mod commands;
 mod device;
@@ -9,6 +10,8 @@ mod fuzz_support;
 mod interrupt;
 mod memory;
 mod metrics;
+mod plot;
+mod precision;
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -35,6 +38,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Top-3 classes for images (PNG, JPEG, GIF, BMP or WebP, told apart by content).
     Predict(commands::predict::PredictArgs),
+    /// Pictures of a run: training curves, confusion matrix, mistakes, first-layer filters.
+    Plot(commands::plot::PlotArgs),
     /// Each layer's output shape and parameter count.
     Summary(commands::summary::SummaryArgs),
     /// Time whole training steps on a fixed random batch (images/s), to compare devices.
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Plot(args) => commands::plot::run(args),
         Command::Summary(args) => commands::summary::run(args),
         Command::BenchStep(args) => commands::bench_step::run(args),
     };

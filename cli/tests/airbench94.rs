@@ -260,7 +260,8 @@ fn bench_step_times_steps_of_the_recipe() {
     let out = stdout(&output);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        out.contains("bench-step: airbench94 on cpu batch 8 steps 2:") && out.contains("images/s"),
+        out.contains("bench-step: airbench94 on cpu f32 batch 8 steps 2:")
+            && out.contains("images/s"),
         "{out}"
     );
     let output = cli(&[

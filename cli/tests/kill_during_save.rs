@@ -26,7 +26,8 @@ fn train_args<'a>(data: &'a str, run: &'a Path, extra: &[&'a str]) -> Vec<&'a st
     short_run(
         data,
         run,
-        &[&["--limit", "16", "--seed", "2"][..], extra].concat(),
+        // No pictures: the run folder must hold exactly the checkpoint and the metrics.
+        &[&["--limit", "16", "--seed", "2", "--no-plots"][..], extra].concat(),
     )
 }
 
@@ -54,7 +55,13 @@ fn a_kill_at_any_instant_of_a_save_leaves_a_run_that_resumes_exactly() {
     for point in POINTS {
         let run = dir.path().join(point.replace(':', "-"));
         kill_at(data, &run, &format!("{point}#2"));
-        let output = train(&["--resume", run.to_str().unwrap(), "--epochs", "2"]);
+        let output = train(&[
+            "--resume",
+            run.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--no-plots",
+        ]);
         assert!(output.status.success(), "{point}: {}", stderr(&output));
         let said = stdout(&output);
         // Before the commit the run continues from epoch 1; from it on, from epoch 2.
@@ -107,7 +114,13 @@ fn a_kill_during_the_first_save_leaves_a_run_to_start_again_not_a_broken_one() {
     let run = dir.path().join("run");
     kill_at(data, &run, "save:model-written#1");
 
-    let output = train(&["--resume", run.to_str().unwrap(), "--epochs", "2"]);
+    let output = train(&[
+        "--resume",
+        run.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--no-plots",
+    ]);
     assert_clean_failure(&output, "holds no checkpoint");
     let output = cli(&train_args(data, &run, &[]));
     assert_clean_failure(&output, "--overwrite");

@@ -15,6 +15,10 @@ pub enum Error {
     /// Operands live on different devices or have different element types.
     #[error("{op}: operands disagree: {message}")]
     Mismatch { op: &'static str, message: String },
+    /// The CPU or the operating system lacks an instruction set the op needs (bf16
+    /// products without AMX or AVX512-BF16); the message names what is missing.
+    #[error("{op}: {message}")]
+    MissingCpuFeature { op: &'static str, message: String },
     /// The op has no kernel for this element type on this device (f64 on CUDA, bf16
     /// arithmetic on the CPU...).
     #[error("{op}: {dtype} tensors are not supported on {device}{}", unsupported_hint(*.dtype, *.device))]
@@ -57,6 +61,13 @@ impl Error {
 
     pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidArgument {
+            op,
+            message: message.into(),
+        }
+    }
+
+    pub fn missing_cpu_feature(op: &'static str, message: impl Into<String>) -> Self {
+        Error::MissingCpuFeature {
             op,
             message: message.into(),
         }

@@ -23,6 +23,7 @@ mod storage;
 mod test_util;
 
 pub mod batch_norm;
+pub mod bf16;
 pub mod conv2d;
 pub mod cross_entropy;
 pub mod cuda;

@@ -18,7 +18,9 @@ pub mod whitening;
 
 /// The tensor layer's error (every op's; also what [`CudaDevice::open`] returns).
 pub use autograd::Error as TensorError;
-pub use autograd::{no_grad, CudaDevice, DType, Device, Tensor};
+pub use autograd::{
+    autocast, no_grad, AutocastGuard, CudaDevice, DType, Device, Precision, Tensor,
+};
 pub use error::{Error, Result};
 pub use model::Model;
 pub use networks::{Airbench94, Net};

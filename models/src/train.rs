@@ -24,19 +24,25 @@ pub fn images_tensor(batch: &Batch, device: Device) -> Result<Tensor> {
 pub fn predictions(logits: &Tensor) -> Result<Vec<usize>> {
     let classes = *logits.shape().last().unwrap_or(&1);
     let values = logits.to_vec_f32()?;
-    Ok(values
-        .chunks(classes.max(1))
-        .map(|row| {
-            // First maximum on ties, like torch.max.
-            let mut best = 0;
-            for (i, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = i;
-                }
-            }
-            best
-        })
-        .collect())
+    Ok(values.chunks(classes.max(1)).map(argmax).collect())
+}
+
+/// The index of the largest value; the first maximum on ties, like torch.max.
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The softmax probability of `row[index]`, computed stably in f64.
+fn softmax_at(row: &[f32], index: usize) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let total: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+    ((row[index] as f64 - max).exp() / total) as f32
 }
 
 /// What one optimizer step saw.
@@ -83,6 +89,23 @@ pub fn correct_predictions(logits: &Tensor, labels: &[u32]) -> Result<usize> {
         .count())
 }
 
+/// What the model said about one evaluated image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// The true class.
+    pub label: usize,
+    /// The class with the largest logit.
+    pub predicted: usize,
+    /// The softmax probability of `predicted`, in `[0, 1]`.
+    pub confidence: f32,
+}
+
+impl Prediction {
+    pub fn is_correct(&self) -> bool {
+        self.label == self.predicted
+    }
+}
+
 /// Running sums over training steps (an epoch so far, or the steps since the last log
 /// line). Saved in checkpoints, so an interrupted and resumed epoch reports the same mean
 /// loss and accuracy as an uninterrupted one.
@@ -121,6 +144,8 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<u64>>,
     /// Mean cross-entropy over the evaluated images.
     pub loss: f64,
+    /// One per image, in the split's order (the pictures of mistakes need them).
+    pub predictions: Vec<Prediction>,
 }
 
 impl Evaluation {
@@ -152,7 +177,8 @@ impl Evaluation {
     }
 }
 
-/// Runs `model` in evaluation mode over `split` and tallies the predictions.
+/// Runs `model` in evaluation mode over `split`, in file order (`config.shuffle` is
+/// ignored, so `predictions[i]` is about `split.image(i)`), and tallies the predictions.
 /// The model is left in evaluation mode.
 pub fn evaluate(
     model: &mut dyn Module,
@@ -177,34 +203,64 @@ pub fn evaluate_until(
     stop: &dyn Fn() -> bool,
 ) -> Result<Option<Evaluation>> {
     config.validate()?;
+    let config = LoaderConfig {
+        shuffle: false,
+        ..config.clone()
+    };
     model.set_training(false);
     let _guard = no_grad();
     let mut confusion = vec![vec![0u64; classes]; classes];
     let mut loss_sum = 0.0;
-    let mut count = 0usize;
-    for batch in epoch_batches(split, config, 0) {
+    let mut predictions = Vec::with_capacity(split.len());
+    for batch in epoch_batches(split, &config, 0) {
         if stop() {
             return Ok(None);
         }
         let logits = model.forward(&images_tensor(&batch, device)?)?;
-        loss_sum += tally_logits(&mut confusion, &logits, &batch.labels)?;
-        count += batch.len();
+        loss_sum += tally_logits(&mut confusion, &mut predictions, &logits, &batch.labels)?;
     }
     Ok(Some(Evaluation {
         confusion,
-        loss: loss_sum / count.max(1) as f64,
+        loss: loss_sum / predictions.len().max(1) as f64,
+        predictions,
     }))
 }
 
-/// Adds a batch's predictions from `logits` to `confusion` and returns the batch's summed
-/// cross-entropy.
+/// Adds a batch's predictions from `logits` to `confusion` and `predictions` and returns
+/// the batch's summed cross-entropy.
 pub(crate) fn tally_logits(
     confusion: &mut [Vec<u64>],
+    predictions: &mut Vec<Prediction>,
     logits: &Tensor,
     labels: &[u32],
 ) -> Result<f64> {
-    for (predicted, label) in predictions(logits)?.into_iter().zip(labels) {
-        confusion[*label as usize][predicted] += 1;
+    let width = *logits.shape().last().unwrap_or(&1);
+    let values = logits.to_vec_f32()?;
+    for (row, &label) in values.chunks(width.max(1)).zip(labels) {
+        let predicted = argmax(row);
+        confusion[label as usize][predicted] += 1;
+        predictions.push(Prediction {
+            label: label as usize,
+            predicted,
+            confidence: softmax_at(row, predicted),
+        });
     }
     Ok(logits.cross_entropy(labels)?.item()? * labels.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confidence_is_the_softmax_of_the_chosen_logit() {
+        // exp(0) : exp(ln 2) = 1 : 2, so the second class has probability 2/3.
+        let row = [0.0f32, 2f32.ln()];
+        assert_eq!(argmax(&row), 1);
+        assert!((softmax_at(&row, 1) - 2.0 / 3.0).abs() < 1e-6);
+        // Large logits do not overflow.
+        assert!((softmax_at(&[1000.0, 1000.0], 0) - 0.5).abs() < 1e-6);
+        // Ties go to the first maximum, like torch.max.
+        assert_eq!(argmax(&[3.0, 3.0, 1.0]), 0);
+    }
 }

@@ -149,6 +149,7 @@ pub fn evaluate_tta_until(
     let image = CHANNELS * IMAGE_SIDE * IMAGE_SIDE;
     let images = normalized_images(split, split.len(), normalization);
     let mut confusion = vec![vec![0u64; classes]; classes];
+    let mut predictions = Vec::with_capacity(split.len());
     let mut loss_sum = 0.0;
     for (values, labels) in images
         .chunks(batch_size * image)
@@ -161,11 +162,12 @@ pub fn evaluate_tta_until(
         let logits = tta_logits(model, values, shape, level, device)?;
         let logits = Tensor::from_vec(logits, &[labels.len(), classes], Device::Cpu)?;
         let labels: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
-        loss_sum += tally_logits(&mut confusion, &logits, &labels)?;
+        loss_sum += tally_logits(&mut confusion, &mut predictions, &logits, &labels)?;
     }
     Ok(Some(Evaluation {
         confusion,
         loss: loss_sum / split.len().max(1) as f64,
+        predictions,
     }))
 }
 

@@ -64,12 +64,28 @@ fn loss_falls_and_accuracy_beats_chance_on_a_learnable_problem() {
         epoch_losses[4] < epoch_losses[0] * 0.8,
         "losses {epoch_losses:?}"
     );
-    let evaluation = evaluate(&mut net, test, &LoaderConfig::eval(50), Device::Cpu, 10).unwrap();
+    let evaluation = evaluate(
+        &mut net,
+        test.clone(),
+        &LoaderConfig::eval(50),
+        Device::Cpu,
+        10,
+    )
+    .unwrap();
     assert!(
         evaluation.accuracy() > 30.0,
         "accuracy {}% (losses {epoch_losses:?})",
         evaluation.accuracy()
     );
+    // One prediction per test image, in file order, adding up to the confusion matrix.
+    assert_eq!(evaluation.predictions.len(), test.len());
+    let mut tally = vec![vec![0u64; 10]; 10];
+    for (prediction, &label) in evaluation.predictions.iter().zip(&test.labels) {
+        assert_eq!(prediction.label, label as usize);
+        assert!(prediction.confidence >= 0.099 && prediction.confidence <= 1.0);
+        tally[prediction.label][prediction.predicted] += 1;
+    }
+    assert_eq!(tally, evaluation.confusion);
 }
 
 mod airbench94 {

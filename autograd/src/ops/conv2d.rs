@@ -3,11 +3,14 @@
 use kernels::conv2d::{self, Conv2dGeometry};
 use kernels::{Result, Storage};
 
+use crate::autocast::{precision_for, Precision};
 use crate::graph::BackwardOp;
 use crate::Tensor;
 
 struct Conv2dBackward {
     geometry: Conv2dGeometry,
+    /// The forward's precision: its backward multiplies the same way.
+    precision: Precision,
 }
 
 impl BackwardOp for Conv2dBackward {
@@ -18,7 +21,11 @@ impl BackwardOp for Conv2dBackward {
     fn backward(&self, inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
         let (input, weight) = (&inputs[0], &inputs[1]);
         let has_bias = inputs.len() == 3;
-        let grads = conv2d::backward(
+        let backward = match self.precision {
+            Precision::F32 => conv2d::backward,
+            Precision::Bf16 => conv2d::backward_bf16,
+        };
+        let grads = backward(
             &input.storage(),
             &weight.storage(),
             grad_out,
@@ -37,6 +44,8 @@ impl BackwardOp for Conv2dBackward {
 impl Tensor {
     /// Convolves an NCHW input with `weight` ([out, in, kh, kw]) plus an optional `bias`
     /// ([out]), with a (height, width) stride and zero padding, like `torch.nn.functional.conv2d`.
+    /// Under [`autocast(Precision::Bf16)`](crate::autocast) an f32 CPU convolution
+    /// multiplies bf16-rounded operands and sums in f32.
     pub fn conv2d(
         &self,
         weight: &Tensor,
@@ -45,9 +54,14 @@ impl Tensor {
         padding: [usize; 2],
     ) -> Result<Tensor> {
         let geometry = Conv2dGeometry::new(self.shape(), weight.shape(), stride, padding)?;
+        let precision = precision_for("conv2d", self)?;
+        let forward = match precision {
+            Precision::F32 => conv2d::forward,
+            Precision::Bf16 => conv2d::forward_bf16,
+        };
         let output = {
             let bias_storage = bias.map(|b| b.storage());
-            conv2d::forward(
+            forward(
                 &self.storage(),
                 &weight.storage(),
                 bias_storage.as_deref(),
@@ -60,7 +74,10 @@ impl Tensor {
             output,
             geometry.output_shape().to_vec(),
             &inputs,
-            Conv2dBackward { geometry },
+            Conv2dBackward {
+                geometry,
+                precision,
+            },
         ))
     }
 }

@@ -4,11 +4,14 @@ use kernels::linear::{self, LinearGeometry};
 use kernels::matmul::{self, MatmulGeometry};
 use kernels::{Result, Storage};
 
+use crate::autocast::{precision_for, Precision};
 use crate::graph::BackwardOp;
 use crate::Tensor;
 
 struct LinearBackward {
     geometry: LinearGeometry,
+    /// The forward's precision: its backward multiplies the same way.
+    precision: Precision,
 }
 
 impl BackwardOp for LinearBackward {
@@ -19,7 +22,11 @@ impl BackwardOp for LinearBackward {
     fn backward(&self, inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
         let (input, weight) = (&inputs[0], &inputs[1]);
         let has_bias = inputs.len() == 3;
-        let grads = linear::backward(
+        let backward = match self.precision {
+            Precision::F32 => linear::backward,
+            Precision::Bf16 => linear::backward_bf16,
+        };
+        let grads = backward(
             &input.storage(),
             &weight.storage(),
             grad_out,
@@ -57,12 +64,18 @@ impl BackwardOp for MatmulBackward {
 
 impl Tensor {
     /// `self @ weight.T + bias` for `self` of shape [batch, in] and `weight` [out, in],
-    /// like `torch.nn.functional.linear`.
+    /// like `torch.nn.functional.linear`. Under [`autocast(Precision::Bf16)`](crate::autocast)
+    /// an f32 CPU layer multiplies bf16-rounded operands and sums in f32.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let geometry = LinearGeometry::new(self.shape(), weight.shape())?;
+        let precision = precision_for("linear", self)?;
+        let forward = match precision {
+            Precision::F32 => linear::forward,
+            Precision::Bf16 => linear::forward_bf16,
+        };
         let output = {
             let bias_storage = bias.map(|b| b.storage());
-            linear::forward(
+            forward(
                 &self.storage(),
                 &weight.storage(),
                 bias_storage.as_deref(),
@@ -75,7 +88,10 @@ impl Tensor {
             output,
             vec![geometry.batch, geometry.out_features],
             &inputs,
-            LinearBackward { geometry },
+            LinearBackward {
+                geometry,
+                precision,
+            },
         ))
     }
 

@@ -1,10 +1,11 @@
 //! Whole-step throughput of our stack, one configuration per process, as JSON.
 //!
-//! Run: `cargo run --release -p benches --bin step_bench -- MODE BATCH [WARMUP] [STEPS]`
-//! where MODE is `train` (forward, cross-entropy, backward, Adam lr 1e-3 through
+//! Run: `cargo run --release -p benches --bin step_bench -- MODE BATCH [WARMUP] [STEPS]
+//! [PRECISION]` where MODE is `train` (forward, cross-entropy, backward, Adam lr 1e-3 through
 //! `models::train::train_step`) or `infer` (evaluation-mode forward under `no_grad`);
-//! WARMUP (default 3) untimed steps, then STEPS (default 10) timed ones. Threads come from
-//! `RAYON_NUM_THREADS`.
+//! WARMUP (default 3) untimed steps, then STEPS (default 10) timed ones; PRECISION `f32`
+//! (default) or `bf16` (`autograd::autocast`, as `--precision bf16` in the cli). Threads come
+//! from `RAYON_NUM_THREADS`.
 //!
 //! `scripts/compare-pytorch.sh` runs this beside `scripts/pytorch_cpu_bench.py`, which prints
 //! the same JSON fields for PyTorch. Each configuration gets its own process so that the peak
@@ -19,14 +20,14 @@ use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use autograd::Device;
+use autograd::{Device, Precision};
 use benches::random_batch;
 use models::layers::Module;
 use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::{images_tensor, train_step};
 use models::Net;
 
-const USAGE: &str = "usage: step_bench train|infer BATCH [WARMUP] [STEPS]";
+const USAGE: &str = "usage: step_bench train|infer BATCH [WARMUP] [STEPS] [f32|bf16]";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -39,6 +40,7 @@ struct Args {
     batch: usize,
     warmup: usize,
     steps: usize,
+    precision: Precision,
 }
 
 fn parse_count(arg: Option<String>, what: &str, default: usize) -> Result<usize, String> {
@@ -61,6 +63,10 @@ fn parse_args() -> Result<Args, String> {
     let batch = parse_count(args.next(), "BATCH", 0)?;
     let warmup = parse_count(args.next(), "WARMUP", 3)?;
     let steps = parse_count(args.next(), "STEPS", 10)?;
+    let precision = match args.next() {
+        None => Precision::F32,
+        Some(p) => p.parse().map_err(|e| format!("{e}\n{USAGE}"))?,
+    };
     if let Some(extra) = args.next() {
         return Err(format!("unexpected argument {extra:?}\n{USAGE}"));
     }
@@ -79,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         batch,
         warmup,
         steps,
+        precision,
     })
 }
 
@@ -117,6 +124,8 @@ fn main() {
 }
 
 fn bench(args: Args) -> Result<(), Box<dyn Error>> {
+    args.precision.check(Device::Cpu)?;
+    let _precision = autograd::autocast(args.precision);
     let mut net = Net::new(0, Device::Cpu)?;
     let data = random_batch(args.batch, &net, 1);
     let times = match args.mode {
@@ -153,7 +162,7 @@ fn bench(args: Args) -> Result<(), Box<dyn Error>> {
     println!(
         "{{\"impl\": \"ours\", \"mode\": \"{}\", \"batch\": {}, \"warmup\": {}, \"steps\": {}, \
          \"threads\": {}, \"img_per_s\": {:.2}, \"median_step_ms\": {:.3}, \"step_ms\": [{}], \
-         \"peak_rss_mib\": {}}}",
+         \"peak_rss_mib\": {}, \"precision\": \"{}\"}}",
         match args.mode {
             Mode::Train => "train",
             Mode::Infer => "infer",
@@ -165,7 +174,8 @@ fn bench(args: Args) -> Result<(), Box<dyn Error>> {
         (args.batch * args.steps) as f64 / total,
         median * 1e3,
         step_ms.join(", "),
-        peak
+        peak,
+        args.precision
     );
     Ok(())
 }

@@ -17,6 +17,7 @@ use models::{Device, Net};
 use super::train::{optimizer_values, training_footprints};
 use crate::device::{resolve, DeviceChoice};
 use crate::memory;
+use crate::precision::PrecisionChoice;
 
 #[derive(Args, Debug)]
 pub struct BenchStepArgs {
@@ -32,6 +33,10 @@ pub struct BenchStepArgs {
     /// Images per step [default: 32, the notebook's; 1024 for airbench94].
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
+    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionChoice,
     /// Timed steps.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
@@ -126,6 +131,7 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
         anyhow::bail!("--batch-size and --steps must be at least 1");
     }
     let device = resolve(args.device, args.tf32)?;
+    let _precision = args.precision.enable(device)?;
     let available = memory::available(device);
     let mut stepper = Stepper::new(&args, batch_size, args.warmup + args.steps, device)?;
     let values = stepper.optimizer_values();
@@ -152,10 +158,11 @@ pub fn run(args: BenchStepArgs) -> anyhow::Result<()> {
     let ms_per_step = 1e3 * seconds / args.steps as f64;
     let images_per_sec = (batch_size * args.steps) as f64 / seconds;
     println!(
-        "bench-step: {} on {device}{} batch {} steps {}: {ms_per_step:.2} ms/step, \
+        "bench-step: {} on {device}{} {} batch {} steps {}: {ms_per_step:.2} ms/step, \
          {images_per_sec:.0} images/s (last loss {loss:.4})",
         args.model,
         if args.tf32 { " tf32" } else { "" },
+        args.precision.precision(),
         batch_size,
         args.steps,
     );

@@ -17,6 +17,7 @@ use models::Model;
 use super::train::{batch_one_trace, batches_in_flight, NormalizationChoice, MODEL_FILE};
 use crate::device::{resolve, DeviceChoice};
 use crate::memory::{self, Footprint};
+use crate::precision::PrecisionChoice;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -36,6 +37,10 @@ pub struct EvalArgs {
     /// Never download the dataset.
     #[arg(long)]
     pub no_download: bool,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
+    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionChoice,
     /// Images per evaluation batch (no effect on the results).
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
@@ -103,7 +108,7 @@ pub fn load_net(
 
 /// The data the run that wrote `model` trained on, as its training state (beside the model
 /// file) records it, when that place still exists.
-fn recorded_data(model: &Path) -> Option<PathBuf> {
+pub fn recorded_data(model: &Path) -> Option<PathBuf> {
     let state = model.parent()?.join(TRAINING_STATE_FILE);
     let progress = checkpoint::read_progress(&state).ok()?;
     let data = PathBuf::from(progress.settings.get("data")?.as_str()?);
@@ -118,6 +123,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         anyhow::bail!("--limit must be at least 1: there is nothing to evaluate on 0 images");
     }
     let device = resolve(args.device, args.tf32)?;
+    let _precision = args.precision.enable(device)?;
     let checkpoint_path = model_path(args.checkpoint);
     let available = memory::available(device);
     let (mut net, normalization) = load_net(

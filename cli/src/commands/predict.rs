@@ -15,6 +15,8 @@ use models::{no_grad, Tensor};
 use super::eval::{load_net, model_path};
 use super::train::NormalizationChoice;
 use crate::device::{resolve, DeviceChoice};
+use crate::plot::saliency;
+use crate::precision::PrecisionChoice;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -26,12 +28,20 @@ pub struct PredictArgs {
     pub images: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
+    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionChoice,
     /// Input normalization [default: the one recorded in the checkpoint].
     #[arg(long, value_enum)]
     pub normalization: Option<NormalizationChoice>,
     /// The network the checkpoint holds [default: the one recorded in it, else net].
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(models::networks::names()))]
     pub model: Option<String>,
+    /// Also write IMAGE.saliency.png beside each image: how sensitive the predicted
+    /// class's score is to each pixel, as a heat map beside the image.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// Images larger than this on a side are refused before decoding (a photo is far smaller;
@@ -82,6 +92,7 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let device = resolve(args.device, false)?;
+    let _precision = args.precision.enable(device)?;
     let (mut net, normalization) = load_net(
         &model_path(args.checkpoint),
         device,
@@ -89,7 +100,8 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         args.normalization,
     )?;
     net.set_training(false);
-    let _guard = no_grad();
+    // --explain needs the graph from the input to the logits.
+    let _guard = (!args.explain).then(no_grad);
     let mut failed = 0;
     for path in &args.images {
         let values = match load_image(path, normalization) {
@@ -101,7 +113,13 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             }
         };
         let input = Tensor::from_vec(values, &[1, CHANNELS, IMAGE_SIDE, IMAGE_SIDE], device)?;
-        let probabilities = softmax(&net.forward(&input)?.to_vec_f32()?);
+        let input = if args.explain {
+            input.requires_grad_()
+        } else {
+            input
+        };
+        let logits = net.forward(&input)?;
+        let probabilities = softmax(&logits.to_vec_f32()?);
         let mut ranked: Vec<(usize, f64)> = probabilities.into_iter().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let top: Vec<String> = ranked
@@ -110,6 +128,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             .map(|(class, p)| format!("{} {:.1}%", CLASSES[*class], 100.0 * p))
             .collect();
         println!("{}: {}", path.display(), top.join(", "));
+        if args.explain {
+            let written = saliency::explain(path, &input, &logits, normalization.values())?;
+            println!("  saliency map: {}", written.display());
+        }
     }
     if failed > 0 {
         bail!(

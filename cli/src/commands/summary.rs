@@ -14,6 +14,8 @@ use models::Device;
 use super::train::{batch_one_trace, optimizer_values};
 use crate::memory::{format_bytes, Footprint};
 
+use crate::plot::thousands;
+
 #[derive(Args, Debug)]
 pub struct SummaryArgs {
     /// Batch size of the example input.
@@ -78,7 +80,7 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
     );
     for row in &trace {
         let params = if row.parameters > 0 {
-            format_count(row.parameters)
+            thousands(row.parameters as u64)
         } else {
             "--".to_string()
         };
@@ -100,8 +102,8 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
     let (optimizer_values, optimizer) = trainer_state(&args.model)?;
     let step = Footprint::training(&trace, total, optimizer_values, 4, 0, 0);
     println!("{rule}");
-    println!("Total params: {}", format_count(total));
-    println!("Trainable params: {}", format_count(trainable));
+    println!("Total params: {}", thousands(total as u64));
+    println!("Trainable params: {}", thousands(trainable as u64));
     println!("Params size (MB): {:.2}", total as f64 * 4.0 / 1e6);
     println!(
         "Training step at batch {batch} with {optimizer}, estimated: {}",
@@ -109,17 +111,4 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
     );
     println!("{rule}");
     Ok(())
-}
-
-/// 10899914 -> "10,899,914".
-fn format_count(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -35,7 +35,7 @@
 //! assert_eq!(y.to_vec_f64().unwrap()[5..7], [2.0, 4.0]);
 //! ```
 
-mod cpu;
+pub(crate) mod cpu;
 mod cuda;
 #[cfg(test)]
 mod tests;
@@ -279,6 +279,39 @@ pub fn backward(
         cpu::<T> => backward_cpu::<T>(input, weight, grad_out, g, has_bias, need_input_grad),
         cuda(input) => cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad),
     )
+}
+
+/// [`forward`] with PyTorch autocast's bf16 semantics: `x`, `w` are rounded to bf16, the
+/// products summed in f32, the bias added in f32 (f32 CPU operands in, f32 out). Runs on
+/// AMX or AVX512-BF16 (`kernels::bf16`), and fails with `Error::MissingCpuFeature` elsewhere.
+pub fn forward_bf16(
+    input: &Storage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &Conv2dGeometry,
+) -> Result<Storage> {
+    crate::bf16::check_cpu(OP, input)?;
+    check_operands(input, weight, g)?;
+    if let Some(bias) = bias {
+        check_bias(bias, g)?;
+    }
+    crate::bf16::conv::forward_storage(input, weight, bias, g)
+}
+
+/// [`backward`] with [`forward_bf16`]'s semantics: both gradients are products of bf16
+/// operands summed in f32; the bias gradient is an f32 sum.
+pub fn backward_bf16(
+    input: &Storage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &Conv2dGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<Conv2dGrads> {
+    crate::bf16::check_cpu(OP, input)?;
+    check_operands(input, weight, g)?;
+    grad_out.expect_len(OP, "grad_out", numel(&g.output_shape()))?;
+    crate::bf16::conv::backward_storage(input, weight, grad_out, g, has_bias, need_input_grad)
 }
 
 fn check_operands(input: &Storage, weight: &Storage, g: &Conv2dGeometry) -> Result<()> {

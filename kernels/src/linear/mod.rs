@@ -146,6 +146,46 @@ pub fn backward(
     )
 }
 
+/// [`forward`] with PyTorch autocast's bf16 semantics: `x`, `W` are rounded to bf16, the
+/// products summed in f32, the bias added in f32 (f32 CPU operands in, f32 out). Runs on
+/// AMX or AVX512-BF16 (`kernels::bf16`), and fails with `Error::MissingCpuFeature` elsewhere.
+pub fn forward_bf16(
+    input: &Storage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &LinearGeometry,
+) -> Result<Storage> {
+    crate::bf16::check_cpu(OP, input)?;
+    check_operands(input, weight, g)?;
+    if let Some(bias) = bias {
+        bias.expect_len(OP, "bias", g.out_features)?;
+    }
+    crate::bf16::linear::forward_storage(input, weight, bias, g)
+}
+
+/// [`backward`] with [`forward_bf16`]'s semantics: both gradients are products of bf16
+/// operands summed in f32; the bias gradient is an f32 sum.
+pub fn backward_bf16(
+    input: &Storage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &LinearGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<LinearGrads> {
+    crate::bf16::check_cpu(OP, input)?;
+    let [_, _, out_len] = check_operands(input, weight, g)?;
+    grad_out.expect_len(OP, "grad_out", out_len)?;
+    let (input_grad, weight_grad) =
+        crate::bf16::linear::backward_storage(input, weight, grad_out, g, need_input_grad)?;
+    let gy = grad_out.host::<f32>(OP, "grad_out")?;
+    Ok(LinearGrads {
+        input: input_grad,
+        weight: weight_grad,
+        bias: has_bias.then(|| Storage::f32(cpu::bias_grad(gy, g.batch, g.out_features))),
+    })
+}
+
 fn check_operands(input: &Storage, weight: &Storage, g: &LinearGeometry) -> Result<[usize; 3]> {
     let sizes = g.sizes()?;
     input.expect_len(OP, "input", sizes[0])?;

@@ -207,7 +207,15 @@ fn train(
         let end = per_epoch.min(last_step - (epoch - 1) * per_epoch);
         recipe.trainer.begin_epoch(epoch - 1)?;
         let plan = loader.epoch(epoch - 1);
-        let mut meter = EpochMeter::of(&run.progress, end, epoch, epochs, args.no_progress);
+        let epoch_images = per_epoch * run.settings.batch_size as u64;
+        let mut meter = EpochMeter::of(
+            &run.progress,
+            end,
+            epoch,
+            epoch_images,
+            epochs,
+            args.no_progress,
+        );
         for index in done % per_epoch..end {
             let outcome = recipe.trainer.step(&plan.batch(index as usize))?;
             if !outcome.loss.is_finite() {
@@ -258,6 +266,7 @@ fn train(
     } else {
         let mut record = json!({ "kind": "test", "steps": run.progress.global_step });
         let tta = recipe.trainer.recipe.tta;
+        let mut plain = None;
         for (level, key) in [(TtaLevel::Plain, "test"), (tta, "tta")] {
             let eval_started = Instant::now();
             let Some(evaluation) =
@@ -281,9 +290,24 @@ fn train(
             record[format!("{key}_accuracy")] = json!(evaluation.accuracy());
             record[format!("{key}_loss")] = json!(evaluation.loss);
             record[format!("{key}_seconds")] = json!(eval_started.elapsed().as_secs_f64());
+            if level == TtaLevel::Plain {
+                plain = Some(evaluation);
+            }
         }
         record["total_seconds"] = json!(started.elapsed().as_secs_f64());
         run.metrics.record(record)?;
+        run.progress.finished = true;
+        recipe.save(run)?;
+        if let (false, Some(evaluation)) = (args.no_plots, plain) {
+            // One pass per image, as `plot` redraws them.
+            crate::commands::plot::after_training(
+                &run.folder.path,
+                &mut recipe.trainer.model,
+                test_split,
+                &evaluation,
+            );
+        }
+        return Ok(());
     }
     run.progress.finished = true;
     recipe.save(run)

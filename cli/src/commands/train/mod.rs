@@ -33,6 +33,7 @@ use crate::device::{resolve, DeviceChoice};
 use crate::interrupt::{self, Interrupted};
 use crate::memory::{self, Footprint};
 use crate::metrics::MetricsLog;
+use crate::precision::PrecisionChoice;
 
 pub use models::checkpoint::MODEL_FILE;
 
@@ -105,6 +106,10 @@ pub struct TrainArgs {
     /// Images per training step; one larger than the training set is lowered to its size.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
+    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionChoice,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
@@ -167,6 +172,9 @@ pub struct TrainArgs {
     /// No progress bars (they are also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Do not draw the run's pictures (curves.png, confusion.png, ...) at the end.
+    #[arg(long)]
+    pub no_plots: bool,
     /// The flags given on the command line (clap ids), filled in by `main`: a resumed run
     /// checks these against its saved settings.
     #[arg(skip)]
@@ -422,24 +430,35 @@ struct EpochMeter {
     started: Instant,
     seconds_before: f64,
     images_now: u64,
+    /// Training images of the epochs before this one (for `images_seen` in the log).
+    images_before: u64,
 }
 
 impl EpochMeter {
     /// The bar for `epoch` (1-based, of `args.epochs` or the epochs the run spans) of
-    /// `batches`, from where `progress` stands.
+    /// `batches`, from where `progress` stands; an epoch trains on `epoch_images` images.
     fn start(
         progress: &TrainingProgress,
         batches: u64,
         epoch: u64,
+        epoch_images: u64,
         args: &TrainArgs,
     ) -> EpochMeter {
-        EpochMeter::of(progress, batches, epoch, args.epochs, args.no_progress)
+        EpochMeter::of(
+            progress,
+            batches,
+            epoch,
+            epoch_images,
+            args.epochs,
+            args.no_progress,
+        )
     }
 
     fn of(
         progress: &TrainingProgress,
         batches: u64,
         epoch: u64,
+        epoch_images: u64,
         epochs: u64,
         hidden: bool,
     ) -> EpochMeter {
@@ -451,6 +470,7 @@ impl EpochMeter {
             started: Instant::now(),
             seconds_before: progress.epoch_seconds,
             images_now: 0,
+            images_before: (epoch - 1) * epoch_images,
         }
     }
 
@@ -490,9 +510,11 @@ impl EpochMeter {
                 ),
             );
             progress.log_tally = Tally::default();
+            // Against images seen, runs with different batch sizes line up in curves.png.
+            let images_seen = self.images_before + progress.epoch_tally.images;
             metrics.record(json!({
                 "kind": "step", "epoch": epoch, "step": step,
-                "global_step": progress.global_step,
+                "global_step": progress.global_step, "images_seen": images_seen,
                 "loss": window.mean_loss(), "accuracy": window.accuracy(),
                 "images_per_sec": rate,
             }))?;
@@ -724,6 +746,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     let device = resolve(args.device, args.tf32)?;
+    let _precision = settings.precision.enable(device)?;
     let location = data_location(&settings, &args)?;
     let may_download = location.may_download() && !args.no_download;
     let mut dataset = ensure_dataset(&location.path, may_download, !args.no_progress)
@@ -875,10 +898,11 @@ fn train(
 ) -> anyhow::Result<()> {
     let settings = run.settings.clone();
     println!(
-        "training on {} images ({} test) on {}, {} epochs of batch {}, {} lr {}; run folder {}",
+        "training on {} images ({} test) on {} in {}, {} epochs of batch {}, {} lr {}; run folder {}",
         train_split.len(),
         test_split.len(),
         device,
+        settings.precision.precision(),
         args.epochs,
         settings.batch_size,
         notebook.optimizer.name(),
@@ -916,7 +940,8 @@ fn train(
         let skip = run.progress.batches_done as usize;
         let batches = epoch_batches_from(train_split.clone(), &loader, epoch - 1, skip);
         let total = loader.num_batches(train_split.len());
-        let mut meter = EpochMeter::start(&run.progress, total as u64, epoch, args);
+        let epoch_images = train_split.len() as u64;
+        let mut meter = EpochMeter::start(&run.progress, total as u64, epoch, epoch_images, args);
         for (index, batch) in (skip..).zip(batches) {
             let outcome = train_step(&mut notebook.net, &mut notebook.optimizer, &batch, device)?;
             if !outcome.loss.is_finite() {
@@ -978,9 +1003,20 @@ fn train(
             "kind": "test", "epochs": args.epochs, "test_accuracy": evaluation.accuracy(),
             "test_loss": evaluation.loss, "total_seconds": started.elapsed().as_secs_f64(),
         }))?;
+        run.progress.finished = true;
+        notebook.save(run)?;
+        if !args.no_plots {
+            super::plot::after_training(
+                &run.folder.path,
+                &mut notebook.net,
+                &test_split,
+                &evaluation,
+            );
+        }
+        Ok(())
     } else {
         println!("test: skipped (--test-limit 0)");
+        run.progress.finished = true;
+        notebook.save(run)
     }
-    run.progress.finished = true;
-    notebook.save(run)
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{NormalizationChoice, OptimizerChoice, TrainArgs};
+use crate::precision::PrecisionChoice;
 
 /// Everything that defines a run, as its flags set it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +43,9 @@ pub struct RunSettings {
     pub normalization: NormalizationChoice,
     pub eval_every_epoch: bool,
     pub log_every: u64,
+    /// Runs saved before this setting existed trained in f32.
+    #[serde(default)]
+    pub precision: PrecisionChoice,
 }
 
 /// Settings a resumed run may change: where the same data is read from, and what is
@@ -78,6 +82,7 @@ impl RunSettings {
             },
             eval_every_epoch: args.eval_every_epoch,
             log_every: args.log_every,
+            precision: args.precision,
         }
     }
 

@@ -240,7 +240,7 @@ fn sum<T: Element>(xs: &[T]) -> T {
 }
 
 /// Splits `0..batch` into one contiguous range per rayon thread (fewer for small batches).
-fn groups(batch: usize) -> Vec<Range<usize>> {
+pub(crate) fn groups(batch: usize) -> Vec<Range<usize>> {
     let count = batch.min(rayon::current_num_threads()).max(1);
     (0..count)
         .map(|i| batch * i / count..batch * (i + 1) / count)
@@ -249,7 +249,7 @@ fn groups(batch: usize) -> Vec<Range<usize>> {
 }
 
 /// Cuts `buf` into the disjoint parts that hold each group's images.
-fn split_groups<'a, T>(
+pub(crate) fn split_groups<'a, T>(
     mut buf: &'a mut [T],
     per_image: usize,
     groups: &[Range<usize>],

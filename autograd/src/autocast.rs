@@ -1,0 +1,196 @@
+//! Mixed precision: while an [`AutocastGuard`] for [`Precision::Bf16`] lives, convolutions
+//! and linear layers on this thread multiply in bf16, PyTorch's
+//! `torch.autocast("cpu", dtype=torch.bfloat16)`.
+//!
+//! What changes, and what does not:
+//! - [`Tensor::conv2d`](crate::Tensor::conv2d) and [`Tensor::linear`](crate::Tensor::linear)
+//!   round their input and weight to bf16, sum the products in f32 and return f32
+//!   (`kernels::conv2d::forward_bf16`, `kernels::linear::forward_bf16`). Their backward
+//!   rounds `dL/dy` and the saved operands to bf16 the same way and sums in f32; the bias
+//!   gradient is an f32 sum. The precision is recorded with the node when the forward
+//!   runs, so a backward pass after the guard is gone still matches its forward.
+//! - Everything else (batch norm and its statistics, ReLU, pooling, dropout, softmax /
+//!   cross-entropy, the loss) computes in f32 as before.
+//! - Parameters ("master weights"), their gradients and the optimiser's state stay f32:
+//!   the bf16 copies of the weights are made inside the kernels for one call.
+//!
+//! Stored for backward: the f32 input and the f32 weight tensors the forward read (the
+//! same tensors, no copy), as in f32 mode; backward rounds them to bf16 again. Unlike
+//! PyTorch's autocast, which returns bf16 outputs and so saves bf16 activations, ours
+//! returns f32 outputs: the layers after a convolution (batch norm, ReLU, pooling) see the
+//! f32 sum where PyTorch's see it rounded to bf16, and activations take the same memory as
+//! in f32.
+//!
+//! bf16 runs on the CPU only (Intel AMX, else AVX512-BF16): [`Precision::check`] says
+//! before a run starts whether `device` can run it, and an op handed a CUDA tensor under
+//! bf16 returns [`Error::Unsupported`] naming the op, bf16 and the device.
+//!
+//! ```
+//! use autograd::{autocast, current_precision, Precision};
+//! {
+//!     let _bf16 = autocast(Precision::Bf16);
+//!     assert_eq!(current_precision(), Precision::Bf16);
+//! }
+//! assert_eq!(current_precision(), Precision::F32);
+//! ```
+
+use std::cell::Cell;
+use std::fmt;
+use std::str::FromStr;
+
+use kernels::{DType, Device, Error, Result};
+
+use crate::Tensor;
+
+/// The arithmetic of convolutions and linear layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Convolutions and linear layers on bf16-rounded operands, summed in f32.
+    Bf16,
+}
+
+impl Precision {
+    /// The name the command line uses: `f32` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Ok when `device` can run this precision; else the one error that says why (bf16 on
+    /// CUDA: [`Error::Unsupported`]; a CPU without AMX or AVX512-BF16:
+    /// [`Error::MissingCpuFeature`] naming what it lacks).
+    pub fn check(self, device: Device) -> Result<()> {
+        match (self, device) {
+            (Precision::F32, _) => Ok(()),
+            (Precision::Bf16, Device::Cpu) => kernels::bf16::Isa::best().map(|_| ()),
+            (Precision::Bf16, Device::Cuda(_)) => Err(bf16_unsupported("autocast", device)),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Precision> {
+        match text {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(Error::invalid(
+                "precision",
+                format!("{other:?} is not a precision: use f32 or bf16"),
+            )),
+        }
+    }
+}
+
+/// The error of an op asked for bf16 arithmetic on a device that has none.
+fn bf16_unsupported(op: &'static str, device: Device) -> Error {
+    Error::unsupported(op, DType::BF16, device)
+}
+
+/// The precision `op` runs in on `input` now: bf16 under a bf16 guard for f32 CPU tensors;
+/// f32 otherwise, for f64 tensors too (as in PyTorch, autocast leaves f64 alone). An f32
+/// CUDA tensor under bf16 is [`Error::Unsupported`]: there are no CUDA bf16 kernels.
+pub(crate) fn precision_for(op: &'static str, input: &Tensor) -> Result<Precision> {
+    match (current_precision(), input.dtype(), input.device()) {
+        (Precision::Bf16, DType::F32, Device::Cpu) => Ok(Precision::Bf16),
+        (Precision::Bf16, DType::F32, device @ Device::Cuda(_)) => {
+            Err(bf16_unsupported(op, device))
+        }
+        _ => Ok(Precision::F32),
+    }
+}
+
+thread_local! {
+    static PRECISION: Cell<Precision> = const { Cell::new(Precision::F32) };
+}
+
+/// The precision convolutions and linear layers on this thread use now.
+pub fn current_precision() -> Precision {
+    PRECISION.with(Cell::get)
+}
+
+/// Makes convolutions and linear layers on this thread use `precision` until the returned
+/// guard is dropped (guards nest; dropping one restores the precision before it).
+pub fn autocast(precision: Precision) -> AutocastGuard {
+    let previous = PRECISION.with(|p| p.replace(precision));
+    AutocastGuard { previous }
+}
+
+/// Restores the previous precision when dropped.
+#[must_use = "the precision reverts as soon as the guard is dropped"]
+pub struct AutocastGuard {
+    previous: Precision,
+}
+
+impl Drop for AutocastGuard {
+    fn drop(&mut self) {
+        PRECISION.with(|p| p.set(self.previous));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_nest_and_restore() {
+        assert_eq!(current_precision(), Precision::F32);
+        let outer = autocast(Precision::Bf16);
+        {
+            let _inner = autocast(Precision::F32);
+            assert_eq!(current_precision(), Precision::F32);
+        }
+        assert_eq!(current_precision(), Precision::Bf16);
+        drop(outer);
+        assert_eq!(current_precision(), Precision::F32);
+    }
+
+    #[test]
+    fn names_parse_back_and_a_bad_one_is_one_clear_error() {
+        for p in [Precision::F32, Precision::Bf16] {
+            assert_eq!(p.name().parse::<Precision>().unwrap(), p);
+        }
+        let err = "fp16".parse::<Precision>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "precision: \"fp16\" is not a precision: use f32 or bf16"
+        );
+    }
+
+    #[test]
+    fn bf16_on_cuda_is_unsupported_naming_op_dtype_and_device() {
+        // No GPU is needed to build the error a CUDA tensor would get.
+        let err = Precision::Bf16.check(Device::Cuda(0)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Unsupported {
+                    op: "autocast",
+                    dtype: DType::BF16,
+                    device: Device::Cuda(0)
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "autocast: bf16 tensors are not supported on {}",
+                Device::Cuda(0)
+            )
+        );
+        assert!(Precision::F32.check(Device::Cuda(0)).is_ok());
+    }
+}

@@ -1,0 +1,213 @@
+//! `autocast(Precision::Bf16)`: conv2d and linear through the autograd, forward and every
+//! gradient, against f64 sums of the same bf16-rounded operands.
+//!
+//! The oracle is the f64 CPU kernel (itself checked against finite differences in
+//! `gradcheck.rs`) run on the operands rounded to bf16 by the `half` crate: it gives the
+//! exact sums, and the same kernel on the absolute values gives each sum's magnitude
+//! `sum |a b|`. Products of two bf16 values are exact in f32 (8 + 8 significant bits), so
+//! the only error left is the f32 summation: `terms` additions, each rounding a partial sum
+//! no larger than the magnitude to half an ulp, err by at most `terms * 2^-24 * magnitude`;
+//! the bound checked is twice that (as in `kernels/src/bf16/tests.rs`). Products of the
+//! unrounded f32 operands differ from the rounded ones by up to `2^-8` relative, which this
+//! bound does not allow for the sizes here: a layer that ignored the guard would fail.
+
+mod common;
+
+use autograd::{autocast, current_precision, DType, Device, Precision, Tensor};
+use common::Lcg;
+
+fn bf16(x: f64) -> f64 {
+    half::bf16::from_f64(x).to_f64()
+}
+
+/// f32 values in [-1, 1) (their f64 images, which are exact).
+fn values(rng: &mut Lcg, len: usize) -> Vec<f64> {
+    rng.values(len)
+        .into_iter()
+        .map(|v| v as f32 as f64)
+        .collect()
+}
+
+fn f32_leaf(values: &[f64], shape: &[usize]) -> Tensor {
+    let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+    Tensor::from_vec(v, shape, Device::Cpu)
+        .unwrap()
+        .requires_grad_()
+}
+
+fn f64_leaf(values: impl IntoIterator<Item = f64>, shape: &[usize]) -> Tensor {
+    let v: Vec<f64> = values.into_iter().collect();
+    Tensor::from_vec(v, shape, Device::Cpu)
+        .unwrap()
+        .requires_grad_()
+}
+
+fn f64s(t: &Tensor) -> Vec<f64> {
+    t.to_vec_f64().unwrap()
+}
+
+/// `got` (f32 results) against `exact`, element by element, at `terms` f32 additions.
+fn assert_within(what: &str, got: &[f32], exact: &[f64], magnitude: &[f64], terms: usize) {
+    assert_eq!(got.len(), exact.len(), "{what}: lengths");
+    for i in 0..got.len() {
+        let bound = terms as f64 * f32::EPSILON as f64 * magnitude[i];
+        let err = (got[i] as f64 - exact[i]).abs();
+        assert!(
+            err <= bound,
+            "{what}[{i}]: got {}, exact {}, error {err:e} > bound {bound:e} ({terms} terms)",
+            got[i],
+            exact[i]
+        );
+    }
+}
+
+/// What a layer under test computes, given its operands.
+type Layer = dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor;
+
+/// Runs `layer` on f32 operands under bf16 autocast (backward after the guard is gone, so
+/// the node must have recorded its precision) and checks the output and the three
+/// gradients. `terms` = [output, input gradient, weight gradient, bias gradient] sums.
+fn check_layer(
+    layer: &Layer,
+    shapes: [&[usize]; 3],
+    out_shape: &[usize],
+    terms: [usize; 4],
+    seed: u64,
+) {
+    let mut rng = Lcg::new(seed);
+    let [xs, ws, bs] = shapes;
+    let count = |s: &[usize]| s.iter().product::<usize>();
+    let (x, w, b) = (
+        values(&mut rng, count(xs)),
+        values(&mut rng, count(ws)),
+        values(&mut rng, count(bs)),
+    );
+    let r = values(&mut rng, count(out_shape));
+
+    let (xt, wt, bt) = (f32_leaf(&x, xs), f32_leaf(&w, ws), f32_leaf(&b, bs));
+    let y = {
+        let _bf16 = autocast(Precision::Bf16);
+        layer(&xt, &wt, &bt)
+    };
+    assert_eq!(current_precision(), Precision::F32);
+    let rt = Tensor::from_vec(
+        r.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
+        out_shape,
+        Device::Cpu,
+    )
+    .unwrap();
+    y.mul(&rt).unwrap().sum().unwrap().backward().unwrap();
+
+    // Exact sums and magnitudes in f64 on the rounded operands; dL/dy = r rounded for the
+    // products, unrounded for the bias gradient (an f32 sum of dL/dy, as under autocast).
+    let exact = |abs: bool| {
+        let m = |v: f64| if abs { v.abs() } else { v };
+        let xe = f64_leaf(x.iter().map(|&v| m(bf16(v))), xs);
+        let we = f64_leaf(w.iter().map(|&v| m(bf16(v))), ws);
+        let be = f64_leaf(b.iter().map(|&v| m(v)), bs);
+        let ye = layer(&xe, &we, &be);
+        let re = f64_leaf(r.iter().map(|&v| m(bf16(v))), out_shape);
+        ye.mul(&re).unwrap().sum().unwrap().backward().unwrap();
+        let bias_grad_re = f64_leaf(r.iter().map(|&v| m(v)), out_shape);
+        let be2 = f64_leaf(b.iter().map(|&v| m(v)), bs);
+        let ye2 = layer(&xe.detach(), &we.detach(), &be2);
+        ye2.mul(&bias_grad_re)
+            .unwrap()
+            .sum()
+            .unwrap()
+            .backward()
+            .unwrap();
+        [
+            f64s(&ye),
+            f64s(&xe.grad().unwrap()),
+            f64s(&we.grad().unwrap()),
+            f64s(&be2.grad().unwrap()),
+        ]
+    };
+    let (sums, magnitudes) = (exact(false), exact(true));
+    let got = [
+        y.to_vec_f32().unwrap(),
+        xt.grad().unwrap().to_vec_f32().unwrap(),
+        wt.grad().unwrap().to_vec_f32().unwrap(),
+        bt.grad().unwrap().to_vec_f32().unwrap(),
+    ];
+    for (i, what) in ["output", "input grad", "weight grad", "bias grad"]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            [xt.grad().unwrap().dtype(), wt.grad().unwrap().dtype()],
+            [DType::F32; 2],
+            "master gradients stay f32"
+        );
+        assert_within(what, &got[i], &sums[i], &magnitudes[i], terms[i]);
+    }
+}
+
+fn bf16_or_skip() -> bool {
+    match Precision::Bf16.check(Device::Cpu) {
+        Ok(()) => true,
+        Err(e) => {
+            println!("SKIPPED: {e}");
+            false
+        }
+    }
+}
+
+#[test]
+fn autocast_conv2d_matches_f64_sums_of_rounded_operands() {
+    if !bf16_or_skip() {
+        return;
+    }
+    // (input, c_out, kernel, stride, padding): a 3x3 layer, a strided one, a 1x1 one.
+    let cases: [([usize; 4], usize, usize, usize, usize); 3] = [
+        ([2, 5, 7, 6], 4, 3, 1, 1),
+        ([3, 4, 9, 8], 6, 3, 2, 0),
+        ([2, 33, 5, 5], 7, 1, 1, 1),
+    ];
+    for (seed, (xs, c_out, k, stride, pad)) in cases.into_iter().enumerate() {
+        let [n, c_in, h, w] = xs;
+        let (oh, ow) = (
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
+        let conv = move |x: &Tensor, w: &Tensor, b: &Tensor| {
+            x.conv2d(w, Some(b), [stride; 2], [pad; 2]).unwrap()
+        };
+        check_layer(
+            &conv,
+            [&xs, &[c_out, c_in, k, k], &[c_out]],
+            &[n, c_out, oh, ow],
+            [c_in * k * k + 1, c_out * k * k, n * oh * ow, n * oh * ow],
+            seed as u64,
+        );
+    }
+}
+
+#[test]
+fn autocast_linear_matches_f64_sums_of_rounded_operands() {
+    if !bf16_or_skip() {
+        return;
+    }
+    for (seed, (batch, inputs, outputs)) in [(3, 37, 5), (17, 130, 33)].into_iter().enumerate() {
+        let linear = |x: &Tensor, w: &Tensor, b: &Tensor| x.linear(w, Some(b)).unwrap();
+        check_layer(
+            &linear,
+            [&[batch, inputs], &[outputs, inputs], &[outputs]],
+            &[batch, outputs],
+            [inputs + 1, outputs, batch, batch],
+            10 + seed as u64,
+        );
+    }
+}
+
+#[test]
+fn autocast_leaves_f64_tensors_and_other_ops_in_their_own_precision() {
+    // As in PyTorch, autocast only lowers f32: an f64 layer gives the f64 result exactly.
+    let mut rng = Lcg::new(7);
+    let x = Tensor::from_vec(rng.values(6), &[2, 3], Device::Cpu).unwrap();
+    let w = Tensor::from_vec(rng.values(12), &[4, 3], Device::Cpu).unwrap();
+    let plain = f64s(&x.linear(&w, None).unwrap());
+    let _bf16 = autocast(Precision::Bf16);
+    assert_eq!(f64s(&x.linear(&w, None).unwrap()), plain);
+}

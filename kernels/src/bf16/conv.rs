@@ -1,0 +1,392 @@
+//! Convolutions in bf16: which lowering takes which layer, and the general ones.
+//!
+//! - 3x3, stride 1, padding 1, 16+ input channels: implicit GEMM (`conv3x3.rs`), forward,
+//!   input gradient and weight gradient.
+//! - 1x1, stride 1, any padding ("pointwise"): the image is its own matrix. With padding,
+//!   only the image is multiplied and the border of the output is the bias, as in the f32
+//!   path (`conv2d/pointwise.rs`): the border reads nothing but padding.
+//! - Everything else (the 3-channel first layers, 2x2 kernels, strides): `im2col`, with the
+//!   receptive fields read straight into the packed panels (`source.rs`), never
+//!   unrolled in f32; the input gradient adds the unrolled gradient back (`col2im`).
+//!
+//! The forward and input-gradient products run on chunks of images per rayon thread, into a
+//! scratch `[channels][chunk pixels]` that is then copied into place; each weight gradient
+//! is one product over the whole batch (its depth is every pixel), split over the threads
+//! by blocks of the result.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::conv3x3;
+use super::gemm::{product, MatMut, MatRef};
+use super::pack::Packed;
+use super::source::{Im2col, Planes, View};
+use super::{groups, split_groups, Cpu};
+use crate::conv2d::{Conv2dGeometry, Conv2dGrads};
+use crate::{Result, Storage};
+
+const OP: &str = "conv2d";
+
+/// Bytes of the f32 product one chunk of images writes (then copies into place).
+const RESULT_BYTES: usize = 512 << 10;
+/// Bytes of the packed right operand of one chunk.
+const OPERAND_BYTES: usize = 512 << 10;
+
+/// `conv2d::forward_bf16` on operands whose sizes the caller has checked.
+pub(crate) fn forward_storage(
+    input: &Storage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &Conv2dGeometry,
+) -> Result<Storage> {
+    let x = input.host::<f32>(OP, "input")?;
+    let w = weight.host::<f32>(OP, "weight")?;
+    let b = bias.map(|b| b.host::<f32>(OP, "bias")).transpose()?;
+    Ok(Storage::f32(forward(Cpu::best()?, x, w, b, g)))
+}
+
+/// `conv2d::backward_bf16` on operands whose sizes the caller has checked; the bias
+/// gradient is an f32 sum of `dL/dy`, as under autocast.
+pub(crate) fn backward_storage(
+    input: &Storage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &Conv2dGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<Conv2dGrads> {
+    let x = input.host::<f32>(OP, "input")?;
+    let w = weight.host::<f32>(OP, "weight")?;
+    let gy = grad_out.host::<f32>(OP, "grad_out")?;
+    let (gx, gw) = backward(Cpu::best()?, x, w, gy, g, need_input_grad);
+    let gb = has_bias.then(|| bias_grad(gy, g.batch, g.out_channels, g.out_h * g.out_w));
+    Ok(Conv2dGrads {
+        input: gx.map(Storage::f32),
+        weight: Storage::f32(gw),
+        bias: gb.map(Storage::f32),
+    })
+}
+
+/// `dL/db`: each channel's sum of `dL/dy` over the batch and the pixels, in f32 (sixteen
+/// running sums per plane, which the compiler vectorises).
+fn bias_grad(gy: &[f32], batch: usize, channels: usize, plane: usize) -> Vec<f32> {
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            (0..batch)
+                .map(|n| {
+                    let values = &gy[(n * channels + c) * plane..][..plane];
+                    let mut acc = [0.0f32; 16];
+                    let mut chunks = values.chunks_exact(16);
+                    for chunk in &mut chunks {
+                        for (a, &v) in acc.iter_mut().zip(chunk) {
+                            *a += v;
+                        }
+                    }
+                    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// Whether the unpadded image is the whole right operand: a 1x1 kernel with stride 1.
+fn pointwise(g: &Conv2dGeometry) -> bool {
+    g.kernel == [1, 1] && g.stride == [1, 1]
+}
+
+/// The planes of the pixels that the product covers: the whole output, or for a padded
+/// pointwise convolution the interior that is the image.
+fn window(g: &Conv2dGeometry) -> ([usize; 2], [usize; 2]) {
+    if pointwise(g) {
+        (g.padding, [g.in_h, g.in_w])
+    } else {
+        ([0, 0], [g.out_h, g.out_w])
+    }
+}
+
+/// `y = conv(x, w) + b`, `[N, C_out, OH, OW]`.
+pub(crate) fn forward(
+    cpu: Cpu,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Conv2dGeometry,
+) -> Vec<f32> {
+    if conv3x3::applies(g) {
+        return conv3x3::forward(cpu, x, w, bias, g);
+    }
+    let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
+    let weights = MatRef::new(w, g.out_channels, ckk).expect("weight fits");
+    let packed = Packed::a(cpu, &View::matrix(weights), true);
+    let (origin, size) = window(g);
+    let chunking = Chunking {
+        batch: g.batch,
+        out_image: g.out_channels * g.out_h * g.out_w,
+        pixels: size[0] * size[1],
+        rows: g.out_channels,
+        depth: ckk,
+    };
+    let in_image = g.in_channels * g.in_h * g.in_w;
+    by_chunks(
+        cpu,
+        &packed,
+        &chunking,
+        |first, images| {
+            Packed::b(
+                cpu,
+                &right_operand(&x[first * in_image..], images, g),
+                false,
+            )
+        },
+        |out, result, images| {
+            let plane = [g.out_h, g.out_w];
+            place(
+                result,
+                images,
+                g.out_channels,
+                plane,
+                origin,
+                size,
+                bias,
+                out,
+            )
+        },
+    )
+}
+
+/// The right operand of the forward product for `images` images starting at `x`:
+/// `[C_in * KH * KW][images * pixels]`.
+fn right_operand<'a>(x: &'a [f32], images: usize, g: &Conv2dGeometry) -> View<'a> {
+    if pointwise(g) {
+        View::planes(Planes {
+            data: x,
+            images,
+            channels: g.in_channels,
+            full: [g.in_h, g.in_w],
+            origin: [0, 0],
+            size: [g.in_h, g.in_w],
+        })
+    } else {
+        View::im2col(Im2col {
+            x,
+            g: Conv2dGeometry {
+                batch: images,
+                ..*g
+            },
+        })
+    }
+}
+
+/// The shape of a chunked product: `rows x depth` times `depth x (images * pixels)`
+/// per chunk, written into outputs of `out_image` values per image.
+struct Chunking {
+    batch: usize,
+    out_image: usize,
+    pixels: usize,
+    rows: usize,
+    depth: usize,
+}
+
+/// Runs `a * operand(first, images)` for chunks of images on every thread and lets
+/// `write` put each chunk's `[rows][images * pixels]` result into its images' part of the
+/// output; `write` must initialise all of that part.
+fn by_chunks(
+    cpu: Cpu,
+    a: &Packed,
+    shape: &Chunking,
+    operand: impl Fn(usize, usize) -> Packed + Sync,
+    write: impl Fn(&mut [MaybeUninit<f32>], &[f32], usize) + Sync,
+) -> Vec<f32> {
+    let len = shape.batch * shape.out_image;
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    if len == 0 {
+        return y;
+    }
+    let groups = groups(shape.batch);
+    let outs = split_groups(&mut y.spare_capacity_mut()[..len], shape.out_image, &groups);
+    let cols =
+        (RESULT_BYTES / (4 * shape.rows.max(1))).min(OPERAND_BYTES / (2 * shape.depth.max(1)));
+    groups.par_iter().zip(outs).for_each(|(range, out)| {
+        let per_chunk = (cols / shape.pixels.max(1)).clamp(1, range.len());
+        let mut result = Vec::new();
+        for first in range.clone().step_by(per_chunk) {
+            let images = per_chunk.min(range.end - first);
+            let b = operand(first, images);
+            let cols = images * shape.pixels;
+            result.resize(shape.rows * cols, 0.0f32);
+            let mut c = MatMut::new(&mut result, shape.rows, cols).expect("result fits");
+            product(cpu, a, &b, shape.depth, &mut c, false, false);
+            let out =
+                &mut out[(first - range.start) * shape.out_image..][..images * shape.out_image];
+            write(out, &result, images);
+        }
+    });
+    // SAFETY: every chunk's `write` initialises its images' whole part of the output
+    // (its contract), and the chunks cover every group, the groups the batch.
+    unsafe { y.set_len(len) };
+    y
+}
+
+/// Copies a `[channels][images * size]` result into the window `origin`, `size` of each
+/// `plane`-sized channel plane of `images` images, and fills the rest of each plane
+/// (and adds to the window) with the channel's bias.
+#[allow(clippy::too_many_arguments)]
+fn place(
+    result: &[f32],
+    images: usize,
+    channels: usize,
+    plane: [usize; 2],
+    origin: [usize; 2],
+    size: [usize; 2],
+    bias: Option<&[f32]>,
+    out: &mut [MaybeUninit<f32>],
+) {
+    let (pixels, cols) = (size[0] * size[1], images * size[0] * size[1]);
+    let plane_len = plane[0] * plane[1];
+    for (n, image) in out.chunks_exact_mut(channels * plane_len).enumerate() {
+        for (c, dst) in image.chunks_exact_mut(plane_len).enumerate() {
+            let b = bias.map_or(0.0, |b| b[c]);
+            let src = &result[c * cols + n * pixels..][..pixels];
+            for (y, row) in dst.chunks_exact_mut(plane[1]).enumerate() {
+                let inside = y >= origin[0] && y < origin[0] + size[0];
+                if !inside {
+                    row.fill(MaybeUninit::new(b));
+                    continue;
+                }
+                let src = &src[(y - origin[0]) * size[1]..][..size[1]];
+                row[..origin[1]].fill(MaybeUninit::new(b));
+                for (d, &s) in row[origin[1]..origin[1] + size[1]].iter_mut().zip(src) {
+                    *d = MaybeUninit::new(s + b);
+                }
+                row[origin[1] + size[1]..].fill(MaybeUninit::new(b));
+            }
+        }
+    }
+}
+
+/// `dL/dx` (when `need_input_grad`) and `dL/dW` (`[C_out, C_in, KH, KW]`).
+pub(crate) fn backward(
+    cpu: Cpu,
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    g: &Conv2dGeometry,
+    need_input_grad: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    if conv3x3::applies(g) {
+        return conv3x3::backward(cpu, x, w, gy, g, need_input_grad);
+    }
+    let gx = need_input_grad.then(|| input_grad(cpu, w, gy, g));
+    (gx, weight_grad(cpu, x, gy, g))
+}
+
+/// `dL/dy` of `images` images from `gy`, restricted to the window the product covers,
+/// as `[C_out][images * pixels]`.
+fn grad_planes<'a>(gy: &'a [f32], images: usize, g: &Conv2dGeometry) -> View<'a> {
+    let (origin, size) = window(g);
+    View::planes(Planes {
+        data: gy,
+        images,
+        channels: g.out_channels,
+        full: [g.out_h, g.out_w],
+        origin,
+        size,
+    })
+}
+
+/// `dL/dW = dL/dy * B^T` over the whole batch: one product whose depth is every pixel.
+fn weight_grad(cpu: Cpu, x: &[f32], gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+    let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
+    let a = Packed::a(cpu, &grad_planes(gy, g.batch, g), true);
+    let b = right_operand(x, g.batch, g).t();
+    let depth = b.rows();
+    let b = Packed::b(cpu, &b, true);
+    let mut gw = vec![0.0f32; g.out_channels * ckk];
+    let mut c = MatMut::new(&mut gw, g.out_channels, ckk).expect("weight gradient fits");
+    product(cpu, &a, &b, depth, &mut c, false, true);
+    gw
+}
+
+/// `dL/dx`: `W^T * dL/dy` per chunk of images; for a pointwise convolution that is the
+/// gradient of the image itself, otherwise the unrolled gradient added back onto the
+/// pixels each column was read from.
+fn input_grad(cpu: Cpu, w: &[f32], gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+    let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
+    let w_t = MatRef::new(w, g.out_channels, ckk)
+        .expect("weight fits")
+        .t();
+    let packed = Packed::a(cpu, &View::matrix(w_t), true);
+    let (_, size) = window(g);
+    let chunking = Chunking {
+        batch: g.batch,
+        out_image: g.in_channels * g.in_h * g.in_w,
+        pixels: size[0] * size[1],
+        rows: ckk,
+        depth: g.out_channels,
+    };
+    let out_image = g.out_channels * g.out_h * g.out_w;
+    by_chunks(
+        cpu,
+        &packed,
+        &chunking,
+        |first, images| {
+            Packed::b(
+                cpu,
+                &grad_planes(&gy[first * out_image..], images, g),
+                false,
+            )
+        },
+        |out, result, images| {
+            if pointwise(g) {
+                let image = [g.in_h, g.in_w];
+                place(
+                    result,
+                    images,
+                    g.in_channels,
+                    image,
+                    [0, 0],
+                    image,
+                    None,
+                    out,
+                );
+            } else {
+                col2im(result, images, g, zeroed(out));
+            }
+        },
+    )
+}
+
+/// Zeroes `out` and returns it initialised.
+fn zeroed(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    out.fill(MaybeUninit::new(0.0));
+    // SAFETY: every element was just initialised; MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Adds the unrolled gradient `gcol` (`[C_in * KH * KW][images * OH * OW]`) onto the
+/// input pixels each entry was read from (padding entries are dropped).
+fn col2im(gcol: &[f32], images: usize, g: &Conv2dGeometry, gx: &mut [f32]) {
+    let ([kh, kw], [sh, sw], [ph, pw]) = (g.kernel, g.stride, g.padding);
+    let (p, cols) = (g.out_h * g.out_w, images * g.out_h * g.out_w);
+    for (row, src) in gcol.chunks_exact(cols).enumerate() {
+        let (ci, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+        for n in 0..images {
+            let plane = &mut gx[(n * g.in_channels + ci) * g.in_h * g.in_w..][..g.in_h * g.in_w];
+            for oy in 0..g.out_h {
+                let iy = (oy * sh + ky).wrapping_sub(ph);
+                if iy >= g.in_h {
+                    continue;
+                }
+                let src = &src[n * p + oy * g.out_w..][..g.out_w];
+                for (ox, &v) in src.iter().enumerate() {
+                    let ix = (ox * sw + kx).wrapping_sub(pw);
+                    if ix < g.in_w {
+                        plane[iy * g.in_w + ix] += v;
+                    }
+                }
+            }
+        }
+    }
+}
