@@ -479,7 +479,13 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     let io = |e: std::io::Error| Error::checkpoint(path, format!("cannot read checkpoint: {e}"));
     let mut file = fs::File::open(path).map_err(io)?;
     let mut length = [0u8; 8];
-    std::io::Read::read_exact(&mut file, &mut length).map_err(io)?;
+    std::io::Read::read_exact(&mut file, &mut length).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::checkpoint(path, "not a valid safetensors file (shorter than 8 bytes)")
+        } else {
+            io(e)
+        }
+    })?;
     let length = u64::from_le_bytes(length);
     // safetensors' own bound on a header.
     if length > 100_000_000 {
@@ -490,6 +496,12 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     }
     let mut header = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(file, length), &mut header).map_err(io)?;
+    if (header.len() as u64) < length {
+        return Err(Error::checkpoint(
+            path,
+            "not a valid safetensors file (the header is cut short)",
+        ));
+    }
     #[derive(Deserialize)]
     struct Header {
         #[serde(rename = "__metadata__", default)]
