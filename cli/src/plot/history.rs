@@ -118,8 +118,12 @@ impl History {
                 self.epochs.push(point);
             }
             // The evaluation at the end of training belongs to the last epoch.
+            // airbench94's record counts steps, not epochs: it follows its last epoch.
             Some("test") => {
-                let epoch = integer(record, "epochs")?;
+                let epoch = match record.get("epochs") {
+                    Some(_) => integer(record, "epochs")?,
+                    None => self.last_epoch(),
+                };
                 if let Some(point) = self.epochs.iter_mut().find(|e| e.epoch == epoch) {
                     point.test_loss = Some(number(record, "test_loss")?);
                     point.test_accuracy = Some(number(record, "test_accuracy")?);
@@ -209,6 +213,19 @@ mod tests {
         assert_eq!(history.epochs[0].test_accuracy, Some(30.0));
         assert_eq!(history.epochs[1].test_accuracy, Some(50.0));
         assert_eq!(history.epochs[1].test_loss, Some(1.4));
+    }
+
+    #[test]
+    fn a_test_record_counting_steps_belongs_to_the_last_epoch() {
+        let dir = write_log(&[
+            r#"{"kind":"epoch","epoch":1,"global_step":48,"train_loss":1.8,"train_accuracy":49.0}"#,
+            r#"{"kind":"epoch","epoch":2,"global_step":92,"train_loss":1.4,"train_accuracy":72.0}"#,
+            r#"{"kind":"test","steps":92,"test_loss":0.5,"test_accuracy":90.0,"tta_accuracy":90.6}"#,
+        ]);
+        let history = History::read(dir.path()).unwrap();
+        assert_eq!(history.epochs[0].test_accuracy, None);
+        assert_eq!(history.epochs[1].test_accuracy, Some(90.0));
+        assert_eq!(history.epochs[1].test_loss, Some(0.5));
     }
 
     #[test]
