@@ -84,9 +84,17 @@ pub fn exp_f32(q: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let clamped = q.clamp(-87.0, 88.0);
-    let k = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
     let r = (clamped - k * LN2_HI) - k * LN2_LO;
-    let two_to_k = f32::from_bits(((k as i32 + 127) << 23) as u32);
+    // `shifted` lies in [2^23, 2^24), where one unit in the last place is 1, so its bits
+    // are ROUND's plus k: 2^k is built from them in integer ops. (`k as i32` gives the
+    // same number but does not vectorise, since Rust's float-to-int cast saturates.)
+    let biased_exponent = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    let two_to_k = f32::from_bits(biased_exponent << 23);
     let value = horner(&EXP, r) * two_to_k;
     if q < -87.0 {
         0.0
