@@ -350,7 +350,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         rayon::current_num_threads()
     );
     println!("(real models::train::train_step calls timed op by op with autograd::profile: median of >= {MIN_STEPS} steps and {} s after {WARMUP_STEPS} warm-up steps; rates: GF/s = GFLOP/s, GB/s = compulsory traffic)", MIN_TIME.as_secs());
-    println!("(a convolution's GFLOP/s counts the direct product's multiply-adds: the padded 1x1 layers multiply only the image, and 3x3 stride-1 layers with 16-256 channels run Winograd's F(2x2,3x3), F(4x4,3x3) from 32x32, so theirs can exceed the GEMM ceiling)");
+    println!("(a convolution's GFLOP/s counts the direct product's multiply-adds: the padded 1x1 layers multiply only the image, and 3x3 stride-1 layers with 16-256 channels run Winograd's F(2x2,3x3), F(4x4,3x3) from 32x32 (from 15x15 at 128 images and more), so theirs can exceed the GEMM ceiling)");
     print_load("before");
     println!();
 

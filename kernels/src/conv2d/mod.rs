@@ -11,7 +11,8 @@
 //! - padded 1x1 stride-1 layers multiply the unpadded image only and fill the border with
 //!   the bias (`cpu/pointwise.rs`);
 //! - 3x3 stride-1 layers with 16 to 256 channels run Winograd's minimal filtering,
-//!   F(4x4, 3x3) from 32x32 outputs and F(2x2, 3x3) below (`cpu/winograd/`);
+//!   F(4x4, 3x3) from 32x32 outputs (from 15x15 in batches of 128 and more) and F(2x2, 3x3)
+//!   below (`cpu/winograd/`);
 //! - everything else is lowered to matrix products: `im2col` unrolls receptive fields into
 //!   columns, multiplied by a packed AVX-512 kernel (`cpu/packed.rs`) or the `gemm` crate
 //!   (`cpu/im2col.rs`).

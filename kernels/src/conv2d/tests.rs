@@ -540,11 +540,17 @@ proptest! {
 #[test]
 fn winograd_layers_match_the_reference() {
     // Shapes of layer1.1 (F(4x4, 3x3)), layer2.1 and layer3.0 (F(2x2, 3x3)), few images,
-    // against the notebook's conv_forward.
+    // and airbench94's 15x15 layers at a large batch (F(4x4, 3x3) on 4x4 tiles that
+    // overhang the output), against the notebook's conv_forward.
     let cases = [
         ([1, 16, 32, 32], [16, 16, 3, 3], Path::WinogradF4x4),
         ([2, 32, 16, 16], [24, 32, 3, 3], Path::WinogradF2x2),
         ([3, 16, 9, 9], [16, 16, 3, 3], Path::WinogradF2x2),
+        (
+            [cpu::F4X4_LARGE_BATCH, 16, 15, 15],
+            [16, 16, 3, 3],
+            Path::WinogradF4x4,
+        ),
     ];
     for (seed, (input, weight, path)) in (80..).zip(cases) {
         let g = geometry(input, weight, [1, 1], [1, 1]);

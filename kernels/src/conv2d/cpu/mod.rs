@@ -8,7 +8,8 @@
 //! 2. [`Path::WinogradF4x4`] (`winograd/f4x4.rs`): a 3x3 kernel, stride 1, padding at most
 //!    2, at least [`WINOGRAD_MIN_IN_CHANNELS`] input and at most
 //!    [`WINOGRAD_MAX_OUT_CHANNELS`] output channels, and an output at least
-//!    [`F4X4_MIN_SIDE`] high and wide.
+//!    [`F4X4_MIN_SIDE`] high and wide ([`F4X4_MIN_SIDE_LARGE_BATCH`] from
+//!    [`F4X4_LARGE_BATCH`] images).
 //! 3. [`Path::WinogradF2x2`] (`winograd/f2x2.rs`): the same layers with smaller outputs.
 //! 4. [`Path::Im2col`] (`im2col.rs`): everything else, `im2col` bands multiplied by the
 //!    packed AVX-512 kernel (`packed.rs`: f32, output channels in whole panels of 8, at most
@@ -61,11 +62,24 @@ pub const WINOGRAD_MIN_IN_CHANNELS: usize = 16;
 /// direct product won (layer5.0 forward at batch 32: 6.4 ms direct, 9.0 ms by F(2x2, 3x3)).
 pub const WINOGRAD_MAX_OUT_CHANNELS: usize = 256;
 
-/// Narrowest output (in both directions) that takes F(4x4, 3x3); below, F(2x2, 3x3).
-/// Measured at batch 32 (forward ms, F(2x2) -> F(4x4)): layer1.1 at 32x32 8.5 -> 6.6, but
+/// Narrowest output (in both directions) that takes F(4x4, 3x3) below [`F4X4_LARGE_BATCH`]
+/// images; below, F(2x2, 3x3). Measured at batch 32 (forward ms, F(2x2) -> F(4x4)): layer1.1 at 32x32 8.5 -> 6.6, but
 /// layer2.0 and layer2.1 at 16x16 3.7 -> 4.2 and 6.6 -> 8.7: with 36 transformed rows per
 /// channel a chunk holds few rows of tiles there, and the products get narrow.
 pub const F4X4_MIN_SIDE: usize = 32;
+
+/// Batches from which F(4x4, 3x3) takes outputs down to [`F4X4_MIN_SIDE_LARGE_BATCH`]: the
+/// transforms and products that cost it more on a few images are paid back over many.
+/// Measured with `profile -- --model airbench94 B` (forward/backward ms, F(2x2) -> F(4x4),
+/// alternating runs): at 1,024 images, 24 -> 64 at 31x31 152/350 -> 127/273, 64 -> 64 at
+/// 15x15 71/154 -> 59/132, 64 -> 256 at 15x15 220/500 -> 166/485; at 128 images the three
+/// gain too (19/46 -> 16/34, 9.1/22.6 -> 8.4/18.1, 28.0/67.7 -> 27.4/64.2); at 64 they break
+/// even; at 32 the 15x15 layers lose (64 -> 256: 8.0/19.0 -> 12.4/28.5).
+pub const F4X4_LARGE_BATCH: usize = 128;
+
+/// Narrowest output that takes F(4x4, 3x3) from [`F4X4_LARGE_BATCH`] images. (At 7x7 it
+/// covered 8x8 and measured no faster than F(2x2, 3x3).)
+pub const F4X4_MIN_SIDE_LARGE_BATCH: usize = 15;
 
 /// Narrowest output whose weight gradient Winograd computes faster than the direct
 /// product. Rows of few tiles carry a junk column each and make short products: measured
@@ -89,8 +103,14 @@ pub fn path_for(g: &Conv2dGeometry) -> Path {
         && g.out_h > 0
         && g.out_w > 0;
     if !winograd {
-        Path::Im2col
-    } else if g.out_h >= F4X4_MIN_SIDE && g.out_w >= F4X4_MIN_SIDE {
+        return Path::Im2col;
+    }
+    let min_side = if g.batch >= F4X4_LARGE_BATCH {
+        F4X4_MIN_SIDE_LARGE_BATCH
+    } else {
+        F4X4_MIN_SIDE
+    };
+    if g.out_h >= min_side && g.out_w >= min_side {
         Path::WinogradF4x4
     } else {
         Path::WinogradF2x2
