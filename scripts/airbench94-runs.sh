@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # airbench94's whole recipe, ours (`cli train --model airbench94`) and the PyTorch port
-# (scripts/airbench94_pytorch.py) side by side, N seeds each, fp32 on the CPU: one table
+# (scripts/airbench94_pytorch.py) side by side, N seeds each, on the CPU: one table
 # of test accuracy with and without TTA, the recipe's time (whitening, training steps, TTA
 # evaluation; reading the data excluded, as the port times it), the process's wall time
 # and its peak RSS (both from /usr/bin/time -v).
 #
 # usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH]
 #                                   [--steps S] [--limit L] [--test-limit L] [--no-pytorch]
+#                                   [--precision f32|bf16]
 #   --seeds N      seeds 0..N-1 (default 3)
 #   --threads T    threads for both (default 2: RAYON_NUM_THREADS for ours,
 #                  torch.set_num_threads + OMP/MKL_NUM_THREADS for PyTorch)
@@ -16,6 +17,8 @@
 #                  PyTorch is left out of such a run)
 #   --test-limit L ours only, likewise: test on the first L test images
 #   --no-pytorch   ours only
+#   --precision P  f32 (default) or bf16: ours `--precision bf16`, PyTorch
+#                  `torch.autocast("cpu", dtype=torch.bfloat16)` (needs AMX or AVX512-BF16)
 #
 # A whole run takes about half an hour per seed and side on 2 cores: run it on a quiet
 # machine (the load average is printed before and after) and record the table in
@@ -36,7 +39,8 @@ steps=""
 limit=""
 test_limit=""
 pytorch=1
-usage="usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH] [--steps S] [--limit L] [--test-limit L] [--no-pytorch]"
+precision=f32
+usage="usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH] [--steps S] [--limit L] [--test-limit L] [--no-pytorch] [--precision f32|bf16]"
 number() { # FLAG VALUE
     if ! [[ "$2" =~ ^[1-9][0-9]*$ ]]; then
         echo "airbench94-runs: $1 needs a positive integer, got '$2'" >&2
@@ -46,7 +50,7 @@ number() { # FLAG VALUE
 }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --seeds | --threads | --steps | --limit | --test-limit | --data)
+        --seeds | --threads | --steps | --limit | --test-limit | --data | --precision)
             if [ $# -lt 2 ]; then
                 echo "airbench94-runs: $1 needs a value" >&2
                 exit 2
@@ -58,6 +62,15 @@ while [ $# -gt 0 ]; do
                 --limit) number "$1" "$2"; limit=$2 ;;
                 --test-limit) number "$1" "$2"; test_limit=$2 ;;
                 --data) data=$2 ;;
+                --precision)
+                    case "$2" in
+                        f32 | bf16) precision=$2 ;;
+                        *)
+                            echo "airbench94-runs: --precision is f32 or bf16, got '$2'" >&2
+                            exit 2
+                            ;;
+                    esac
+                    ;;
             esac
             shift 2
             ;;
@@ -121,7 +134,7 @@ EOF
 ours() { # SEED
     local run="$out/ours-seed$1"
     local flags=(train --model airbench94 --device cpu --no-progress --data "$data"
-        --seed "$1" --out "$run" --overwrite)
+        --seed "$1" --out "$run" --overwrite --precision "$precision")
     [ -z "$steps" ] || flags+=(--steps "$steps")
     [ -z "$limit" ] || flags+=(--limit "$limit")
     [ -z "$test_limit" ] || flags+=(--test-limit "$test_limit")
@@ -146,7 +159,7 @@ EOF
 }
 
 theirs() { # SEED
-    local flags=(--data "$data" --seed "$1" --threads "$threads")
+    local flags=(--data "$data" --seed "$1" --threads "$threads" --precision "$precision")
     [ -z "$steps" ] || flags+=(--steps "$steps")
     echo "airbench94-runs: PyTorch, seed $1" >&2
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
@@ -182,11 +195,11 @@ for seed in $(seq 0 $((seeds - 1))); do
 done
 load_after="$(cut -d' ' -f1 /proc/loadavg)"
 
-python3 - "$results" "$threads" "$load_before" "$load_after" "$(nproc)" "${steps:-all}" "${limit:-all}" "${test_limit:-all}" <<'EOF'
+python3 - "$results" "$precision" "$threads" "$load_before" "$load_after" "$(nproc)" "${steps:-all}" "${limit:-all}" "${test_limit:-all}" <<'EOF'
 import json, statistics, sys
-path, threads, before, after, cpus, steps, limit, test_limit = sys.argv[1:]
+path, precision, threads, before, after, cpus, steps, limit, test_limit = sys.argv[1:]
 runs = [json.loads(l) for l in open(path) if l.strip()]
-print(f"airbench94 on the CPU, fp32, {threads} threads; steps: {steps}, training images: {limit}, "
+print(f"airbench94 on the CPU, {precision}, {threads} threads; steps: {steps}, training images: {limit}, "
       f"test images: {test_limit}; "
       f"load average {before} before, {after} after, on {cpus} cores")
 print()
