@@ -24,7 +24,7 @@ use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use autograd::{profile, Device};
+use autograd::{autocast, profile, Device, Precision};
 use benches::{build_model, random_batch, random_vec, LayerCase, Work};
 use clap::Parser;
 use models::layers::LayerKind;
@@ -46,6 +46,10 @@ struct Args {
     /// Images per step (at least 2: batch norm needs two values per channel).
     #[arg(default_value_t = 32, value_parser = clap::value_parser!(u64).range(2..))]
     batch: u64,
+    /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in f32
+    /// (as `train --precision bf16`; needs AMX or AVX512-BF16).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    precision: String,
 }
 
 /// Scopes `models::train::train_step` and the optimizer open besides the layers'.
@@ -345,8 +349,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     println!(
-        "training step of {} ({total_parameters} parameters), batch {batch}, f32, {} rayon threads",
+        "training step of {} ({total_parameters} parameters), batch {batch}, {}, {} rayon threads",
         args.model,
+        args.precision,
         rayon::current_num_threads()
     );
     println!("(real models::train::train_step calls timed op by op with autograd::profile: median of >= {MIN_STEPS} steps and {} s after {WARMUP_STEPS} warm-up steps; rates: GF/s = GFLOP/s, GB/s = compulsory traffic)", MIN_TIME.as_secs());
@@ -354,6 +359,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     print_load("before");
     println!();
 
+    let _precision = autocast(if args.precision == "bf16" {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    });
     let mut optimizer = Optimizer::Adam(Adam::new(parameters, AdamConfig::default())?);
     let data = random_batch(batch, model.as_ref(), 1);
     for _ in 0..WARMUP_STEPS {
