@@ -2,14 +2,33 @@ use rayon::prelude::*;
 
 use super::BatchNormGeometry;
 use crate::output::filled_in_parallel;
+use crate::simd::{has_avx512, wide_loop};
 use crate::{Element, PAR_MIN_LEN};
 
 /// Independent f64 accumulators: a single running sum is one long dependency chain of
 /// additions, while eight lanes let the compiler keep several additions in flight.
 const LANES: usize = 8;
 
-/// `sum(f(a[i], b[i]))` in f64 over two equally long slices.
-fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+/// `sum(f(a[i], b[i]))` in f64 over two equally long slices, compiled for AVX-512 when
+/// `wide` (eight f64 lanes in one register; the sums are the same either way, since each
+/// lane adds in the same order).
+fn lane_sum<T: Element>(wide: bool, a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+    unsafe fn avx512<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+        lane_sum_body(a, b, f)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: `wide` is only set where `has_avx512()` holds.
+        return unsafe { avx512(a, b, f) };
+    }
+    let _ = wide;
+    lane_sum_body(a, b, f)
+}
+
+#[inline(always)]
+fn lane_sum_body<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
     let mut lanes = [0.0f64; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f64 = a_chunks
@@ -49,6 +68,7 @@ fn min_channels(g: &BatchNormGeometry) -> usize {
 /// planes are merged with Chan et al.'s update, which keeps the precision of two passes
 /// over the whole channel while reading the input from memory once.
 pub fn channel_moments<T: Element>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, f64)> {
+    let wide = has_avx512();
     (0..g.channels)
         .into_par_iter()
         .with_min_len(min_channels(g))
@@ -56,8 +76,8 @@ pub fn channel_moments<T: Element>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, 
             let (mut count, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
             for plane in channel_planes(x, c, g) {
                 let n_b = plane.len() as f64;
-                let mean_b = lane_sum(plane, plane, |v, _| v) / n_b;
-                let m2_b = lane_sum(plane, plane, |v, _| (v - mean_b) * (v - mean_b));
+                let mean_b = lane_sum(wide, plane, plane, |v, _| v) / n_b;
+                let m2_b = lane_sum(wide, plane, plane, |v, _| (v - mean_b) * (v - mean_b));
                 let total = count + n_b;
                 let delta = mean_b - mean;
                 mean += delta * (n_b / total);
@@ -76,6 +96,7 @@ pub fn grad_sums<T: Element>(
     mean: &[f64],
     g: &BatchNormGeometry,
 ) -> Vec<(f64, f64)> {
+    let wide = has_avx512();
     (0..g.channels)
         .into_par_iter()
         .with_min_len(min_channels(g))
@@ -85,8 +106,8 @@ pub fn grad_sums<T: Element>(
                 (0.0, 0.0),
                 |(s, sx), (x, dy)| {
                     (
-                        s + lane_sum(dy, dy, |d, _| d),
-                        sx + lane_sum(x, dy, |v, d| d * (v - m)),
+                        s + lane_sum(wide, dy, dy, |d, _| d),
+                        sx + lane_sum(wide, x, dy, |v, d| d * (v - m)),
                     )
                 },
             )
@@ -121,13 +142,20 @@ pub fn affine<T: Element>(
     coefficients: &[(f64, f64, f64)],
     g: &BatchNormGeometry,
 ) -> Vec<T> {
+    let wide = has_avx512();
     map_planes(x.len(), g, |c, start, y| {
         let (center, scale, shift) = coefficients[c];
         let (center, scale, shift) = (T::of(center), T::of(scale), T::of(shift));
-        for (y, &x) in y.iter_mut().zip(&x[start..]) {
+        affine_plane(wide, &x[start..start + y.len()], y, center, scale, shift);
+    })
+}
+
+wide_loop! {
+    fn affine_plane<T: Element>(x: &[T], y: &mut [T], center: T, scale: T, shift: T) {
+        for (y, &x) in y.iter_mut().zip(x) {
             *y = (x - center) * scale + shift;
         }
-    })
+    }
 }
 
 /// `dx = a_c * dy + b_c * (x - mean_c) + k_c` for `coefficients[c] = (mean_c, a_c, b_c, k_c)`.
@@ -137,11 +165,20 @@ pub fn input_grad<T: Element>(
     coefficients: &[(f64, f64, f64, f64)],
     g: &BatchNormGeometry,
 ) -> Vec<T> {
+    let wide = has_avx512();
     map_planes(x.len(), g, |c, start, dx| {
         let (mean, a, b, k) = coefficients[c];
         let (mean, a, b, k) = (T::of(mean), T::of(a), T::of(b), T::of(k));
-        for ((dx, &x), &dy) in dx.iter_mut().zip(&x[start..]).zip(&dy[start..]) {
+        let range = start..start + dx.len();
+        input_grad_plane(wide, &x[range.clone()], &dy[range], dx, [mean, a, b, k]);
+    })
+}
+
+wide_loop! {
+    fn input_grad_plane<T: Element>(x: &[T], dy: &[T], dx: &mut [T], coefficients: [T; 4]) {
+        let [mean, a, b, k] = coefficients;
+        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
             *dx = a * dy + b * (x - mean) + k;
         }
-    })
+    }
 }
