@@ -210,3 +210,51 @@ fn f32_and_f64_run_the_same_ops() {
         .unwrap();
     assert_eq!(l32, l64); // exactly representable
 }
+
+#[test]
+fn a_frozen_convolution_on_data_gives_its_bias_the_sum_of_the_output_gradient() {
+    // airbench94's whitening layer: data in, frozen weight, trained bias. Only the bias
+    // gradient is computed; it is each channel's sum of dL/dy, here the weights `r` of
+    // loss = sum(conv(x) * r), summed by hand.
+    let (n, c_in, c_out, side) = (2, 3, 4, 5);
+    let x = constant(
+        (0..n * c_in * side * side)
+            .map(|i| (i % 7) as f64 - 3.0)
+            .collect(),
+        &[n, c_in, side, side],
+    );
+    let w = leaf(
+        (0..c_out * c_in * 4)
+            .map(|i| (i % 5) as f64 * 0.5)
+            .collect(),
+        &[c_out, c_in, 2, 2],
+    );
+    let b = leaf(vec![0.0; c_out], &[c_out]);
+    let out_side = side - 1;
+    let r_values: Vec<f64> = (0..n * c_out * out_side * out_side)
+        .map(|i| ((i * 37) % 11) as f64 - 5.0)
+        .collect();
+    let r = constant(r_values.clone(), &[n, c_out, out_side, out_side]);
+    let mut want = vec![0.0; c_out];
+    for (i, v) in r_values.iter().enumerate() {
+        want[(i / (out_side * out_side)) % c_out] += v;
+    }
+    let loss = |x: &Tensor| {
+        x.conv2d(&w, Some(&b), [1, 1], [0, 0])
+            .unwrap()
+            .mul(&r)
+            .unwrap()
+            .sum()
+            .unwrap()
+    };
+    w.set_requires_grad(false).unwrap();
+    loss(&x).backward().unwrap();
+    assert!(w.grad().is_none());
+    assert_eq!(b.grad().unwrap().to_vec_f64().unwrap(), want);
+    // The same bias gradient as the whole backward pass gives with the weight learning.
+    b.zero_grad();
+    w.set_requires_grad(true).unwrap();
+    loss(&x).backward().unwrap();
+    assert!(w.grad().is_some());
+    assert_eq!(b.grad().unwrap().to_vec_f64().unwrap(), want);
+}

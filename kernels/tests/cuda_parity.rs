@@ -418,6 +418,8 @@ fn conv2d(rng: &mut Rng, on: On) -> Result<Outputs> {
     if let Some(gb) = &grads.bias {
         out(&mut o, "grad bias", gb)?;
     }
+    // The bias gradient alone, what the backward of a frozen layer on data computes.
+    out(&mut o, "grad bias alone", &conv2d::bias_grad(&gy, &g)?)?;
     Ok(o)
 }
 

@@ -21,6 +21,15 @@ impl BackwardOp for Conv2dBackward {
     fn backward(&self, inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
         let (input, weight) = (&inputs[0], &inputs[1]);
         let has_bias = inputs.len() == 3;
+        if !input.requires_grad() && !weight.requires_grad() {
+            // A frozen layer on data (airbench94's whitening convolution): only the bias, if
+            // anything, learns, and its gradient is a sum of `grad_out`.
+            let mut out = vec![None, None];
+            if has_bias {
+                out.push(Some(conv2d::bias_grad(grad_out, &self.geometry)?));
+            }
+            return Ok(out);
+        }
         let backward = match self.precision {
             Precision::F32 => conv2d::backward,
             Precision::Bf16 => conv2d::backward_bf16,

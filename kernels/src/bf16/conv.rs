@@ -60,35 +60,12 @@ pub(crate) fn backward_storage(
     let w = weight.host::<f32>(OP, "weight")?;
     let gy = grad_out.host::<f32>(OP, "grad_out")?;
     let (gx, gw) = backward(Cpu::best()?, x, w, gy, g, need_input_grad);
-    let gb = has_bias.then(|| bias_grad(gy, g.batch, g.out_channels, g.out_h * g.out_w));
+    let gb = has_bias.then(|| crate::conv2d::cpu::bias_grad(gy, g));
     Ok(Conv2dGrads {
         input: gx.map(Storage::f32),
         weight: Storage::f32(gw),
         bias: gb.map(Storage::f32),
     })
-}
-
-/// `dL/db`: each channel's sum of `dL/dy` over the batch and the pixels, in f32 (sixteen
-/// running sums per plane, which the compiler vectorises).
-fn bias_grad(gy: &[f32], batch: usize, channels: usize, plane: usize) -> Vec<f32> {
-    (0..channels)
-        .into_par_iter()
-        .map(|c| {
-            (0..batch)
-                .map(|n| {
-                    let values = &gy[(n * channels + c) * plane..][..plane];
-                    let mut acc = [0.0f32; 16];
-                    let mut chunks = values.chunks_exact(16);
-                    for chunk in &mut chunks {
-                        for (a, &v) in acc.iter_mut().zip(chunk) {
-                            *a += v;
-                        }
-                    }
-                    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
-                })
-                .sum()
-        })
-        .collect()
 }
 
 /// Whether the unpadded image is the whole right operand: a 1x1 kernel with stride 1.

@@ -11,6 +11,8 @@
 //! under [`COL_BUDGET`] elements (the notebook's network at batch 128 fits in one slice;
 //! bigger batches or images are cut into several).
 
+use std::sync::Arc;
+
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
 use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
 use crate::{Result, Storage};
@@ -170,6 +172,37 @@ fn forward_in_slices(
     Ok(wrap(gpu, y))
 }
 
+/// `dL/db` alone: each output channel's sum of `grad_out`.
+pub(super) fn bias_grad(grad_out: &CudaStorage, g: &Conv2dGeometry) -> Result<Storage> {
+    bias_grad_of(grad_out.backend(), grad_out, g)
+}
+
+fn bias_grad_of(gpu: &Arc<CudaBackend>, gy: &CudaStorage, g: &Conv2dGeometry) -> Result<Storage> {
+    let batch = to_i32(OP, "batch", g.batch)?;
+    let c_out = g.out_channels;
+    let pixels = to_i32(OP, "pixels", g.out_h * g.out_w)?;
+    // SAFETY: conv2d_bias_grad(const float* gy, int N, int C, int P, float* gb) reads
+    // the whole N * c_out * pixels gradient and writes the c_out sums.
+    unsafe {
+        launch_into_new(
+            gpu,
+            OP,
+            (FILE, "conv2d_bias_grad"),
+            gpu.block_per_item_config(c_out),
+            c_out,
+            |gb| {
+                vec![
+                    gy.arg(),
+                    Arg::I32(batch),
+                    Arg::I32(c_out as i32),
+                    Arg::I32(pixels),
+                    gb,
+                ]
+            },
+        )
+    }
+}
+
 pub(super) fn backward(
     x: &CudaStorage,
     weight: &Storage,
@@ -285,27 +318,7 @@ fn backward_in_slices(
         }
     }
     let gb = if has_bias {
-        let batch = to_i32(OP, "batch", g.batch)?;
-        // SAFETY: conv2d_bias_grad(const float* gy, int N, int C, int P, float* gb) reads
-        // the whole N * c_out * pixels gradient and writes the c_out sums.
-        Some(unsafe {
-            launch_into_new(
-                gpu,
-                OP,
-                (FILE, "conv2d_bias_grad"),
-                gpu.block_per_item_config(c_out),
-                c_out,
-                |gb| {
-                    vec![
-                        gy.arg(),
-                        Arg::I32(batch),
-                        Arg::I32(c_out as i32),
-                        Arg::I32(low.pixels as i32),
-                        gb,
-                    ]
-                },
-            )?
-        })
+        Some(bias_grad_of(gpu, gy, g)?)
     } else {
         None
     };

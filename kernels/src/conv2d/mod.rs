@@ -41,7 +41,7 @@ mod cuda;
 #[cfg(test)]
 mod tests;
 
-use crate::{fmt_shape, Error, Result, Storage};
+use crate::{fmt_shape, Element, Error, Result, Storage};
 
 const OP: &str = "conv2d";
 
@@ -279,6 +279,20 @@ pub fn backward(
         input,
         cpu::<T> => backward_cpu::<T>(input, weight, grad_out, g, has_bias, need_input_grad),
         cuda(input) => cuda::backward(input, weight, grad_out, g, has_bias, need_input_grad),
+    )
+}
+
+/// The bias gradient alone, each output channel's sum of `grad_out` (f32 sums under bf16
+/// autocast too): for layers whose input and weight need no gradient, such as a frozen
+/// first layer with a trained bias, where [`backward`] would compute both for nothing.
+pub fn bias_grad(grad_out: &Storage, g: &Conv2dGeometry) -> Result<Storage> {
+    g.check()?;
+    grad_out.expect_len(OP, "grad_out", numel(&g.output_shape()))?;
+    dispatch!(
+        OP,
+        grad_out,
+        cpu::<T> => Ok(T::into_storage(cpu::bias_grad(grad_out.host::<T>(OP, "grad_out")?, g))),
+        cuda(grad_out) => cuda::bias_grad(grad_out, g),
     )
 }
 

@@ -234,7 +234,7 @@ fn flipped_weights<T: Element>(w: &[T], g: &Conv2dGeometry) -> Vec<T> {
 }
 
 /// `dL/db[c]`: the sum of `dL/dy` over the batch and the output pixels of channel `c`.
-fn bias_grad<T: Element>(gy: &[T], g: &Conv2dGeometry) -> Vec<T> {
+pub(crate) fn bias_grad<T: Element>(gy: &[T], g: &Conv2dGeometry) -> Vec<T> {
     let p = g.out_h * g.out_w;
     let out_image = g.out_channels * p;
     (0..g.out_channels)
