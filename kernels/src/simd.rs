@@ -17,20 +17,20 @@ pub(crate) fn has_avx512() -> bool {
     }
 }
 
-/// Defines `fn name<T>(wide: bool, args..)` running `body` compiled for AVX-512 when `wide`
-/// (the caller checked [`has_avx512`]), for baseline x86-64 otherwise. Each copy is a
+/// Defines `fn name<T>(wide: bool, args..) [-> R]` running `body` compiled for AVX-512 when
+/// `wide` (the caller checked [`has_avx512`]), for baseline x86-64 otherwise. Each copy is a
 /// function of its own, so its `&mut` slices keep their no-alias guarantee, which the loop
 /// vectoriser needs.
 macro_rules! wide_loop {
-    ($(#[$attr:meta])* fn $name:ident<T: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$attr:meta])* fn $name:ident<T: $bound:path>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
-        fn $name<T: $bound>(wide: bool, $($arg: $ty),*) {
+        fn $name<T: $bound>(wide: bool, $($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body<T: $bound>($($arg: $ty),*) $body
+            fn body<T: $bound>($($arg: $ty),*) $(-> $ret)? $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-            unsafe fn avx512<T: $bound>($($arg: $ty),*) {
+            unsafe fn avx512<T: $bound>($($arg: $ty),*) $(-> $ret)? {
                 body($($arg),*)
             }
 

@@ -9,40 +9,25 @@ use crate::{Element, PAR_MIN_LEN};
 /// additions, while eight lanes let the compiler keep several additions in flight.
 const LANES: usize = 8;
 
-/// `sum(f(a[i], b[i]))` in f64 over two equally long slices, compiled for AVX-512 when
-/// `wide` (eight f64 lanes in one register; the sums are the same either way, since each
-/// lane adds in the same order).
-fn lane_sum<T: Element>(wide: bool, a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-    unsafe fn avx512<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
-        lane_sum_body(a, b, f)
-    }
-    #[cfg(target_arch = "x86_64")]
-    if wide {
-        // SAFETY: `wide` is only set where `has_avx512()` holds.
-        return unsafe { avx512(a, b, f) };
-    }
-    let _ = wide;
-    lane_sum_body(a, b, f)
-}
-
-#[inline(always)]
-fn lane_sum_body<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
-    let mut lanes = [0.0f64; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(&x, &y)| f(x.to_f64_lossy(), y.to_f64_lossy()))
-        .sum();
-    for (ca, cb) in a_chunks.zip(b_chunks) {
-        for k in 0..LANES {
-            lanes[k] += f(ca[k].to_f64_lossy(), cb[k].to_f64_lossy());
+wide_loop! {
+    /// `sum(f(a[i], b[i]))` in f64 over two equally long slices, eight f64 lanes (one
+    /// AVX-512 register when `wide`; each lane adds in the same order either way).
+    fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+        let mut lanes = [0.0f64; LANES];
+        let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let tail: f64 = a_chunks
+            .remainder()
+            .iter()
+            .zip(b_chunks.remainder())
+            .map(|(&x, &y)| f(x.to_f64_lossy(), y.to_f64_lossy()))
+            .sum();
+        for (ca, cb) in a_chunks.zip(b_chunks) {
+            for k in 0..LANES {
+                lanes[k] += f(ca[k].to_f64_lossy(), cb[k].to_f64_lossy());
+            }
         }
+        lanes.iter().sum::<f64>() + tail
     }
-    lanes.iter().sum::<f64>() + tail
 }
 
 /// The `(n, c)` planes of channel `c`, in batch order.

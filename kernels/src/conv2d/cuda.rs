@@ -11,8 +11,6 @@
 //! under [`COL_BUDGET`] elements (the notebook's network at batch 128 fits in one slice;
 //! bigger batches or images are cut into several).
 
-use std::sync::Arc;
-
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
 use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
 use crate::{Result, Storage};
@@ -172,12 +170,9 @@ fn forward_in_slices(
     Ok(wrap(gpu, y))
 }
 
-/// `dL/db` alone: each output channel's sum of `grad_out`.
-pub(super) fn bias_grad(grad_out: &CudaStorage, g: &Conv2dGeometry) -> Result<Storage> {
-    bias_grad_of(grad_out.backend(), grad_out, g)
-}
-
-fn bias_grad_of(gpu: &Arc<CudaBackend>, gy: &CudaStorage, g: &Conv2dGeometry) -> Result<Storage> {
+/// `dL/db`: each output channel's sum of `gy` (the backward's, or alone for a frozen layer).
+pub(super) fn bias_grad(gy: &CudaStorage, g: &Conv2dGeometry) -> Result<Storage> {
+    let gpu = gy.backend();
     let batch = to_i32(OP, "batch", g.batch)?;
     let c_out = g.out_channels;
     let pixels = to_i32(OP, "pixels", g.out_h * g.out_w)?;
@@ -318,7 +313,7 @@ fn backward_in_slices(
         }
     }
     let gb = if has_bias {
-        Some(bias_grad_of(gpu, gy, g)?)
+        Some(bias_grad(gy, g)?)
     } else {
         None
     };

@@ -113,18 +113,25 @@ fn the_f32_exp_and_pdf_are_within_a_few_ulp() {
     }
 }
 
+/// Output gradients `dy` (a few distinct values) for `xs`, then GELU of `xs` and its input
+/// gradient given `dy`, by the f32 kernels.
+fn forward_and_backward(xs: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let dy: Vec<f32> = (0..xs.len()).map(|i| 1.0 - (i % 7) as f32 * 0.25).collect();
+    let y = forward(&Storage::f32(xs.to_vec()))
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let dx = backward(&Storage::f32(xs.to_vec()), &Storage::f32(dy.clone()))
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    (dy, y, dx)
+}
+
 #[test]
 fn forward_and_backward_in_f32_match_the_f64_formula() {
     let xs = sample_points();
-    let dy: Vec<f32> = (0..xs.len()).map(|i| 1.0 - (i % 7) as f32 * 0.25).collect();
-    let y = forward(&Storage::f32(xs.clone()))
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
-    let dx = backward(&Storage::f32(xs.clone()), &Storage::f32(dy.clone()))
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let (dy, y, dx) = forward_and_backward(&xs);
     for (i, &x) in xs.iter().enumerate() {
         let x64 = x as f64;
         let scale = x64.abs().max(1.0);
@@ -177,15 +184,7 @@ fn blocks_skipping_the_far_tail_give_the_bits_of_the_whole_formula() {
     // Where a block of values is all central, the loops leave the far-tail fit out; the
     // result must not change by a bit, forward or backward, in mixed blocks or pure ones.
     for xs in [sample_points(), mixed_points()] {
-        let dy: Vec<f32> = (0..xs.len()).map(|i| 1.0 - (i % 7) as f32 * 0.25).collect();
-        let y = forward(&Storage::f32(xs.clone()))
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
-        let dx = backward(&Storage::f32(xs.clone()), &Storage::f32(dy.clone()))
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let (dy, y, dx) = forward_and_backward(&xs);
         for (i, &x) in xs.iter().enumerate() {
             let want_y = x * cdf_f32(x);
             let want_dx = dy[i] * (cdf_f32(x) + x * pdf_f32(x));
