@@ -7,8 +7,9 @@
 #
 # usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH]
 #                                   [--steps S] [--limit L] [--test-limit L] [--no-pytorch]
-#                                   [--precision f32|bf16]
-#   --seeds N      seeds 0..N-1 (default 3)
+#                                   [--precision f32|bf16] [--first-seed K]
+#   --seeds N      N seeds (default 3): K..K+N-1
+#   --first-seed K the first seed (default 0), to add seeds to an earlier table
 #   --threads T    threads for both (default 2: RAYON_NUM_THREADS for ours,
 #                  torch.set_num_threads + OMP/MKL_NUM_THREADS for PyTorch)
 #   --data PATH    CIFAR-10 (default: $CIFAR10_PATH, else the shared archive)
@@ -32,6 +33,7 @@ cd "$root"
 venv="${VENV:-$root/.venv}"
 
 seeds=3
+first_seed=0
 threads=2
 data="${CIFAR10_PATH:-$root/../../shared/data/cifar-10-binary.tar.gz}"
 [ -e "$data" ] || data="/work/shared/data/cifar-10-binary.tar.gz"
@@ -40,7 +42,7 @@ limit=""
 test_limit=""
 pytorch=1
 precision=f32
-usage="usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH] [--steps S] [--limit L] [--test-limit L] [--no-pytorch] [--precision f32|bf16]"
+usage="usage: scripts/airbench94-runs.sh [--seeds N] [--threads T] [--data PATH] [--steps S] [--limit L] [--test-limit L] [--no-pytorch] [--precision f32|bf16] [--first-seed K]"
 number() { # FLAG VALUE
     if ! [[ "$2" =~ ^[1-9][0-9]*$ ]]; then
         echo "airbench94-runs: $1 needs a positive integer, got '$2'" >&2
@@ -50,13 +52,17 @@ number() { # FLAG VALUE
 }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --seeds | --threads | --steps | --limit | --test-limit | --data | --precision)
+        --seeds | --first-seed | --threads | --steps | --limit | --test-limit | --data | --precision)
             if [ $# -lt 2 ]; then
                 echo "airbench94-runs: $1 needs a value" >&2
                 exit 2
             fi
             case "$1" in
                 --seeds) number "$1" "$2"; seeds=$2 ;;
+                --first-seed)
+                    [[ "$2" =~ ^[0-9]+$ ]] || { echo "airbench94-runs: --first-seed needs a seed (0, 1, ...), got '$2'" >&2; exit 2; }
+                    first_seed=$2
+                    ;;
                 --threads) number "$1" "$2"; threads=$2 ;;
                 --steps) number "$1" "$2"; steps=$2 ;;
                 --limit) number "$1" "$2"; limit=$2 ;;
@@ -182,7 +188,7 @@ EOF
 }
 
 load_before="$(cut -d' ' -f1 /proc/loadavg)"
-for seed in $(seq 0 $((seeds - 1))); do
+for seed in $(seq "$first_seed" $((first_seed + seeds - 1))); do
     if [ "$pytorch" = 0 ]; then
         ours "$seed"
     elif [ $((seed % 2)) -eq 0 ]; then

@@ -33,6 +33,14 @@ pub enum Work {
 }
 
 impl Work {
+    /// The work of `calls` calls.
+    pub fn times(self, calls: usize) -> Work {
+        match self {
+            Work::Flops(f) => Work::Flops(f * calls as f64),
+            Work::Elements(n) => Work::Elements(n * calls),
+        }
+    }
+
     /// `GF/s` or `GB/s` of a call that took `seconds`.
     pub fn rate(self, seconds: f64) -> String {
         match self {

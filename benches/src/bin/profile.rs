@@ -152,20 +152,31 @@ fn rows(
         )
     };
     let mut rows = Vec::new();
-    for (name, kind, case) in layers {
+    for (index, (name, kind, case)) in layers.iter().enumerate() {
+        // A module the network calls more than once (airbench94's `activ`) is one scope:
+        // its row is every call together, shown once, with the work of all of them.
+        if layers[..index].iter().any(|(earlier, ..)| earlier == name) {
+            continue;
+        }
+        let calls = layers.iter().filter(|(other, ..)| other == name).count();
         let label = case
             .as_ref()
             .map_or_else(|| name.clone(), |c| c.label.clone());
+        let label = if calls > 1 {
+            format!("{label} (x{calls})")
+        } else {
+            label
+        };
         rows.push(Row {
             label,
             kind,
             fwd: Some((
                 scope_median(name, |t| t.0),
-                case.as_ref().map(LayerCase::forward_work),
+                case.as_ref().map(|c| c.forward_work().times(calls)),
             )),
             bwd: Some((
                 scope_median(name, |t| t.1),
-                case.as_ref().map(LayerCase::backward_work),
+                case.as_ref().map(|c| c.backward_work().times(calls)),
             )),
         });
     }
