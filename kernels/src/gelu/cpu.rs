@@ -62,7 +62,7 @@ fn all_central<T: Gaussian>(x: &[T]) -> bool {
 }
 
 wide_loop! {
-    fn forward_piece<T: Gaussian>(x: &[T], y: &mut [T]) {
+    pub(super) fn forward_piece<T: Gaussian>(x: &[T], y: &mut [T]) {
         for (y, x) in y.chunks_mut(BLOCK).zip(x.chunks(BLOCK)) {
             if all_central(x) {
                 for (y, &x) in y.iter_mut().zip(x) {
@@ -78,7 +78,7 @@ wide_loop! {
 }
 
 wide_loop! {
-    fn backward_piece<T: Gaussian>(x: &[T], grad_out: &[T], grad_in: &mut [T]) {
+    pub(super) fn backward_piece<T: Gaussian>(x: &[T], grad_out: &[T], grad_in: &mut [T]) {
         let blocks = grad_in.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).zip(grad_out.chunks(BLOCK));
         for ((g, x), dy) in blocks {
             if all_central(x) {

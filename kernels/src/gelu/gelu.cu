@@ -1,6 +1,7 @@
 // GELU on the GPU; the math is in gelu/mod.rs, the CPU code in gelu/cpu.rs, and the normal
-// cdf below repeats gelu/normal.rs line for line (same coefficients, same order of plain
-// multiplies and adds; NVRTC compiles with --fmad=false), so both give the same bits.
+// cdf below repeats gelu/normal.rs line for line (same coefficients; the polynomials in
+// explicit fmaf, correctly rounded like Rust's mul_add; every other multiply and add plain,
+// as NVRTC compiles with --fmad=false), so both give the same bits.
 // cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 __device__ __forceinline__ float gelu_exp(float q) {
@@ -12,12 +13,12 @@ __device__ __forceinline__ float gelu_exp(float q) {
     float r = (clamped - k * LN2_HI) - k * LN2_LO;
     float two_to_k = __int_as_float(((int)k + 127) << 23);
     float p = 0.0013836846f;
-    p = p * r + 0.008374816f;
-    p = p * r + 0.041668225f;
-    p = p * r + 0.1666642f;
-    p = p * r + 0.4999999f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    p = fmaf(p, r, 0.008374816f);
+    p = fmaf(p, r, 0.041668225f);
+    p = fmaf(p, r, 0.1666642f);
+    p = fmaf(p, r, 0.4999999f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
     float value = p * two_to_k;
     return q < -87.0f ? 0.0f : value;
 }
@@ -28,34 +29,34 @@ __device__ __forceinline__ float gelu_cdf(float x) {
     float t = fabsf(z);
     float s = z * z;
     float p = 7.8538615e-05f;
-    p = p * s + -8.0101937e-04f;
-    p = p * s + 0.0051883277f;
-    p = p * s + -0.026853813f;
-    p = p * s + 0.112835854f;
-    p = p * s + -0.37612626f;
-    p = p * s + 1.1283791f;
+    p = fmaf(p, s, -8.0101937e-04f);
+    p = fmaf(p, s, 0.0051883277f);
+    p = fmaf(p, s, -0.026853813f);
+    p = fmaf(p, s, 0.112835854f);
+    p = fmaf(p, s, -0.37612626f);
+    p = fmaf(p, s, 1.1283791f);
     float near_zero = 0.5f + 0.5f * (z * p);
 
     float u = fminf(t, 4.0f) - 2.5f;
     float q = 1.5998156e-06f;
-    q = q * u + -1.33017065e-05f;
-    q = q * u + 7.745493e-05f;
-    q = q * u + -4.2017314e-04f;
-    q = q * u + 0.0021650814f;
-    q = q * u + -0.010858487f;
-    q = q * u + -0.9438936f;
-    q = q * u + -5.3526807f;
-    q = q * u + -7.806815f;
+    q = fmaf(q, u, -1.33017065e-05f);
+    q = fmaf(q, u, 7.745493e-05f);
+    q = fmaf(q, u, -4.2017314e-04f);
+    q = fmaf(q, u, 0.0021650814f);
+    q = fmaf(q, u, -0.010858487f);
+    q = fmaf(q, u, -0.9438936f);
+    q = fmaf(q, u, -5.3526807f);
+    q = fmaf(q, u, -7.806815f);
     float mid = gelu_exp(q);
 
     float far = fmaxf(t, 4.0f);
     float inverse = 1.0f / far;
     float r = -0.4389333f;
-    r = r * inverse + 0.4947549f;
-    r = r * inverse + -0.0027940057f;
-    r = r * inverse + -0.28270334f;
-    r = r * inverse + 7.857222e-05f;
-    r = r * inverse + 0.5641868f;
+    r = fmaf(r, inverse, 0.4947549f);
+    r = fmaf(r, inverse, -0.0027940057f);
+    r = fmaf(r, inverse, -0.28270334f);
+    r = fmaf(r, inverse, 7.857222e-05f);
+    r = fmaf(r, inverse, 0.5641868f);
     float tail = gelu_exp(-(far * far)) * (inverse * r);
 
     float half_erfc = 0.5f * (t <= 4.0f ? mid : tail);

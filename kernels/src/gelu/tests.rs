@@ -152,18 +152,48 @@ fn forward_and_backward_in_f32_match_the_f64_formula() {
 }
 
 #[test]
-fn the_avx512_loop_gives_the_same_bits_as_the_scalar_code() {
-    if !crate::simd::has_avx512() {
-        println!("SKIPPED: this CPU has no AVX-512, so there is no second code path to compare");
-        return;
+fn every_compiled_loop_gives_the_bits_of_the_scalar_code() {
+    // The loops are compiled for AVX-512, for AVX2 + FMA and for baseline x86-64
+    // (`simd::wide_loop`); `wide = false` takes the AVX2 copy on a CPU with AVX2 and FMA.
+    // The scalar reference below is not inlined into a vector loop, so with FMA in the
+    // polynomials this also checks the instruction against libm's `fmaf`.
+    let xs = mixed_points();
+    let dy: Vec<f32> = (0..xs.len()).map(|i| 0.5 + (i % 7) as f32 * 0.25).collect();
+    let mut paths = vec![(
+        false,
+        if crate::simd::has_avx2_fma() {
+            "AVX2+FMA"
+        } else {
+            "baseline"
+        },
+    )];
+    if crate::simd::has_avx512() {
+        paths.push((true, "AVX-512"));
+    } else {
+        println!("SKIPPED for AVX-512: this CPU has none");
     }
-    let xs = sample_points();
-    let y = forward(&Storage::f32(xs.clone()))
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
-    for (x, y) in xs.iter().zip(&y) {
-        assert_eq!(y.to_bits(), (x * cdf_f32(*x)).to_bits(), "gelu({x})");
+    let same =
+        |got: f32, want: f32| got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
+    for (wide, name) in paths {
+        let mut y = vec![0.0f32; xs.len()];
+        let mut dx = vec![0.0f32; xs.len()];
+        super::cpu::forward_piece(wide, &xs, &mut y);
+        super::cpu::backward_piece(wide, &xs, &dy, &mut dx);
+        for (i, &x) in xs.iter().enumerate() {
+            let want_y = std::hint::black_box(x) * cdf_f32(std::hint::black_box(x));
+            let want_dx = dy[i] * (cdf_f32(x) + x * pdf_f32(x));
+            assert!(
+                same(y[i], want_y),
+                "{name}: gelu({x}) = {}, want {want_y}",
+                y[i]
+            );
+            assert!(
+                same(dx[i], want_dx),
+                "{name}: gelu'({x}) * {} = {}, want {want_dx}",
+                dy[i],
+                dx[i]
+            );
+        }
     }
 }
 
