@@ -1,15 +1,18 @@
 //! Max and average pooling.
 
-use kernels::pool2d::{self, Pool2dGeometry};
+use kernels::pool2d::{self, Argmax, Pool2dGeometry};
 use kernels::{Result, Storage};
 
 pub use kernels::pool2d::PoolKind;
 
 use crate::graph::BackwardOp;
-use crate::Tensor;
+use crate::{is_grad_enabled, Tensor};
 
 struct Pool2dBackward {
     geometry: Pool2dGeometry,
+    /// Max pooling's winning cells, where the forward could keep them (on the host);
+    /// otherwise the backward finds them again in the input.
+    argmax: Option<Argmax>,
 }
 
 impl BackwardOp for Pool2dBackward {
@@ -21,11 +24,11 @@ impl BackwardOp for Pool2dBackward {
     }
 
     fn backward(&self, inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
-        Ok(vec![Some(pool2d::backward(
-            &inputs[0].storage(),
-            grad_out,
-            &self.geometry,
-        )?)])
+        let grad_in = match &self.argmax {
+            Some(argmax) => pool2d::max_backward_from_argmax(argmax, grad_out)?,
+            None => pool2d::backward(&inputs[0].storage(), grad_out, &self.geometry)?,
+        };
+        Ok(vec![Some(grad_in)])
     }
 }
 
@@ -39,12 +42,18 @@ impl Tensor {
         padding: [usize; 2],
     ) -> Result<Tensor> {
         let geometry = Pool2dGeometry::new(kind, self.shape(), kernel, stride, padding)?;
-        let output = pool2d::forward(&self.storage(), &geometry)?;
+        // A backward will follow: keep max pooling's argmax rather than read the input again.
+        let (output, argmax) = if kind == PoolKind::Max && is_grad_enabled() && self.requires_grad()
+        {
+            pool2d::max_forward_keeping_argmax(&self.storage(), &geometry)?
+        } else {
+            (pool2d::forward(&self.storage(), &geometry)?, None)
+        };
         Ok(Tensor::from_op(
             output,
             geometry.output_shape().to_vec(),
             &[self],
-            Pool2dBackward { geometry },
+            Pool2dBackward { geometry, argmax },
         ))
     }
 

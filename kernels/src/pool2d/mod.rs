@@ -20,7 +20,9 @@
 //! Backward: average pooling spreads each output gradient evenly (by the same divisor)
 //! over its window; max pooling routes it to the window's first maximum in row-major
 //! order (ties go to the earliest cell, a NaN wins over numbers, as PyTorch does).
-//! The argmax is recomputed from the input rather than stored.
+//! [`backward`] recomputes the argmax from the input; [`max_forward_keeping_argmax`] keeps
+//! it instead (one byte per output, as PyTorch's `max_pool2d_with_indices`) for
+//! [`max_backward_from_argmax`], which then never reads the input again.
 //!
 //! ```
 //! use kernels::{pool2d::{self, PoolKind, Pool2dGeometry}, Storage};
@@ -29,6 +31,7 @@
 //! assert_eq!(y, Storage::f32(vec![4.0]));
 //! ```
 
+mod argmax;
 mod cpu;
 mod cuda;
 #[cfg(test)]
@@ -254,6 +257,76 @@ pub fn backward(input: &Storage, grad_out: &Storage, g: &Pool2dGeometry) -> Resu
         input,
         cpu::<T> => backward_cpu::<T>(input, grad_out, g),
         cuda(input) => cuda::backward(input, grad_out, g),
+    )
+}
+
+/// Each window's winning cell, kept by [`max_forward_keeping_argmax`] for
+/// [`max_backward_from_argmax`]: one byte per output, with the geometry it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Argmax {
+    cells: Vec<u8>,
+    geometry: Pool2dGeometry,
+}
+
+/// Max pooling (`g.kind` must be [`PoolKind::Max`]) that also returns each window's
+/// winning cell, where it can keep one: on the host, for windows of at most 256 cells.
+/// Elsewhere the argmax is `None` and the backward is [`backward`], from the input.
+///
+/// ```
+/// use kernels::{pool2d::{self, PoolKind, Pool2dGeometry}, Storage};
+/// let g = Pool2dGeometry::new(PoolKind::Max, &[1, 1, 2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
+/// let (y, argmax) = pool2d::max_forward_keeping_argmax(&Storage::f32(vec![1.0, 4.0, 3.0, 2.0]), &g).unwrap();
+/// assert_eq!(y, Storage::f32(vec![4.0]));
+/// let dx = pool2d::max_backward_from_argmax(&argmax.unwrap(), &Storage::f32(vec![1.0])).unwrap();
+/// assert_eq!(dx, Storage::f32(vec![0.0, 1.0, 0.0, 0.0]));
+/// ```
+pub fn max_forward_keeping_argmax(
+    input: &Storage,
+    g: &Pool2dGeometry,
+) -> Result<(Storage, Option<Argmax>)> {
+    let g = &g.checked()?;
+    if g.kind != PoolKind::Max {
+        return Err(Error::invalid(
+            g.op(),
+            "only max pooling has an argmax to keep; use pool2d::forward",
+        ));
+    }
+    input.expect_len(g.op(), "input", g.input_len())?;
+    if input.device() != crate::Device::Cpu || g.kernel[0] * g.kernel[1] > argmax::MAX_CELLS {
+        return Ok((forward(input, g)?, None));
+    }
+    let (output, cells) = dispatch!(
+        g.op(),
+        input,
+        cpu::<T> => {
+            let (y, cells) = argmax::forward::<T>(input.host::<T>(g.op(), "input")?, g);
+            Ok((T::into_storage(y), cells))
+        },
+        cuda(_input) => Err(Error::unsupported(g.op(), input.dtype(), input.device())),
+    )?;
+    Ok((
+        output,
+        Some(Argmax {
+            cells,
+            geometry: *g,
+        }),
+    ))
+}
+
+/// Gradient w.r.t. the input of the max pool that produced `argmax`, from `grad_out`
+/// (shape `output_shape()`, f32 or f64 on the host): each gradient added to its window's
+/// winning cell.
+pub fn max_backward_from_argmax(argmax: &Argmax, grad_out: &Storage) -> Result<Storage> {
+    let g = &argmax.geometry;
+    grad_out.expect_len(g.op(), "grad_out", g.output_len())?;
+    dispatch!(
+        g.op(),
+        grad_out,
+        cpu::<T> => {
+            let dy = grad_out.host::<T>(g.op(), "grad_out")?;
+            Ok(T::into_storage(argmax::backward(&argmax.cells, dy, g)))
+        },
+        cuda(_grad) => Err(Error::unsupported(g.op(), grad_out.dtype(), grad_out.device())),
     )
 }
 

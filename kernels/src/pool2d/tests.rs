@@ -438,3 +438,121 @@ fn max_2x2_full_windows_route_to_the_last_nan() {
     let dx = backward(&x, &Storage::f64(vec![1.0, 2.0, 3.0, 4.0]), &g).unwrap();
     assert_eq!(f64s(dx), [1.0, 2.0, 3.0, 4.0]);
 }
+
+/// Output and input gradient of the argmax-keeping path.
+fn via_argmax(x: &Storage, dy: &Storage, g: &Pool2dGeometry) -> (Storage, Storage) {
+    let (y, argmax) = max_forward_keeping_argmax(x, g).unwrap();
+    let argmax = argmax.expect("a host max pool keeps its argmax");
+    (y, max_backward_from_argmax(&argmax, dy).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_kept_argmax_matches_the_reference((shape, f, stride, pad, x, dy) in case()) {
+        let hp = PoolParams { f, stride, pad };
+        let g = geometry(MAX, shape, f, stride, pad);
+        let x_ref = Array4::from_nchw(shape, &x);
+        let y_ref = pool_forward(&x_ref, hp, PoolMode::Max).to_nchw();
+        let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
+        let dx_ref = pool_backward(&dy_ref, &x_ref, hp, PoolMode::Max).to_nchw();
+        let (y, dx) = via_argmax(&Storage::f64(x.clone()), &Storage::f64(dy.clone()), &g);
+        prop_assert_eq!(f64s(y), y_ref);
+        assert_close_rel(&f64s(dx), &dx_ref, 1e-12);
+    }
+
+    #[test]
+    fn the_kept_argmax_of_2x2_windows_matches_the_reference((shape, pad, x, dy) in max_2x2_case()) {
+        // Padding 0 takes the runs-of-cells path, padding 1 the general one; values from
+        // a small set of integers make ties common.
+        let hp = PoolParams { f: 2, stride: 2, pad };
+        let g = geometry(MAX, shape, 2, 2, pad);
+        let x_ref = Array4::from_nchw(shape, &x);
+        let y_ref = pool_forward(&x_ref, hp, PoolMode::Max).to_nchw();
+        let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
+        let dx_ref = pool_backward(&dy_ref, &x_ref, hp, PoolMode::Max).to_nchw();
+        for dtype in [crate::DType::F64, crate::DType::F32] {
+            let x = Storage::f64(x.clone()).to_dtype(dtype).unwrap();
+            let dy = Storage::f64(dy.clone()).to_dtype(dtype).unwrap();
+            let (y, dx) = via_argmax(&x, &dy, &g);
+            prop_assert_eq!(f64s(y), y_ref.clone());
+            assert_close_rel(&f64s(dx), &dx_ref, 1e-6);
+        }
+    }
+
+    #[test]
+    fn the_kept_argmax_routes_nan_and_infinities_like_the_recomputed_one(
+        (shape, pad, x, dy) in max_2x2_case(),
+        specials in prop::collection::vec((0usize..4, 0usize..200), 0..12),
+    ) {
+        // Some cells replaced by NaN or an infinity: the recomputing backward (tested
+        // above against PyTorch's rules) is the oracle, in f32, both paths.
+        let mut x = x;
+        for (which, at) in specials {
+            let len = x.len();
+            x[at % len] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0][which];
+        }
+        for k in [2, 3] {
+            let g = Pool2dGeometry::new(MAX, &shape, [k, k], [k, k], [pad.min(k / 2); 2]);
+            let Ok(g) = g else { continue };
+            let x = Storage::f64(x.clone()).to_dtype(crate::DType::F32).unwrap();
+            let dy = Storage::f64(vec![0.5; g.output_shape().iter().product()]).to_dtype(crate::DType::F32).unwrap();
+            let (y, dx) = via_argmax(&x, &dy, &g);
+            let want_y = forward(&x, &g).unwrap().to_vec_f32().unwrap();
+            let got_y = y.to_vec_f32().unwrap();
+            // Equal values (a tie of 0 and -0 may return either zero: the recomputing
+            // forward reduces rows first, this path takes the first cell in row-major order,
+            // PyTorch's argmax).
+            for (got, want) in got_y.iter().zip(&want_y) {
+                prop_assert!(got == want || (got.is_nan() && want.is_nan()), "{got} vs {want}");
+            }
+            prop_assert_eq!(dx.to_vec_f32().unwrap(), backward(&x, &dy, &g).unwrap().to_vec_f32().unwrap());
+        }
+        let _ = dy;
+    }
+}
+
+#[test]
+fn keeping_an_argmax_is_for_max_pooling_and_its_own_output_size() {
+    let g = geometry(AVG, [1, 1, 4, 4], 2, 2, 0);
+    let err = max_forward_keeping_argmax(&Storage::f32(vec![0.0; 16]), &g).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                op: "avg_pool2d",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let g = geometry(MAX, [1, 1, 4, 4], 2, 2, 0);
+    let (_, argmax) = max_forward_keeping_argmax(
+        &Storage::f32(ramp_4x4().iter().map(|&v| v as f32).collect()),
+        &g,
+    )
+    .unwrap();
+    let err = max_backward_from_argmax(&argmax.unwrap(), &Storage::f32(vec![1.0; 3])).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                op: "max_pool2d",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = max_forward_keeping_argmax(&Storage::f32(vec![0.0; 15]), &g).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                op: "max_pool2d",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,212 @@
+//! Max pooling on the host that keeps each window's winning cell for the backward pass,
+//! as PyTorch's `max_pool2d_with_indices` does.
+//!
+//! Without it, the backward reads the whole input again to find each window's maximum (and
+//! first checks it for NaN and infinities). With it, the backward reads one byte per
+//! output: for the network's 2x2 pools a sixteenth of the input's bytes in f32.
+//!
+//! A cell is its row-major position in the window as if no padding clipped it:
+//! `dh * kernel_w + dw` for the cell `dh` rows and `dw` columns from the window's
+//! top-left corner (which may lie in the padding). The winner is the one
+//! [`super::forward`]'s value comes from: the first maximum in row-major order, a NaN beating
+//! any number and a later NaN an earlier one.
+
+use rayon::prelude::*;
+
+use super::Pool2dGeometry;
+use crate::columns::{merge_columns, split_columns};
+use crate::output::filled_in_parallel;
+use crate::simd::{has_avx512, wide_loop};
+use crate::Element;
+
+/// Largest window whose cells a byte can number.
+pub(super) const MAX_CELLS: usize = 256;
+
+/// The fast path's geometry: 2x2 windows, stride 2, no padding (both networks' pools).
+/// Windows then tile the input's top-left `2 out_h x 2 out_w` cells without overlap or
+/// clipping, and each plane splits into four runs of cells, one per window position.
+fn is_unpadded_2x2(g: &Pool2dGeometry) -> bool {
+    g.kernel == [2, 2] && g.stride == [2, 2] && g.padding == [0, 0]
+}
+
+/// Planes per rayon task, so that each task has enough work to pay for itself.
+fn min_planes(g: &Pool2dGeometry) -> usize {
+    (crate::PAR_MIN_LEN / (g.in_h * g.in_w).max(1)).max(1)
+}
+
+/// `(max, cell)` of each window of `x` (NCHW, `g.input_shape()`).
+pub(super) fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u8>) {
+    let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
+    let planes = g.batch * g.channels;
+    let mut y = vec![T::zero(); planes * out_plane];
+    let mut cells = vec![0u8; planes * out_plane];
+    if in_plane == 0 || out_plane == 0 {
+        return (y, cells);
+    }
+    let wide = has_avx512();
+    y.par_chunks_mut(out_plane)
+        .zip(cells.par_chunks_mut(out_plane))
+        .zip(x.par_chunks(in_plane))
+        .with_min_len(min_planes(g))
+        .for_each_init(
+            || vec![T::zero(); 4 * out_plane],
+            |runs, ((y, cells), x)| {
+                if is_unpadded_2x2(g) {
+                    forward_unpadded_2x2(wide, x, y, cells, g, runs);
+                } else {
+                    forward_plane(x, y, cells, g);
+                }
+            },
+        );
+    (y, cells)
+}
+
+/// `dL/dx` from `dL/dy` and the winning cells: each gradient added to its window's winner.
+pub(super) fn backward<T: Element>(cells: &[u8], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
+    let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
+    let wide = has_avx512();
+    // Each task owns whole input planes, so the (possibly overlapping) additions never race.
+    filled_in_parallel(
+        g.batch * g.channels * in_plane,
+        in_plane,
+        min_planes(g),
+        |plane, dx| {
+            let cells = &cells[plane * out_plane..][..out_plane];
+            let dy = &dy[plane * out_plane..][..out_plane];
+            if is_unpadded_2x2(g) {
+                let mut runs = vec![T::zero(); 4 * out_plane];
+                backward_unpadded_2x2(wide, cells, dy, dx, g, &mut runs);
+            } else {
+                backward_plane(cells, dy, dx, g);
+            }
+        },
+    )
+}
+
+/// The first row and column of output `(oh, ow)`'s window, in padded coordinates.
+fn origin(g: &Pool2dGeometry, oh: usize, ow: usize) -> (usize, usize) {
+    (oh * g.stride[0], ow * g.stride[1])
+}
+
+/// Any window: the in-bounds cells in row-major order, padding left out (it never wins).
+fn forward_plane<T: Element>(x: &[T], y: &mut [T], cells: &mut [u8], g: &Pool2dGeometry) {
+    let [kh, kw] = g.kernel;
+    let [ph, pw] = g.padding;
+    for oh in 0..g.out_h {
+        for ow in 0..g.out_w {
+            let (top, left) = origin(g, oh, ow);
+            let mut best: Option<(T, usize)> = None;
+            for dh in 0..kh {
+                let Some(row) = (top + dh).checked_sub(ph).filter(|&r| r < g.in_h) else {
+                    continue;
+                };
+                for dw in 0..kw {
+                    let Some(col) = (left + dw).checked_sub(pw).filter(|&c| c < g.in_w) else {
+                        continue;
+                    };
+                    let v = x[row * g.in_w + col];
+                    let take = match best {
+                        None => true,
+                        Some((b, _)) => v > b || v.is_nan(),
+                    };
+                    if take {
+                        best = Some((v, dh * kw + dw));
+                    }
+                }
+            }
+            // Padding is at most half the window, so every window holds an input cell.
+            let (value, cell) = best.expect("every window holds at least one input cell");
+            y[oh * g.out_w + ow] = value;
+            cells[oh * g.out_w + ow] = cell as u8;
+        }
+    }
+}
+
+fn backward_plane<T: Element>(cells: &[u8], dy: &[T], dx: &mut [T], g: &Pool2dGeometry) {
+    let kw = g.kernel[1];
+    let [ph, pw] = g.padding;
+    for oh in 0..g.out_h {
+        for ow in 0..g.out_w {
+            let k = oh * g.out_w + ow;
+            let (top, left) = origin(g, oh, ow);
+            let cell = cells[k] as usize;
+            // The forward only ever records in-bounds cells.
+            let row = top + cell / kw - ph;
+            let col = left + cell % kw - pw;
+            dx[row * g.in_w + col] += dy[k];
+        }
+    }
+}
+
+wide_loop! {
+/// Forward of one plane of 2x2 windows without padding: the four cells of every window
+/// gathered into four runs (`runs`, `4 x OH*OW`), then one elementwise pass picks each
+/// window's winner.
+fn forward_unpadded_2x2<T: Element>(
+    x: &[T],
+    y: &mut [T],
+    cells: &mut [u8],
+    g: &Pool2dGeometry,
+    runs: &mut [T],
+) {
+    let (w, ow, n) = (g.in_w, g.out_w, g.out_h * g.out_w);
+    let (top, bottom) = runs[..4 * n].split_at_mut(2 * n);
+    let (a, b) = top.split_at_mut(n);
+    let (c, d) = bottom.split_at_mut(n);
+    for oy in 0..g.out_h {
+        let span = oy * ow..(oy + 1) * ow;
+        split_columns(&x[2 * oy * w..][..w], 0, &mut a[span.clone()], &mut b[span.clone()]);
+        split_columns(&x[(2 * oy + 1) * w..][..w], 0, &mut c[span.clone()], &mut d[span]);
+    }
+    for k in 0..n {
+        let (value, cell) = first_max_of_four([a[k], b[k], c[k], d[k]]);
+        y[k] = value;
+        cells[k] = cell;
+    }
+}
+}
+
+wide_loop! {
+/// Backward of one plane of 2x2 windows without padding into `dx`, which holds zeros:
+/// each gradient placed on its cell's run, and the runs merged back into the input rows
+/// (a last odd row or column, in no window, stays zero).
+fn backward_unpadded_2x2<T: Element>(
+    cells: &[u8],
+    dy: &[T],
+    dx: &mut [T],
+    g: &Pool2dGeometry,
+    runs: &mut [T],
+) {
+    let (w, ow, n) = (g.in_w, g.out_w, g.out_h * g.out_w);
+    let (top, bottom) = runs[..4 * n].split_at_mut(2 * n);
+    let (a, b) = top.split_at_mut(n);
+    let (c, d) = bottom.split_at_mut(n);
+    let zero = T::zero();
+    for k in 0..n {
+        let (cell, grad) = (cells[k], dy[k]);
+        a[k] = if cell == 0 { grad } else { zero };
+        b[k] = if cell == 1 { grad } else { zero };
+        c[k] = if cell == 2 { grad } else { zero };
+        d[k] = if cell == 3 { grad } else { zero };
+    }
+    for oy in 0..g.out_h {
+        let span = oy * ow..(oy + 1) * ow;
+        merge_columns(&a[span.clone()], &b[span.clone()], 0, &mut dx[2 * oy * w..][..w]);
+        merge_columns(&c[span.clone()], &d[span], 0, &mut dx[(2 * oy + 1) * w..][..w]);
+    }
+}
+}
+
+/// The first of four cells (row-major) holding their maximum, a NaN beating any number
+/// and a later NaN an earlier one; selects, not branches, so a loop over windows
+/// vectorises.
+#[inline(always)]
+fn first_max_of_four<T: Element>(window: [T; 4]) -> (T, u8) {
+    let (mut best, mut cell) = (window[0], 0u8);
+    for (i, &v) in window.iter().enumerate().skip(1) {
+        let take = v > best || v.is_nan();
+        best = if take { v } else { best };
+        cell = if take { i as u8 } else { cell };
+    }
+    (best, cell)
+}
