@@ -13,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use super::cpu::Windows;
 use super::Pool2dGeometry;
 use crate::columns::{merge_columns, split_columns};
 use crate::output::filled_in_parallel;
@@ -44,6 +45,7 @@ pub(super) fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u
         return (y, cells);
     }
     let wide = has_avx512();
+    let windows = Windows::new(g);
     y.par_chunks_mut(out_plane)
         .zip(cells.par_chunks_mut(out_plane))
         .zip(x.par_chunks(in_plane))
@@ -54,7 +56,7 @@ pub(super) fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u
                 if is_unpadded_2x2(g) {
                     forward_unpadded_2x2(wide, x, y, cells, g, runs);
                 } else {
-                    forward_plane(x, y, cells, g);
+                    forward_plane(x, y, cells, g, &windows);
                 }
             },
         );
@@ -88,36 +90,39 @@ fn origin(g: &Pool2dGeometry, oh: usize, ow: usize) -> (usize, usize) {
     (oh * g.stride[0], ow * g.stride[1])
 }
 
-/// Any window: the in-bounds cells in row-major order, padding left out (it never wins).
-fn forward_plane<T: Element>(x: &[T], y: &mut [T], cells: &mut [u8], g: &Pool2dGeometry) {
-    let [kh, kw] = g.kernel;
-    let [ph, pw] = g.padding;
-    for oh in 0..g.out_h {
-        for ow in 0..g.out_w {
-            let (top, left) = origin(g, oh, ow);
-            let mut best: Option<(T, usize)> = None;
-            for dh in 0..kh {
-                let Some(row) = (top + dh).checked_sub(ph).filter(|&r| r < g.in_h) else {
-                    continue;
-                };
-                for dw in 0..kw {
-                    let Some(col) = (left + dw).checked_sub(pw).filter(|&c| c < g.in_w) else {
-                        continue;
-                    };
-                    let v = x[row * g.in_w + col];
-                    let take = match best {
-                        None => true,
-                        Some((b, _)) => v > b || v.is_nan(),
-                    };
-                    if take {
-                        best = Some((v, dh * kw + dw));
-                    }
+/// Any window: its in-bounds cells (padding never wins) in row-major order, the rule of
+/// [`Windows::argmax`] (the recomputing backward's), tracking the row and column so that
+/// no division is needed to place the winner in its window.
+fn forward_plane<T: Element>(
+    x: &[T],
+    y: &mut [T],
+    cells: &mut [u8],
+    g: &Pool2dGeometry,
+    windows: &Windows,
+) {
+    let kw = g.kernel[1];
+    for (oh, rows) in windows.rows.iter().enumerate() {
+        for (ow, cols) in windows.cols.iter().enumerate() {
+            let (mut best, mut best_row, mut best_col) =
+                (x[rows.start * g.in_w + cols.start], rows.start, cols.start);
+            for h in rows.clone() {
+                let row = &x[h * g.in_w..][..g.in_w];
+                for c in cols.clone() {
+                    let v = row[c];
+                    let take = v > best || v.is_nan();
+                    best = if take { v } else { best };
+                    best_row = if take { h } else { best_row };
+                    best_col = if take { c } else { best_col };
                 }
             }
-            // Padding is at most half the window, so every window holds an input cell.
-            let (value, cell) = best.expect("every window holds at least one input cell");
-            y[oh * g.out_w + ow] = value;
-            cells[oh * g.out_w + ow] = cell as u8;
+            let (top, left) = origin(g, oh, ow);
+            // The winner's offset from the window's corner, in padded coordinates.
+            let (dh, dw) = (
+                best_row + g.padding[0] - top,
+                best_col + g.padding[1] - left,
+            );
+            y[oh * g.out_w + ow] = best;
+            cells[oh * g.out_w + ow] = (dh * kw + dw) as u8;
         }
     }
 }

@@ -27,16 +27,16 @@ fn window_ranges(
 }
 
 /// Per-axis windows plus the plane sizes, shared by forward and backward.
-struct Windows {
-    rows: Vec<Range<usize>>,
-    cols: Vec<Range<usize>>,
+pub(super) struct Windows {
+    pub(super) rows: Vec<Range<usize>>,
+    pub(super) cols: Vec<Range<usize>>,
     in_w: usize,
     in_plane: usize,
     out_plane: usize,
 }
 
 impl Windows {
-    fn new(g: &Pool2dGeometry) -> Windows {
+    pub(super) fn new(g: &Pool2dGeometry) -> Windows {
         Windows {
             rows: window_ranges(g.out_h, g.in_h, g.kernel[0], g.stride[0], g.padding[0]),
             cols: window_ranges(g.out_w, g.in_w, g.kernel[1], g.stride[1], g.padding[1]),
@@ -53,7 +53,12 @@ impl Windows {
 
     /// Index (within the plane) of the window's first maximum in row-major order; a NaN
     /// beats any number and a later NaN beats an earlier one, matching PyTorch's CPU kernel.
-    fn argmax<T: Element>(&self, x: &[T], rows: &Range<usize>, cols: &Range<usize>) -> usize {
+    pub(super) fn argmax<T: Element>(
+        &self,
+        x: &[T],
+        rows: &Range<usize>,
+        cols: &Range<usize>,
+    ) -> usize {
         let mut best_index = rows.start * self.in_w + cols.start;
         let mut best = x[best_index];
         for h in rows.clone() {
