@@ -47,17 +47,64 @@ fn min_channels(g: &BatchNormGeometry) -> usize {
     (PAR_MIN_LEN / (g.batch * g.spatial).max(1)).max(1)
 }
 
-/// `(mean, M2)` of every channel, where `M2 = sum((x - mean)^2)`.
+/// A channel of at most this many bytes stays in a core's (2 MiB) L2 cache from one pass
+/// over it to the next.
+const CACHED_CHANNEL_BYTES: usize = 1 << 20;
+
+/// Whether a whole channel of `x` stays in the L2 cache between two passes, so that its
+/// sums are taken over the whole channel at once rather than plane by plane.
+fn channel_fits_in_cache<T>(g: &BatchNormGeometry) -> bool {
+    g.batch * g.spatial * std::mem::size_of::<T>() <= CACHED_CHANNEL_BYTES
+}
+
+wide_loop! {
+    /// `sum(f(a[i], b[i]))` in f64 over channel `c`'s planes of two equally shaped
+    /// tensors: one loop over the whole channel, eight f64 lanes carried from plane to
+    /// plane, so small planes (7x7, 3x3, or 1 for a 2-D input) cost no call each.
+    fn channel_sum<T: Element>(
+        a: &[T],
+        b: &[T],
+        c: usize,
+        g: &BatchNormGeometry,
+        f: impl Fn(f64, f64) -> f64,
+    ) -> f64 {
+        let mut lanes = [0.0f64; LANES];
+        let mut tail = 0.0f64;
+        for (pa, pb) in channel_planes(a, c, g).zip(channel_planes(b, c, g)) {
+            let (a_chunks, b_chunks) = (pa.chunks_exact(LANES), pb.chunks_exact(LANES));
+            for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
+                tail += f(x.to_f64_lossy(), y.to_f64_lossy());
+            }
+            for (ca, cb) in a_chunks.zip(b_chunks) {
+                for k in 0..LANES {
+                    lanes[k] += f(ca[k].to_f64_lossy(), cb[k].to_f64_lossy());
+                }
+            }
+        }
+        lanes.iter().sum::<f64>() + tail
+    }
+}
+
+/// `(mean, M2)` of every channel, where `M2 = sum((x - mean)^2)`, by two passes (the
+/// mean, then the squared deviations from it), reading the input from memory once.
 ///
-/// Each plane gets an exact two-pass mean and M2 (the second pass reads from cache), and
-/// planes are merged with Chan et al.'s update, which keeps the precision of two passes
-/// over the whole channel while reading the input from memory once.
+/// A channel that fits in the L2 cache takes both passes over the whole channel, the
+/// second from cache. A larger one takes them plane by plane (each plane's second pass
+/// from cache), and the planes' moments are merged with Chan et al.'s update, which keeps
+/// the precision of two passes over the whole channel.
 pub fn channel_moments<T: Element>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, f64)> {
     let wide = has_avx512();
+    let cached = channel_fits_in_cache::<T>(g);
     (0..g.channels)
         .into_par_iter()
         .with_min_len(min_channels(g))
         .map(|c| {
+            if cached {
+                let count = (g.batch * g.spatial) as f64;
+                let mean = channel_sum(wide, x, x, c, g, |v, _| v) / count;
+                let m2 = channel_sum(wide, x, x, c, g, |v, _| (v - mean) * (v - mean));
+                return (mean, m2);
+            }
             let (mut count, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
             for plane in channel_planes(x, c, g) {
                 let n_b = plane.len() as f64;
@@ -82,11 +129,18 @@ pub fn grad_sums<T: Element>(
     g: &BatchNormGeometry,
 ) -> Vec<(f64, f64)> {
     let wide = has_avx512();
+    let cached = channel_fits_in_cache::<T>(g);
     (0..g.channels)
         .into_par_iter()
         .with_min_len(min_channels(g))
         .map(|c| {
             let m = mean[c];
+            if cached {
+                return (
+                    channel_sum(wide, dy, dy, c, g, |d, _| d),
+                    channel_sum(wide, x, dy, c, g, |v, d| d * (v - m)),
+                );
+            }
             channel_planes(x, c, g).zip(channel_planes(dy, c, g)).fold(
                 (0.0, 0.0),
                 |(s, sx), (x, dy)| {
@@ -98,6 +152,29 @@ pub fn grad_sums<T: Element>(
             )
         })
         .collect()
+}
+
+/// Planes smaller than this are processed an image at a time ([`map_images`]): a call per
+/// plane of 7x7 or 3x3 values would cost more than its arithmetic.
+const SMALL_PLANE: usize = 256;
+
+/// Runs `f(start, output image)` over every image (all channels of one batch element) in
+/// parallel; `start` is the image's offset in the input.
+fn map_images<T: Element>(
+    len: usize,
+    g: &BatchNormGeometry,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let image = g.channels * g.spatial;
+    if len == 0 || image == 0 {
+        return Vec::new();
+    }
+    filled_in_parallel(
+        len,
+        image,
+        (PAR_MIN_LEN / image).max(1),
+        |n, out: &mut [T]| f(n * image, out),
+    )
 }
 
 /// Runs `f(channel, input plane, output plane)` over every `(n, c)` plane in parallel.
@@ -128,11 +205,38 @@ pub fn affine<T: Element>(
     g: &BatchNormGeometry,
 ) -> Vec<T> {
     let wide = has_avx512();
+    if g.spatial < SMALL_PLANE {
+        let coefficients: Vec<[T; 3]> = coefficients
+            .iter()
+            .map(|&(center, scale, shift)| [T::of(center), T::of(scale), T::of(shift)])
+            .collect();
+        return map_images(x.len(), g, |start, y| {
+            affine_image(
+                wide,
+                &x[start..start + y.len()],
+                y,
+                &coefficients,
+                g.spatial,
+            )
+        });
+    }
     map_planes(x.len(), g, |c, start, y| {
         let (center, scale, shift) = coefficients[c];
         let (center, scale, shift) = (T::of(center), T::of(scale), T::of(shift));
         affine_plane(wide, &x[start..start + y.len()], y, center, scale, shift);
     })
+}
+
+wide_loop! {
+    /// [`affine_plane`] over every plane of one image, each with its channel's coefficients.
+    fn affine_image<T: Element>(x: &[T], y: &mut [T], coefficients: &[[T; 3]], spatial: usize) {
+        let planes = y.chunks_exact_mut(spatial).zip(x.chunks_exact(spatial));
+        for ((y, x), &[center, scale, shift]) in planes.zip(coefficients) {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - center) * scale + shift;
+            }
+        }
+    }
 }
 
 wide_loop! {
@@ -151,6 +255,23 @@ pub fn input_grad<T: Element>(
     g: &BatchNormGeometry,
 ) -> Vec<T> {
     let wide = has_avx512();
+    if g.spatial < SMALL_PLANE {
+        let coefficients: Vec<[T; 4]> = coefficients
+            .iter()
+            .map(|&(mean, a, b, k)| [T::of(mean), T::of(a), T::of(b), T::of(k)])
+            .collect();
+        return map_images(x.len(), g, |start, dx| {
+            let range = start..start + dx.len();
+            input_grad_image(
+                wide,
+                &x[range.clone()],
+                &dy[range],
+                dx,
+                &coefficients,
+                g.spatial,
+            )
+        });
+    }
     map_planes(x.len(), g, |c, start, dx| {
         let (mean, a, b, k) = coefficients[c];
         let (mean, a, b, k) = (T::of(mean), T::of(a), T::of(b), T::of(k));
@@ -164,6 +285,25 @@ wide_loop! {
         let [mean, a, b, k] = coefficients;
         for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
             *dx = a * dy + b * (x - mean) + k;
+        }
+    }
+}
+
+wide_loop! {
+    /// [`input_grad_plane`] over every plane of one image, each with its channel's
+    /// coefficients.
+    fn input_grad_image<T: Element>(
+        x: &[T],
+        dy: &[T],
+        dx: &mut [T],
+        coefficients: &[[T; 4]],
+        spatial: usize,
+    ) {
+        let planes = dx.chunks_exact_mut(spatial).zip(x.chunks_exact(spatial)).zip(dy.chunks_exact(spatial));
+        for (((dx, x), dy), &[mean, a, b, k]) in planes.zip(coefficients) {
+            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                *dx = a * dy + b * (x - mean) + k;
+            }
         }
     }
 }

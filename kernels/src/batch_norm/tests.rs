@@ -271,12 +271,15 @@ fn training_backward_matches_finite_differences() {
     check_gradients(&[3, 2, 2, 3], true);
     check_gradients(&[5, 3], true);
     check_gradients(&[1, 2, 3], true);
+    // Planes of 256 values and more take the per-plane loops, smaller ones per-image loops.
+    check_gradients(&[2, 1, 16, 16], true);
 }
 
 #[test]
 fn eval_backward_matches_finite_differences() {
     check_gradients(&[3, 2, 2, 3], false);
     check_gradients(&[4, 3], false);
+    check_gradients(&[2, 1, 16, 16], false);
 }
 
 #[test]
@@ -461,5 +464,69 @@ fn empty_inputs_are_handled() {
         .unwrap();
         assert!(grads.input.is_empty());
         assert_eq!(grads.beta, Storage::f32(vec![0.0; 2]));
+    }
+}
+
+#[test]
+fn small_and_large_channels_give_the_two_pass_statistics_and_outputs() {
+    // Channels of up to 1 MiB take whole-channel sums and, for planes under 256 values,
+    // per-image loops; larger ones plane-by-plane sums merged by Chan's update and
+    // per-plane loops. Each against a plain two-pass computation in f64, with an offset
+    // (1e3) large against the spread so that a one-pass E[x^2] - E[x]^2 would show.
+    for (shape, dtype) in [
+        ([3, 2, 7, 7], DType::F64),
+        ([2, 3, 1, 1], DType::F32),
+        ([2, 2, 300, 300], DType::F64),
+        ([3, 1, 330, 330], DType::F32),
+    ] {
+        let [n, c, h, w] = shape;
+        let x: Vec<f64> = values(n * c * h * w, 7).iter().map(|v| 1e3 + v).collect();
+        let x = storage(dtype, &x).to_vec_f64().unwrap();
+        let g = BatchNormGeometry::new(&shape, c).unwrap();
+        let (gamma, beta) = (vec![1.5; c], vec![-0.25; c]);
+        let (mut rm, mut rv) = (storage(dtype, &vec![0.0; c]), storage(dtype, &vec![1.0; c]));
+        let (y, stats) = forward_train(
+            &storage(dtype, &x),
+            &storage(dtype, &gamma),
+            &storage(dtype, &beta),
+            &mut rm,
+            &mut rv,
+            1.0,
+            1e-5,
+            &g,
+        )
+        .unwrap();
+        let y = f64s(&y);
+        let plane = h * w;
+        for ch in 0..c {
+            let members: Vec<usize> = (0..n)
+                .flat_map(|b| (0..plane).map(move |s| (b * c + ch) * plane + s))
+                .collect();
+            let count = members.len() as f64;
+            let mean = members.iter().map(|&i| x[i]).sum::<f64>() / count;
+            let var = members.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / count;
+            let inv_std = 1.0 / (var + 1e-5).sqrt();
+            let tolerance = if dtype == DType::F64 { 1e-12 } else { 1e-6 };
+            assert_close_rel(&[f64s(&stats.mean)[ch]], &[mean], tolerance);
+            assert_close_rel(&[f64s(&stats.inv_std)[ch]], &[inv_std], tolerance);
+            // x - mean in the input's precision (a few units of x's last place, x being
+            // about 1e3) plus the rounding of the f64 sums behind the mean (about
+            // sqrt(count) units of f64's last place), scaled by gamma * inv_std.
+            let unit = if dtype == DType::F64 {
+                f64::EPSILON
+            } else {
+                f32::EPSILON as f64
+            };
+            let sums = count.sqrt() * f64::EPSILON;
+            let y_tolerance = 4.0 * (unit + sums) * 1e3 * 1.5 * inv_std;
+            for &i in members.iter().step_by(97) {
+                let want = (x[i] - mean) * inv_std * 1.5 - 0.25;
+                assert!(
+                    (y[i] - want).abs() <= y_tolerance,
+                    "{shape:?} {dtype:?}: y[{i}] = {}, want {want}",
+                    y[i]
+                );
+            }
+        }
     }
 }
