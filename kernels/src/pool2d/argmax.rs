@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::Windows;
+use super::cpu::{four_runs, Windows};
 use super::Pool2dGeometry;
 use crate::columns::{merge_columns, split_columns};
 use crate::output::filled_in_parallel;
@@ -155,9 +155,7 @@ fn forward_unpadded_2x2<T: Element>(
     runs: &mut [T],
 ) {
     let (w, ow, n) = (g.in_w, g.out_w, g.out_h * g.out_w);
-    let (top, bottom) = runs[..4 * n].split_at_mut(2 * n);
-    let (a, b) = top.split_at_mut(n);
-    let (c, d) = bottom.split_at_mut(n);
+    let [a, b, c, d] = four_runs(runs, n);
     for oy in 0..g.out_h {
         let span = oy * ow..(oy + 1) * ow;
         split_columns(&x[2 * oy * w..][..w], 0, &mut a[span.clone()], &mut b[span.clone()]);
@@ -183,9 +181,7 @@ fn backward_unpadded_2x2<T: Element>(
     runs: &mut [T],
 ) {
     let (w, ow, n) = (g.in_w, g.out_w, g.out_h * g.out_w);
-    let (top, bottom) = runs[..4 * n].split_at_mut(2 * n);
-    let (a, b) = top.split_at_mut(n);
-    let (c, d) = bottom.split_at_mut(n);
+    let [a, b, c, d] = four_runs(runs, n);
     let zero = T::zero();
     for k in 0..n {
         let (cell, grad) = (cells[k], dy[k]);

@@ -223,9 +223,7 @@ fn max_2x2_backward_finite<T: Element>(
     let (h, w, ow) = (g.in_h, g.in_w, g.out_w);
     let [ph, pw] = g.padding;
     let n = g.out_h * ow;
-    let (top, bottom) = cells[..4 * n].split_at_mut(2 * n);
-    let (a, b) = top.split_at_mut(n);
-    let (c, d) = bottom.split_at_mut(n);
+    let [a, b, c, d] = four_runs(cells, n);
     // Input row of output row `oy`'s window row `r`, if it is inside the image.
     let input_row = |oy: usize, r: usize| (2 * oy + r).checked_sub(ph).filter(|&y| y < h);
     for run in [&mut *a, &mut *b, &mut *c, &mut *d] {
@@ -251,6 +249,16 @@ fn max_2x2_backward_finite<T: Element>(
         }
     }
 }
+}
+
+/// The first `4 n` values of `runs` as four runs of `n`: the top-left, top-right,
+/// bottom-left and bottom-right cells of a plane's 2x2 windows.
+#[inline(always)]
+pub(super) fn four_runs<T>(runs: &mut [T], n: usize) -> [&mut [T]; 4] {
+    let (top, bottom) = runs[..4 * n].split_at_mut(2 * n);
+    let (a, b) = top.split_at_mut(n);
+    let (c, d) = bottom.split_at_mut(n);
+    [a, b, c, d]
 }
 
 /// Replaces each window's cells `a, b, c, d` (row-major order) by the gradient on the

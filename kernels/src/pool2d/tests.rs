@@ -21,6 +21,13 @@ fn f64s(s: Storage) -> Vec<f64> {
     s.to_vec_f64().unwrap()
 }
 
+/// Output and input gradient of the argmax-keeping path.
+fn via_argmax(x: &Storage, dy: &Storage, g: &Pool2dGeometry) -> (Storage, Storage) {
+    let (y, argmax) = max_forward_keeping_argmax(x, g).unwrap();
+    let argmax = argmax.expect("a host max pool keeps its argmax");
+    (y, max_backward_from_argmax(&argmax, dy).unwrap())
+}
+
 /// 1..=16 in a 4x4 plane.
 fn ramp_4x4() -> Vec<f64> {
     (1..=16).map(f64::from).collect()
@@ -376,6 +383,11 @@ proptest! {
             let dx = f64s(backward(&Storage::f64(x.clone()), &Storage::f64(dy.clone()), &g).unwrap());
             assert_close_rel(&dx, &dx_ref.to_nchw(), 1e-12);
             prop_assert_eq!(dx.len(), n * c * h * w);
+            if kind == MAX {
+                let (y, dx) = via_argmax(&Storage::f64(x.clone()), &Storage::f64(dy.clone()), &g);
+                prop_assert_eq!(f64s(y), y_ref.to_nchw());
+                assert_close_rel(&f64s(dx), &dx_ref.to_nchw(), 1e-12);
+            }
 
             // The f32 path runs the same code: it agrees to f32 rounding.
             let y32 = forward(&Storage::f64(x.clone()).to_dtype(crate::DType::F32).unwrap(), &g).unwrap();
@@ -419,6 +431,11 @@ proptest! {
             // Inputs are small integers: the max is exact in both types.
             prop_assert_eq!(f64s(forward(&x, &g).unwrap()), y_ref.clone());
             assert_close_rel(&f64s(backward(&x, &dy, &g).unwrap()), &dx_ref, 1e-6);
+            // The argmax-keeping path: runs of cells without padding, the general loop
+            // with it; small integers make ties common.
+            let (y, dx) = via_argmax(&x, &dy, &g);
+            prop_assert_eq!(f64s(y), y_ref.clone());
+            assert_close_rel(&f64s(dx), &dx_ref, 1e-6);
         }
     }
 }
@@ -439,47 +456,8 @@ fn max_2x2_full_windows_route_to_the_last_nan() {
     assert_eq!(f64s(dx), [1.0, 2.0, 3.0, 4.0]);
 }
 
-/// Output and input gradient of the argmax-keeping path.
-fn via_argmax(x: &Storage, dy: &Storage, g: &Pool2dGeometry) -> (Storage, Storage) {
-    let (y, argmax) = max_forward_keeping_argmax(x, g).unwrap();
-    let argmax = argmax.expect("a host max pool keeps its argmax");
-    (y, max_backward_from_argmax(&argmax, dy).unwrap())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
-
-    #[test]
-    fn the_kept_argmax_matches_the_reference((shape, f, stride, pad, x, dy) in case()) {
-        let hp = PoolParams { f, stride, pad };
-        let g = geometry(MAX, shape, f, stride, pad);
-        let x_ref = Array4::from_nchw(shape, &x);
-        let y_ref = pool_forward(&x_ref, hp, PoolMode::Max).to_nchw();
-        let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
-        let dx_ref = pool_backward(&dy_ref, &x_ref, hp, PoolMode::Max).to_nchw();
-        let (y, dx) = via_argmax(&Storage::f64(x.clone()), &Storage::f64(dy.clone()), &g);
-        prop_assert_eq!(f64s(y), y_ref);
-        assert_close_rel(&f64s(dx), &dx_ref, 1e-12);
-    }
-
-    #[test]
-    fn the_kept_argmax_of_2x2_windows_matches_the_reference((shape, pad, x, dy) in max_2x2_case()) {
-        // Padding 0 takes the runs-of-cells path, padding 1 the general one; values from
-        // a small set of integers make ties common.
-        let hp = PoolParams { f: 2, stride: 2, pad };
-        let g = geometry(MAX, shape, 2, 2, pad);
-        let x_ref = Array4::from_nchw(shape, &x);
-        let y_ref = pool_forward(&x_ref, hp, PoolMode::Max).to_nchw();
-        let dy_ref = Array4::from_nchw(g.output_shape(), &dy);
-        let dx_ref = pool_backward(&dy_ref, &x_ref, hp, PoolMode::Max).to_nchw();
-        for dtype in [crate::DType::F64, crate::DType::F32] {
-            let x = Storage::f64(x.clone()).to_dtype(dtype).unwrap();
-            let dy = Storage::f64(dy.clone()).to_dtype(dtype).unwrap();
-            let (y, dx) = via_argmax(&x, &dy, &g);
-            prop_assert_eq!(f64s(y), y_ref.clone());
-            assert_close_rel(&f64s(dx), &dx_ref, 1e-6);
-        }
-    }
 
     #[test]
     fn the_kept_argmax_routes_nan_and_infinities_like_the_recomputed_one(
