@@ -468,11 +468,12 @@ fn empty_inputs_are_handled() {
 }
 
 #[test]
-fn small_and_large_channels_give_the_two_pass_statistics_and_outputs() {
-    // Channels of up to 1 MiB take whole-channel sums and, for planes under 256 values,
-    // per-image loops; larger ones plane-by-plane sums merged by Chan's update and
-    // per-plane loops. Each against a plain two-pass computation in f64, with an offset
-    // (1e3) large against the spread so that a one-pass E[x^2] - E[x]^2 would show.
+fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients() {
+    // Channels of up to 1 MiB take whole-channel sums, larger ones per-plane sums merged
+    // by Chan's update; planes under 256 values are normalised an image at a time, larger
+    // ones a plane at a time. Each against plain two-pass statistics and the textbook
+    // gradient in f64, with an offset (1e3) large against the spread so that a one-pass
+    // E[x^2] - E[x]^2 would show.
     for (shape, dtype) in [
         ([3, 2, 7, 7], DType::F64),
         ([2, 3, 1, 1], DType::F32),
@@ -497,6 +498,18 @@ fn small_and_large_channels_give_the_two_pass_statistics_and_outputs() {
         )
         .unwrap();
         let y = f64s(&y);
+        let dy = storage(dtype, &values(n * c * h * w, 11))
+            .to_vec_f64()
+            .unwrap();
+        let grads = backward_train(
+            &storage(dtype, &x),
+            &storage(dtype, &gamma),
+            &stats,
+            &storage(dtype, &dy),
+            &g,
+        )
+        .unwrap();
+        let (dx, dgamma, dbeta) = (f64s(&grads.input), f64s(&grads.gamma), f64s(&grads.beta));
         let plane = h * w;
         for ch in 0..c {
             let members: Vec<usize> = (0..n)
@@ -525,6 +538,35 @@ fn small_and_large_channels_give_the_two_pass_statistics_and_outputs() {
                     (y[i] - want).abs() <= y_tolerance,
                     "{shape:?} {dtype:?}: y[{i}] = {}, want {want}",
                     y[i]
+                );
+            }
+            // dx = gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat)).
+            let x_hat = |i: usize| (x[i] - mean) * inv_std;
+            let sum_dy: f64 = members.iter().map(|&i| dy[i]).sum();
+            let sum_dy_x_hat: f64 = members.iter().map(|&i| dy[i] * x_hat(i)).sum();
+            // Tolerances from the error of x_hat (that of y, over gamma) and the rounding
+            // of the result to the input's precision.
+            let x_hat_error = y_tolerance / 1.5;
+            let sum_abs_dy: f64 = members.iter().map(|&i| dy[i].abs()).sum();
+            let close = |got: f64, want: f64, tolerance: f64| {
+                assert!(
+                    (got - want).abs() <= tolerance,
+                    "{shape:?} {dtype:?} channel {ch}: {got}, want {want}"
+                )
+            };
+            close(dbeta[ch], sum_dy, 4.0 * unit * sum_abs_dy);
+            close(
+                dgamma[ch],
+                sum_dy_x_hat,
+                x_hat_error * sum_abs_dy + 4.0 * unit * sum_dy_x_hat.abs(),
+            );
+            let a = 1.5 * inv_std;
+            for &i in members.iter().step_by(89) {
+                let want = a * (dy[i] - sum_dy / count - x_hat(i) * sum_dy_x_hat / count);
+                close(
+                    dx[i],
+                    want,
+                    a * (8.0 * unit + x_hat_error) * (1.0 + x_hat(i).abs()),
                 );
             }
         }
