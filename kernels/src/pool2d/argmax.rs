@@ -30,11 +30,6 @@ fn is_unpadded_2x2(g: &Pool2dGeometry) -> bool {
     g.kernel == [2, 2] && g.stride == [2, 2] && g.padding == [0, 0]
 }
 
-/// Planes per rayon task, so that each task has enough work to pay for itself.
-fn min_planes(g: &Pool2dGeometry) -> usize {
-    (crate::PAR_MIN_LEN / (g.in_h * g.in_w).max(1)).max(1)
-}
-
 /// `(max, cell)` of each window of `x` (NCHW, `g.input_shape()`).
 pub(super) fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u8>) {
     let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
@@ -46,14 +41,16 @@ pub(super) fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u
     }
     let wide = has_avx512();
     let windows = Windows::new(g);
+    let unpadded_2x2 = is_unpadded_2x2(g);
     y.par_chunks_mut(out_plane)
         .zip(cells.par_chunks_mut(out_plane))
         .zip(x.par_chunks(in_plane))
-        .with_min_len(min_planes(g))
+        .with_min_len(windows.min_planes())
         .for_each_init(
-            || vec![T::zero(); 4 * out_plane],
+            // The runs of cells only the 2x2 path uses.
+            || vec![T::zero(); if unpadded_2x2 { 4 * out_plane } else { 0 }],
             |runs, ((y, cells), x)| {
-                if is_unpadded_2x2(g) {
+                if unpadded_2x2 {
                     forward_unpadded_2x2(wide, x, y, cells, g, runs);
                 } else {
                     forward_plane(x, y, cells, g, &windows);
@@ -67,15 +64,16 @@ pub(super) fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u
 pub(super) fn backward<T: Element>(cells: &[u8], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
     let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
     let wide = has_avx512();
+    let unpadded_2x2 = is_unpadded_2x2(g);
     // Each task owns whole input planes, so the (possibly overlapping) additions never race.
     filled_in_parallel(
         g.batch * g.channels * in_plane,
         in_plane,
-        min_planes(g),
+        Windows::new(g).min_planes(),
         |plane, dx| {
             let cells = &cells[plane * out_plane..][..out_plane];
             let dy = &dy[plane * out_plane..][..out_plane];
-            if is_unpadded_2x2(g) {
+            if unpadded_2x2 {
                 let mut runs = vec![T::zero(); 4 * out_plane];
                 backward_unpadded_2x2(wide, cells, dy, dx, g, &mut runs);
             } else {
@@ -90,9 +88,8 @@ fn origin(g: &Pool2dGeometry, oh: usize, ow: usize) -> (usize, usize) {
     (oh * g.stride[0], ow * g.stride[1])
 }
 
-/// Any window: its in-bounds cells (padding never wins) in row-major order, the rule of
-/// [`Windows::argmax`] (the recomputing backward's), tracking the row and column so that
-/// no division is needed to place the winner in its window.
+/// Any window: its in-bounds cells (padding never wins), the winner found by
+/// [`Windows::argmax_cell`], the recomputing backward's rule.
 fn forward_plane<T: Element>(
     x: &[T],
     y: &mut [T],
@@ -103,25 +100,11 @@ fn forward_plane<T: Element>(
     let kw = g.kernel[1];
     for (oh, rows) in windows.rows.iter().enumerate() {
         for (ow, cols) in windows.cols.iter().enumerate() {
-            let (mut best, mut best_row, mut best_col) =
-                (x[rows.start * g.in_w + cols.start], rows.start, cols.start);
-            for h in rows.clone() {
-                let row = &x[h * g.in_w..][..g.in_w];
-                for c in cols.clone() {
-                    let v = row[c];
-                    let take = v > best || v.is_nan();
-                    best = if take { v } else { best };
-                    best_row = if take { h } else { best_row };
-                    best_col = if take { c } else { best_col };
-                }
-            }
+            let (row, col) = windows.argmax_cell(x, rows, cols);
             let (top, left) = origin(g, oh, ow);
             // The winner's offset from the window's corner, in padded coordinates.
-            let (dh, dw) = (
-                best_row + g.padding[0] - top,
-                best_col + g.padding[1] - left,
-            );
-            y[oh * g.out_w + ow] = best;
+            let (dh, dw) = (row + g.padding[0] - top, col + g.padding[1] - left);
+            y[oh * g.out_w + ow] = x[row * g.in_w + col];
             cells[oh * g.out_w + ow] = (dh * kw + dw) as u8;
         }
     }

@@ -47,30 +47,38 @@ impl Windows {
     }
 
     /// How many planes one rayon task should take so it has enough work to pay for itself.
-    fn min_planes(&self) -> usize {
+    pub(super) fn min_planes(&self) -> usize {
         (PAR_MIN_LEN / self.in_plane.max(self.out_plane)).max(1)
     }
 
     /// Index (within the plane) of the window's first maximum in row-major order; a NaN
     /// beats any number and a later NaN beats an earlier one, matching PyTorch's CPU kernel.
-    pub(super) fn argmax<T: Element>(
+    fn argmax<T: Element>(&self, x: &[T], rows: &Range<usize>, cols: &Range<usize>) -> usize {
+        let (row, col) = self.argmax_cell(x, rows, cols);
+        row * self.in_w + col
+    }
+
+    /// Row and column (within the plane) of [`Windows::argmax`].
+    pub(super) fn argmax_cell<T: Element>(
         &self,
         x: &[T],
         rows: &Range<usize>,
         cols: &Range<usize>,
-    ) -> usize {
-        let mut best_index = rows.start * self.in_w + cols.start;
-        let mut best = x[best_index];
+    ) -> (usize, usize) {
+        let (mut best_row, mut best_col) = (rows.start, cols.start);
+        let mut best = x[best_row * self.in_w + best_col];
         for h in rows.clone() {
-            let start = h * self.in_w + cols.start;
-            for (offset, &v) in x[start..start + cols.len()].iter().enumerate() {
+            let row = &x[h * self.in_w..][..self.in_w];
+            for c in cols.clone() {
+                let v = row[c];
                 // Selects, not branches: which cell wins is data-dependent and unpredictable.
                 let take = v > best || v.is_nan();
                 best = if take { v } else { best };
-                best_index = if take { start + offset } else { best_index };
+                best_row = if take { h } else { best_row };
+                best_col = if take { c } else { best_col };
             }
         }
-        best_index
+        (best_row, best_col)
     }
 }
 
