@@ -9,23 +9,33 @@ use crate::{Element, PAR_MIN_LEN};
 /// additions, while eight lanes let the compiler keep several additions in flight.
 const LANES: usize = 8;
 
+/// Adds `f(a[i], b[i])` over two equally long slices into eight f64 lanes, the values
+/// past the last whole group of eight into `tail`.
+#[inline(always)]
+fn add_to_lanes<T: Element>(
+    lanes: &mut [f64; LANES],
+    tail: &mut f64,
+    a: &[T],
+    b: &[T],
+    f: &impl Fn(f64, f64) -> f64,
+) {
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
+        *tail += f(x.to_f64_lossy(), y.to_f64_lossy());
+    }
+    for (ca, cb) in a_chunks.zip(b_chunks) {
+        for k in 0..LANES {
+            lanes[k] += f(ca[k].to_f64_lossy(), cb[k].to_f64_lossy());
+        }
+    }
+}
+
 wide_loop! {
     /// `sum(f(a[i], b[i]))` in f64 over two equally long slices, eight f64 lanes (one
     /// AVX-512 register when `wide`; each lane adds in the same order either way).
     fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
-        let mut lanes = [0.0f64; LANES];
-        let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        let tail: f64 = a_chunks
-            .remainder()
-            .iter()
-            .zip(b_chunks.remainder())
-            .map(|(&x, &y)| f(x.to_f64_lossy(), y.to_f64_lossy()))
-            .sum();
-        for (ca, cb) in a_chunks.zip(b_chunks) {
-            for k in 0..LANES {
-                lanes[k] += f(ca[k].to_f64_lossy(), cb[k].to_f64_lossy());
-            }
-        }
+        let (mut lanes, mut tail) = ([0.0f64; LANES], 0.0f64);
+        add_to_lanes(&mut lanes, &mut tail, a, b, &f);
         lanes.iter().sum::<f64>() + tail
     }
 }
@@ -68,18 +78,9 @@ wide_loop! {
         g: &BatchNormGeometry,
         f: impl Fn(f64, f64) -> f64,
     ) -> f64 {
-        let mut lanes = [0.0f64; LANES];
-        let mut tail = 0.0f64;
+        let (mut lanes, mut tail) = ([0.0f64; LANES], 0.0f64);
         for (pa, pb) in channel_planes(a, c, g).zip(channel_planes(b, c, g)) {
-            let (a_chunks, b_chunks) = (pa.chunks_exact(LANES), pb.chunks_exact(LANES));
-            for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
-                tail += f(x.to_f64_lossy(), y.to_f64_lossy());
-            }
-            for (ca, cb) in a_chunks.zip(b_chunks) {
-                for k in 0..LANES {
-                    lanes[k] += f(ca[k].to_f64_lossy(), cb[k].to_f64_lossy());
-                }
-            }
+            add_to_lanes(&mut lanes, &mut tail, pa, pb, &f);
         }
         lanes.iter().sum::<f64>() + tail
     }
@@ -205,44 +206,31 @@ pub fn affine<T: Element>(
     g: &BatchNormGeometry,
 ) -> Vec<T> {
     let wide = has_avx512();
+    let coefficients: Vec<[T; 3]> = coefficients
+        .iter()
+        .map(|&(center, scale, shift)| [T::of(center), T::of(scale), T::of(shift)])
+        .collect();
     if g.spatial < SMALL_PLANE {
-        let coefficients: Vec<[T; 3]> = coefficients
-            .iter()
-            .map(|&(center, scale, shift)| [T::of(center), T::of(scale), T::of(shift)])
-            .collect();
         return map_images(x.len(), g, |start, y| {
-            affine_image(
-                wide,
-                &x[start..start + y.len()],
-                y,
-                &coefficients,
-                g.spatial,
-            )
+            let x = &x[start..start + y.len()];
+            affine_planes(wide, x, y, &coefficients, g.spatial)
         });
     }
     map_planes(x.len(), g, |c, start, y| {
-        let (center, scale, shift) = coefficients[c];
-        let (center, scale, shift) = (T::of(center), T::of(scale), T::of(shift));
-        affine_plane(wide, &x[start..start + y.len()], y, center, scale, shift);
+        let x = &x[start..start + y.len()];
+        affine_planes(wide, x, y, &coefficients[c..=c], g.spatial);
     })
 }
 
 wide_loop! {
-    /// [`affine_plane`] over every plane of one image, each with its channel's coefficients.
-    fn affine_image<T: Element>(x: &[T], y: &mut [T], coefficients: &[[T; 3]], spatial: usize) {
+    /// `y = (x - center) * scale + shift` over consecutive planes (a whole image, or one
+    /// plane), each with its channel's `[center, scale, shift]`.
+    fn affine_planes<T: Element>(x: &[T], y: &mut [T], coefficients: &[[T; 3]], spatial: usize) {
         let planes = y.chunks_exact_mut(spatial).zip(x.chunks_exact(spatial));
         for ((y, x), &[center, scale, shift]) in planes.zip(coefficients) {
             for (y, &x) in y.iter_mut().zip(x) {
                 *y = (x - center) * scale + shift;
             }
-        }
-    }
-}
-
-wide_loop! {
-    fn affine_plane<T: Element>(x: &[T], y: &mut [T], center: T, scale: T, shift: T) {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = (x - center) * scale + shift;
         }
     }
 }
@@ -255,51 +243,38 @@ pub fn input_grad<T: Element>(
     g: &BatchNormGeometry,
 ) -> Vec<T> {
     let wide = has_avx512();
+    let coefficients: Vec<[T; 4]> = coefficients
+        .iter()
+        .map(|&(mean, a, b, k)| [T::of(mean), T::of(a), T::of(b), T::of(k)])
+        .collect();
     if g.spatial < SMALL_PLANE {
-        let coefficients: Vec<[T; 4]> = coefficients
-            .iter()
-            .map(|&(mean, a, b, k)| [T::of(mean), T::of(a), T::of(b), T::of(k)])
-            .collect();
         return map_images(x.len(), g, |start, dx| {
             let range = start..start + dx.len();
-            input_grad_image(
-                wide,
-                &x[range.clone()],
-                &dy[range],
-                dx,
-                &coefficients,
-                g.spatial,
-            )
+            let (x, dy) = (&x[range.clone()], &dy[range]);
+            input_grad_planes(wide, x, dy, dx, &coefficients, g.spatial)
         });
     }
     map_planes(x.len(), g, |c, start, dx| {
-        let (mean, a, b, k) = coefficients[c];
-        let (mean, a, b, k) = (T::of(mean), T::of(a), T::of(b), T::of(k));
         let range = start..start + dx.len();
-        input_grad_plane(wide, &x[range.clone()], &dy[range], dx, [mean, a, b, k]);
+        let (x, dy) = (&x[range.clone()], &dy[range]);
+        input_grad_planes(wide, x, dy, dx, &coefficients[c..=c], g.spatial);
     })
 }
 
 wide_loop! {
-    fn input_grad_plane<T: Element>(x: &[T], dy: &[T], dx: &mut [T], coefficients: [T; 4]) {
-        let [mean, a, b, k] = coefficients;
-        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-            *dx = a * dy + b * (x - mean) + k;
-        }
-    }
-}
-
-wide_loop! {
-    /// [`input_grad_plane`] over every plane of one image, each with its channel's
-    /// coefficients.
-    fn input_grad_image<T: Element>(
+    /// `dx = a * dy + b * (x - mean) + k` over consecutive planes (a whole image, or one
+    /// plane), each with its channel's `[mean, a, b, k]`.
+    fn input_grad_planes<T: Element>(
         x: &[T],
         dy: &[T],
         dx: &mut [T],
         coefficients: &[[T; 4]],
         spatial: usize,
     ) {
-        let planes = dx.chunks_exact_mut(spatial).zip(x.chunks_exact(spatial)).zip(dy.chunks_exact(spatial));
+        let planes = dx
+            .chunks_exact_mut(spatial)
+            .zip(x.chunks_exact(spatial))
+            .zip(dy.chunks_exact(spatial));
         for (((dx, x), dy), &[mean, a, b, k]) in planes.zip(coefficients) {
             for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
                 *dx = a * dy + b * (x - mean) + k;
