@@ -6,8 +6,8 @@
 //! `mul_add` (GELU's polynomials) becomes a call into libm.
 
 /// Whether the CPU runs AVX-512. The crate is compiled for baseline x86-64, where plain
-/// loops handle one or four elements per instruction; [`wide_loop`] compiles them a second
-/// time for sixteen f32 lanes.
+/// loops handle one or four elements per instruction; [`wide_loop`] compiles them again
+/// for sixteen f32 lanes (and for eight, with AVX2).
 pub(crate) fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
