@@ -11,6 +11,7 @@
 //! device, then (on the CPU) by element type; a pair an op has no kernel for is
 //! [`Error::Unsupported`].
 
+mod bf16_values;
 mod columns;
 mod device;
 mod element;

@@ -4,8 +4,6 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::Element;
-
 /// A `len`-element buffer cut into pieces of `piece` elements (the last may be shorter),
 /// each zeroed and then handed to `fill(index, piece)` on a rayon task, at least
 /// `min_pieces` pieces per task.
@@ -15,7 +13,7 @@ use crate::Element;
 /// batch 128), after which the tasks read it all back. Here each task zeroes its piece
 /// just before filling it, while the piece is in its cache; the zeroes only matter to
 /// kernels that leave some elements alone or accumulate into them.
-pub(crate) fn filled_in_parallel<T: Element>(
+pub(crate) fn filled_in_parallel<T: Copy + Default + Send + Sync>(
     len: usize,
     piece: usize,
     min_pieces: usize,
@@ -30,7 +28,7 @@ pub(crate) fn filled_in_parallel<T: Element>(
         .enumerate()
         .with_min_len(min_pieces.max(1))
         .for_each(|(index, piece)| {
-            piece.fill(MaybeUninit::new(T::zero()));
+            piece.fill(MaybeUninit::new(T::default()));
             // SAFETY: every element of `piece` was initialised on the line above, and
             // MaybeUninit<T> has the layout of T.
             let piece = unsafe { &mut *(piece as *mut [MaybeUninit<T>] as *mut [T]) };

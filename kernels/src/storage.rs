@@ -45,13 +45,18 @@ pub enum CpuStorage {
 
 /// Routes an op to its kernel, the one place that does so: by the device of `$operand`,
 /// then on the CPU by its element type, binding `$T` to `f32` or `f64` for the generic CPU
-/// kernel. Any other pair is [`Error::Unsupported`].
+/// kernel. A host bf16 operand (an activation stored under autocast) goes to the `bf16`
+/// arm where the op has one, and is [`Error::Unsupported`] where it has none.
 ///
 /// ```ignore
 /// dispatch!(OP, x, cpu::<T> => forward_cpu::<T>(x), cuda(x) => cuda::forward(x))
+/// dispatch!(OP, x, cpu::<T> => forward_cpu::<T>(x), bf16 => forward_bf16(x), cuda(x) => cuda::forward(x))
 /// ```
 macro_rules! dispatch {
     ($op:expr, $operand:ident, cpu::<$T:ident> => $cpu:expr, cuda($gpu:ident) => $cuda:expr $(,)?) => {
+        dispatch!($op, $operand, cpu::<$T> => $cpu, bf16 => Err($crate::Error::unsupported($op, $crate::DType::BF16, $crate::Device::Cpu)), cuda($gpu) => $cuda)
+    };
+    ($op:expr, $operand:ident, cpu::<$T:ident> => $cpu:expr, bf16 => $bf16:expr, cuda($gpu:ident) => $cuda:expr $(,)?) => {
         match $operand {
             $crate::Storage::Cpu(_) => match $operand.dtype() {
                 $crate::DType::F32 => {
@@ -62,7 +67,7 @@ macro_rules! dispatch {
                     type $T = f64;
                     $cpu
                 }
-                dtype => Err($crate::Error::unsupported($op, dtype, $crate::Device::Cpu)),
+                $crate::DType::BF16 => $bf16,
             },
             $crate::Storage::Cuda($gpu) => $cuda,
         }
@@ -142,6 +147,11 @@ impl Storage {
     /// Host f64 values.
     pub fn f64(values: Vec<f64>) -> Storage {
         Storage::Cpu(CpuStorage::F64(values))
+    }
+
+    /// Host bf16 values.
+    pub fn bf16(values: Vec<bf16>) -> Storage {
+        Storage::Cpu(CpuStorage::BF16(values))
     }
 
     /// A buffer of `len` zeros.
@@ -240,6 +250,20 @@ impl Storage {
         T::host_slice(self).ok_or_else(|| wrong_operand::<T>(op, operand, found))
     }
 
+    /// Borrows a host bf16 buffer (activations stored under autocast), or says which
+    /// operand of `op` has the wrong type or device.
+    pub fn host_bf16(&self, op: &'static str, operand: &str) -> Result<&[bf16]> {
+        match self {
+            Storage::Cpu(CpuStorage::BF16(values)) => Ok(values),
+            other => Err(wrong_dtype(
+                op,
+                operand,
+                (other.dtype(), other.device()),
+                DType::BF16,
+            )),
+        }
+    }
+
     /// Mutably borrows the host buffer as `T`, or says which operand of `op` is wrong.
     pub fn host_mut<T: Element>(&mut self, op: &'static str, operand: &str) -> Result<&mut [T]> {
         let found = (self.dtype(), self.device());
@@ -296,12 +320,17 @@ impl Storage {
 }
 
 fn wrong_operand<T: Element>(op: &'static str, operand: &str, found: (DType, Device)) -> Error {
-    let (dtype, device) = found;
+    wrong_dtype(op, operand, found, T::DTYPE)
+}
+
+fn wrong_dtype(
+    op: &'static str,
+    operand: &str,
+    (dtype, device): (DType, Device),
+    expected: DType,
+) -> Error {
     Error::mismatch(
         op,
-        format!(
-            "{operand} is {dtype} on {device}, expected {} on cpu",
-            T::DTYPE
-        ),
+        format!("{operand} is {dtype} on {device}, expected {expected} on cpu"),
     )
 }
