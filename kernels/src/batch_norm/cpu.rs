@@ -1,39 +1,133 @@
+use half::bf16;
 use rayon::prelude::*;
 
 use super::BatchNormGeometry;
+use crate::bf16_values::{narrow, widen};
 use crate::output::filled_in_parallel;
 use crate::simd::{has_avx512, wide_loop};
-use crate::{Element, PAR_MIN_LEN};
+use crate::{Element, Result, Storage, PAR_MIN_LEN};
+
+/// An element type the loops read (and write): f32 and f64 are computed in themselves;
+/// bf16, an activation stored under autocast, is widened to f32 as each value is read and
+/// rounded once as each output is written, so that a bf16 input costs half the memory
+/// traffic of an f32 one and gives the f32 kernel's results on the widened values.
+/// Parameters, statistics and gradients are always in the compute type.
+pub(super) trait Value: Copy + Default + Send + Sync + 'static {
+    /// The type computed in: f32 for bf16, the type itself otherwise.
+    type Compute: Element + Value;
+
+    fn load(self) -> Self::Compute;
+
+    fn store(value: Self::Compute) -> Self;
+
+    /// Borrows a host buffer of this type, or says which operand of `op` is wrong.
+    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [Self]>;
+
+    fn to_storage(values: Vec<Self>) -> Storage;
+}
+
+impl Value for f32 {
+    type Compute = f32;
+
+    #[inline(always)]
+    fn load(self) -> f32 {
+        self
+    }
+
+    #[inline(always)]
+    fn store(value: f32) -> f32 {
+        value
+    }
+
+    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [f32]> {
+        storage.host(op, operand)
+    }
+
+    fn to_storage(values: Vec<f32>) -> Storage {
+        Storage::f32(values)
+    }
+}
+
+impl Value for f64 {
+    type Compute = f64;
+
+    #[inline(always)]
+    fn load(self) -> f64 {
+        self
+    }
+
+    #[inline(always)]
+    fn store(value: f64) -> f64 {
+        value
+    }
+
+    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [f64]> {
+        storage.host(op, operand)
+    }
+
+    fn to_storage(values: Vec<f64>) -> Storage {
+        Storage::f64(values)
+    }
+}
+
+impl Value for bf16 {
+    type Compute = f32;
+
+    #[inline(always)]
+    fn load(self) -> f32 {
+        widen(self)
+    }
+
+    #[inline(always)]
+    fn store(value: f32) -> bf16 {
+        narrow(value)
+    }
+
+    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [bf16]> {
+        storage.host_bf16(op, operand)
+    }
+
+    fn to_storage(values: Vec<bf16>) -> Storage {
+        Storage::bf16(values)
+    }
+}
 
 /// Independent f64 accumulators: a single running sum is one long dependency chain of
 /// additions, while eight lanes let the compiler keep several additions in flight.
 const LANES: usize = 8;
 
+/// `value` read in f64 (exactly, whatever its type).
+#[inline(always)]
+fn f64_of<T: Value>(value: T) -> f64 {
+    value.load().to_f64_lossy()
+}
+
 /// Adds `f(a[i], b[i])` over two equally long slices into eight f64 lanes, the values
 /// past the last whole group of eight into `tail`.
 #[inline(always)]
-fn add_to_lanes<T: Element>(
+fn add_to_lanes(
     lanes: &mut [f64; LANES],
     tail: &mut f64,
-    a: &[T],
-    b: &[T],
+    a: &[impl Value],
+    b: &[impl Value],
     f: &impl Fn(f64, f64) -> f64,
 ) {
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
-        *tail += f(x.to_f64_lossy(), y.to_f64_lossy());
+        *tail += f(f64_of(x), f64_of(y));
     }
     for (ca, cb) in a_chunks.zip(b_chunks) {
         for k in 0..LANES {
-            lanes[k] += f(ca[k].to_f64_lossy(), cb[k].to_f64_lossy());
+            lanes[k] += f(f64_of(ca[k]), f64_of(cb[k]));
         }
     }
 }
 
 wide_loop! {
-    /// `sum(f(a[i], b[i]))` in f64 over two equally long slices, eight f64 lanes (one
-    /// AVX-512 register when `wide`; each lane adds in the same order either way).
-    fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    /// `sum(f(a[i], b[i]))` in f64 over two equally long slices (of an input and of its
+    /// gradient, or twice the same), eight f64 lanes (one AVX-512 register when `wide`;
+    /// each lane adds in the same order either way).
+    fn lane_sum<T: Value>(a: &[T], b: &[impl Value], f: impl Fn(f64, f64) -> f64) -> f64 {
         let (mut lanes, mut tail) = ([0.0f64; LANES], 0.0f64);
         add_to_lanes(&mut lanes, &mut tail, a, b, &f);
         lanes.iter().sum::<f64>() + tail
@@ -63,17 +157,20 @@ const CACHED_CHANNEL_BYTES: usize = 1 << 20;
 
 /// Whether a whole channel of `x` stays in the L2 cache between two passes, so that its
 /// sums are taken over the whole channel at once rather than plane by plane.
-fn channel_fits_in_cache<T>(g: &BatchNormGeometry) -> bool {
-    g.batch * g.spatial * std::mem::size_of::<T>() <= CACHED_CHANNEL_BYTES
+///
+/// Judged at the size of the compute type: a bf16 channel takes the path (and so the
+/// order of additions) an f32 channel of the same shape takes, for the same bits.
+pub(super) fn channel_fits_in_cache<T: Value>(g: &BatchNormGeometry) -> bool {
+    g.batch * g.spatial * std::mem::size_of::<T::Compute>() <= CACHED_CHANNEL_BYTES
 }
 
 wide_loop! {
     /// `sum(f(a[i], b[i]))` in f64 over channel `c`'s planes of two equally shaped
     /// tensors: one loop over the whole channel, eight f64 lanes carried from plane to
     /// plane, so small planes (7x7, 3x3, or 1 for a 2-D input) cost no call each.
-    fn channel_sum<T: Element>(
+    fn channel_sum<T: Value>(
         a: &[T],
-        b: &[T],
+        b: &[impl Value],
         c: usize,
         g: &BatchNormGeometry,
         f: impl Fn(f64, f64) -> f64,
@@ -93,7 +190,7 @@ wide_loop! {
 /// second from cache. A larger one takes them plane by plane (each plane's second pass
 /// from cache), and the planes' moments are merged with Chan et al.'s update, which keeps
 /// the precision of two passes over the whole channel.
-pub fn channel_moments<T: Element>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, f64)> {
+pub(super) fn channel_moments<T: Value>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, f64)> {
     let wide = has_avx512();
     let cached = channel_fits_in_cache::<T>(g);
     (0..g.channels)
@@ -123,9 +220,9 @@ pub fn channel_moments<T: Element>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, 
 }
 
 /// `(sum(dy), sum(dy * (x - mean_c)))` of every channel, in f64.
-pub fn grad_sums<T: Element>(
+pub(super) fn grad_sums<T: Value>(
     x: &[T],
-    dy: &[T],
+    dy: &[T::Compute],
     mean: &[f64],
     g: &BatchNormGeometry,
 ) -> Vec<(f64, f64)> {
@@ -157,11 +254,11 @@ pub fn grad_sums<T: Element>(
 
 /// Planes smaller than this are processed an image at a time ([`map_images`]): a call per
 /// plane of 7x7 or 3x3 values would cost more than its arithmetic.
-const SMALL_PLANE: usize = 256;
+pub(super) const SMALL_PLANE: usize = 256;
 
 /// Runs `f(start, output image)` over every image (all channels of one batch element) in
 /// parallel; `start` is the image's offset in the input.
-fn map_images<T: Element>(
+fn map_images<T: Value>(
     len: usize,
     g: &BatchNormGeometry,
     f: impl Fn(usize, &mut [T]) + Sync,
@@ -179,7 +276,7 @@ fn map_images<T: Element>(
 }
 
 /// Runs `f(channel, input plane, output plane)` over every `(n, c)` plane in parallel.
-fn map_planes<T: Element>(
+fn map_planes<T: Value>(
     len: usize,
     g: &BatchNormGeometry,
     f: impl Fn(usize, usize, &mut [T]) + Sync,
@@ -200,15 +297,16 @@ fn map_planes<T: Element>(
 ///
 /// Subtracting the mean first (rather than folding it into the shift) keeps f32 outputs
 /// accurate when a channel's mean is large compared with its spread.
-pub fn affine<T: Element>(
+pub(super) fn affine<T: Value>(
     x: &[T],
     coefficients: &[(f64, f64, f64)],
     g: &BatchNormGeometry,
 ) -> Vec<T> {
     let wide = has_avx512();
-    let coefficients: Vec<[T; 3]> = coefficients
+    let of = <T::Compute as Element>::of;
+    let coefficients: Vec<[T::Compute; 3]> = coefficients
         .iter()
-        .map(|&(center, scale, shift)| [T::of(center), T::of(scale), T::of(shift)])
+        .map(|&(center, scale, shift)| [of(center), of(scale), of(shift)])
         .collect();
     if g.spatial < SMALL_PLANE {
         return map_images(x.len(), g, |start, y| {
@@ -225,27 +323,33 @@ pub fn affine<T: Element>(
 wide_loop! {
     /// `y = (x - center) * scale + shift` over consecutive planes (a whole image, or one
     /// plane), each with its channel's `[center, scale, shift]`.
-    fn affine_planes<T: Element>(x: &[T], y: &mut [T], coefficients: &[[T; 3]], spatial: usize) {
+    fn affine_planes<T: Value>(
+        x: &[T],
+        y: &mut [T],
+        coefficients: &[[T::Compute; 3]],
+        spatial: usize,
+    ) {
         let planes = y.chunks_exact_mut(spatial).zip(x.chunks_exact(spatial));
         for ((y, x), &[center, scale, shift]) in planes.zip(coefficients) {
             for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x - center) * scale + shift;
+                *y = T::store((x.load() - center) * scale + shift);
             }
         }
     }
 }
 
 /// `dx = a_c * dy + b_c * (x - mean_c) + k_c` for `coefficients[c] = (mean_c, a_c, b_c, k_c)`.
-pub fn input_grad<T: Element>(
+pub(super) fn input_grad<T: Value>(
     x: &[T],
-    dy: &[T],
+    dy: &[T::Compute],
     coefficients: &[(f64, f64, f64, f64)],
     g: &BatchNormGeometry,
-) -> Vec<T> {
+) -> Vec<T::Compute> {
     let wide = has_avx512();
-    let coefficients: Vec<[T; 4]> = coefficients
+    let of = <T::Compute as Element>::of;
+    let coefficients: Vec<[T::Compute; 4]> = coefficients
         .iter()
-        .map(|&(mean, a, b, k)| [T::of(mean), T::of(a), T::of(b), T::of(k)])
+        .map(|&(mean, a, b, k)| [of(mean), of(a), of(b), of(k)])
         .collect();
     if g.spatial < SMALL_PLANE {
         return map_images(x.len(), g, |start, dx| {
@@ -264,11 +368,11 @@ pub fn input_grad<T: Element>(
 wide_loop! {
     /// `dx = a * dy + b * (x - mean) + k` over consecutive planes (a whole image, or one
     /// plane), each with its channel's `[mean, a, b, k]`.
-    fn input_grad_planes<T: Element>(
+    fn input_grad_planes<T: Value>(
         x: &[T],
-        dy: &[T],
-        dx: &mut [T],
-        coefficients: &[[T; 4]],
+        dy: &[T::Compute],
+        dx: &mut [T::Compute],
+        coefficients: &[[T::Compute; 4]],
         spatial: usize,
     ) {
         let planes = dx
@@ -277,7 +381,7 @@ wide_loop! {
             .zip(dy.chunks_exact(spatial));
         for (((dx, x), dy), &[mean, a, b, k]) in planes.zip(coefficients) {
             for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = a * dy + b * (x - mean) + k;
+                *dx = a * dy + b * (x.load() - mean) + k;
             }
         }
     }

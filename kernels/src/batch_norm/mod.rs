@@ -33,13 +33,23 @@
 //!
 //! Training with a single value per channel (`M == 1`) is refused, as in PyTorch: the
 //! variance would be 0 and the unbiased variance undefined.
+//!
+//! Under autocast the input (a convolution's output) may be bf16 on the CPU, with f32
+//! parameters, running statistics and gradients of the output, as in PyTorch, whose batch
+//! norm keeps its parameters and statistics in f32: the output is then bf16, and the
+//! statistics and all gradients f32. Each bf16 value is widened as it is read, so the
+//! results are bit for bit those of the f32 kernel on the widened input, the output
+//! rounded once to bf16; the input is read at half the memory traffic of an f32 one.
 
 mod cpu;
 mod cuda;
 #[cfg(test)]
 mod tests;
 
+use half::bf16;
+
 use crate::{fmt_shape, Element, Error, Result, Storage};
+use cpu::Value;
 
 const OP: &str = "batch_norm";
 
@@ -149,13 +159,15 @@ impl BatchNormGeometry {
 /// Per-channel statistics saved by the forward pass for the backward pass.
 #[derive(Clone, Debug)]
 pub struct BatchStats {
-    /// Batch mean of each channel, in the input's dtype.
+    /// Batch mean of each channel, in the input's dtype (f32 for a bf16 input).
     pub mean: Storage,
-    /// `1 / sqrt(biased batch variance + eps)` of each channel, in the input's dtype.
+    /// `1 / sqrt(biased batch variance + eps)` of each channel, in the input's dtype (f32
+    /// for a bf16 input).
     pub inv_std: Storage,
 }
 
-/// Gradients of batch norm with respect to its input and affine parameters.
+/// Gradients of batch norm with respect to its input and affine parameters, in the
+/// input's dtype (f32 for a bf16 input: gradients stay f32 under autocast).
 #[derive(Clone, Debug)]
 pub struct BatchNormGrads {
     pub input: Storage,
@@ -187,6 +199,10 @@ fn check_momentum(momentum: f64) -> Result<()> {
 
 /// Normalises with the batch statistics and updates the running statistics in place
 /// (biased variance to normalise, unbiased variance into `running_var`).
+///
+/// Every operand has the input's dtype, except that a bf16 input on the CPU takes f32
+/// parameters and running statistics; the output then is bf16 and the statistics f32.
+/// Any other mix is an [`Error::Mismatch`] naming the operand.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_train(
     input: &Storage,
@@ -231,6 +247,16 @@ pub fn forward_train(
             eps,
             g,
         ),
+        bf16 => forward_train_cpu::<bf16>(
+            input,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            momentum,
+            eps,
+            g,
+        ),
         cuda(input) => cuda::forward_train(
             input,
             gamma,
@@ -244,7 +270,7 @@ pub fn forward_train(
     )
 }
 
-/// Normalises with the running statistics (inference).
+/// Normalises with the running statistics (inference). Dtypes as in [`forward_train`].
 pub fn forward_eval(
     input: &Storage,
     gamma: &Storage,
@@ -268,11 +294,16 @@ pub fn forward_eval(
         OP,
         input,
         cpu::<T> => forward_eval_cpu::<T>(input, gamma, beta, running_mean, running_var, eps, g),
+        bf16 => forward_eval_cpu::<bf16>(input, gamma, beta, running_mean, running_var, eps, g),
         cuda(input) => cuda::forward_eval(input, (gamma, beta), (running_mean, running_var), eps, g),
     )
 }
 
 /// Backward of forward_train: the batch statistics depend on the input.
+///
+/// Every operand has the input's dtype, except that a bf16 input on the CPU (the saved
+/// forward input under autocast) takes f32 `gamma`, `stats` and `grad_out`; the gradients
+/// then are f32. Any other mix is an [`Error::Mismatch`] naming the operand.
 pub fn backward_train(
     input: &Storage,
     gamma: &Storage,
@@ -292,11 +323,13 @@ pub fn backward_train(
         OP,
         input,
         cpu::<T> => backward_train_cpu::<T>(input, gamma, stats, grad_out, g),
+        bf16 => backward_train_cpu::<bf16>(input, gamma, stats, grad_out, g),
         cuda(input) => cuda::backward_train(input, gamma, stats, grad_out, g),
     )
 }
 
-/// Backward of forward_eval: the running statistics are constants.
+/// Backward of forward_eval: the running statistics are constants. Dtypes as in
+/// [`backward_train`].
 pub fn backward_eval(
     input: &Storage,
     gamma: &Storage,
@@ -319,6 +352,7 @@ pub fn backward_eval(
         OP,
         input,
         cpu::<T> => backward_eval_cpu::<T>(input, gamma, running_mean, running_var, eps, grad_out, g),
+        bf16 => backward_eval_cpu::<bf16>(input, gamma, running_mean, running_var, eps, grad_out, g),
         cuda(input) => cuda::backward_eval(input, gamma, (running_mean, running_var), eps, grad_out, g),
     )
 }
@@ -338,8 +372,10 @@ fn from_f64<T: Element>(values: &[f64]) -> Storage {
     T::into_storage(values.iter().map(|&v| T::of(v)).collect())
 }
 
+/// The generic CPU kernels below take `T`, the input's element type (f32, f64 or bf16);
+/// parameters, statistics, `grad_out` and gradients are in `T::Compute` (f32 for bf16).
 #[allow(clippy::too_many_arguments)]
-fn forward_train_cpu<T: Element>(
+fn forward_train_cpu<T: Value>(
     input: &Storage,
     gamma: &Storage,
     beta: &Storage,
@@ -349,32 +385,31 @@ fn forward_train_cpu<T: Element>(
     eps: f64,
     g: &BatchNormGeometry,
 ) -> Result<(Storage, BatchStats)> {
-    let x = input.host::<T>(OP, "input")?;
-    let gamma = to_f64(gamma.host::<T>(OP, "gamma")?);
-    let beta = to_f64(beta.host::<T>(OP, "beta")?);
+    let x = T::from_host(input, OP, "input")?;
+    let gamma = to_f64(gamma.host::<T::Compute>(OP, "gamma")?);
+    let beta = to_f64(beta.host::<T::Compute>(OP, "beta")?);
     // Borrow both running buffers before touching either, so a dtype error leaves them unchanged.
-    let running_var = running_var.host_mut::<T>(OP, "running_var")?;
-    let running_mean = running_mean.host_mut::<T>(OP, "running_mean")?;
+    let running_var = running_var.host_mut::<T::Compute>(OP, "running_var")?;
+    let running_mean = running_mean.host_mut::<T::Compute>(OP, "running_mean")?;
 
     let moments = cpu::channel_moments(x, g);
     let m = g.per_channel() as f64;
+    let of = <T::Compute as Element>::of;
     let mut inv_std = Vec::with_capacity(g.channels);
     for (c, &(mean, m2)) in moments.iter().enumerate() {
         let biased = m2 / m;
         let unbiased = m2 / (m - 1.0);
         inv_std.push(1.0 / (biased + eps).sqrt());
-        running_mean[c] =
-            T::of((1.0 - momentum) * running_mean[c].to_f64_lossy() + momentum * mean);
-        running_var[c] =
-            T::of((1.0 - momentum) * running_var[c].to_f64_lossy() + momentum * unbiased);
+        running_mean[c] = of((1.0 - momentum) * running_mean[c].to_f64_lossy() + momentum * mean);
+        running_var[c] = of((1.0 - momentum) * running_var[c].to_f64_lossy() + momentum * unbiased);
     }
     let mean: Vec<f64> = moments.iter().map(|&(mean, _)| mean).collect();
     let y = cpu::affine(x, &affine_coefficients(&gamma, &beta, &mean, &inv_std), g);
     let stats = BatchStats {
-        mean: from_f64::<T>(&mean),
-        inv_std: from_f64::<T>(&inv_std),
+        mean: from_f64::<T::Compute>(&mean),
+        inv_std: from_f64::<T::Compute>(&inv_std),
     };
-    Ok((T::into_storage(y), stats))
+    Ok((T::to_storage(y), stats))
 }
 
 /// `y = (x - mean) * scale + beta` with `scale = gamma * inv_std`, per channel.
@@ -389,7 +424,7 @@ fn affine_coefficients(
         .collect()
 }
 
-fn forward_eval_cpu<T: Element>(
+fn forward_eval_cpu<T: Value>(
     input: &Storage,
     gamma: &Storage,
     beta: &Storage,
@@ -398,27 +433,27 @@ fn forward_eval_cpu<T: Element>(
     eps: f64,
     g: &BatchNormGeometry,
 ) -> Result<Storage> {
-    let x = input.host::<T>(OP, "input")?;
-    let gamma = to_f64(gamma.host::<T>(OP, "gamma")?);
-    let beta = to_f64(beta.host::<T>(OP, "beta")?);
-    let mean = to_f64(running_mean.host::<T>(OP, "running_mean")?);
-    let inv_std = inv_std_of(running_var.host::<T>(OP, "running_var")?, eps);
+    let x = T::from_host(input, OP, "input")?;
+    let gamma = to_f64(gamma.host::<T::Compute>(OP, "gamma")?);
+    let beta = to_f64(beta.host::<T::Compute>(OP, "beta")?);
+    let mean = to_f64(running_mean.host::<T::Compute>(OP, "running_mean")?);
+    let inv_std = inv_std_of(running_var.host::<T::Compute>(OP, "running_var")?, eps);
     let y = cpu::affine(x, &affine_coefficients(&gamma, &beta, &mean, &inv_std), g);
-    Ok(T::into_storage(y))
+    Ok(T::to_storage(y))
 }
 
-fn backward_train_cpu<T: Element>(
+fn backward_train_cpu<T: Value>(
     input: &Storage,
     gamma: &Storage,
     stats: &BatchStats,
     grad_out: &Storage,
     g: &BatchNormGeometry,
 ) -> Result<BatchNormGrads> {
-    let x = input.host::<T>(OP, "input")?;
-    let dy = grad_out.host::<T>(OP, "grad_out")?;
-    let gamma = to_f64(gamma.host::<T>(OP, "gamma")?);
-    let mean = to_f64(stats.mean.host::<T>(OP, "stats.mean")?);
-    let inv_std = to_f64(stats.inv_std.host::<T>(OP, "stats.inv_std")?);
+    let x = T::from_host(input, OP, "input")?;
+    let dy = grad_out.host::<T::Compute>(OP, "grad_out")?;
+    let gamma = to_f64(gamma.host::<T::Compute>(OP, "gamma")?);
+    let mean = to_f64(stats.mean.host::<T::Compute>(OP, "stats.mean")?);
+    let inv_std = to_f64(stats.inv_std.host::<T::Compute>(OP, "stats.inv_std")?);
 
     let sums = cpu::grad_sums(x, dy, &mean, g);
     let m = g.per_channel() as f64;
@@ -439,13 +474,13 @@ fn backward_train_cpu<T: Element>(
         })
         .collect();
     Ok(BatchNormGrads {
-        input: T::into_storage(cpu::input_grad(x, dy, &coefficients, g)),
-        gamma: from_f64::<T>(&dgamma),
-        beta: from_f64::<T>(&dbeta),
+        input: T::Compute::to_storage(cpu::input_grad(x, dy, &coefficients, g)),
+        gamma: from_f64::<T::Compute>(&dgamma),
+        beta: from_f64::<T::Compute>(&dbeta),
     })
 }
 
-fn backward_eval_cpu<T: Element>(
+fn backward_eval_cpu<T: Value>(
     input: &Storage,
     gamma: &Storage,
     running_mean: &Storage,
@@ -454,11 +489,11 @@ fn backward_eval_cpu<T: Element>(
     grad_out: &Storage,
     g: &BatchNormGeometry,
 ) -> Result<BatchNormGrads> {
-    let x = input.host::<T>(OP, "input")?;
-    let dy = grad_out.host::<T>(OP, "grad_out")?;
-    let gamma = to_f64(gamma.host::<T>(OP, "gamma")?);
-    let mean = to_f64(running_mean.host::<T>(OP, "running_mean")?);
-    let inv_std = inv_std_of(running_var.host::<T>(OP, "running_var")?, eps);
+    let x = T::from_host(input, OP, "input")?;
+    let dy = grad_out.host::<T::Compute>(OP, "grad_out")?;
+    let gamma = to_f64(gamma.host::<T::Compute>(OP, "gamma")?);
+    let mean = to_f64(running_mean.host::<T::Compute>(OP, "running_mean")?);
+    let inv_std = inv_std_of(running_var.host::<T::Compute>(OP, "running_var")?, eps);
 
     let sums = cpu::grad_sums(x, dy, &mean, g);
     let dgamma: Vec<f64> = sums
@@ -474,8 +509,8 @@ fn backward_eval_cpu<T: Element>(
         .map(|(&gm, &is)| (0.0, gm * is, 0.0))
         .collect();
     Ok(BatchNormGrads {
-        input: T::into_storage(cpu::affine(dy, &coefficients, g)),
-        gamma: from_f64::<T>(&dgamma),
-        beta: from_f64::<T>(&dbeta),
+        input: T::Compute::to_storage(cpu::affine(dy, &coefficients, g)),
+        gamma: from_f64::<T::Compute>(&dgamma),
+        beta: from_f64::<T::Compute>(&dbeta),
     })
 }

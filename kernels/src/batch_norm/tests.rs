@@ -1,6 +1,10 @@
+use half::bf16;
+use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
+
 use super::*;
 use crate::test_util::{assert_close_rel, values};
-use crate::{DType, Error};
+use crate::{CpuStorage, DType, Error};
 
 fn f64s(s: &Storage) -> Vec<f64> {
     s.to_vec_f64().unwrap()
@@ -469,27 +473,40 @@ fn empty_inputs_are_handled() {
 
 #[test]
 fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients() {
-    // Channels of up to 1 MiB take whole-channel sums, larger ones per-plane sums merged
-    // by Chan's update; planes under 256 values are normalised an image at a time, larger
-    // ones a plane at a time. Each against plain two-pass statistics and the textbook
-    // gradient in f64, with an offset (1e3) large against the spread so that a one-pass
-    // E[x^2] - E[x]^2 would show.
+    // Channels of up to 1 MiB (of the compute type) take whole-channel sums, larger ones
+    // per-plane sums merged by Chan's update; planes under 256 values are normalised an
+    // image at a time, larger ones a plane at a time. Each against plain two-pass
+    // statistics and the textbook gradient in f64, with an offset (1e3) large against the
+    // spread so that a one-pass E[x^2] - E[x]^2 would show. A bf16 input (rounded to bf16,
+    // so its values are multiples of 4 near 1e3) has f32 parameters and dy.
     for (shape, dtype) in [
         ([3, 2, 7, 7], DType::F64),
         ([2, 3, 1, 1], DType::F32),
         ([2, 2, 300, 300], DType::F64),
         ([3, 1, 330, 330], DType::F32),
+        ([3, 2, 7, 7], DType::BF16),
+        ([1200, 1, 15, 15], DType::BF16),
+        ([2, 2, 300, 300], DType::BF16),
+        ([3, 1, 330, 330], DType::BF16),
     ] {
         let [n, c, h, w] = shape;
+        let params = if dtype == DType::BF16 {
+            DType::F32
+        } else {
+            dtype
+        };
         let x: Vec<f64> = values(n * c * h * w, 7).iter().map(|v| 1e3 + v).collect();
         let x = storage(dtype, &x).to_vec_f64().unwrap();
         let g = BatchNormGeometry::new(&shape, c).unwrap();
         let (gamma, beta) = (vec![1.5; c], vec![-0.25; c]);
-        let (mut rm, mut rv) = (storage(dtype, &vec![0.0; c]), storage(dtype, &vec![1.0; c]));
+        let (mut rm, mut rv) = (
+            storage(params, &vec![0.0; c]),
+            storage(params, &vec![1.0; c]),
+        );
         let (y, stats) = forward_train(
             &storage(dtype, &x),
-            &storage(dtype, &gamma),
-            &storage(dtype, &beta),
+            &storage(params, &gamma),
+            &storage(params, &beta),
             &mut rm,
             &mut rv,
             1.0,
@@ -498,14 +515,14 @@ fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients()
         )
         .unwrap();
         let y = f64s(&y);
-        let dy = storage(dtype, &values(n * c * h * w, 11))
+        let dy = storage(params, &values(n * c * h * w, 11))
             .to_vec_f64()
             .unwrap();
         let grads = backward_train(
             &storage(dtype, &x),
-            &storage(dtype, &gamma),
+            &storage(params, &gamma),
             &stats,
-            &storage(dtype, &dy),
+            &storage(params, &dy),
             &g,
         )
         .unwrap();
@@ -522,7 +539,7 @@ fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients()
             let tolerance = if dtype == DType::F64 { 1e-12 } else { 1e-6 };
             assert_close_rel(&[f64s(&stats.mean)[ch]], &[mean], tolerance);
             assert_close_rel(&[f64s(&stats.inv_std)[ch]], &[inv_std], tolerance);
-            // x - mean in the input's precision (a few units of x's last place, x being
+            // x - mean in the compute precision (a few units of x's last place, x being
             // about 1e3) plus the rounding of the f64 sums behind the mean (about
             // sqrt(count) units of f64's last place), scaled by gamma * inv_std.
             let unit = if dtype == DType::F64 {
@@ -532,8 +549,16 @@ fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients()
             };
             let sums = count.sqrt() * f64::EPSILON;
             let y_tolerance = 4.0 * (unit + sums) * 1e3 * 1.5 * inv_std;
+            // A bf16 output is the f32 one rounded once more: half a unit of bf16's last
+            // place, 2^-9 relative, of a value within y_tolerance of the exact one.
+            let rounding = if dtype == DType::BF16 {
+                2f64.powi(-9)
+            } else {
+                0.0
+            };
             for &i in members.iter().step_by(97) {
                 let want = (x[i] - mean) * inv_std * 1.5 - 0.25;
+                let y_tolerance = y_tolerance + rounding * (want.abs() + y_tolerance);
                 assert!(
                     (y[i] - want).abs() <= y_tolerance,
                     "{shape:?} {dtype:?}: y[{i}] = {}, want {want}",
@@ -544,8 +569,8 @@ fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients()
             let x_hat = |i: usize| (x[i] - mean) * inv_std;
             let sum_dy: f64 = members.iter().map(|&i| dy[i]).sum();
             let sum_dy_x_hat: f64 = members.iter().map(|&i| dy[i] * x_hat(i)).sum();
-            // Tolerances from the error of x_hat (that of y, over gamma) and the rounding
-            // of the result to the input's precision.
+            // Tolerances from the error of x_hat (that of y before any rounding to bf16,
+            // over gamma) and the rounding of the result to the compute precision.
             let x_hat_error = y_tolerance / 1.5;
             let sum_abs_dy: f64 = members.iter().map(|&i| dy[i].abs()).sum();
             let close = |got: f64, want: f64, tolerance: f64| {
@@ -571,4 +596,290 @@ fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients()
             }
         }
     }
+}
+
+/// The bits of every value of a host f32 or bf16 buffer (so that NaNs and signed zeros
+/// compare too), tagged with the dtype.
+fn bits(s: &Storage) -> (DType, Vec<u32>) {
+    let bits = match s {
+        Storage::Cpu(CpuStorage::F32(v)) => v.iter().map(|x| x.to_bits()).collect(),
+        Storage::Cpu(CpuStorage::BF16(v)) => v.iter().map(|x| u32::from(x.to_bits())).collect(),
+        other => panic!(
+            "expected a host f32 or bf16 buffer, got {:?}",
+            other.dtype()
+        ),
+    };
+    (s.dtype(), bits)
+}
+
+/// `values` rounded to bf16 by `half` (not by the code under test).
+fn rounded(values: &[f32]) -> Storage {
+    Storage::bf16(values.iter().map(|&v| bf16::from_f32(v)).collect())
+}
+
+/// Everything the four entry points return, for one input dtype.
+struct Results {
+    /// forward_train: the output, the batch statistics, the updated running statistics.
+    train: [Storage; 5],
+    /// backward_train: the gradients of input, gamma and beta.
+    train_grads: [Storage; 3],
+    eval: Storage,
+    eval_grads: [Storage; 3],
+}
+
+/// Runs forward and backward, training and eval, on `x` with f32 parameters and dy.
+fn run_all(shape: &[usize], x: &Storage, seed: u64) -> Results {
+    let g = BatchNormGeometry::new(shape, shape[1]).unwrap();
+    let (len, c) = (x.len(), shape[1]);
+    let f32s = |v: Vec<f64>| Storage::f64(v).to_dtype(DType::F32).unwrap();
+    let gamma = f32s(values(c, seed).iter().map(|v| v + 1.5).collect());
+    let beta = f32s(values(c, seed + 1));
+    let mut rm = f32s(values(c, seed + 2));
+    let mut rv = f32s(values(c, seed + 3).iter().map(|v| v + 1.2).collect());
+    let dy = f32s(values(len, seed + 4));
+    let eval = forward_eval(x, &gamma, &beta, &rm, &rv, 1e-5, &g).unwrap();
+    let eval_grads = backward_eval(x, &gamma, &rm, &rv, 1e-5, &dy, &g).unwrap();
+    let (y, stats) = forward_train(x, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5, &g).unwrap();
+    let grads = backward_train(x, &gamma, &stats, &dy, &g).unwrap();
+    Results {
+        train: [y, stats.mean, stats.inv_std, rm, rv],
+        train_grads: [grads.input, grads.gamma, grads.beta],
+        eval,
+        eval_grads: [eval_grads.input, eval_grads.gamma, eval_grads.beta],
+    }
+}
+
+/// The contract of a bf16 input: every result has the bits of the f32 kernel's on the
+/// widened input, the bf16 outputs rounded once from the f32 ones, everything else f32.
+fn check_bf16_against_f32(shape: &[usize], x: &[f32], seed: u64) {
+    let bf16_input = rounded(x);
+    let widened = Storage::f32(bf16_input.to_vec_f32().unwrap());
+    let (half, single) = (
+        run_all(shape, &bf16_input, seed),
+        run_all(shape, &widened, seed),
+    );
+    let narrowed = |s: &Storage| rounded(&s.to_vec_f32().unwrap());
+    let [y, rest @ ..] = &single.train;
+    let y = narrowed(y);
+    let want_train = [&y].into_iter().chain(rest);
+    for (what, (got, want)) in ["y", "mean", "inv_std", "running_mean", "running_var"]
+        .iter()
+        .zip(half.train.iter().zip(want_train))
+    {
+        assert_eq!(bits(got), bits(want), "{shape:?}: forward_train {what}");
+    }
+    assert_eq!(
+        bits(&half.eval),
+        bits(&narrowed(&single.eval)),
+        "{shape:?}: forward_eval"
+    );
+    for (what, (got, want)) in [
+        ("backward_train", (&half.train_grads, &single.train_grads)),
+        ("backward_eval", (&half.eval_grads, &single.eval_grads)),
+    ] {
+        for (name, (got, want)) in ["input", "gamma", "beta"].iter().zip(got.iter().zip(want)) {
+            assert_eq!(
+                bits(got),
+                bits(want),
+                "{shape:?}: {what} gradient of {name}"
+            );
+        }
+    }
+}
+
+/// `len` values around `offset` with a spread of `scale`.
+fn spread(len: usize, seed: u64, offset: f64, scale: f64) -> Vec<f32> {
+    values(len, seed)
+        .iter()
+        .map(|v| (offset + scale * v) as f32)
+        .collect()
+}
+
+#[test]
+fn bf16_input_gives_the_bits_of_f32_on_both_sides_of_both_thresholds() {
+    // Planes of 255 and 256 values (an image at a time, a plane at a time), and channels of
+    // 1 MiB of f32 and one value more (whole-channel sums, per-plane sums merged by Chan's
+    // update): a bf16 channel takes the f32 channel's path, though it is half the bytes.
+    // Which path a shape takes shows in the bits of f64 sums only, rarely in their f32
+    // roundings, so the paths are checked here directly.
+    for (shape, small_planes, cached) in [
+        (&[2, 3, 15, 17][..], true, true),
+        (&[2, 3, 16, 16], false, true),
+        (&[1024, 1, 16, 16], false, true),
+        (&[5, 1, 52429], false, false),
+        (&[1200, 1, 15, 15], true, false),
+        (&[4, 3], true, true),
+    ] {
+        let g = BatchNormGeometry::new(shape, shape[1]).unwrap();
+        assert_eq!(g.spatial < cpu::SMALL_PLANE, small_planes, "{shape:?}");
+        assert_eq!(cpu::channel_fits_in_cache::<f32>(&g), cached, "{shape:?}");
+        assert_eq!(cpu::channel_fits_in_cache::<bf16>(&g), cached, "{shape:?}");
+        let len: usize = shape.iter().product();
+        check_bf16_against_f32(shape, &spread(len, 21, 3.0, 2.0), 30);
+    }
+}
+
+#[test]
+fn bf16_input_gives_the_bits_of_f32_with_special_values() {
+    // Channel 0 holds a NaN, channel 1 an infinity, channel 2 signed zeros only (variance
+    // 0: inv_std = 1/sqrt(eps)), channel 3 a constant, channel 4 the largest finite bf16
+    // values (whose squared deviations overflow f32 but not the f64 sums).
+    let (n, c, plane) = (3, 5, 4);
+    let mut x = spread(n * c * plane, 22, 0.0, 1.0);
+    for b in 0..n {
+        let at = |ch: usize, s: usize| (b * c + ch) * plane + s;
+        x[at(0, 1)] = if b == 1 { f32::NAN } else { x[at(0, 1)] };
+        x[at(1, 2)] = if b == 2 {
+            f32::NEG_INFINITY
+        } else {
+            x[at(1, 2)]
+        };
+        for s in 0..plane {
+            x[at(2, s)] = if (b + s) % 2 == 0 { 0.0 } else { -0.0 };
+            x[at(3, s)] = 1.25;
+            x[at(4, s)] = if s % 2 == 0 { 3.3e38 } else { -3.3e38 };
+        }
+    }
+    check_bf16_against_f32(&[n, c, 2, 2], &x, 40);
+}
+
+fn shape_and_values() -> impl Strategy<Value = (Vec<usize>, Vec<f32>, f32, f32)> {
+    // Batch of at least 2 so that training has more than one value per channel; planes
+    // from 1 to 400 values, on both sides of the per-image threshold (256).
+    (2usize..6, 1usize..5, 1usize..21, 1usize..21, 2usize..5).prop_flat_map(|(n, c, h, w, rank)| {
+        let shape = match rank {
+            2 => vec![n, c],
+            3 => vec![n, c, h * w],
+            _ => vec![n, c, h, w],
+        };
+        let len: usize = shape.iter().product();
+        (
+            Just(shape),
+            proptest::collection::vec(-1.0f32..1.0, len),
+            -50.0f32..50.0,
+            0.01f32..100.0,
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        rng_seed: RngSeed::Fixed(0xb_f16),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn bf16_input_gives_the_bits_of_f32((shape, x, offset, scale) in shape_and_values()) {
+        let x: Vec<f32> = x.iter().map(|v| offset + scale * v).collect();
+        check_bf16_against_f32(&shape, &x, 50);
+    }
+}
+
+/// The error of a call, which must be a Mismatch that names `operand`.
+fn assert_mismatch_naming<T: std::fmt::Debug>(result: Result<T>, operand: &str) {
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Mismatch {
+                op: "batch_norm",
+                ..
+            }
+        ) && err.to_string().contains(&format!("{operand} is ")),
+        "{operand}: {err}"
+    );
+}
+
+#[test]
+fn bf16_input_takes_f32_parameters_and_refuses_every_other_mix() {
+    let g = BatchNormGeometry::new(&[2, 3], 3).unwrap();
+    let of = |dtype: DType, len: usize| Storage::f32(vec![0.5; len]).to_dtype(dtype).unwrap();
+    let x = of(DType::BF16, 6);
+    let (p, dy) = (of(DType::F32, 3), of(DType::F32, 6));
+    let stats = BatchStats {
+        mean: p.clone(),
+        inv_std: p.clone(),
+    };
+    for wrong in [DType::BF16, DType::F64] {
+        let bad = of(wrong, 3);
+        // Forward, training: each parameter in turn; a refused call leaves the running
+        // statistics alone.
+        for operand in 0..4 {
+            let mut ops = [p.clone(), p.clone(), p.clone(), p.clone()];
+            ops[operand] = bad.clone();
+            let [gamma, beta, mut rm, mut rv] = ops;
+            let before = (rm.clone(), rv.clone());
+            let name = ["gamma", "beta", "running_mean", "running_var"][operand];
+            assert_mismatch_naming(
+                forward_train(&x, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5, &g),
+                name,
+            );
+            assert_eq!((rm.clone(), rv.clone()), before, "{name}");
+            assert_mismatch_naming(forward_eval(&x, &gamma, &beta, &rm, &rv, 1e-5, &g), name);
+        }
+        // Backward: gamma, each statistic, and grad_out (gradients stay f32).
+        let bad_dy = of(wrong, 6);
+        assert_mismatch_naming(backward_train(&x, &bad, &stats, &dy, &g), "gamma");
+        assert_mismatch_naming(backward_train(&x, &p, &stats, &bad_dy, &g), "grad_out");
+        for (mean, inv_std, name) in [(&bad, &p, "stats.mean"), (&p, &bad, "stats.inv_std")] {
+            let stats = BatchStats {
+                mean: mean.clone(),
+                inv_std: inv_std.clone(),
+            };
+            assert_mismatch_naming(backward_train(&x, &p, &stats, &dy, &g), name);
+        }
+        assert_mismatch_naming(backward_eval(&x, &bad, &p, &p, 1e-5, &dy, &g), "gamma");
+        assert_mismatch_naming(
+            backward_eval(&x, &p, &bad, &p, 1e-5, &dy, &g),
+            "running_mean",
+        );
+        assert_mismatch_naming(
+            backward_eval(&x, &p, &p, &bad, 1e-5, &dy, &g),
+            "running_var",
+        );
+        assert_mismatch_naming(backward_eval(&x, &p, &p, &p, 1e-5, &bad_dy, &g), "grad_out");
+    }
+    // The mix is for bf16 inputs only: an f32 or f64 input takes parameters, statistics
+    // and grad_out of its own dtype, never bf16 ones.
+    for dtype in [DType::F32, DType::F64] {
+        let x = of(dtype, 6);
+        let (own, own_dy, half, half_dy) = (
+            of(dtype, 3),
+            of(dtype, 6),
+            of(DType::BF16, 3),
+            of(DType::BF16, 6),
+        );
+        let (mut rm, mut rv) = (own.clone(), own.clone());
+        assert_mismatch_naming(
+            forward_train(&x, &half, &own, &mut rm, &mut rv, 0.1, 1e-5, &g),
+            "gamma",
+        );
+        assert_mismatch_naming(
+            forward_eval(&x, &own, &own, &own, &half, 1e-5, &g),
+            "running_var",
+        );
+        let stats = BatchStats {
+            mean: own.clone(),
+            inv_std: own.clone(),
+        };
+        assert_mismatch_naming(backward_train(&x, &own, &stats, &half_dy, &g), "grad_out");
+        assert_mismatch_naming(
+            backward_eval(&x, &own, &own, &own, 1e-5, &half_dy, &g),
+            "grad_out",
+        );
+        assert!(backward_eval(&x, &own, &own, &own, 1e-5, &own_dy, &g).is_ok());
+    }
+    // And the accepted mix gives a bf16 output, f32 statistics and f32 gradients.
+    let (mut rm, mut rv) = (p.clone(), p.clone());
+    let (y, stats) = forward_train(&x, &p, &p, &mut rm, &mut rv, 0.1, 1e-5, &g).unwrap();
+    assert_eq!(
+        [y.dtype(), stats.mean.dtype(), stats.inv_std.dtype()],
+        [DType::BF16, DType::F32, DType::F32]
+    );
+    let grads = backward_train(&x, &p, &stats, &dy, &g).unwrap();
+    assert_eq!(
+        [grads.input.dtype(), grads.gamma.dtype(), grads.beta.dtype()],
+        [DType::F32; 3]
+    );
 }
