@@ -26,47 +26,25 @@ pub(super) trait Value: Copy + Default + Send + Sync + 'static {
     fn to_storage(values: Vec<Self>) -> Storage;
 }
 
-impl Value for f32 {
-    type Compute = f32;
+impl<T: Element> Value for T {
+    type Compute = T;
 
     #[inline(always)]
-    fn load(self) -> f32 {
+    fn load(self) -> T {
         self
     }
 
     #[inline(always)]
-    fn store(value: f32) -> f32 {
+    fn store(value: T) -> T {
         value
     }
 
-    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [f32]> {
+    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [T]> {
         storage.host(op, operand)
     }
 
-    fn to_storage(values: Vec<f32>) -> Storage {
-        Storage::f32(values)
-    }
-}
-
-impl Value for f64 {
-    type Compute = f64;
-
-    #[inline(always)]
-    fn load(self) -> f64 {
-        self
-    }
-
-    #[inline(always)]
-    fn store(value: f64) -> f64 {
-        value
-    }
-
-    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [f64]> {
-        storage.host(op, operand)
-    }
-
-    fn to_storage(values: Vec<f64>) -> Storage {
-        Storage::f64(values)
+    fn to_storage(values: Vec<T>) -> Storage {
+        T::into_storage(values)
     }
 }
 

@@ -883,3 +883,25 @@ fn bf16_input_takes_f32_parameters_and_refuses_every_other_mix() {
         [DType::F32; 3]
     );
 }
+
+#[test]
+fn bf16_output_rounds_ties_to_even() {
+    // running_var + eps = 0.75 + 0.25 = 1, so inv_std = 1 and y = x - mean + beta exactly
+    // in f32. With beta = 2^-8, half of bf16's spacing near 1 (2^-7), every y is a tie:
+    // 1 + 2^-8 goes down to the even 1, (1 + 2^-7) + 2^-8 up to the even 1 + 2^-6; and
+    // -1 - 2^-8 down in magnitude to -1.
+    let g = BatchNormGeometry::new(&[3, 1], 1).unwrap();
+    let x = [1.0, 1.0 + 2f32.powi(-7), -1.0 - 2f32.powi(-7)];
+    let one = Storage::f32(vec![1.0]);
+    let y = forward_eval(
+        &rounded(&x),
+        &one,
+        &Storage::f32(vec![2f32.powi(-8)]),
+        &Storage::f32(vec![0.0]),
+        &Storage::f32(vec![0.75]),
+        0.25,
+        &g,
+    )
+    .unwrap();
+    assert_eq!(bits(&y), bits(&rounded(&[1.0, 1.0 + 2f32.powi(-6), -1.0])));
+}
