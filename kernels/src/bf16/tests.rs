@@ -430,6 +430,46 @@ fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
     );
 }
 
+/// The implicit 3x3 path: input channels around multiples of 32, any output channels,
+/// images from one pixel (a block spans several images) to wider than a block, and rows
+/// of 16 and 32 pixels (whose f32 blocks the tiles store in place).
+fn conv3x3_geometries() -> impl Strategy<Value = Conv2dGeometry> {
+    let width = prop_oneof![1usize..=35, Just(16), Just(32)];
+    (1usize..=3, 16usize..=40, 1usize..=40, 1usize..=12, width).prop_map(
+        |(batch, c_in, c_out, h, w)| geometry([batch, c_in, h, w], [c_out, c_in, 3, 3], 1, 1),
+    )
+}
+
+/// 1x1 kernels with stride 1: the image is the product's operand; padding gives a border
+/// of bias.
+fn pointwise_geometries() -> impl Strategy<Value = Conv2dGeometry> {
+    (
+        1usize..=3,
+        1usize..=40,
+        1usize..=40,
+        1usize..=9,
+        1usize..=9,
+        0usize..=2,
+    )
+        .prop_map(|(batch, c_in, c_out, h, w, pad)| {
+            geometry([batch, c_in, h, w], [c_out, c_in, 1, 1], 1, pad)
+        })
+}
+
+/// Everything else goes through im2col: kernels 1-4 (3x3 with few channels too),
+/// strides, paddings.
+fn im2col_geometries() -> impl Strategy<Value = Conv2dGeometry> {
+    let images = (1usize..=3, 1usize..=5, 1usize..=40, 1usize..=9, 1usize..=9);
+    (images, 1usize..=4, 1usize..=3, 0usize..=2)
+        .prop_map(|((batch, c_in, c_out, h, w), k, stride, pad)| {
+            let k = k.min(h.min(w) + 2 * pad);
+            geometry([batch, c_in, h, w], [c_out, c_in, k, k], stride, pad)
+        })
+        .prop_filter("the pointwise path", |g| {
+            !(g.kernel == [1, 1] && g.stride == [1, 1])
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 32,
@@ -437,55 +477,31 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    // The implicit 3x3 path: input channels around multiples of 32, any output channels,
-    // images from one pixel (a block spans several images) to wider than a block.
     #[test]
     fn conv3x3_matches_f64_sums(
-        batch in 1usize..=3,
-        c_in in 16usize..=40,
-        c_out in 1usize..=40,
-        h in 1usize..=12,
-        w in 1usize..=35,
+        g in conv3x3_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        check_conv(&geometry([batch, c_in, h, w], [c_out, c_in, 3, 3], 1, 1), with_bias, seed);
+        check_conv(&g, with_bias, seed);
     }
 
-    // 1x1 kernels with stride 1: the image is the product's operand; padding gives a
-    // border of bias.
     #[test]
     fn pointwise_conv_matches_f64_sums(
-        batch in 1usize..=3,
-        c_in in 1usize..=40,
-        c_out in 1usize..=40,
-        h in 1usize..=9,
-        w in 1usize..=9,
-        pad in 0usize..=2,
+        g in pointwise_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        check_conv(&geometry([batch, c_in, h, w], [c_out, c_in, 1, 1], 1, pad), with_bias, seed);
+        check_conv(&g, with_bias, seed);
     }
 
-    // Everything else goes through im2col: kernels 1-4 (3x3 with few channels too),
-    // strides, paddings.
     #[test]
     fn im2col_conv_matches_f64_sums(
-        batch in 1usize..=3,
-        c_in in 1usize..=5,
-        c_out in 1usize..=40,
-        h in 1usize..=9,
-        w in 1usize..=9,
-        k in 1usize..=4,
-        stride in 1usize..=3,
-        pad in 0usize..=2,
+        g in im2col_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        let k = k.min(h.min(w) + 2 * pad);
-        prop_assume!(!(k == 1 && stride == 1), "the pointwise path");
-        check_conv(&geometry([batch, c_in, h, w], [c_out, c_in, k, k], stride, pad), with_bias, seed);
+        check_conv(&g, with_bias, seed);
     }
 }
 
@@ -758,52 +774,32 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    // The three paths, over the geometries of the f64 tests above: 3x3 implicit GEMM
-    // (widths that are multiples of 16 store f32 blocks in place, bf16 ones never),
-    // pointwise with a border of bias, im2col with kernels 1-4, strides and padding.
+    // The three paths, over the geometries of the f64 tests above.
     #[test]
     fn conv3x3_bf16_activations_match_the_f32_path(
-        batch in 1usize..=3,
-        c_in in 16usize..=40,
-        c_out in 1usize..=40,
-        h in 1usize..=12,
-        w in prop_oneof![1usize..=35, Just(16), Just(32)],
+        g in conv3x3_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        check_bf16_conv_random(&geometry([batch, c_in, h, w], [c_out, c_in, 3, 3], 1, 1), with_bias, seed);
+        check_bf16_conv_random(&g, with_bias, seed);
     }
 
     #[test]
     fn pointwise_bf16_activations_match_the_f32_path(
-        batch in 1usize..=3,
-        c_in in 1usize..=40,
-        c_out in 1usize..=40,
-        h in 1usize..=9,
-        w in 1usize..=9,
-        pad in 0usize..=2,
+        g in pointwise_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        check_bf16_conv_random(&geometry([batch, c_in, h, w], [c_out, c_in, 1, 1], 1, pad), with_bias, seed);
+        check_bf16_conv_random(&g, with_bias, seed);
     }
 
     #[test]
     fn im2col_bf16_activations_match_the_f32_path(
-        batch in 1usize..=3,
-        c_in in 1usize..=5,
-        c_out in 1usize..=40,
-        h in 1usize..=9,
-        w in 1usize..=9,
-        k in 1usize..=4,
-        stride in 1usize..=3,
-        pad in 0usize..=2,
+        g in im2col_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        let k = k.min(h.min(w) + 2 * pad);
-        prop_assume!(!(k == 1 && stride == 1), "the pointwise path");
-        check_bf16_conv_random(&geometry([batch, c_in, h, w], [c_out, c_in, k, k], stride, pad), with_bias, seed);
+        check_bf16_conv_random(&g, with_bias, seed);
     }
 }
 
