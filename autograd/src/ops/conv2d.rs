@@ -1,7 +1,7 @@
 //! 2-D convolution.
 
 use kernels::conv2d::{self, Conv2dGeometry};
-use kernels::{Result, Storage};
+use kernels::{DType, Result, Storage};
 
 use crate::autocast::{precision_for, Precision};
 use crate::graph::BackwardOp;
@@ -64,18 +64,13 @@ impl Tensor {
     ) -> Result<Tensor> {
         let geometry = Conv2dGeometry::new(self.shape(), weight.shape(), stride, padding)?;
         let precision = precision_for("conv2d", self)?;
-        let forward = match precision {
-            Precision::F32 => conv2d::forward,
-            Precision::Bf16 => conv2d::forward_bf16,
-        };
         let output = {
             let bias_storage = bias.map(|b| b.storage());
-            forward(
-                &self.storage(),
-                &weight.storage(),
-                bias_storage.as_deref(),
-                &geometry,
-            )?
+            let (x, w, b) = (&self.storage(), &weight.storage(), bias_storage.as_deref());
+            match precision {
+                Precision::F32 => conv2d::forward(x, w, b, &geometry),
+                Precision::Bf16 => conv2d::forward_bf16(x, w, b, &geometry, DType::F32),
+            }?
         };
         let mut inputs = vec![self, weight];
         inputs.extend(bias);

@@ -26,7 +26,7 @@ use benches::{random_vec, Kernel};
 use kernels::bf16::{self, Isa, MatMut, MatRef};
 use kernels::conv2d::{self, Conv2dGeometry};
 use kernels::linear::{self, LinearGeometry};
-use kernels::Storage;
+use kernels::{DType, Storage};
 
 const MIN_TIME: Duration = Duration::from_millis(300);
 
@@ -256,7 +256,9 @@ fn time_layer(layer: &Layer, seed: u64) -> Result<(f64, Option<f64>), Box<dyn Er
                 .bias
                 .then(|| Storage::f32(random_vec(c_out, seed + 2)));
             let gy = Storage::f32(random_vec(g.output_shape().iter().product(), seed + 3));
-            let fwd = median_secs(|| conv2d::forward_bf16(&x, &w, bias.as_ref(), &g).unwrap());
+            let fwd = median_secs(|| {
+                conv2d::forward_bf16(&x, &w, bias.as_ref(), &g, DType::F32).unwrap()
+            });
             let bwd = (!layer.forward_only).then(|| {
                 median_secs(|| {
                     conv2d::backward_bf16(&x, &w, &gy, &g, layer.bias, layer.input_grad).unwrap()

@@ -13,18 +13,24 @@
 //! scratch `[channels][chunk pixels]` that is then copied into place; each weight gradient
 //! is one product over the whole batch (its depth is every pixel), split over the threads
 //! by blocks of the result.
+//!
+//! The input (an activation) may be f32, rounded to bf16 as it is packed, or bf16 (autocast's
+//! activations), packed as it is; the weight, the bias and `dL/dy` are f32. The forward's
+//! output is f32, or bf16 rounded once from the same f32 sums as they are put in place.
 
 use std::mem::MaybeUninit;
 
+use half::bf16;
 use rayon::prelude::*;
 
 use super::conv3x3;
 use super::gemm::{product, MatMut, MatRef};
 use super::pack::Packed;
-use super::source::{Im2col, Planes, View};
+use super::source::{Planes, Values, View};
+use super::stored::Stored;
 use super::{groups, split_groups, Cpu};
 use crate::conv2d::{Conv2dGeometry, Conv2dGrads};
-use crate::{Result, Storage};
+use crate::{DType, Error, Result, Storage};
 
 const OP: &str = "conv2d";
 
@@ -33,17 +39,35 @@ const RESULT_BYTES: usize = 512 << 10;
 /// Bytes of the packed right operand of one chunk.
 const OPERAND_BYTES: usize = 512 << 10;
 
-/// `conv2d::forward_bf16` on operands whose sizes the caller has checked.
+/// `conv2d::forward_bf16` on operands whose sizes the caller has checked: an f32 or
+/// bf16 input, f32 weight and bias, the output stored as `output` (f32 or bf16).
 pub(crate) fn forward_storage(
     input: &Storage,
     weight: &Storage,
     bias: Option<&Storage>,
     g: &Conv2dGeometry,
+    output: DType,
 ) -> Result<Storage> {
-    let x = input.host::<f32>(OP, "input")?;
+    check_output(output)?;
+    let x = Values::of(input, OP, "input")?;
     let w = weight.host::<f32>(OP, "weight")?;
     let b = bias.map(|b| b.host::<f32>(OP, "bias")).transpose()?;
-    Ok(Storage::f32(forward(Cpu::best()?, x, w, b, g)))
+    let cpu = Cpu::best()?;
+    Ok(match output {
+        DType::BF16 => Storage::bf16(forward::<bf16>(cpu, x, w, b, g)),
+        _ => Storage::f32(forward::<f32>(cpu, x, w, b, g)),
+    })
+}
+
+/// Ok for the dtypes a bf16 convolution can store its output as (f32, bf16).
+pub(crate) fn check_output(output: DType) -> Result<()> {
+    match output {
+        DType::F32 | DType::BF16 => Ok(()),
+        DType::F64 => Err(Error::invalid(
+            OP,
+            "a bf16 convolution's output is f32 or bf16, not f64 (its sums are f32)",
+        )),
+    }
 }
 
 /// `conv2d::backward_bf16` on operands whose sizes the caller has checked; the bias
@@ -56,7 +80,7 @@ pub(crate) fn backward_storage(
     has_bias: bool,
     need_input_grad: bool,
 ) -> Result<Conv2dGrads> {
-    let x = input.host::<f32>(OP, "input")?;
+    let x = Values::of(input, OP, "input")?;
     let w = weight.host::<f32>(OP, "weight")?;
     let gy = grad_out.host::<f32>(OP, "grad_out")?;
     let (gx, gw) = backward(Cpu::best()?, x, w, gy, g, need_input_grad);
@@ -83,14 +107,14 @@ fn window(g: &Conv2dGeometry) -> ([usize; 2], [usize; 2]) {
     }
 }
 
-/// `y = conv(x, w) + b`, `[N, C_out, OH, OW]`.
-pub(crate) fn forward(
+/// `y = conv(x, w) + b`, `[N, C_out, OH, OW]`, stored as `O`.
+pub(crate) fn forward<O: Stored>(
     cpu: Cpu,
-    x: &[f32],
+    x: Values,
     w: &[f32],
     bias: Option<&[f32]>,
     g: &Conv2dGeometry,
-) -> Vec<f32> {
+) -> Vec<O> {
     if conv3x3::applies(g) {
         return conv3x3::forward(cpu, x, w, bias, g);
     }
@@ -113,7 +137,7 @@ pub(crate) fn forward(
         |first, images| {
             Packed::b(
                 cpu,
-                &right_operand(&x[first * in_image..], images, g),
+                &right_operand(x.starting_at(first * in_image), images, g),
                 false,
             )
         },
@@ -135,24 +159,26 @@ pub(crate) fn forward(
 
 /// The right operand of the forward product for `images` images starting at `x`:
 /// `[C_in * KH * KW][images * pixels]`.
-fn right_operand<'a>(x: &'a [f32], images: usize, g: &Conv2dGeometry) -> View<'a> {
+fn right_operand<'a>(x: Values<'a>, images: usize, g: &Conv2dGeometry) -> View<'a> {
     if pointwise(g) {
-        View::planes(Planes {
-            data: x,
-            images,
-            channels: g.in_channels,
-            full: [g.in_h, g.in_w],
-            origin: [0, 0],
-            size: [g.in_h, g.in_w],
-        })
-    } else {
-        View::im2col(Im2col {
+        View::planes(
             x,
-            g: Conv2dGeometry {
+            Planes {
+                images,
+                channels: g.in_channels,
+                full: [g.in_h, g.in_w],
+                origin: [0, 0],
+                size: [g.in_h, g.in_w],
+            },
+        )
+    } else {
+        View::im2col(
+            x,
+            Conv2dGeometry {
                 batch: images,
                 ..*g
             },
-        })
+        )
     }
 }
 
@@ -167,17 +193,17 @@ struct Chunking {
 }
 
 /// Runs `a * operand(first, images)` for chunks of images on every thread and lets
-/// `write` put each chunk's `[rows][images * pixels]` result into its images' part of the
-/// output; `write` must initialise all of that part.
-fn by_chunks(
+/// `write` put each chunk's f32 `[rows][images * pixels]` result into its images' part of
+/// the output; `write` must initialise all of that part.
+fn by_chunks<O: Stored>(
     cpu: Cpu,
     a: &Packed,
     shape: &Chunking,
     operand: impl Fn(usize, usize) -> Packed + Sync,
-    write: impl Fn(&mut [MaybeUninit<f32>], &[f32], usize) + Sync,
-) -> Vec<f32> {
+    write: impl Fn(&mut [MaybeUninit<O>], &[f32], usize) + Sync,
+) -> Vec<O> {
     let len = shape.batch * shape.out_image;
-    let mut y: Vec<f32> = Vec::with_capacity(len);
+    let mut y: Vec<O> = Vec::with_capacity(len);
     if len == 0 {
         return y;
     }
@@ -208,9 +234,9 @@ fn by_chunks(
 
 /// Copies a `[channels][images * size]` result into the window `origin`, `size` of each
 /// `plane`-sized channel plane of `images` images, and fills the rest of each plane
-/// (and adds to the window) with the channel's bias.
+/// (and adds to the window) with the channel's bias, stored as `O`.
 #[allow(clippy::too_many_arguments)]
-fn place(
+fn place<O: Stored>(
     result: &[f32],
     images: usize,
     channels: usize,
@@ -218,26 +244,27 @@ fn place(
     origin: [usize; 2],
     size: [usize; 2],
     bias: Option<&[f32]>,
-    out: &mut [MaybeUninit<f32>],
+    out: &mut [MaybeUninit<O>],
 ) {
     let (pixels, cols) = (size[0] * size[1], images * size[0] * size[1]);
     let plane_len = plane[0] * plane[1];
     for (n, image) in out.chunks_exact_mut(channels * plane_len).enumerate() {
         for (c, dst) in image.chunks_exact_mut(plane_len).enumerate() {
             let b = bias.map_or(0.0, |b| b[c]);
+            let border = MaybeUninit::new(O::from_sum(b));
             let src = &result[c * cols + n * pixels..][..pixels];
             for (y, row) in dst.chunks_exact_mut(plane[1]).enumerate() {
                 let inside = y >= origin[0] && y < origin[0] + size[0];
                 if !inside {
-                    row.fill(MaybeUninit::new(b));
+                    row.fill(border);
                     continue;
                 }
                 let src = &src[(y - origin[0]) * size[1]..][..size[1]];
-                row[..origin[1]].fill(MaybeUninit::new(b));
+                row[..origin[1]].fill(border);
                 for (d, &s) in row[origin[1]..origin[1] + size[1]].iter_mut().zip(src) {
-                    *d = MaybeUninit::new(s + b);
+                    *d = MaybeUninit::new(O::from_sum(s + b));
                 }
-                row[origin[1] + size[1]..].fill(MaybeUninit::new(b));
+                row[origin[1] + size[1]..].fill(border);
             }
         }
     }
@@ -246,7 +273,7 @@ fn place(
 /// `dL/dx` (when `need_input_grad`) and `dL/dW` (`[C_out, C_in, KH, KW]`).
 pub(crate) fn backward(
     cpu: Cpu,
-    x: &[f32],
+    x: Values,
     w: &[f32],
     gy: &[f32],
     g: &Conv2dGeometry,
@@ -263,18 +290,20 @@ pub(crate) fn backward(
 /// as `[C_out][images * pixels]`.
 fn grad_planes<'a>(gy: &'a [f32], images: usize, g: &Conv2dGeometry) -> View<'a> {
     let (origin, size) = window(g);
-    View::planes(Planes {
-        data: gy,
-        images,
-        channels: g.out_channels,
-        full: [g.out_h, g.out_w],
-        origin,
-        size,
-    })
+    View::planes(
+        Values::F32(gy),
+        Planes {
+            images,
+            channels: g.out_channels,
+            full: [g.out_h, g.out_w],
+            origin,
+            size,
+        },
+    )
 }
 
 /// `dL/dW = dL/dy * B^T` over the whole batch: one product whose depth is every pixel.
-fn weight_grad(cpu: Cpu, x: &[f32], gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+fn weight_grad(cpu: Cpu, x: Values, gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
     let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
     let a = Packed::a(cpu, &grad_planes(gy, g.batch, g), true);
     let b = right_operand(x, g.batch, g).t();

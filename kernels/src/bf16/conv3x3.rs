@@ -10,9 +10,10 @@
 //! transposed and flipped): `A` is a tap of the weight, `B` the image as channel pairs,
 //! sixteen positions of a pair being one 64-byte tile row at any shift. A block of `C` is
 //! 32 output channels x two runs of 16 positions: where the image rows are a multiple of
-//! 16 wide, two 16-pixel row segments stored by the tiles straight into the output;
+//! 16 wide, two 16-pixel row segments stored by the tiles straight into an f32 output;
 //! otherwise 32 consecutive positions, padding included (6% of them at 32x32, 31% at
-//! 5x5), copied out of a scratch block.
+//! 5x5), copied out of a scratch block. A bf16 output (autocast's) always goes through
+//! the scratch, rounded once as it is copied out.
 //!
 //! Weight gradient: `dW[co][ci][tap] = sum_q x[ci][q + shift(tap)] * dy[co][q]`, a
 //! product whose depth is the positions, computed transposed (`C_in x C_out` per tap):
@@ -32,7 +33,8 @@ use super::flat::{build_pairs, build_rows, pairs_from_rows, position_pairs, stri
 use super::lanes::{first, round32};
 use super::microkernel::{self, Block, Init, Session, Step, ADJACENT, BLOCK, DEPTH};
 use super::pack::{store, Line, BLOCK_BYTES};
-use super::source::gather;
+use super::source::{gather, Values};
+use super::stored::Stored;
 use super::{groups, split_groups, Cpu};
 use crate::conv2d::Conv2dGeometry;
 
@@ -58,14 +60,14 @@ pub(super) fn applies(g: &Conv2dGeometry) -> bool {
     g.kernel == [3, 3] && g.stride == [1, 1] && g.padding == [1, 1] && g.in_channels >= 16
 }
 
-/// `y = conv(x, w) + b`.
-pub(super) fn forward(
+/// `y = conv(x, w) + b`, stored as `O`.
+pub(super) fn forward<O: Stored>(
     cpu: Cpu,
-    x: &[f32],
+    x: Values,
     w: &[f32],
     bias: Option<&[f32]>,
     g: &Conv2dGeometry,
-) -> Vec<f32> {
+) -> Vec<O> {
     let (c_in, c_out, hw) = (g.in_channels, g.out_channels, g.in_h * g.in_w);
     let c_pad = c_in.next_multiple_of(DEPTH);
     let weights = pack_taps(cpu, w, [c_out, c_in], false);
@@ -84,7 +86,7 @@ pub(super) fn forward(
     };
     let per_image = c_pad * 2 * one.image();
     let len = g.batch * c_out * hw;
-    let mut y: Vec<f32> = Vec::with_capacity(len);
+    let mut y: Vec<O> = Vec::with_capacity(len);
     let groups = groups(g.batch);
     let outs = split_groups(&mut y.spare_capacity_mut()[..len], c_out * hw, &groups);
     groups.par_iter().zip(outs).for_each(|(range, out)| {
@@ -98,7 +100,7 @@ pub(super) fn forward(
             };
             let plane = stride(flat.len(), 4);
             pairs.resize(c_pad / 2 * plane, 0);
-            let x = &x[chunk.start * c_in * hw..chunk.end * c_in * hw];
+            let x = x.slice(chunk.start * c_in * hw..chunk.end * c_in * hw);
             // SAFETY: the Cpu proves AVX512-BF16.
             unsafe { build_pairs(x, c_in, &flat, plane, &mut pairs) };
             let out =
@@ -139,7 +141,7 @@ fn bias_rows(bias: &[f32], c_out: usize) -> Vec<f32> {
 /// `(dL/dx if need_input_grad, dL/dW)`, both from one pass over chunks of images.
 pub(super) fn backward(
     cpu: Cpu,
-    x: &[f32],
+    x: Values,
     w: &[f32],
     gy: &[f32],
     g: &Conv2dGeometry,
@@ -204,7 +206,7 @@ pub(super) fn backward(
 /// is given) and returns their weight-gradient sums, `[tap][C_in padded][C_out padded]`.
 fn backward_group(
     cpu: Cpu,
-    x: &[f32],
+    x: Values,
     gy: &[f32],
     g: &Conv2dGeometry,
     range: Range<usize>,
@@ -241,10 +243,10 @@ fn backward_group(
         x_rows.resize(ci_pad * row_stride, 0u16);
         gy_positions.resize(pair_rows * co_pad, 0u32);
         let gy = &gy[chunk.start * c_out * hw..chunk.end * c_out * hw];
-        let x = &x[chunk.start * c_in * hw..chunk.end * c_in * hw];
+        let x = x.slice(chunk.start * c_in * hw..chunk.end * c_in * hw);
         // SAFETY: the Cpu proves AVX512-BF16.
         unsafe {
-            build_rows(gy, c_out, &flat, row_stride, &mut gy_rows);
+            build_rows(Values::F32(gy), c_out, &flat, row_stride, &mut gy_rows);
             position_pairs(
                 &gy_rows,
                 row_stride,
@@ -350,15 +352,15 @@ impl Convolution<'_> {
     /// Per block of 32 output channels, the depth (9 taps x input channel blocks) is cut
     /// into parts of [`DEPTH_PART`] channel blocks, whose weights (up to 36 KiB) stay in
     /// the L1 cache while every output block of the chunk passes; the partial sums wait
-    /// in the output itself (blocks stored in place) or in `results` (the others), and
-    /// each later part adds to them.
-    fn chunk(
+    /// in the output itself (blocks stored in place, where the output is f32) or in
+    /// `results` (the others), and each later part adds to them.
+    fn chunk<O: Stored>(
         &self,
         session: &Session,
         flat: &Flat,
         pairs: &[u32],
         plane: usize,
-        out: &mut [MaybeUninit<f32>],
+        out: &mut [MaybeUninit<O>],
         results: &mut Vec<f32>,
     ) {
         let (in_blocks, c_out, hw) = (self.in_blocks, self.out_channels, self.hw);
@@ -382,6 +384,7 @@ impl Convolution<'_> {
         // 32 rows of every block's 32 results, for the blocks not stored in place.
         let results_stride = stride(blocks.len() * BLOCK, 4);
         results.resize(BLOCK * results_stride, 0.0);
+        let in_place = O::in_place(out.as_mut_ptr().cast());
         for co_block in 0..out_blocks {
             let whole = (co_block + 1) * BLOCK <= c_out;
             for (part, steps) in parts.iter().enumerate() {
@@ -391,11 +394,9 @@ impl Convolution<'_> {
                     _ => Init::Accumulate,
                 };
                 for (j, ob) in blocks.iter().enumerate() {
-                    let (c, c_stride, c_half) = match ob.direct {
-                        Some([d0, d1]) if whole => (
-                            out.as_mut_ptr()
-                                .wrapping_add(co_block * BLOCK * hw + d0)
-                                .cast(),
+                    let (c, c_stride, c_half) = match (ob.direct, in_place) {
+                        (Some([d0, d1]), Some(y)) if whole => (
+                            y.wrapping_add(co_block * BLOCK * hw + d0),
                             hw * 4,
                             (d1 as isize - d0 as isize) * 4,
                         ),
@@ -420,9 +421,10 @@ impl Convolution<'_> {
                     // SAFETY: A: block (co_block, tap, cb) lies in `weights` (asserted
                     // size). B: pair rows cb*16 + p < in_blocks*16 of `pairs`, 16 positions
                     // from each half's position plus a tap's shift, inside 0..flat.len()
-                    // (see `output_blocks`). C: for a direct block, rows co_block*32 +
-                    // 0..32 < c_out of the 16 pixels of each half's image row, inside
-                    // `out`; otherwise columns 32j..32j + 32 of the 32 rows of `results`.
+                    // (see `output_blocks`). C: for a direct block of an f32 output, rows
+                    // co_block*32 + 0..32 < c_out of the 16 pixels of each half's image
+                    // row, inside `out`; otherwise columns 32j..32j + 32 of the 32 rows of
+                    // `results`.
                     // Accumulate reads what part 0 wrote there. Init rows: 32 x 16 f32 of
                     // the bias rows. Session on this thread.
                     unsafe { microkernel::run(session, &block, steps, init) };
@@ -430,7 +432,7 @@ impl Convolution<'_> {
             }
             let co = co_block * BLOCK..(co_block * BLOCK + BLOCK).min(c_out);
             for (j, ob) in blocks.iter().enumerate() {
-                if ob.direct.is_none() || !whole {
+                if ob.direct.is_none() || !whole || in_place.is_none() {
                     let src = &results[j * BLOCK..];
                     // SAFETY: a Session exists only where AVX512-BF16 runs.
                     unsafe { scatter(src, results_stride, &ob.runs, co.clone(), hw, out) };
@@ -618,15 +620,15 @@ fn runs(flat: &Flat, fb: usize, image_len: usize) -> Vec<Run> {
 }
 
 /// Copies rows `co` (output channels) of a block's result (32 values per row, rows
-/// `stride` apart in `result`) to the pixels of its runs.
+/// `stride` apart in `result`) to the pixels of its runs, stored as `O`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-fn scatter(
+fn scatter<O: Stored>(
     result: &[f32],
     stride: usize,
     runs: &[Run],
     co: Range<usize>,
     hw: usize,
-    out: &mut [MaybeUninit<f32>],
+    out: &mut [MaybeUninit<O>],
 ) {
     for (r, c) in co.enumerate() {
         let src = &result[r * stride..][..BLOCK];
@@ -636,10 +638,11 @@ fn scatter(
             for half in (0..run.len).step_by(16) {
                 let mask = first(run.len - half);
                 // SAFETY: the mask enables lanes 0..min(16, len - half), elements
-                // half.. of `src` and `dst`, both `len` long; MaybeUninit<f32> is f32.
+                // half.. of `src` and `dst`, both `len` long; MaybeUninit<O> is O; this
+                // function's target features are store16's.
                 unsafe {
                     let v = _mm512_maskz_loadu_ps(mask, src[half..].as_ptr());
-                    _mm512_mask_storeu_ps(dst[half..].as_mut_ptr().cast(), mask, v);
+                    O::store16(dst[half..].as_mut_ptr().cast(), mask, v);
                 }
             }
         }

@@ -10,7 +10,8 @@
 //! position(image, y, x) = (W + 2) + image * (H + 1)(W + 1) + y * (W + 1) + x
 //! ```
 //!
-//! Copies, all bf16 rounded from f32 NCHW images and zero at every padding position:
+//! Copies, all bf16 (rounded from f32 NCHW images, or copied from bf16 ones) and zero at
+//! every padding position:
 //!
 //! - rows: one row of positions per channel (`build_rows`);
 //! - channel pairs: word `(p, q)` = `(x[2p][q], x[2p + 1][q])`, sixteen positions of a
@@ -20,8 +21,9 @@
 
 use std::arch::x86_64::*;
 
-use super::lanes::{first, pairs16, round32, transpose16};
+use super::lanes::{first, first32, pairs, transpose16};
 use super::microkernel::BLOCK;
+use super::source::{Packable, Values};
 
 /// The flat layout of `images` images of `h x w`.
 #[derive(Clone, Copy, Debug)]
@@ -80,12 +82,21 @@ pub(super) fn stride(len: usize, bytes: usize) -> usize {
 /// `rows.len() / stride` rows of `stride` positions (rows past `channels` zero).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 pub(super) fn build_rows(
-    src: &[f32],
+    src: Values,
     channels: usize,
     flat: &Flat,
     stride: usize,
     rows: &mut [u16],
 ) {
+    match src {
+        Values::F32(src) => rows_of(src, channels, flat, stride, rows),
+        Values::Bf16(src) => rows_of(src, channels, flat, stride, rows),
+    }
+}
+
+/// [`build_rows`] of images of `T`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+fn rows_of<T: Packable>(src: &[T], channels: usize, flat: &Flat, stride: usize, rows: &mut [u16]) {
     let (w, hw) = (flat.w, flat.h * flat.w);
     for (c, dst) in rows.chunks_exact_mut(stride).enumerate() {
         if c >= channels {
@@ -100,21 +111,11 @@ pub(super) fn build_rows(
                 let line = &mut dst[base + y * flat.row()..][..flat.row()];
                 for x0 in (0..w).step_by(32) {
                     let n = (w - x0).min(32);
-                    // SAFETY: the masks enable pixels x0..x0 + n of the row, loaded, and
-                    // positions x0..x0 + n of `line`, stored.
+                    // SAFETY: AVX512-BF16 is enabled here; the mask enables positions
+                    // x0..x0 + n of `line`, stored.
                     unsafe {
-                        let lo = _mm512_maskz_loadu_ps(first(n), pixels[x0..].as_ptr());
-                        let hi = if n > 16 {
-                            _mm512_maskz_loadu_ps(first(n - 16), pixels[x0 + 16..].as_ptr())
-                        } else {
-                            _mm512_setzero_ps()
-                        };
-                        let mask = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
-                        _mm512_mask_storeu_epi16(
-                            line[x0..].as_mut_ptr().cast(),
-                            mask,
-                            round32(lo, hi),
-                        );
+                        let v = T::load32(&pixels[x0..], n);
+                        _mm512_mask_storeu_epi16(line[x0..].as_mut_ptr().cast(), first32(n), v);
                     }
                 }
                 line[w] = 0;
@@ -126,18 +127,27 @@ pub(super) fn build_rows(
 }
 
 /// The images `src` (`images x channels x h x w`) as channel pairs, planes `stride` words
-/// apart: `pairs[p * stride + q]` = `(x[2p][q], x[2p + 1][q])` (channels past
-/// `channels` zero).
+/// apart: `out[p * stride + q]` = `(x[2p][q], x[2p + 1][q])` (channels past `channels`
+/// zero).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 pub(super) fn build_pairs(
-    src: &[f32],
+    src: Values,
     channels: usize,
     flat: &Flat,
     stride: usize,
-    pairs: &mut [u32],
+    out: &mut [u32],
 ) {
+    match src {
+        Values::F32(src) => pairs_of(src, channels, flat, stride, out),
+        Values::Bf16(src) => pairs_of(src, channels, flat, stride, out),
+    }
+}
+
+/// [`build_pairs`] of images of `T`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+fn pairs_of<T: Packable>(src: &[T], channels: usize, flat: &Flat, stride: usize, out: &mut [u32]) {
     let (w, hw) = (flat.w, flat.h * flat.w);
-    for (p, plane) in pairs.chunks_exact_mut(stride).enumerate() {
+    for (p, plane) in out.chunks_exact_mut(stride).enumerate() {
         plane[..flat.guard()].fill(0);
         for image in 0..flat.images {
             let channel =
@@ -146,20 +156,24 @@ pub(super) fn build_pairs(
             let base = flat.position(image, 0);
             for y in 0..flat.h {
                 let line = &mut plane[base + y * flat.row()..][..flat.row()];
-                for x0 in (0..w).step_by(16) {
-                    let n = (w - x0).min(16);
-                    let load = |channel: Option<&[f32]>| match channel {
-                        // SAFETY: the mask enables pixels x0..x0 + n of row y.
-                        Some(c) => unsafe {
-                            _mm512_maskz_loadu_ps(first(n), c[y * w + x0..].as_ptr())
-                        },
-                        None => _mm512_setzero_ps(),
+                for x0 in (0..w).step_by(32) {
+                    let n = (w - x0).min(32);
+                    let load = |channel: Option<&[T]>| match channel {
+                        // SAFETY: AVX512-BF16 is enabled here.
+                        Some(c) => unsafe { T::load32(&c[y * w + x0..], n) },
+                        None => _mm512_setzero_si512(),
                     };
-                    let v = pairs16(load(even), load(odd));
-                    // SAFETY: the mask enables positions x0..x0 + n of `line`.
+                    let (even, odd) = (load(even), load(odd));
+                    // SAFETY: the masks enable positions x0..x0 + n of `line` (the first 16
+                    // words, then the next n - 16).
                     unsafe {
-                        _mm512_mask_storeu_epi32(line[x0..].as_mut_ptr().cast(), first(n), v)
-                    };
+                        let dst = line[x0..].as_mut_ptr();
+                        _mm512_mask_storeu_epi32(dst.cast(), first(n), pairs(even, odd, 0));
+                        if n > 16 {
+                            let v = pairs(even, odd, 1);
+                            _mm512_mask_storeu_epi32(dst.add(16).cast(), first(n - 16), v);
+                        }
+                    }
                 }
                 line[w] = 0;
             }
@@ -169,65 +183,37 @@ pub(super) fn build_pairs(
     }
 }
 
-/// Channel pairs from rows: `pairs[p * pair_stride + q]` = `(rows[2p][q], rows[2p + 1][q])`
+/// Channel pairs from rows: `out[p * pair_stride + q]` = `(rows[2p][q], rows[2p + 1][q])`
 /// for positions `q < len`; `rows` holds an even number of rows, `row_stride` apart.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 pub(super) fn pairs_from_rows(
     rows: &[u16],
     row_stride: usize,
     len: usize,
-    pairs: &mut [u32],
+    out: &mut [u32],
     pair_stride: usize,
 ) {
     assert!(len <= row_stride && len <= pair_stride);
-    // Halfword i of the result: i even from the first row, odd from the second.
-    const LOW: [i16; 32] = interleave(0);
-    const HIGH: [i16; 32] = interleave(16);
-    // SAFETY: reads two 64-byte constants.
-    let (low, high) = unsafe {
-        (
-            _mm512_loadu_si512(LOW.as_ptr().cast()),
-            _mm512_loadu_si512(HIGH.as_ptr().cast()),
-        )
-    };
     for (pair, plane) in rows
         .chunks_exact(2 * row_stride)
-        .zip(pairs.chunks_exact_mut(pair_stride))
+        .zip(out.chunks_exact_mut(pair_stride))
     {
         let (even, odd) = pair.split_at(row_stride);
         for q0 in (0..len).step_by(32) {
             let n = (len - q0).min(32);
-            let mask = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
             // SAFETY: the masks enable positions q0..q0 + n < len of both rows (loads) and
             // of the pair plane (stores: the first 16 words, then the next n - 16).
             unsafe {
-                let a = _mm512_maskz_loadu_epi16(mask, even[q0..].as_ptr().cast());
-                let b = _mm512_maskz_loadu_epi16(mask, odd[q0..].as_ptr().cast());
+                let a = _mm512_maskz_loadu_epi16(first32(n), even[q0..].as_ptr().cast());
+                let b = _mm512_maskz_loadu_epi16(first32(n), odd[q0..].as_ptr().cast());
                 let dst = plane[q0..].as_mut_ptr();
-                _mm512_mask_storeu_epi32(
-                    dst.cast(),
-                    first(n),
-                    _mm512_permutex2var_epi16(a, low, b),
-                );
+                _mm512_mask_storeu_epi32(dst.cast(), first(n), pairs(a, b, 0));
                 if n > 16 {
-                    let v = _mm512_permutex2var_epi16(a, high, b);
-                    _mm512_mask_storeu_epi32(dst.add(16).cast(), first(n - 16), v);
+                    _mm512_mask_storeu_epi32(dst.add(16).cast(), first(n - 16), pairs(a, b, 1));
                 }
             }
         }
     }
-}
-
-/// `VPERMT2W` indices interleaving halfwords `from..from + 16` of two vectors.
-const fn interleave(from: i16) -> [i16; 32] {
-    let mut idx = [0i16; 32];
-    let mut i = 0;
-    while i < 16 {
-        idx[2 * i] = from + i as i16;
-        idx[2 * i + 1] = 32 + from + i as i16;
-        i += 1;
-    }
-    idx
 }
 
 /// Position pairs from rows: `out[j * channels + c]` = `(rows[c][start + 2j],

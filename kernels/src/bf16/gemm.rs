@@ -1,4 +1,6 @@
-//! `C = A * B` (or `C += A * B`) with f32 operands rounded to bf16 and f32 accumulation.
+//! `C = A * B` (or `C += A * B`) with f32 operands rounded to bf16 and f32 accumulation
+//! (inside the crate, operands may also be bf16 already: a linear layer's input under
+//! autocast).
 //!
 //! Both operands are packed once (`pack.rs`) and the product is cut into 32x32 blocks of
 //! `C`, each one call of the micro-kernel. The work is split into one contiguous range of
@@ -150,7 +152,8 @@ impl<'a> MatMut<'a> {
     }
 }
 
-fn check_fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Result<()> {
+/// Ok when a `rows x cols` matrix with strides `(rs, cs)` fits in `len` elements.
+pub(super) fn check_fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Result<()> {
     if rows == 0 || cols == 0 {
         return Ok(());
     }
@@ -191,23 +194,45 @@ pub fn gemm(a: MatRef, b: MatRef, c: MatMut, accumulate: bool) -> Result<()> {
 }
 
 /// [`gemm`] on the given instruction set (an error if this CPU lacks it).
-pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, mut c: MatMut, accumulate: bool) -> Result<()> {
-    if a.cols != b.rows || c.rows != a.rows || c.cols != b.cols {
+pub fn gemm_with(isa: Isa, a: MatRef, b: MatRef, c: MatMut, accumulate: bool) -> Result<()> {
+    gemm_views(isa, &View::matrix(a), &View::matrix(b), c, accumulate)
+}
+
+/// [`gemm_with`] on views, whose values may be bf16 (packed as they are).
+pub(crate) fn gemm_views(
+    isa: Isa,
+    a: &View,
+    b: &View,
+    mut c: MatMut,
+    accumulate: bool,
+) -> Result<()> {
+    if a.cols() != b.rows() || c.rows != a.rows() || c.cols != b.cols() {
         return Err(Error::shape(
             OP,
             format!(
                 "cannot multiply {}x{} by {}x{} into {}x{}",
-                a.rows, a.cols, b.rows, b.cols, c.rows, c.cols
+                a.rows(),
+                a.cols(),
+                b.rows(),
+                b.cols(),
+                c.rows,
+                c.cols
             ),
         ));
     }
     let cpu = Cpu::new(isa)?;
-    let work = a.rows as f64 * b.cols as f64 * a.cols as f64;
+    let work = a.rows() as f64 * b.cols() as f64 * a.cols() as f64;
     let parallel = work >= (1 << 20) as f64;
-    let packed_a = Packed::a(cpu, &View::matrix(a), parallel);
-    let packed_b = Packed::b(cpu, &View::matrix(b), parallel);
+    let packed_a = Packed::a(cpu, a, parallel);
+    let packed_b = Packed::b(cpu, b, parallel);
     product(
-        cpu, &packed_a, &packed_b, a.cols, &mut c, accumulate, parallel,
+        cpu,
+        &packed_a,
+        &packed_b,
+        a.cols(),
+        &mut c,
+        accumulate,
+        parallel,
     );
     Ok(())
 }

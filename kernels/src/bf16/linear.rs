@@ -4,8 +4,13 @@
 //! The forward product is computed transposed, `y^T = W x^T`, so that the weight (the
 //! large operand: 8192 x 1024 in the notebook's network) is packed row by row, the cheap
 //! direction, and the small batch is the one transposed.
+//!
+//! The input `x` may be f32 (rounded to bf16 as it is packed) or bf16 (an activation
+//! under autocast, packed as it is); the weight and `dL/dy` are f32, and so are the
+//! outputs (the logits feed f32 losses).
 
-use super::gemm::{gemm_with, MatMut, MatRef};
+use super::gemm::{gemm_views, gemm_with, MatMut, MatRef};
+use super::source::{Values, View};
 use super::Cpu;
 use crate::linear::LinearGeometry;
 use crate::{Result, Storage};
@@ -19,7 +24,7 @@ pub(crate) fn forward_storage(
     bias: Option<&Storage>,
     g: &LinearGeometry,
 ) -> Result<Storage> {
-    let x = input.host::<f32>(OP, "input")?;
+    let x = Values::of(input, OP, "input")?;
     let w = weight.host::<f32>(OP, "weight")?;
     let b = bias.map(|b| b.host::<f32>(OP, "bias")).transpose()?;
     Ok(Storage::f32(forward(Cpu::best()?, x, w, b, g)?))
@@ -34,7 +39,7 @@ pub(crate) fn backward_storage(
     g: &LinearGeometry,
     need_input_grad: bool,
 ) -> Result<(Option<Storage>, Storage)> {
-    let x = input.host::<f32>(OP, "input")?;
+    let x = Values::of(input, OP, "input")?;
     let w = weight.host::<f32>(OP, "weight")?;
     let gy = grad_out.host::<f32>(OP, "grad_out")?;
     let cpu = Cpu::best()?;
@@ -50,7 +55,7 @@ pub(crate) fn backward_storage(
 /// `y = x W^T + b`, `[N, out]`.
 pub(crate) fn forward(
     cpu: Cpu,
-    x: &[f32],
+    x: Values,
     w: &[f32],
     bias: Option<&[f32]>,
     g: &LinearGeometry,
@@ -61,10 +66,10 @@ pub(crate) fn forward(
         Some(b) => b.repeat(n),
         None => vec![0.0; n * o],
     };
-    let w = MatRef::new(w, o, i)?;
-    let x_t = MatRef::new(x, n, i)?.t();
+    let w = View::matrix(MatRef::new(w, o, i)?);
+    let x_t = View::row_major(x, n, i)?.t();
     let y_t = MatMut::strided(&mut y, o, n, 1, o)?;
-    gemm_with(cpu.isa(), w, x_t, y_t, bias.is_some())?;
+    gemm_views(cpu.isa(), &w, &x_t, y_t, bias.is_some())?;
     Ok(y)
 }
 
@@ -80,12 +85,12 @@ pub(crate) fn input_grad(cpu: Cpu, gy: &[f32], w: &[f32], g: &LinearGeometry) ->
 }
 
 /// `dL/dW = dL/dy^T x`, `[out, in]`.
-pub(crate) fn weight_grad(cpu: Cpu, gy: &[f32], x: &[f32], g: &LinearGeometry) -> Result<Vec<f32>> {
+pub(crate) fn weight_grad(cpu: Cpu, gy: &[f32], x: Values, g: &LinearGeometry) -> Result<Vec<f32>> {
     let (n, i, o) = (g.batch, g.in_features, g.out_features);
     let mut gw = vec![0.0; o * i];
-    let gy_t = MatRef::new(gy, n, o)?.t();
-    let x = MatRef::new(x, n, i)?;
+    let gy_t = View::matrix(MatRef::new(gy, n, o)?.t());
+    let x = View::row_major(x, n, i)?;
     let c = MatMut::new(&mut gw, o, i)?;
-    gemm_with(cpu.isa(), gy_t, x, c, false)?;
+    gemm_views(cpu.isa(), &gy_t, &x, c, false)?;
     Ok(gw)
 }

@@ -2,9 +2,11 @@
 //!
 //! PyTorch's `torch.autocast("cpu", dtype=torch.bfloat16)` rounds the inputs of matrix
 //! products and convolutions to bf16 (8 significant bits), multiplies them exactly and sums
-//! the products in f32; everything else stays f32. These kernels do the same: they take
-//! f32 operands, round them to bf16 (to nearest, ties to even) while packing them into the
-//! layouts the instructions read, and return f32 results.
+//! the products in f32. These kernels do the same: they take f32 operands, round them to
+//! bf16 (to nearest, ties to even) while packing them into the layouts the instructions
+//! read, and return f32 results. A convolution's or linear layer's input may also be bf16
+//! already (an activation stored under autocast), packed as it is; and a convolution can
+//! store its output as bf16, rounded once from its f32 sums, as PyTorch's does.
 //!
 //! - [`gemm`]: `C (+)= A * B` for f32 matrices of any strides.
 //! - `conv2d::forward_bf16` / `backward_bf16` and `linear::forward_bf16` /
@@ -37,6 +39,7 @@ mod microkernel;
 mod pack;
 mod peak;
 mod source;
+mod stored;
 #[cfg(test)]
 mod tests;
 

@@ -1,4 +1,4 @@
-//! f32 matrices rounded to bf16 and cut into the panels the micro-kernel reads.
+//! Matrices (f32 rounded to bf16, or bf16) cut into the panels the micro-kernel reads.
 //!
 //! `A` (`M x K`) becomes panels of 32 rows, `B` (`K x N`) panels of 32 columns; each panel
 //! is a run of 2 KiB blocks, one per 32 values of k, in `microkernel`'s layouts:
@@ -10,9 +10,9 @@
 //! ```
 //!
 //! Rows, columns and k past the matrix are zeros, so every block is whole. Either operand
-//! may be stored either way round: a run of 32 values along the stored rows is two vector
-//! loads, and the orientation the layout wants is reached with a 16x16 transpose of 32-bit
-//! pairs (`lanes::transpose16`).
+//! may be stored either way round: a run of 32 values along the stored rows is one or two
+//! vector loads (`View::run32`, which rounds f32 runs), and the orientation the layout
+//! wants is reached with a 16x16 transpose of 32-bit pairs (`lanes::transpose16`).
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -20,7 +20,7 @@ use std::mem::MaybeUninit;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::lanes::{pairs16, round32, transpose16};
+use super::lanes::{pairs, transpose16};
 use super::microkernel::{BLOCK, DEPTH};
 use super::source::View;
 use super::Cpu;
@@ -35,7 +35,7 @@ const BLOCK_LINES: usize = 32;
 /// Bytes in one block.
 pub(crate) const BLOCK_BYTES: usize = BLOCK_LINES * 64;
 
-/// One operand, rounded to bf16 and packed.
+/// One operand, in bf16 and packed.
 pub(crate) struct Packed {
     lines: Vec<Line>,
     /// Panels of 32 rows (A) or columns (B).
@@ -156,14 +156,17 @@ pub(super) fn store(line: &mut MaybeUninit<Line>, v: __m512i) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 fn pack_a_block(src: &View, m0: usize, k0: usize, out: &mut [MaybeUninit<Line>; 32]) {
     if src.cheap_down() {
-        // Stored k-major: pair up k, then transpose each 16x16 of pairs into rows.
-        for half in 0..2 {
-            let mut words = [_mm512_setzero_si512(); 16];
-            for (pair, word) in words.iter_mut().enumerate() {
-                let even = src.run32(m0 + 16 * half, k0 + 2 * pair, true)[0];
-                let odd = src.run32(m0 + 16 * half, k0 + 2 * pair + 1, true)[0];
-                *word = pairs16(even, odd);
+        // Stored k-major: pair up k for all 32 rows, then transpose each 16x16 of pairs
+        // (rows 16 * half + 0..16) into rows.
+        let mut words = [[_mm512_setzero_si512(); 16]; 2];
+        for pair in 0..16 {
+            let even = src.run32(m0, k0 + 2 * pair, true);
+            let odd = src.run32(m0, k0 + 2 * pair + 1, true);
+            for (half, words) in words.iter_mut().enumerate() {
+                words[pair] = pairs(even, odd, half);
             }
+        }
+        for (half, mut words) in words.into_iter().enumerate() {
             transpose16(&mut words);
             for (row, word) in words.into_iter().enumerate() {
                 store(&mut out[16 * half + row], word);
@@ -171,8 +174,7 @@ fn pack_a_block(src: &View, m0: usize, k0: usize, out: &mut [MaybeUninit<Line>; 
         }
     } else {
         for (r, line) in out.iter_mut().enumerate() {
-            let [lo, hi] = src.run32(m0 + r, k0, false);
-            store(line, round32(lo, hi));
+            store(line, src.run32(m0 + r, k0, false));
         }
     }
 }
@@ -182,13 +184,12 @@ fn pack_a_block(src: &View, m0: usize, k0: usize, out: &mut [MaybeUninit<Line>; 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 fn pack_b_block(src: &View, k0: usize, n0: usize, out: &mut [MaybeUninit<Line>; 32]) {
     if src.cheap_down() {
-        // Stored n-major (k contiguous): round each column's 32 k into 16 pairs, then
-        // transpose each 16x16 of pairs so that a line holds one pair of 16 columns.
+        // Stored n-major (k contiguous): each column's 32 k are 16 pairs; transpose each
+        // 16x16 of pairs so that a line holds one pair of 16 columns.
         for half in 0..2 {
             let mut words = [_mm512_setzero_si512(); 16];
             for (c, word) in words.iter_mut().enumerate() {
-                let [lo, hi] = src.run32(k0, n0 + 16 * half + c, true);
-                *word = round32(lo, hi);
+                *word = src.run32(k0, n0 + 16 * half + c, true);
             }
             transpose16(&mut words);
             for (pair, word) in words.into_iter().enumerate() {
@@ -200,7 +201,7 @@ fn pack_b_block(src: &View, k0: usize, n0: usize, out: &mut [MaybeUninit<Line>; 
             let even = src.run32(k0 + 2 * pair, n0, false);
             let odd = src.run32(k0 + 2 * pair + 1, n0, false);
             for half in 0..2 {
-                store(&mut out[2 * pair + half], pairs16(even[half], odd[half]));
+                store(&mut out[2 * pair + half], pairs(even, odd, half));
             }
         }
     }

@@ -1,10 +1,14 @@
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
+use half::bf16;
+
+use super::source::Values;
 use super::*;
+use crate::bf16_values::{narrow, widen};
 use crate::conv2d::Conv2dGeometry;
 use crate::linear::LinearGeometry;
-use crate::Storage;
+use crate::{DType, Error, Storage};
 
 /// The instruction sets to test on, or None (after printing why) when there are none.
 pub(crate) fn isas_or_skip() -> Option<Vec<Isa>> {
@@ -275,6 +279,24 @@ impl Exact {
         self.magnitude[i] += term.abs();
     }
 
+    /// Checks every element of `got`, each a sum of at most `terms` terms in f32 then
+    /// rounded once to bf16: within the f32 bound `B` of [`assert_within`] plus one
+    /// rounding of that f32 value, `2^-8 (|exact| + B)` (bf16 keeps 8 significant bits, so
+    /// rounding to nearest errs by at most `2^-8` of the value: `1 + 2^-8` is a tie).
+    fn check_bf16(&self, what: &str, got: &[bf16], terms: usize) {
+        assert_eq!(got.len(), self.value.len(), "{what}: length");
+        for (i, &g) in got.iter().enumerate() {
+            let (exact, magnitude) = (self.value[i], self.magnitude[i]);
+            let f32_bound = terms as f64 * EPS * magnitude;
+            let bound = f32_bound + (exact.abs() + f32_bound) / 256.0;
+            let err = (g.to_f64() - exact).abs();
+            assert!(
+                err <= bound,
+                "{what}[{i}]: got {g}, exact {exact}, error {err:e} > bound {bound:e}"
+            );
+        }
+    }
+
     /// Checks every element of `got`, each a sum of at most `terms` terms in f32.
     fn check(&self, what: &str, got: &[f32], terms: usize) {
         assert_eq!(got.len(), self.value.len(), "{what}: length");
@@ -362,10 +384,10 @@ fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
         let what = |part: &str| format!("{isa} {g:?} bias {with_bias}: {part}");
         y.check(
             &what("y"),
-            &conv::forward(cpu, &x, &w, b, g),
+            &conv::forward::<f32>(cpu, Values::F32(&x), &w, b, g),
             ckk + usize::from(with_bias),
         );
-        let (got_gx, got_gw) = conv::backward(cpu, &x, &w, &gy, g, true);
+        let (got_gx, got_gw) = conv::backward(cpu, Values::F32(&x), &w, &gy, g, true);
         let out_taps = g.out_channels * g.kernel[0] * g.kernel[1];
         gx.check(&what("dx"), &got_gx.unwrap(), out_taps);
         gw.check(&what("dw"), &got_gw, pixels);
@@ -373,7 +395,7 @@ fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
     // The public API, on the best instruction set: same checks, bias gradient included.
     let s = |v: &[f32]| Storage::f32(v.to_vec());
     let bias = b.map(s);
-    let y_api = crate::conv2d::forward_bf16(&s(&x), &s(&w), bias.as_ref(), g).unwrap();
+    let y_api = crate::conv2d::forward_bf16(&s(&x), &s(&w), bias.as_ref(), g, DType::F32).unwrap();
     y.check(
         "api y",
         &y_api.to_vec_f32().unwrap(),
@@ -385,6 +407,67 @@ fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
     if with_bias {
         gb.check("api db", &grads.bias.unwrap().to_vec_f32().unwrap(), pixels);
     }
+    // The same input stored as bf16 (the values the products read), with a bf16 output:
+    // one more rounding, of each result.
+    let x_bf16 = Storage::bf16(x.iter().map(|&v| narrow(v)).collect());
+    let y_bf16 =
+        crate::conv2d::forward_bf16(&x_bf16, &s(&w), bias.as_ref(), g, DType::BF16).unwrap();
+    y.check_bf16(
+        "api bf16 y",
+        y_bf16.host_bf16("test", "y").unwrap(),
+        ckk + usize::from(with_bias),
+    );
+    let grads = crate::conv2d::backward_bf16(&x_bf16, &s(&w), &s(&gy), g, false, true).unwrap();
+    gx.check(
+        "api dx, bf16 x",
+        &grads.input.unwrap().to_vec_f32().unwrap(),
+        g.out_channels * g.kernel[0] * g.kernel[1],
+    );
+    gw.check(
+        "api dw, bf16 x",
+        &grads.weight.to_vec_f32().unwrap(),
+        pixels,
+    );
+}
+
+/// The implicit 3x3 path: input channels around multiples of 32, any output channels,
+/// images from one pixel (a block spans several images) to wider than a block, and rows
+/// of 16 and 32 pixels (whose f32 blocks the tiles store in place).
+fn conv3x3_geometries() -> impl Strategy<Value = Conv2dGeometry> {
+    let width = prop_oneof![1usize..=35, Just(16), Just(32)];
+    (1usize..=3, 16usize..=40, 1usize..=40, 1usize..=12, width).prop_map(
+        |(batch, c_in, c_out, h, w)| geometry([batch, c_in, h, w], [c_out, c_in, 3, 3], 1, 1),
+    )
+}
+
+/// 1x1 kernels with stride 1: the image is the product's operand; padding gives a border
+/// of bias.
+fn pointwise_geometries() -> impl Strategy<Value = Conv2dGeometry> {
+    (
+        1usize..=3,
+        1usize..=40,
+        1usize..=40,
+        1usize..=9,
+        1usize..=9,
+        0usize..=2,
+    )
+        .prop_map(|(batch, c_in, c_out, h, w, pad)| {
+            geometry([batch, c_in, h, w], [c_out, c_in, 1, 1], 1, pad)
+        })
+}
+
+/// Everything else goes through im2col: kernels 1-4 (3x3 with few channels too),
+/// strides, paddings.
+fn im2col_geometries() -> impl Strategy<Value = Conv2dGeometry> {
+    let images = (1usize..=3, 1usize..=5, 1usize..=40, 1usize..=9, 1usize..=9);
+    (images, 1usize..=4, 1usize..=3, 0usize..=2)
+        .prop_map(|((batch, c_in, c_out, h, w), k, stride, pad)| {
+            let k = k.min(h.min(w) + 2 * pad);
+            geometry([batch, c_in, h, w], [c_out, c_in, k, k], stride, pad)
+        })
+        .prop_filter("the pointwise path", |g| {
+            !(g.kernel == [1, 1] && g.stride == [1, 1])
+        })
 }
 
 proptest! {
@@ -394,55 +477,31 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    // The implicit 3x3 path: input channels around multiples of 32, any output channels,
-    // images from one pixel (a block spans several images) to wider than a block.
     #[test]
     fn conv3x3_matches_f64_sums(
-        batch in 1usize..=3,
-        c_in in 16usize..=40,
-        c_out in 1usize..=40,
-        h in 1usize..=12,
-        w in 1usize..=35,
+        g in conv3x3_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        check_conv(&geometry([batch, c_in, h, w], [c_out, c_in, 3, 3], 1, 1), with_bias, seed);
+        check_conv(&g, with_bias, seed);
     }
 
-    // 1x1 kernels with stride 1: the image is the product's operand; padding gives a
-    // border of bias.
     #[test]
     fn pointwise_conv_matches_f64_sums(
-        batch in 1usize..=3,
-        c_in in 1usize..=40,
-        c_out in 1usize..=40,
-        h in 1usize..=9,
-        w in 1usize..=9,
-        pad in 0usize..=2,
+        g in pointwise_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        check_conv(&geometry([batch, c_in, h, w], [c_out, c_in, 1, 1], 1, pad), with_bias, seed);
+        check_conv(&g, with_bias, seed);
     }
 
-    // Everything else goes through im2col: kernels 1-4 (3x3 with few channels too),
-    // strides, paddings.
     #[test]
     fn im2col_conv_matches_f64_sums(
-        batch in 1usize..=3,
-        c_in in 1usize..=5,
-        c_out in 1usize..=40,
-        h in 1usize..=9,
-        w in 1usize..=9,
-        k in 1usize..=4,
-        stride in 1usize..=3,
-        pad in 0usize..=2,
+        g in im2col_geometries(),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        let k = k.min(h.min(w) + 2 * pad);
-        prop_assume!(!(k == 1 && stride == 1), "the pointwise path");
-        check_conv(&geometry([batch, c_in, h, w], [c_out, c_in, k, k], stride, pad), with_bias, seed);
+        check_conv(&g, with_bias, seed);
     }
 }
 
@@ -497,7 +556,7 @@ fn check_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
         let what = |part: &str| format!("{isa} linear {n}x{i} -> {o}: {part}");
         y.check(
             &what("y"),
-            &linear::forward(cpu, &x, &w, b, &g).unwrap(),
+            &linear::forward(cpu, Values::F32(&x), &w, b, &g).unwrap(),
             i + usize::from(with_bias),
         );
         gx.check(
@@ -507,7 +566,7 @@ fn check_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
         );
         gw.check(
             &what("dw"),
-            &linear::weight_grad(cpu, &gy, &x, &g).unwrap(),
+            &linear::weight_grad(cpu, &gy, Values::F32(&x), &g).unwrap(),
             n,
         );
     }
@@ -576,6 +635,7 @@ fn wrong_dtype_and_device_are_errors_not_panics() {
         &Storage::f32(vec![0.0]),
         None,
         &cg,
+        DType::F32,
     )
     .unwrap_err();
     assert!(
@@ -599,4 +659,352 @@ fn a_cpu_without_bf16_instructions_gets_one_clear_error() {
             println!("SKIPPED: {message}");
         }
     }
+}
+
+/// bf16 activations: `values` rounded with `narrow`, with every tenth one a bf16
+/// subnormal and every tenth a zero, of either sign. The packers take bf16 subnormals as
+/// they are, while the f32 path's rounding (`VCVTNE2PS2BF16`) flushes their widened
+/// values to zero; both give the same sums because the dot-product instructions read
+/// bf16 subnormals as zero, which the bit-for-bit comparisons below check.
+fn activations(len: usize, seed: u64) -> Vec<bf16> {
+    values(len, seed)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let sign = if v < 0.0 { 0x8000 } else { 0 };
+            match i % 10 {
+                3 => bf16::from_bits(sign | ((v.to_bits() >> 9) as u16 & 0x7f).max(1)),
+                7 => bf16::from_bits(sign),
+                _ => narrow(v),
+            }
+        })
+        .collect()
+}
+
+fn widened(x: &[bf16]) -> Vec<f32> {
+    x.iter().map(|&v| widen(v)).collect()
+}
+
+/// Asserts `got` and `want` hold the same f32 bits, naming the first element that differs.
+fn assert_same_bits(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!(
+            "{what}[{i}]: {} ({:#x}), expected {} ({:#x})",
+            got[i],
+            got[i].to_bits(),
+            want[i],
+            want[i].to_bits()
+        );
+    }
+}
+
+/// Asserts that `got` is, bit for bit, `narrow` of each of `sums`.
+fn assert_narrowed(what: &str, got: &[bf16], sums: &[f32]) {
+    assert_eq!(got.len(), sums.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != narrow(sums[i]).to_bits()) {
+        panic!(
+            "{what}[{i}]: {} ({:#x}), expected narrow({:e}) = {:#x}",
+            got[i],
+            got[i].to_bits(),
+            sums[i],
+            narrow(sums[i]).to_bits()
+        );
+    }
+}
+
+/// A bf16 input `x` against the f32 path on its widened values, on every instruction
+/// set: the same f32 output and gradients bit for bit, and a bf16 output (from either
+/// input) that is `narrow` of that f32 output bit for bit; then the same through the
+/// public functions on the best instruction set.
+fn check_bf16_conv(g: &Conv2dGeometry, x: &[bf16], bias: Option<&[f32]>, seed: u64) {
+    let Some(isas) = isas_or_skip() else { return };
+    let wide = widened(x);
+    let w = values(g.weight_shape().iter().product(), seed + 1);
+    let gy = values(g.output_shape().iter().product(), seed + 3);
+    for isa in isas {
+        let cpu = Cpu::new(isa).unwrap();
+        let what = |part: &str| format!("{isa} {g:?} bias {}: {part}", bias.is_some());
+        let y = conv::forward::<f32>(cpu, Values::F32(&wide), &w, bias, g);
+        let y_of_bf16 = conv::forward::<f32>(cpu, Values::Bf16(x), &w, bias, g);
+        assert_same_bits(&what("f32 y of the bf16 x"), &y_of_bf16, &y);
+        for (input, x) in [("bf16", Values::Bf16(x)), ("f32", Values::F32(&wide))] {
+            let y_bf16 = conv::forward::<bf16>(cpu, x, &w, bias, g);
+            assert_narrowed(&what(&format!("bf16 y of the {input} x")), &y_bf16, &y);
+        }
+        let (gx, gw) = conv::backward(cpu, Values::F32(&wide), &w, &gy, g, true);
+        let (gx_of_bf16, gw_of_bf16) = conv::backward(cpu, Values::Bf16(x), &w, &gy, g, true);
+        assert_same_bits(&what("dx"), &gx_of_bf16.unwrap(), &gx.unwrap());
+        assert_same_bits(&what("dw"), &gw_of_bf16, &gw);
+    }
+    let (x_bf16, x_f32) = (Storage::bf16(x.to_vec()), Storage::f32(wide));
+    let (w, gy) = (Storage::f32(w), Storage::f32(gy));
+    let bias = bias.map(|b| Storage::f32(b.to_vec()));
+    let forward =
+        |x: &Storage, output| crate::conv2d::forward_bf16(x, &w, bias.as_ref(), g, output).unwrap();
+    let y = forward(&x_f32, DType::F32).to_vec_f32().unwrap();
+    let y_bf16 = forward(&x_bf16, DType::BF16);
+    assert_narrowed("api bf16 y", y_bf16.host_bf16("test", "y").unwrap(), &y);
+    let has_bias = bias.is_some();
+    let backward =
+        |x: &Storage| crate::conv2d::backward_bf16(x, &w, &gy, g, has_bias, true).unwrap();
+    let (grads, grads_of_bf16) = (backward(&x_f32), backward(&x_bf16));
+    let f32s = |s: Option<Storage>| s.unwrap().to_vec_f32().unwrap();
+    assert_same_bits("api dx", &f32s(grads_of_bf16.input), &f32s(grads.input));
+    assert_same_bits(
+        "api dw",
+        &f32s(Some(grads_of_bf16.weight)),
+        &f32s(Some(grads.weight)),
+    );
+    if has_bias {
+        assert_same_bits("api db", &f32s(grads_of_bf16.bias), &f32s(grads.bias));
+    }
+}
+
+fn check_bf16_conv_random(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
+    let x = activations(g.input_shape().iter().product(), seed);
+    let b = values(g.out_channels, seed + 2);
+    check_bf16_conv(g, &x, with_bias.then_some(&b[..]), seed);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        rng_seed: RngSeed::Fixed(0xac7),
+        ..ProptestConfig::default()
+    })]
+
+    // The three paths, over the geometries of the f64 tests above.
+    #[test]
+    fn conv3x3_bf16_activations_match_the_f32_path(
+        g in conv3x3_geometries(),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        check_bf16_conv_random(&g, with_bias, seed);
+    }
+
+    #[test]
+    fn pointwise_bf16_activations_match_the_f32_path(
+        g in pointwise_geometries(),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        check_bf16_conv_random(&g, with_bias, seed);
+    }
+
+    #[test]
+    fn im2col_bf16_activations_match_the_f32_path(
+        g in im2col_geometries(),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        check_bf16_conv_random(&g, with_bias, seed);
+    }
+}
+
+#[test]
+fn network_conv_layers_with_bf16_activations_match_the_f32_path() {
+    // airbench94's hot layers at a small batch (15x15 and 7x7 go through the scratch),
+    // a 32-wide layer whose f32 blocks are stored in place, and its first layer.
+    check_bf16_conv_random(&geometry([3, 64, 15, 15], [256, 64, 3, 3], 1, 1), true, 21);
+    check_bf16_conv_random(&geometry([3, 256, 7, 7], [256, 256, 3, 3], 1, 1), false, 22);
+    check_bf16_conv_random(&geometry([2, 64, 32, 32], [64, 64, 3, 3], 1, 1), true, 23);
+    check_bf16_conv_random(&geometry([4, 24, 31, 31], [64, 24, 3, 3], 1, 1), false, 24);
+}
+
+/// bf16 edge values: zeros of both signs, subnormals, the largest finite values,
+/// infinities and a NaN (quiet, as `narrow` makes every bf16 NaN).
+const EDGES: [u16; 12] = [
+    0x0000, 0x8000, 0x0001, 0x807f, 0x0080, 0xff7f, 0x7f7f, 0x7f80, 0xff80, 0x7fc0, 0x3f80, 0xbf81,
+];
+
+#[test]
+fn bf16_edge_values_match_the_f32_path() {
+    // Every edge value in every position of a few images, on each path: the infinities
+    // and the NaN spread NaNs and infinities through the outputs, the subnormals must
+    // count as zeros in both paths.
+    let paths = [
+        geometry([2, 32, 5, 7], [8, 32, 3, 3], 1, 1),
+        geometry([2, 16, 3, 16], [33, 16, 3, 3], 1, 1),
+        geometry([2, 5, 4, 4], [8, 5, 1, 1], 1, 1),
+        geometry([2, 3, 6, 6], [8, 3, 3, 3], 2, 1),
+    ];
+    for (i, g) in paths.iter().enumerate() {
+        let len: usize = g.input_shape().iter().product();
+        // Mostly ordinary values, so that not every output is NaN.
+        let ordinary = activations(len, 40 + i as u64);
+        let x: Vec<bf16> = (0..len)
+            .map(|j| match j % 29 {
+                r if r < EDGES.len() && (j / 29) % 3 == 0 => bf16::from_bits(EDGES[r]),
+                _ => ordinary[j],
+            })
+            .collect();
+        let bias: Vec<f32> = (0..g.out_channels).map(|c| [0.5, -0.0][c % 2]).collect();
+        check_bf16_conv(g, &x, Some(&bias), 50 + i as u64);
+    }
+}
+
+#[test]
+fn bf16_subnormals_and_negative_zeros_sum_to_the_f32_path_zeros() {
+    // Only negative subnormals and zeros against positive weights, and a bias of -0.0:
+    // every product is a zero, and whether the sum is -0.0 or +0.0 depends on the sign
+    // the products give those inputs. The packers keep the subnormals (read as zeros by
+    // the instructions) where the f32 path flushes them to signed zeros.
+    for g in [
+        geometry([1, 32, 4, 5], [4, 32, 3, 3], 1, 1),
+        geometry([1, 4, 3, 3], [4, 4, 1, 1], 1, 0),
+        geometry([1, 3, 5, 5], [4, 3, 2, 2], 1, 0),
+    ] {
+        let len: usize = g.input_shape().iter().product();
+        let x: Vec<bf16> = (0..len)
+            .map(|j| bf16::from_bits(0x8000 | (j % 0x80) as u16))
+            .collect();
+        let bias = vec![-0.0f32; g.out_channels];
+        check_bf16_conv(&g, &x, Some(&bias), 60);
+    }
+}
+
+/// A bf16 input `x` of a linear layer against the f32 path on its widened values, bit
+/// for bit, on every instruction set and through the public functions.
+fn check_bf16_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
+    let Some(isas) = isas_or_skip() else { return };
+    let g = LinearGeometry::new(&[n, i], &[o, i]).unwrap();
+    let x = activations(n * i, seed);
+    let wide = widened(&x);
+    let (w, b, gy) = (
+        values(o * i, seed + 1),
+        values(o, seed + 2),
+        values(n * o, seed + 3),
+    );
+    let b = with_bias.then_some(&b[..]);
+    for isa in isas {
+        let cpu = Cpu::new(isa).unwrap();
+        let what = |part: &str| format!("{isa} linear {n}x{i} -> {o}: {part}");
+        assert_same_bits(
+            &what("y"),
+            &linear::forward(cpu, Values::Bf16(&x), &w, b, &g).unwrap(),
+            &linear::forward(cpu, Values::F32(&wide), &w, b, &g).unwrap(),
+        );
+        assert_same_bits(
+            &what("dw"),
+            &linear::weight_grad(cpu, &gy, Values::Bf16(&x), &g).unwrap(),
+            &linear::weight_grad(cpu, &gy, Values::F32(&wide), &g).unwrap(),
+        );
+    }
+    let (x_bf16, x_f32) = (Storage::bf16(x), Storage::f32(wide));
+    let (w, gy) = (Storage::f32(w), Storage::f32(gy));
+    let bias = b.map(|b| Storage::f32(b.to_vec()));
+    let forward = |x: &Storage| crate::linear::forward_bf16(x, &w, bias.as_ref(), &g).unwrap();
+    let y = forward(&x_bf16);
+    assert_eq!(y.dtype(), DType::F32, "the logits stay f32");
+    assert_eq!(y, forward(&x_f32), "api y of the bf16 x");
+    let backward =
+        |x: &Storage| crate::linear::backward_bf16(x, &w, &gy, &g, with_bias, true).unwrap();
+    assert_eq!(
+        backward(&x_bf16),
+        backward(&x_f32),
+        "api gradients of the bf16 x"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        rng_seed: RngSeed::Fixed(0x1b),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn linear_bf16_activations_match_the_f32_path(
+        n in 1usize..=70,
+        i in 1usize..=100,
+        o in 1usize..=70,
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        check_bf16_linear(n, i, o, with_bias, seed);
+    }
+}
+
+#[test]
+fn network_linear_layers_with_bf16_activations_match_the_f32_path() {
+    check_bf16_linear(32, 8192, 40, true, 71);
+    check_bf16_linear(33, 128, 10, true, 72);
+}
+
+#[test]
+fn bf16_sanity_against_f64_sums_of_a_large_layer() {
+    // check_conv's bf16 checks on a layer with several chunks per thread: the API with a
+    // bf16 input and a bf16 output against f64 sums, at the f32 bound plus one rounding.
+    check_conv(&geometry([4, 64, 15, 15], [64, 64, 3, 3], 1, 1), true, 80);
+}
+
+#[test]
+fn wrong_dtypes_of_bf16_operands_are_errors_naming_the_operand() {
+    let g = geometry([1, 1, 2, 2], [1, 1, 1, 1], 1, 0);
+    let (x, w, b) = (
+        Storage::f32(vec![1.0; 4]),
+        Storage::f32(vec![1.0]),
+        Storage::f32(vec![0.0]),
+    );
+    let to_bf16 = |s: &Storage| s.to_dtype(DType::BF16).unwrap();
+    let to_f64 = |s: &Storage| s.to_dtype(DType::F64).unwrap();
+    let mismatch = |result: crate::Result<Storage>, operand: &str| {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::Mismatch { op: "conv2d", .. })
+                && err.to_string().contains(operand),
+            "{operand}: {err}"
+        );
+    };
+    let forward = crate::conv2d::forward_bf16;
+    let err = forward(&x, &w, Some(&b), &g, DType::F64).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { op: "conv2d", .. })
+            && err.to_string().contains("f64"),
+        "{err}"
+    );
+    let err = forward(&to_f64(&x), &w, None, &g, DType::BF16).unwrap_err();
+    assert!(err.to_string().contains("input is f64"), "{err}");
+    assert!(err.to_string().contains("f32 or bf16"), "{err}");
+    mismatch(forward(&to_f64(&x), &w, None, &g, DType::F32), "input");
+    mismatch(forward(&x, &to_bf16(&w), None, &g, DType::BF16), "weight");
+    mismatch(
+        forward(&to_bf16(&x), &w, Some(&to_bf16(&b)), &g, DType::BF16),
+        "bias",
+    );
+    let backward = |x: &Storage, w: &Storage, gy: &Storage| {
+        crate::conv2d::backward_bf16(x, w, gy, &g, true, true).map(|grads| grads.weight)
+    };
+    mismatch(backward(&to_bf16(&x), &w, &to_bf16(&x)), "grad_out");
+    mismatch(backward(&to_bf16(&x), &to_bf16(&w), &x), "weight");
+    mismatch(backward(&to_f64(&x), &w, &x), "input");
+
+    let lg = LinearGeometry::new(&[1, 2], &[1, 2]).unwrap();
+    let (x, w, gy) = (
+        Storage::f32(vec![1.0, 2.0]),
+        Storage::f32(vec![1.0, 1.0]),
+        Storage::f32(vec![1.0]),
+    );
+    let linear_mismatch = |result: crate::Result<Storage>, operand: &str| {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::Mismatch { op: "linear", .. })
+                && err.to_string().contains(operand),
+            "{operand}: {err}"
+        );
+    };
+    linear_mismatch(
+        crate::linear::forward_bf16(&to_bf16(&x), &to_bf16(&w), None, &lg),
+        "weight",
+    );
+    linear_mismatch(
+        crate::linear::forward_bf16(&to_f64(&x), &w, None, &lg),
+        "input",
+    );
+    let linear_backward = |x: &Storage, gy: &Storage| {
+        crate::linear::backward_bf16(x, &w, gy, &lg, true, true).map(|grads| grads.weight)
+    };
+    linear_mismatch(linear_backward(&to_bf16(&x), &to_bf16(&gy)), "grad_out");
 }

@@ -41,7 +41,7 @@ mod cuda;
 #[cfg(test)]
 mod tests;
 
-use crate::{fmt_shape, Element, Error, Result, Storage};
+use crate::{fmt_shape, DType, Element, Error, Result, Storage};
 
 const OP: &str = "conv2d";
 
@@ -297,24 +297,44 @@ pub fn bias_grad(grad_out: &Storage, g: &Conv2dGeometry) -> Result<Storage> {
 }
 
 /// [`forward`] with PyTorch autocast's bf16 semantics: `x`, `w` are rounded to bf16, the
-/// products summed in f32, the bias added in f32 (f32 CPU operands in, f32 out). Runs on
-/// AMX or AVX512-BF16 (`kernels::bf16`), and fails with `Error::MissingCpuFeature` elsewhere.
+/// products summed in f32, the bias added in f32. Runs on AMX or AVX512-BF16
+/// (`kernels::bf16`), and fails with `Error::MissingCpuFeature` elsewhere.
+///
+/// `input` is an f32 or a bf16 CPU buffer (an activation stored under autocast, read as it
+/// is: half the bytes, nothing to round); `weight` and `bias` are f32. `output` says how
+/// the f32 sums are stored: [`DType::F32`], or [`DType::BF16`], each value rounded once
+/// (to nearest, ties to even) as it is written, as PyTorch's autocast convolution returns
+/// it. [`DType::F64`] is an `Error::InvalidArgument`.
+///
+/// ```
+/// use kernels::{conv2d, DType, Storage};
+/// # if kernels::bf16::Isa::best().is_err() { return; }
+/// // A 1x1 kernel of weight 3 over a bf16 image: 1.5 * 3 = 4.5, exact in bf16.
+/// let g = conv2d::Conv2dGeometry::new(&[1, 1, 1, 2], &[1, 1, 1, 1], [1, 1], [0, 0]).unwrap();
+/// let x = Storage::f32(vec![1.5, -2.0]).to_dtype(DType::BF16).unwrap();
+/// let y = conv2d::forward_bf16(&x, &Storage::f32(vec![3.0]), None, &g, DType::BF16).unwrap();
+/// assert_eq!(y.dtype(), DType::BF16);
+/// assert_eq!(y.to_vec_f32().unwrap(), [4.5, -6.0]);
+/// ```
 pub fn forward_bf16(
     input: &Storage,
     weight: &Storage,
     bias: Option<&Storage>,
     g: &Conv2dGeometry,
+    output: DType,
 ) -> Result<Storage> {
     crate::bf16::check_cpu(OP, input)?;
+    crate::bf16::conv::check_output(output)?;
     check_operands(input, weight, g)?;
     if let Some(bias) = bias {
         check_bias(bias, g)?;
     }
-    crate::bf16::conv::forward_storage(input, weight, bias, g)
+    crate::bf16::conv::forward_storage(input, weight, bias, g, output)
 }
 
 /// [`backward`] with [`forward_bf16`]'s semantics: both gradients are products of bf16
-/// operands summed in f32; the bias gradient is an f32 sum.
+/// operands summed in f32; the bias gradient is an f32 sum. `input` is the forward's, f32
+/// or bf16; `weight` and `grad_out` are f32, and so are the gradients.
 pub fn backward_bf16(
     input: &Storage,
     weight: &Storage,

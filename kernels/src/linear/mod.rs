@@ -147,8 +147,10 @@ pub fn backward(
 }
 
 /// [`forward`] with PyTorch autocast's bf16 semantics: `x`, `W` are rounded to bf16, the
-/// products summed in f32, the bias added in f32 (f32 CPU operands in, f32 out). Runs on
-/// AMX or AVX512-BF16 (`kernels::bf16`), and fails with `Error::MissingCpuFeature` elsewhere.
+/// products summed in f32, the bias added in f32. `input` is an f32 or a bf16 CPU buffer
+/// (an activation stored under autocast, read as it is); `weight`, `bias` and the output
+/// are f32 (the logits feed f32 losses). Runs on AMX or AVX512-BF16 (`kernels::bf16`), and
+/// fails with `Error::MissingCpuFeature` elsewhere.
 pub fn forward_bf16(
     input: &Storage,
     weight: &Storage,
@@ -164,7 +166,8 @@ pub fn forward_bf16(
 }
 
 /// [`backward`] with [`forward_bf16`]'s semantics: both gradients are products of bf16
-/// operands summed in f32; the bias gradient is an f32 sum.
+/// operands summed in f32; the bias gradient is an f32 sum. `input` is the forward's, f32
+/// or bf16; `weight` and `grad_out` are f32, and so are the gradients.
 pub fn backward_bf16(
     input: &Storage,
     weight: &Storage,
