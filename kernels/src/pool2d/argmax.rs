@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{four_runs, MaxValue, Windows};
+use super::cpu::{four_runs, MaxValue, Windows, LANES};
 use super::Pool2dGeometry;
 use crate::columns::{merge_columns, split_columns};
 use crate::output::filled_in_parallel;
@@ -145,12 +145,30 @@ fn forward_unpadded_2x2<T: MaxValue>(
         split_columns(&x[2 * oy * w..][..w], 0, &mut a[span.clone()], &mut b[span.clone()]);
         split_columns(&x[(2 * oy + 1) * w..][..w], 0, &mut c[span.clone()], &mut d[span]);
     }
-    for k in 0..n {
-        let (value, cell) = first_max_of_four([a[k], b[k], c[k], d[k]]);
-        y[k] = value;
-        cells[k] = cell;
-    }
+    pick_winners([a, b, c, d], &mut y[..n], &mut cells[..n]);
 }
+}
+
+/// Each window's winner from the four runs of its cells, in blocks of [`LANES`] windows,
+/// then one by one. Left to choose, the vectoriser takes 32 bf16 windows at a time, and a
+/// 7x7 plane's 49 windows left 17 to a scalar tail of unpredictable branches: the bf16
+/// pool from 15x15 ran 30% slower than the f32 one, which does 16 at a time.
+#[inline(always)]
+fn pick_winners<T: MaxValue>([a, b, c, d]: [&[T]; 4], y: &mut [T], cells: &mut [u8]) {
+    let full = y.len() / LANES * LANES;
+    let blocks = y[..full]
+        .chunks_exact_mut(LANES)
+        .zip(cells[..full].chunks_exact_mut(LANES))
+        .zip(a.chunks_exact(LANES).zip(b.chunks_exact(LANES)))
+        .zip(c.chunks_exact(LANES).zip(d.chunks_exact(LANES)));
+    for (((y, cells), (a, b)), (c, d)) in blocks {
+        for j in 0..LANES {
+            (y[j], cells[j]) = first_max_of_four([a[j], b[j], c[j], d[j]]);
+        }
+    }
+    for k in full..y.len() {
+        (y[k], cells[k]) = first_max_of_four([a[k], b[k], c[k], d[k]]);
+    }
 }
 
 wide_loop! {

@@ -583,8 +583,9 @@ fn route_full_windows<T: Element>(a: &[T], b: &[T], grad: &[T], da: &mut [T], db
     }
 }
 
-/// Windows per block of [`route_full_windows`]: one AVX-512 register of f32.
-const LANES: usize = 16;
+/// Windows per block of [`route_full_windows`] (and of the argmax forward's loop): one
+/// AVX-512 register of f32.
+pub(super) const LANES: usize = 16;
 
 /// `grad` on the first of four cells (no NaN among them) equal to their max, zero elsewhere.
 #[inline(always)]
