@@ -453,25 +453,5 @@ fn bf16_forward_and_backward_match_the_f64_formula() {
 
 #[test]
 fn a_bf16_input_takes_an_f32_gradient_and_no_other() {
-    let x = Storage::bf16(vec![bf16::ONE; 2]);
-    for grad_out in [
-        Storage::bf16(vec![bf16::ONE; 2]),
-        Storage::f64(vec![1.0; 2]),
-    ] {
-        let err = backward(&x, &grad_out).unwrap_err();
-        let message = format!(
-            "gelu: operands disagree: grad_out is {} on cpu, expected f32 on cpu",
-            grad_out.dtype()
-        );
-        assert_eq!(err.to_string(), message);
-    }
-    // An f32 input with a bf16 gradient is the same mistake the other way round.
-    let err = backward(
-        &Storage::f32(vec![1.0; 2]),
-        &Storage::bf16(vec![bf16::ONE; 2]),
-    )
-    .unwrap_err();
-    assert!(matches!(err, Error::Mismatch { op: "gelu", .. }), "{err}");
-    let err = backward(&x, &Storage::f32(vec![1.0; 3])).unwrap_err();
-    assert!(matches!(err, Error::Shape { op: "gelu", .. }), "{err}");
+    crate::test_util::assert_bf16_backward_takes_only_f32_gradients("gelu", backward);
 }

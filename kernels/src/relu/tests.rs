@@ -93,24 +93,5 @@ fn bf16_relu_is_exact() {
 
 #[test]
 fn a_bf16_input_takes_an_f32_gradient_and_no_other() {
-    let x = Storage::bf16(vec![bf16::ONE; 2]);
-    for grad_out in [
-        Storage::bf16(vec![bf16::ONE; 2]),
-        Storage::f64(vec![1.0; 2]),
-    ] {
-        let err = backward(&x, &grad_out).unwrap_err();
-        let message = format!(
-            "relu: operands disagree: grad_out is {} on cpu, expected f32 on cpu",
-            grad_out.dtype()
-        );
-        assert_eq!(err.to_string(), message);
-    }
-    let err = backward(
-        &Storage::f32(vec![1.0; 2]),
-        &Storage::bf16(vec![bf16::ONE; 2]),
-    )
-    .unwrap_err();
-    assert!(matches!(err, Error::Mismatch { op: "relu", .. }), "{err}");
-    let err = backward(&x, &Storage::f32(vec![1.0; 3])).unwrap_err();
-    assert!(matches!(err, Error::Shape { op: "relu", .. }), "{err}");
+    crate::test_util::assert_bf16_backward_takes_only_f32_gradients("relu", backward);
 }
