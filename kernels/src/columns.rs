@@ -12,7 +12,7 @@ use crate::Element;
 /// parity of `c + pad`. Slots past the end of a run are dropped; slots no column maps to
 /// are left as they are.
 #[inline(always)]
-pub(crate) fn split_columns<T: Element>(src: &[T], pad: usize, even: &mut [T], odd: &mut [T]) {
+pub(crate) fn split_columns<T: Copy>(src: &[T], pad: usize, even: &mut [T], odd: &mut [T]) {
     let (first, second) = if pad.is_multiple_of(2) {
         (even, odd)
     } else {

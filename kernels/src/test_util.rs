@@ -63,3 +63,33 @@ pub fn assert_close_scaled(what: &str, got: &Storage, want: &[f64], tol: f64) {
         );
     }
 }
+
+/// The backward of an elementwise `op` (GELU, ReLU) given a bf16 input takes an f32
+/// gradient and no other, each refusal naming `grad_out`; an f32 input refuses a bf16
+/// gradient, and a gradient of another length is a shape error.
+pub fn assert_bf16_backward_takes_only_f32_gradients(
+    op: &str,
+    backward: impl Fn(&Storage, &Storage) -> crate::Result<Storage>,
+) {
+    use half::bf16;
+    let x = Storage::bf16(vec![bf16::ONE; 2]);
+    for grad_out in [
+        Storage::bf16(vec![bf16::ONE; 2]),
+        Storage::f64(vec![1.0; 2]),
+    ] {
+        let message = format!(
+            "{op}: operands disagree: grad_out is {} on cpu, expected f32 on cpu",
+            grad_out.dtype()
+        );
+        assert_eq!(backward(&x, &grad_out).unwrap_err().to_string(), message);
+    }
+    let x32 = Storage::f32(vec![1.0; 2]);
+    let message = format!("{op}: operands disagree: grad_out is bf16 on cpu, expected f32 on cpu");
+    let err = backward(&x32, &Storage::bf16(vec![bf16::ONE; 2])).unwrap_err();
+    assert_eq!(err.to_string(), message);
+    let err = backward(&x, &Storage::f32(vec![1.0; 3])).unwrap_err();
+    assert!(
+        matches!(err, crate::Error::Shape { op: o, .. } if o == op),
+        "{err}"
+    );
+}

@@ -551,18 +551,24 @@ fn bf16_is_stored_and_converted_but_refused_by_ops_naming_op_dtype_and_device() 
     assert_eq!(x.dtype(), DType::BF16);
     // 3e-3 has no exact bf16: the nearest is 0.0030059814453125 (0x3B45).
     assert_eq!(x.to_vec_f64().unwrap(), vec![1.0, -2.5, 0.0030059814453125]);
-    let err = kernels::relu::forward(&x).unwrap_err();
+    // Average pooling has no bf16 kernel (the layers between convolutions that do, under
+    // autocast, are tested in their own modules).
+    let avg = PoolKind::Avg {
+        count_include_pad: true,
+    };
+    let g = Pool2dGeometry::new(avg, &[1, 1, 1, 3], [1, 1], [1, 1], [0, 0]).unwrap();
+    let err = pool2d::forward(&x, &g).unwrap_err();
     assert_eq!(
         err,
         Error::Unsupported {
-            op: "relu",
+            op: "avg_pool2d",
             dtype: DType::BF16,
             device: Device::Cpu
         }
     );
     assert_eq!(
         err.to_string(),
-        "relu: bf16 tensors are not supported on cpu"
+        "avg_pool2d: bf16 tensors are not supported on cpu"
     );
 }
 

@@ -1,10 +1,18 @@
 //! GELU on the host: one pass over the elements in parallel pieces, each a loop the
 //! compiler vectorises (16 f32 lanes where the CPU has AVX-512).
+//!
+//! The loops read the input as it is stored ([`Activation`]): f32 and f64 as themselves,
+//! bf16 (an activation under autocast) widened to f32 value by value inside the loop, so
+//! that a bf16 tensor costs half the reads and (forward) half the writes of an f32 one and
+//! gives the f32 kernel's values on the widened input, the output rounded once.
 
-use super::{normal, OP};
+use half::bf16;
+
+use super::normal;
+use crate::bf16_values::{narrow, widen};
 use crate::output::filled_in_parallel;
 use crate::simd::{has_avx512, wide_loop};
-use crate::{Element, Result, Storage, PAR_MIN_LEN};
+use crate::{Element, PAR_MIN_LEN};
 
 /// The normal cdf and density at the precision of the element type.
 pub trait Gaussian: Element {
@@ -50,6 +58,51 @@ impl Gaussian for f64 {
     }
 }
 
+/// How the loops load an input value and store a forward output: f32 and f64 compute in
+/// their own precision; bf16 computes in f32, widened exactly and rounded once on the way
+/// out. Gradients are always of the computing type (`Wide`).
+pub trait Activation: Copy + Default + Send + Sync {
+    type Wide: Gaussian;
+    fn widen(self) -> Self::Wide;
+    fn narrow(value: Self::Wide) -> Self;
+}
+
+impl Activation for f32 {
+    type Wide = f32;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(value: f32) -> f32 {
+        value
+    }
+}
+
+impl Activation for f64 {
+    type Wide = f64;
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(value: f64) -> f64 {
+        value
+    }
+}
+
+impl Activation for bf16 {
+    type Wide = f32;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        widen(self)
+    }
+    #[inline(always)]
+    fn narrow(value: f32) -> bf16 {
+        narrow(value)
+    }
+}
+
 /// Values per block: one AVX-512 register of f32. A block whose values are all central
 /// (as after batch norm, nearly every block) skips the far-tail fit, which a vectorised
 /// loop would otherwise compute for every value and then discard.
@@ -57,20 +110,25 @@ const BLOCK: usize = 16;
 
 /// Whether every value of `x` is central, as one vectorisable count (no early exit).
 #[inline(always)]
-fn all_central<T: Gaussian>(x: &[T]) -> bool {
-    x.iter().map(|&v| v.is_central() as usize).sum::<usize>() == x.len()
+fn all_central<T: Activation>(x: &[T]) -> bool {
+    x.iter()
+        .map(|&v| v.widen().is_central() as usize)
+        .sum::<usize>()
+        == x.len()
 }
 
 wide_loop! {
-    pub(super) fn forward_piece<T: Gaussian>(x: &[T], y: &mut [T]) {
+    pub(super) fn forward_piece<T: Activation>(x: &[T], y: &mut [T]) {
         for (y, x) in y.chunks_mut(BLOCK).zip(x.chunks(BLOCK)) {
             if all_central(x) {
                 for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * x.cdf_central();
+                    let x = x.widen();
+                    *y = T::narrow(x * x.cdf_central());
                 }
             } else {
                 for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * x.cdf();
+                    let x = x.widen();
+                    *y = T::narrow(x * x.cdf());
                 }
             }
         }
@@ -78,15 +136,21 @@ wide_loop! {
 }
 
 wide_loop! {
-    pub(super) fn backward_piece<T: Gaussian>(x: &[T], grad_out: &[T], grad_in: &mut [T]) {
+    pub(super) fn backward_piece<T: Activation>(
+        x: &[T],
+        grad_out: &[T::Wide],
+        grad_in: &mut [T::Wide],
+    ) {
         let blocks = grad_in.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).zip(grad_out.chunks(BLOCK));
         for ((g, x), dy) in blocks {
             if all_central(x) {
                 for ((g, &x), &dy) in g.iter_mut().zip(x).zip(dy) {
+                    let x = x.widen();
                     *g = dy * (x.cdf_central() + x * x.pdf());
                 }
             } else {
                 for ((g, &x), &dy) in g.iter_mut().zip(x).zip(dy) {
+                    let x = x.widen();
                     *g = dy * (x.cdf() + x * x.pdf());
                 }
             }
@@ -94,31 +158,21 @@ wide_loop! {
     }
 }
 
-pub fn forward<T: Gaussian>(x: &Storage) -> Result<Storage> {
-    let x = x.host::<T>(OP, "input")?;
+/// GELU of every element of `x`, stored as `x` is.
+pub fn forward<T: Activation>(x: &[T]) -> Vec<T> {
     let wide = has_avx512();
-    Ok(T::into_storage(filled_in_parallel(
-        x.len(),
-        PAR_MIN_LEN,
-        1,
-        |piece, y| {
-            let start = piece * PAR_MIN_LEN;
-            forward_piece(wide, &x[start..start + y.len()], y)
-        },
-    )))
+    filled_in_parallel(x.len(), PAR_MIN_LEN, 1, |piece, y| {
+        let start = piece * PAR_MIN_LEN;
+        forward_piece(wide, &x[start..start + y.len()], y)
+    })
 }
 
-pub fn backward<T: Gaussian>(x: &Storage, grad_out: &Storage) -> Result<Storage> {
-    let x = x.host::<T>(OP, "input")?;
-    let grad_out = grad_out.host::<T>(OP, "grad_out")?;
+/// The input gradient of GELU at `x` given the output gradient (same length, checked by
+/// the caller), in the computing type.
+pub fn backward<T: Activation>(x: &[T], grad_out: &[T::Wide]) -> Vec<T::Wide> {
     let wide = has_avx512();
-    Ok(T::into_storage(filled_in_parallel(
-        x.len(),
-        PAR_MIN_LEN,
-        1,
-        |piece, g| {
-            let range = piece * PAR_MIN_LEN..piece * PAR_MIN_LEN + g.len();
-            backward_piece(wide, &x[range.clone()], &grad_out[range], g)
-        },
-    )))
+    filled_in_parallel(x.len(), PAR_MIN_LEN, 1, |piece, g| {
+        let range = piece * PAR_MIN_LEN..piece * PAR_MIN_LEN + g.len();
+        backward_piece(wide, &x[range.clone()], &grad_out[range], g)
+    })
 }

@@ -8,6 +8,10 @@
 //! The backward pass takes the forward *input*. f64 computes `Φ` from libm's `erfc`; f32
 //! from the vectorisable fits in `normal.rs`, whose accuracy is stated there.
 //!
+//! A bf16 input (an activation stored under autocast) is computed in f32: the forward
+//! returns bf16, the f32 kernel's value rounded once; the backward takes an f32 `grad_out`
+//! and returns the f32 kernel's gradient at the widened input (gradients stay f32).
+//!
 //! ```
 //! use kernels::{gelu, Storage};
 //! let y = gelu::forward(&Storage::f64(vec![0.0, 1.0])).unwrap().to_vec_f64().unwrap();
@@ -21,27 +25,36 @@ pub mod normal;
 #[cfg(test)]
 mod tests;
 
-use crate::{Result, Storage};
+use crate::{Element, Result, Storage};
 
 const OP: &str = "gelu";
 
-/// Applies GELU element-wise.
+/// Applies GELU element-wise; the output has the input's dtype (f32, f64 or bf16).
 pub fn forward(x: &Storage) -> Result<Storage> {
     dispatch!(
         OP,
         x,
-        cpu::<T> => cpu::forward::<T>(x),
+        cpu::<T> => Ok(T::into_storage(cpu::forward(x.host::<T>(OP, "input")?))),
+        bf16 => Ok(Storage::bf16(cpu::forward(x.host_bf16(OP, "input")?))),
         cuda(x) => cuda::forward(x),
     )
 }
 
-/// Gradient of GELU with respect to its input `x`, given the gradient of its output.
+/// Gradient of GELU with respect to its input `x`, given the gradient of its output:
+/// of `x`'s dtype for f32 and f64, f32 for a bf16 `x` (whose `grad_out` must be f32).
 pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
     grad_out.expect_len(OP, "grad_out", x.len())?;
     dispatch!(
         OP,
         x,
-        cpu::<T> => cpu::backward::<T>(x, grad_out),
+        cpu::<T> => backward_cpu::<T>(x.host::<T>(OP, "input")?, grad_out),
+        bf16 => backward_cpu(x.host_bf16(OP, "input")?, grad_out),
         cuda(x) => cuda::backward(x, grad_out),
     )
+}
+
+/// [`cpu::backward`] with `grad_out` borrowed as the type the input computes in.
+fn backward_cpu<T: cpu::Activation>(x: &[T], grad_out: &Storage) -> Result<Storage> {
+    let grad_out = grad_out.host::<T::Wide>(OP, "grad_out")?;
+    Ok(T::Wide::into_storage(cpu::backward(x, grad_out)))
 }

@@ -1,7 +1,11 @@
+use half::bf16;
+use proptest::prelude::*;
+
 use super::cpu::Gaussian;
 use super::normal::{cdf_f32, cdf_f64, exp_f32, pdf_f32, pdf_f64};
 use super::*;
-use crate::{DType, Device, Error};
+use crate::bf16_values::{narrow, widen};
+use crate::{DType, Error};
 
 /// Φ at a few points, from mpmath at 50 digits (`mpmath.ncdf`).
 const CDF_VALUES: [(f64, f64); 6] = [
@@ -289,13 +293,165 @@ fn bad_operands_name_the_op() {
     assert!(matches!(err, Error::Shape { op: "gelu", .. }), "{err}");
     let err = backward(&Storage::f32(vec![1.0]), &Storage::f64(vec![1.0])).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "gelu", .. }), "{err}");
-    let bf16 = Storage::f32(vec![1.0]).to_dtype(DType::BF16).unwrap();
-    assert_eq!(
-        forward(&bf16).unwrap_err(),
-        Error::Unsupported {
-            op: "gelu",
-            dtype: DType::BF16,
-            device: Device::Cpu
+}
+
+/// Every bf16 bit pattern, in an order (odd multiplier: a permutation of 2^16) that puts
+/// central values, far-tail values, infinities and NaNs in the same blocks of the loops.
+fn every_bf16() -> Vec<bf16> {
+    (0..1u32 << 16)
+        .map(|i| bf16::from_bits(i.wrapping_mul(40_503) as u16))
+        .collect()
+}
+
+/// Bits of the f32 kernels on the widened input: the forward narrowed once, the gradient
+/// as it is; then the same from the bf16 kernels, through the public API.
+fn f32_then_bf16(x: &[bf16], dy: &[f32]) -> [(Vec<u32>, Vec<u32>); 2] {
+    let wide = Storage::f32(x.iter().map(|&v| widen(v)).collect());
+    let dy = Storage::f32(dy.to_vec());
+    let y32 = forward(&wide).unwrap().to_vec_f32().unwrap();
+    let want_y = y32
+        .iter()
+        .map(|&v| u32::from(narrow(v).to_bits()))
+        .collect();
+    let want_dx = backward(&wide, &dy).unwrap().to_vec_f32().unwrap();
+    let x = Storage::bf16(x.to_vec());
+    let y = forward(&x).unwrap();
+    assert_eq!(y.dtype(), DType::BF16);
+    let got_y = y
+        .to_vec_f32()
+        .unwrap()
+        .iter()
+        .map(|&v| v.to_bits() >> 16)
+        .collect();
+    let dx = backward(&x, &dy).unwrap();
+    assert_eq!(dx.dtype(), DType::F32);
+    let got_dx = dx.to_vec_f32().unwrap();
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect();
+    [(want_y, bits(want_dx)), (got_y, bits(got_dx))]
+}
+
+#[test]
+fn every_bf16_input_gives_the_bits_of_the_f32_kernel_on_its_widened_value() {
+    // Exhaustive: all 65536 inputs, NaNs, infinities and signed zeros included.
+    let x = every_bf16();
+    let dy: Vec<f32> = (0..x.len())
+        .map(|i| 0.5 - (i % 11) as f32 * 0.375)
+        .collect();
+    let [(want_y, want_dx), (got_y, got_dx)] = f32_then_bf16(&x, &dy);
+    for i in 0..x.len() {
+        let v = widen(x[i]);
+        assert_eq!(
+            got_y[i],
+            want_y[i],
+            "gelu({v:e}) bits {:#06x}",
+            x[i].to_bits()
+        );
+        assert_eq!(got_dx[i], want_dx[i], "gelu'({v:e}) * {}", dy[i]);
+    }
+}
+
+#[test]
+fn every_compiled_loop_reads_bf16_as_its_f32_copy_reads_the_widened_values() {
+    // The public API above runs one of the three compiled copies (`simd::wide_loop`); here
+    // each copy this CPU runs takes the bf16 input and the widened one.
+    let x = every_bf16();
+    let wide_x: Vec<f32> = x.iter().map(|&v| widen(v)).collect();
+    let dy: Vec<f32> = (0..x.len()).map(|i| 1.5 - (i % 5) as f32 * 0.625).collect();
+    let mut paths = vec![false];
+    if crate::simd::has_avx512() {
+        paths.push(true);
+    } else {
+        println!("SKIPPED for AVX-512: this CPU has none");
+    }
+    for wide in paths {
+        let (mut y, mut y32) = (vec![bf16::ZERO; x.len()], vec![0.0f32; x.len()]);
+        let (mut dx, mut dx32) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+        super::cpu::forward_piece(wide, &x, &mut y);
+        super::cpu::forward_piece(wide, &wide_x, &mut y32);
+        super::cpu::backward_piece(wide, &x, &dy, &mut dx);
+        super::cpu::backward_piece(wide, &wide_x, &dy, &mut dx32);
+        for i in 0..x.len() {
+            assert_eq!(
+                y[i].to_bits(),
+                narrow(y32[i]).to_bits(),
+                "wide {wide}: x {}",
+                wide_x[i]
+            );
+            assert_eq!(
+                dx[i].to_bits(),
+                dx32[i].to_bits(),
+                "wide {wide}: x {}",
+                wide_x[i]
+            );
         }
-    );
+    }
+}
+
+/// Inputs as activations hold them: mostly central, some in the far tails, a few special.
+fn activation() -> impl Strategy<Value = bf16> {
+    prop_oneof![
+        8 => (-4.0f32..4.0).prop_map(bf16::from_f32),
+        2 => (-20.0f32..20.0).prop_map(bf16::from_f32),
+        1 => prop::sample::select(vec![
+            f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-40, -3e38,
+        ]).prop_map(bf16::from_f32),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn bf16_tensors_of_any_length_give_the_bits_of_the_f32_kernel(
+        x in prop::collection::vec(activation(), 0..40_000),
+        seed in any::<u64>(),
+    ) {
+        // Lengths across the 16-value blocks and the parallel pieces of 2^14 values.
+        let dy: Vec<f32> = crate::test_util::pseudo_random(x.len(), seed).iter().map(|&v| v as f32).collect();
+        let [want, got] = f32_then_bf16(&x, &dy);
+        prop_assert!(want == got);
+    }
+}
+
+#[test]
+fn bf16_forward_and_backward_match_the_f64_formula() {
+    // The f32 kernel is within 1.5e-7 max(|x|, 1) of x Φ(x) (forward) and 3e-7 max(|x|, 1)
+    // |dy| of its derivative (forward_and_backward_in_f32_match_the_f64_formula); the bf16
+    // forward adds one rounding to 8 significant bits, at most 2^-8 of the f32 value (or
+    // half the smallest bf16 subnormal, 2^-134); the gradient stays f32.
+    let x: Vec<bf16> = every_bf16().into_iter().filter(|v| v.is_finite()).collect();
+    let dy: Vec<f32> = (0..x.len()).map(|i| 1.0 - (i % 7) as f32 * 0.25).collect();
+    let y = forward(&Storage::bf16(x.clone()))
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+    let dx = backward(&Storage::bf16(x.clone()), &Storage::f32(dy.clone()))
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+    for (i, &v) in x.iter().enumerate() {
+        let x64 = v.to_f64();
+        let scale = x64.abs().max(1.0);
+        let want_y = x64 * cdf_f64(x64);
+        let f32_tolerance = 1.5e-7 * scale;
+        let bound =
+            2f64.powi(-8) * (want_y.abs() + f32_tolerance) + f32_tolerance + 2f64.powi(-134);
+        assert!(
+            (y[i] - want_y).abs() <= bound,
+            "gelu({x64}) = {}, want {want_y}",
+            y[i]
+        );
+        let want_dx = dy[i] as f64 * (cdf_f64(x64) + x64 * pdf_f64(x64));
+        assert!(
+            (dx[i] - want_dx).abs() <= 3e-7 * scale * dy[i].abs() as f64 + 1e-30,
+            "gelu'({x64}) * {} = {}, want {want_dx}",
+            dy[i],
+            dx[i]
+        );
+    }
+}
+
+#[test]
+fn a_bf16_input_takes_an_f32_gradient_and_no_other() {
+    crate::test_util::assert_bf16_backward_takes_only_f32_gradients("gelu", backward);
 }

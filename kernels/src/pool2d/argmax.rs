@@ -9,11 +9,12 @@
 //! `dh * kernel_w + dw` for the cell `dh` rows and `dw` columns from the window's
 //! top-left corner (which may lie in the padding). The winner is the one
 //! [`super::forward`]'s value comes from: the first maximum in row-major order, a NaN beating
-//! any number and a later NaN an earlier one.
+//! any number and a later NaN an earlier one. A bf16 input is compared widened to f32 and
+//! copied as it is ([`MaxValue`]): the same cells as the f32 kernel on the widened input.
 
 use rayon::prelude::*;
 
-use super::cpu::{four_runs, Windows};
+use super::cpu::{four_runs, MaxValue, Windows, LANES};
 use super::Pool2dGeometry;
 use crate::columns::{merge_columns, split_columns};
 use crate::output::filled_in_parallel;
@@ -31,10 +32,10 @@ fn is_unpadded_2x2(g: &Pool2dGeometry) -> bool {
 }
 
 /// `(max, cell)` of each window of `x` (NCHW, `g.input_shape()`).
-pub(super) fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u8>) {
+pub(super) fn forward<T: MaxValue>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u8>) {
     let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
     let planes = g.batch * g.channels;
-    let mut y = vec![T::zero(); planes * out_plane];
+    let mut y = vec![T::default(); planes * out_plane];
     let mut cells = vec![0u8; planes * out_plane];
     if in_plane == 0 || out_plane == 0 {
         return (y, cells);
@@ -48,7 +49,7 @@ pub(super) fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<u
         .with_min_len(windows.min_planes())
         .for_each_init(
             // The runs of cells only the 2x2 path uses.
-            || vec![T::zero(); if unpadded_2x2 { 4 * out_plane } else { 0 }],
+            || vec![T::default(); if unpadded_2x2 { 4 * out_plane } else { 0 }],
             |runs, ((y, cells), x)| {
                 if unpadded_2x2 {
                     forward_unpadded_2x2(wide, x, y, cells, g, runs);
@@ -90,7 +91,7 @@ fn origin(g: &Pool2dGeometry, oh: usize, ow: usize) -> (usize, usize) {
 
 /// Any window: its in-bounds cells (padding never wins), the winner found by
 /// [`Windows::argmax_cell`], the recomputing backward's rule.
-fn forward_plane<T: Element>(
+fn forward_plane<T: MaxValue>(
     x: &[T],
     y: &mut [T],
     cells: &mut [u8],
@@ -130,7 +131,7 @@ wide_loop! {
 /// Forward of one plane of 2x2 windows without padding: the four cells of every window
 /// gathered into four runs (`runs`, `4 x OH*OW`), then one elementwise pass picks each
 /// window's winner.
-fn forward_unpadded_2x2<T: Element>(
+fn forward_unpadded_2x2<T: MaxValue>(
     x: &[T],
     y: &mut [T],
     cells: &mut [u8],
@@ -144,12 +145,30 @@ fn forward_unpadded_2x2<T: Element>(
         split_columns(&x[2 * oy * w..][..w], 0, &mut a[span.clone()], &mut b[span.clone()]);
         split_columns(&x[(2 * oy + 1) * w..][..w], 0, &mut c[span.clone()], &mut d[span]);
     }
-    for k in 0..n {
-        let (value, cell) = first_max_of_four([a[k], b[k], c[k], d[k]]);
-        y[k] = value;
-        cells[k] = cell;
-    }
+    pick_winners([a, b, c, d], &mut y[..n], &mut cells[..n]);
 }
+}
+
+/// Each window's winner from the four runs of its cells, in blocks of [`LANES`] windows,
+/// then one by one. Left to choose, the vectoriser takes 32 bf16 windows at a time, and a
+/// 7x7 plane's 49 windows left 17 to a scalar tail of unpredictable branches: the bf16
+/// pool from 15x15 ran 30% slower than the f32 one, which does 16 at a time.
+#[inline(always)]
+fn pick_winners<T: MaxValue>([a, b, c, d]: [&[T]; 4], y: &mut [T], cells: &mut [u8]) {
+    let full = y.len() / LANES * LANES;
+    let blocks = y[..full]
+        .chunks_exact_mut(LANES)
+        .zip(cells[..full].chunks_exact_mut(LANES))
+        .zip(a.chunks_exact(LANES).zip(b.chunks_exact(LANES)))
+        .zip(c.chunks_exact(LANES).zip(d.chunks_exact(LANES)));
+    for (((y, cells), (a, b)), (c, d)) in blocks {
+        for j in 0..LANES {
+            (y[j], cells[j]) = first_max_of_four([a[j], b[j], c[j], d[j]]);
+        }
+    }
+    for k in full..y.len() {
+        (y[k], cells[k]) = first_max_of_four([a[k], b[k], c[k], d[k]]);
+    }
 }
 
 wide_loop! {
@@ -185,10 +204,10 @@ fn backward_unpadded_2x2<T: Element>(
 /// and a later NaN an earlier one; selects, not branches, so a loop over windows
 /// vectorises.
 #[inline(always)]
-fn first_max_of_four<T: Element>(window: [T; 4]) -> (T, u8) {
+fn first_max_of_four<T: MaxValue>(window: [T; 4]) -> (T, u8) {
     let (mut best, mut cell) = (window[0], 0u8);
     for (i, &v) in window.iter().enumerate().skip(1) {
-        let take = v > best || v.is_nan();
+        let take = v.beats(best);
         best = if take { v } else { best };
         cell = if take { i as u8 } else { cell };
     }

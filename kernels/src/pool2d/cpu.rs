@@ -1,12 +1,49 @@
 use std::ops::Range;
 
+use half::bf16;
+use num_traits::Float;
 use rayon::prelude::*;
 
 use super::{Pool2dGeometry, PoolKind};
+use crate::bf16_values::widen;
 use crate::columns::{merge_columns, split_columns};
 use crate::output::filled_in_parallel;
 use crate::simd::{has_avx512, wide_loop};
 use crate::{Element, PAR_MIN_LEN};
+
+/// A value max pooling selects among: compared as `Wide` (f32 and f64 as themselves, a
+/// bf16 activation widened exactly to f32) and copied as it is stored. So a bf16 max pool
+/// picks the very cells, and returns the very values, that the f32 kernel picks on the
+/// widened input, reading and writing half the bytes.
+pub(super) trait MaxValue: Copy + Default + Send + Sync {
+    type Wide: Element;
+    fn wide(self) -> Self::Wide;
+
+    /// Whether `self` takes a window's max from `best`, a cell before it in row-major
+    /// order: by being larger, or NaN (a NaN beats any number and a later NaN an earlier
+    /// one, as in PyTorch's CPU kernel).
+    #[inline(always)]
+    fn beats(self, best: Self) -> bool {
+        let (v, best) = (self.wide(), best.wide());
+        v > best || v.is_nan()
+    }
+}
+
+impl<T: Element> MaxValue for T {
+    type Wide = T;
+    #[inline(always)]
+    fn wide(self) -> T {
+        self
+    }
+}
+
+impl MaxValue for bf16 {
+    type Wide = f32;
+    #[inline(always)]
+    fn wide(self) -> f32 {
+        widen(self)
+    }
+}
 
 /// The in-bounds input indices covered by each output position along one axis.
 /// Padding cells are simply left out: they never win a max and add zero to a sum.
@@ -59,7 +96,7 @@ impl Windows {
     }
 
     /// Row and column (within the plane) of [`Windows::argmax`].
-    pub(super) fn argmax_cell<T: Element>(
+    pub(super) fn argmax_cell<T: MaxValue>(
         &self,
         x: &[T],
         rows: &Range<usize>,
@@ -72,7 +109,7 @@ impl Windows {
             for c in cols.clone() {
                 let v = row[c];
                 // Selects, not branches: which cell wins is data-dependent and unpredictable.
-                let take = v > best || v.is_nan();
+                let take = v.beats(best);
                 best = if take { v } else { best };
                 best_row = if take { h } else { best_row };
                 best_col = if take { c } else { best_col };
@@ -89,7 +126,7 @@ fn first_max<T: Element, const N: usize>(x: &[T], cells: [usize; N]) -> usize {
     let mut best = x[best_index];
     for &i in &cells[1..] {
         let v = x[i];
-        let take = v > best || v.is_nan();
+        let take = v.beats(best);
         best = if take { v } else { best };
         best_index = if take { i } else { best_index };
     }
@@ -110,8 +147,8 @@ fn divisor<T: Element>(g: &Pool2dGeometry, rows: &Range<usize>, cols: &Range<usi
 /// `a` replaced by `b` if `b` is larger or NaN: the max that propagates NaN. Written as
 /// a select so loops over it vectorise and random data costs no branch mispredictions.
 #[inline(always)]
-fn max_nan<T: Element>(a: T, b: T) -> T {
-    if b > a || b.is_nan() {
+fn max_nan<T: MaxValue>(a: T, b: T) -> T {
+    if b.beats(a) {
         b
     } else {
         a
@@ -123,25 +160,67 @@ fn max_nan<T: Element>(a: T, b: T) -> T {
 /// This changes only the order of the additions (avg) and which of equal values is
 /// returned (max), never the value of a max.
 pub fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> Vec<T> {
-    let win = Windows::new(g);
-    let in_w = g.in_w;
-    let mut y = vec![T::zero(); g.batch * g.channels * win.out_plane];
-    if is_max_2x2(g) {
-        let wide = has_avx512();
-        y.par_chunks_mut(win.out_plane)
-            .zip(x.par_chunks(win.in_plane))
-            .with_min_len(win.min_planes())
-            .for_each_init(
-                || vec![T::zero(); in_w],
-                |buffer, (y, x)| max_2x2_forward_plane(wide, x, y, g, buffer),
-            );
-        return y;
+    match g.kind {
+        PoolKind::Max => max_forward(x, g),
+        PoolKind::Avg { .. } => rows_then_columns(
+            x,
+            g,
+            |acc, row| {
+                for (acc, &v) in acc.iter_mut().zip(row) {
+                    *acc += v;
+                }
+            },
+            |span, rows, cols| {
+                span.iter().fold(T::zero(), |s, &v| s + v) / divisor::<T>(g, rows, cols)
+            },
+        ),
     }
+}
+
+/// [`forward`] for max pooling (`g.kind` is [`PoolKind::Max`]) of values stored as `T`.
+pub(super) fn max_forward<T: MaxValue>(x: &[T], g: &Pool2dGeometry) -> Vec<T> {
+    if !is_max_2x2(g) {
+        return rows_then_columns(
+            x,
+            g,
+            |acc, row| {
+                for (acc, &v) in acc.iter_mut().zip(row) {
+                    *acc = max_nan(*acc, v);
+                }
+            },
+            |span, _, _| span[1..].iter().fold(span[0], |m, &v| max_nan(m, v)),
+        );
+    }
+    let win = Windows::new(g);
+    let mut y = vec![T::default(); g.batch * g.channels * win.out_plane];
+    let wide = has_avx512();
     y.par_chunks_mut(win.out_plane)
         .zip(x.par_chunks(win.in_plane))
         .with_min_len(win.min_planes())
         .for_each_init(
-            || vec![T::zero(); in_w],
+            || vec![T::default(); g.in_w],
+            |buffer, (y, x)| max_2x2_forward_plane(wide, x, y, g, buffer),
+        );
+    y
+}
+
+/// The separable forward of any pool: `combine_row(acc, row)` folds each further window
+/// row into the first, then `reduce_window(span, rows, cols)` turns the folded columns
+/// `span` of window `(rows, cols)` into its output.
+fn rows_then_columns<T: Copy + Send + Sync + Default>(
+    x: &[T],
+    g: &Pool2dGeometry,
+    combine_row: impl Fn(&mut [T], &[T]) + Sync + Send,
+    reduce_window: impl Fn(&[T], &Range<usize>, &Range<usize>) -> T + Sync + Send,
+) -> Vec<T> {
+    let win = Windows::new(g);
+    let in_w = g.in_w;
+    let mut y = vec![T::default(); g.batch * g.channels * win.out_plane];
+    y.par_chunks_mut(win.out_plane)
+        .zip(x.par_chunks(win.in_plane))
+        .with_min_len(win.min_planes())
+        .for_each_init(
+            || vec![T::default(); in_w],
             |buffer, (y, x)| {
                 for (y_row, rows) in y.chunks_mut(g.out_w).zip(&win.rows) {
                     let first = &x[rows.start * in_w..(rows.start + 1) * in_w];
@@ -150,31 +229,12 @@ pub fn forward<T: Element>(x: &[T], g: &Pool2dGeometry) -> Vec<T> {
                     } else {
                         buffer.copy_from_slice(first);
                         for h in rows.start + 1..rows.end {
-                            let row = &x[h * in_w..(h + 1) * in_w];
-                            match g.kind {
-                                PoolKind::Max => {
-                                    for (acc, &v) in buffer.iter_mut().zip(row) {
-                                        *acc = max_nan(*acc, v);
-                                    }
-                                }
-                                PoolKind::Avg { .. } => {
-                                    for (acc, &v) in buffer.iter_mut().zip(row) {
-                                        *acc += v;
-                                    }
-                                }
-                            }
+                            combine_row(buffer, &x[h * in_w..(h + 1) * in_w]);
                         }
                         buffer
                     };
                     for (out, cols) in y_row.iter_mut().zip(&win.cols) {
-                        let span = &columns[cols.clone()];
-                        *out = match g.kind {
-                            PoolKind::Max => span[1..].iter().fold(span[0], |m, &v| max_nan(m, v)),
-                            PoolKind::Avg { .. } => {
-                                span.iter().fold(T::zero(), |s, &v| s + v)
-                                    / divisor::<T>(g, rows, cols)
-                            }
-                        };
+                        *out = reduce_window(&columns[cols.clone()], rows, cols);
                     }
                 }
             },
@@ -333,7 +393,7 @@ fn full_columns(g: &Pool2dGeometry) -> Range<usize> {
 wide_loop! {
 /// Forward of one plane: each output row first takes the element-wise max of its (one or
 /// two) input rows, then the max of each column pair.
-fn max_2x2_forward_plane<T: Element>(
+fn max_2x2_forward_plane<T: MaxValue>(
     x: &[T],
     y: &mut [T],
     g: &Pool2dGeometry,
@@ -365,7 +425,7 @@ fn max_2x2_forward_plane<T: Element>(
 
 /// `out = max(a, b)` element-wise.
 #[inline(always)]
-fn max_rows<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
+fn max_rows<T: MaxValue>(a: &[T], b: &[T], out: &mut [T]) {
     for ((o, &u), &v) in out.iter_mut().zip(a).zip(b) {
         *o = max_nan(u, v);
     }
@@ -373,7 +433,7 @@ fn max_rows<T: Element>(a: &[T], b: &[T], out: &mut [T]) {
 
 /// `out[i] = max(m[2i], m[2i + 1])`.
 #[inline(always)]
-fn max_pairs<T: Element>(m: &[T], out: &mut [T]) {
+fn max_pairs<T: MaxValue>(m: &[T], out: &mut [T]) {
     for (o, pair) in out.iter_mut().zip(m.chunks_exact(2)) {
         *o = max_nan(pair[0], pair[1]);
     }
@@ -446,7 +506,7 @@ fn route_edges<T: Element>(
         let grad = dy_row[ow];
         if rows.len() == 2 {
             let (a, b) = (x[top], x[top + w]);
-            let lower = b > a || b.is_nan();
+            let lower = b.beats(a);
             dx[top] = if lower { T::zero() } else { grad };
             dx[top + w] = if lower { grad } else { T::zero() };
         } else {
@@ -461,7 +521,7 @@ fn route_edges<T: Element>(
 fn route_pairs<T: Element>(a: &[T], grad: &[T], da: &mut [T]) {
     let zero = T::zero();
     for ((a, da), &g) in a.chunks_exact(2).zip(da.chunks_exact_mut(2)).zip(grad) {
-        let second = a[1] > a[0] || a[1].is_nan();
+        let second = a[1].beats(a[0]);
         da[0] = if second { zero } else { g };
         da[1] = if second { g } else { zero };
     }
@@ -523,8 +583,9 @@ fn route_full_windows<T: Element>(a: &[T], b: &[T], grad: &[T], da: &mut [T], db
     }
 }
 
-/// Windows per block of [`route_full_windows`]: one AVX-512 register of f32.
-const LANES: usize = 16;
+/// Windows per block of [`route_full_windows`] (and of the argmax forward's loop): one
+/// AVX-512 register of f32.
+pub(super) const LANES: usize = 16;
 
 /// `grad` on the first of four cells (no NaN among them) equal to their max, zero elsewhere.
 #[inline(always)]

@@ -24,6 +24,14 @@
 //! it instead (one byte per output, as PyTorch's `max_pool2d_with_indices`) for
 //! [`max_backward_from_argmax`], which then never reads the input again.
 //!
+//! A bf16 input (an activation stored under autocast) is max pooled on the host into a
+//! bf16 output: each window's value and cell are exactly those the f32 kernel picks on the
+//! widened input (the value copied, not rounded again: a signalling NaN stays signalling,
+//! as in the f32 kernel), so its gradient, from the kept argmax and an f32 `grad_out`, is
+//! f32 and the f32 path's bit for bit. Average pooling and the recomputing [`backward`] have no
+//! bf16 kernel ([`Error::Unsupported`]): under autocast the network only max pools, and
+//! keeps the argmax.
+//!
 //! ```
 //! use kernels::{pool2d::{self, PoolKind, Pool2dGeometry}, Storage};
 //! let g = Pool2dGeometry::new(PoolKind::Max, &[1, 1, 2, 2], [2, 2], [2, 2], [0, 0]).unwrap();
@@ -37,7 +45,7 @@ mod cuda;
 #[cfg(test)]
 mod tests;
 
-use crate::{fmt_shape, Element, Error, Result, Storage};
+use crate::{fmt_shape, DType, Device, Element, Error, Result, Storage};
 
 /// Which reduction a pooling window applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,7 +242,8 @@ impl Pool2dGeometry {
     }
 }
 
-/// Pools `input` (NCHW, shape `g.input_shape()`) into a buffer of shape `g.output_shape()`.
+/// Pools `input` (NCHW, shape `g.input_shape()`) into a buffer of shape `g.output_shape()`
+/// and of the input's dtype (bf16 for max pooling only).
 pub fn forward(input: &Storage, g: &Pool2dGeometry) -> Result<Storage> {
     let g = &g.checked()?;
     input.expect_len(g.op(), "input", g.input_len())?;
@@ -242,12 +251,17 @@ pub fn forward(input: &Storage, g: &Pool2dGeometry) -> Result<Storage> {
         g.op(),
         input,
         cpu::<T> => forward_cpu::<T>(input, g),
+        bf16 => match g.kind {
+            PoolKind::Max => Ok(Storage::bf16(cpu::max_forward(input.host_bf16(g.op(), "input")?, g))),
+            PoolKind::Avg { .. } => Err(Error::unsupported(g.op(), DType::BF16, Device::Cpu)),
+        },
         cuda(input) => cuda::forward(input, g),
     )
 }
 
 /// Gradient w.r.t. the input. Max: recomputes each window's argmax from `input` (first
-/// maximum in row-major window order, as PyTorch) so no index buffer is kept.
+/// maximum in row-major window order, as PyTorch) so no index buffer is kept. A bf16
+/// input is [`Error::Unsupported`]: its max pool keeps the argmax instead.
 pub fn backward(input: &Storage, grad_out: &Storage, g: &Pool2dGeometry) -> Result<Storage> {
     let g = &g.checked()?;
     input.expect_len(g.op(), "input", g.input_len())?;
@@ -266,11 +280,15 @@ pub fn backward(input: &Storage, grad_out: &Storage, g: &Pool2dGeometry) -> Resu
 pub struct Argmax {
     cells: Vec<u8>,
     geometry: Pool2dGeometry,
+    /// The dtype of the input's gradient: the input's own, f32 for a bf16 input.
+    grad_dtype: DType,
 }
 
 /// Max pooling (`g.kind` must be [`PoolKind::Max`]) that also returns each window's
 /// winning cell, where it can keep one: on the host, for windows of at most 256 cells.
-/// Elsewhere the argmax is `None` and the backward is [`backward`], from the input.
+/// Elsewhere the argmax is `None` and the backward is [`backward`], from the input (which
+/// has no bf16 kernel: a bf16 input needs windows of at most 256 cells to be trained).
+/// The output has the input's dtype (f32, f64 or bf16).
 ///
 /// ```
 /// use kernels::{pool2d::{self, PoolKind, Pool2dGeometry}, Storage};
@@ -302,23 +320,43 @@ pub fn max_forward_keeping_argmax(
             let (y, cells) = argmax::forward::<T>(input.host::<T>(g.op(), "input")?, g);
             Ok((T::into_storage(y), cells))
         },
+        bf16 => {
+            let (y, cells) = argmax::forward(input.host_bf16(g.op(), "input")?, g);
+            Ok((Storage::bf16(y), cells))
+        },
         cuda(_input) => Err(Error::unsupported(g.op(), input.dtype(), input.device())),
     )?;
+    let grad_dtype = match input.dtype() {
+        DType::BF16 => DType::F32,
+        dtype => dtype,
+    };
     Ok((
         output,
         Some(Argmax {
             cells,
             geometry: *g,
+            grad_dtype,
         }),
     ))
 }
 
 /// Gradient w.r.t. the input of the max pool that produced `argmax`, from `grad_out`
-/// (shape `output_shape()`, f32 or f64 on the host): each gradient added to its window's
-/// winning cell.
+/// (shape `output_shape()`, on the host, of the input's dtype, or f32 for a bf16 input):
+/// each gradient added to its window's winning cell.
 pub fn max_backward_from_argmax(argmax: &Argmax, grad_out: &Storage) -> Result<Storage> {
     let g = &argmax.geometry;
     grad_out.expect_len(g.op(), "grad_out", g.output_len())?;
+    if grad_out.dtype() != argmax.grad_dtype {
+        return Err(Error::mismatch(
+            g.op(),
+            format!(
+                "grad_out is {} on {}, expected {} on cpu (the gradient of the pooled input)",
+                grad_out.dtype(),
+                grad_out.device(),
+                argmax.grad_dtype
+            ),
+        ));
+    }
     dispatch!(
         g.op(),
         grad_out,

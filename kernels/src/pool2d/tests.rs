@@ -1,9 +1,11 @@
+use half::bf16;
 use proptest::prelude::*;
 
 use super::*;
+use crate::bf16_values::narrow;
 use crate::reference::{pool_backward, pool_forward, Array4, PoolMode, PoolParams};
 use crate::test_util::assert_close_rel;
-use crate::Error;
+use crate::{CpuStorage, Error};
 
 const MAX: PoolKind = PoolKind::Max;
 const AVG: PoolKind = PoolKind::Avg {
@@ -518,4 +520,192 @@ fn keeping_an_argmax_is_for_max_pooling_and_its_own_output_size() {
             "{err}"
         );
     }
+}
+
+/// The values of bf16 activations: `x` rounded to bf16, and cells `at` (modulo the length)
+/// replaced by `which` of NaNs with distinct payloads (so which one wins shows), the
+/// infinities and both zeros (a tie of which the first cell wins).
+fn bf16_input(x: &[f64], specials: &[(usize, usize)]) -> Vec<bf16> {
+    let special = [0x7fc1, 0xffc5, 0x7f80, 0xff80, 0x8000, 0x0000].map(bf16::from_bits);
+    let mut x: Vec<bf16> = x.iter().map(|&v| bf16::from_f64(v)).collect();
+    for &(which, at) in specials {
+        let len = x.len();
+        x[at % len] = special[which % special.len()];
+    }
+    x
+}
+
+fn bf16_bits(s: Storage) -> Vec<u16> {
+    match s {
+        Storage::Cpu(CpuStorage::BF16(v)) => v.iter().map(|v| v.to_bits()).collect(),
+        other => panic!("expected a bf16 output, got {}", other.dtype()),
+    }
+}
+
+fn f32_bits(s: Storage) -> Vec<u32> {
+    assert_eq!(s.dtype(), DType::F32);
+    s.to_vec_f32()
+        .unwrap()
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
+}
+
+/// The bf16 max pool against the f32 one on the widened input: the output is the f32
+/// output narrowed (the same bits: the values are bf16 already, and NaNs quiet), the kept
+/// cells are the same, and the f32 gradients from them are the same bits.
+fn assert_bf16_max_pool_is_the_f32_one(x: &[bf16], dy: &[f64], g: &Pool2dGeometry) {
+    let narrowed = |s: Storage| -> Vec<u16> {
+        let v = s.to_vec_f32().unwrap();
+        v.into_iter().map(|v| narrow(v).to_bits()).collect()
+    };
+    let wide = Storage::bf16(x.to_vec()).to_dtype(DType::F32).unwrap();
+    let x = Storage::bf16(x.to_vec());
+    let dy = Storage::f32(dy.iter().map(|&v| v as f32).collect());
+    assert_eq!(
+        bf16_bits(forward(&x, g).unwrap()),
+        narrowed(forward(&wide, g).unwrap())
+    );
+    let (y, argmax) = max_forward_keeping_argmax(&x, g).unwrap();
+    let (y32, argmax32) = max_forward_keeping_argmax(&wide, g).unwrap();
+    let (argmax, argmax32) = (argmax.unwrap(), argmax32.unwrap());
+    assert_eq!(bf16_bits(y), narrowed(y32));
+    assert_eq!(argmax.cells, argmax32.cells);
+    assert_eq!(
+        f32_bits(max_backward_from_argmax(&argmax, &dy).unwrap()),
+        f32_bits(max_backward_from_argmax(&argmax32, &dy).unwrap())
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn bf16_max_pooling_picks_the_cells_and_values_of_the_f32_kernel(
+        (shape, f, stride, pad, x, dy) in case(),
+        specials in prop::collection::vec((0usize..6, 0usize..400), 0..8),
+    ) {
+        // Any window, stride and padding (the general loops; rounding to bf16 makes ties).
+        let g = geometry(MAX, shape, f, stride, pad);
+        assert_bf16_max_pool_is_the_f32_one(&bf16_input(&x, &specials), &dy, &g);
+    }
+
+    #[test]
+    fn bf16_2x2_max_pooling_picks_the_cells_and_values_of_the_f32_kernel(
+        (shape, pad, x, dy) in max_2x2_case(),
+        specials in prop::collection::vec((0usize..6, 0usize..400), 0..8),
+    ) {
+        // The network's pool: its own paths, with and without padding; small integers
+        // make ties common.
+        let g = geometry(MAX, shape, 2, 2, pad);
+        assert_bf16_max_pool_is_the_f32_one(&bf16_input(&x, &specials), &dy, &g);
+    }
+}
+
+#[test]
+fn bf16_max_pooling_matches_the_reference_exactly() {
+    // 2x2 windows with stride 2 do not overlap: the max is one of the inputs and each
+    // input cell receives at most one gradient, so the f64 reference on the same (widened)
+    // values and the same (f32) gradients is matched exactly: the tolerance is zero.
+    let shape = [2, 3, 9, 10];
+    let len = shape.iter().product();
+    let x = bf16_input(&crate::test_util::pseudo_random(len, 3), &[]);
+    let x64: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
+    for pad in [0, 1] {
+        let g = geometry(MAX, shape, 2, 2, pad);
+        let dy: Vec<f32> = crate::test_util::values(g.output_len(), 5)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let hp = PoolParams {
+            f: 2,
+            stride: 2,
+            pad,
+        };
+        let x_ref = Array4::from_nchw(shape, &x64);
+        let y_ref = pool_forward(&x_ref, hp, PoolMode::Max).to_nchw();
+        let dy64: Vec<f64> = dy.iter().map(|&v| f64::from(v)).collect();
+        let dy_ref = Array4::from_nchw(g.output_shape(), &dy64);
+        let dx_ref = pool_backward(&dy_ref, &x_ref, hp, PoolMode::Max).to_nchw();
+        let (y, argmax) = max_forward_keeping_argmax(&Storage::bf16(x.clone()), &g).unwrap();
+        assert_eq!(f64s(y), y_ref);
+        let dx = max_backward_from_argmax(&argmax.unwrap(), &Storage::f32(dy)).unwrap();
+        assert_eq!(f64s(dx), dx_ref);
+        assert_eq!(f64s(forward(&Storage::bf16(x.clone()), &g).unwrap()), y_ref);
+    }
+}
+
+#[test]
+fn bf16_ties_and_nans_go_where_the_f32_kernel_sends_them() {
+    // By hand: the first of equal values, -0 before +0 (a tie), the later of two NaNs.
+    let g = geometry(MAX, [1, 3, 2, 2], 2, 2, 0);
+    let nan = |bits| bf16::from_bits(bits);
+    let x = vec![
+        bf16::ONE,
+        bf16::from_f32(3.0),
+        bf16::from_f32(3.0),
+        bf16::ONE,
+        bf16::NEG_ZERO,
+        bf16::ZERO,
+        bf16::NEG_ONE,
+        bf16::NEG_ZERO,
+        nan(0x7fc1),
+        bf16::ONE,
+        nan(0xffc5),
+        bf16::INFINITY,
+    ];
+    let (y, argmax) = max_forward_keeping_argmax(&Storage::bf16(x), &g).unwrap();
+    assert_eq!(bf16_bits(y), [0x4040, 0x8000, 0xffc5]);
+    let dx =
+        max_backward_from_argmax(&argmax.unwrap(), &Storage::f32(vec![1.0, 2.0, 3.0])).unwrap();
+    let expected = [0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0];
+    assert_eq!(dx.to_vec_f32().unwrap(), expected);
+}
+
+#[test]
+fn bf16_pooling_without_a_kernel_says_so_and_gradients_must_be_f32() {
+    let x = Storage::bf16(vec![bf16::ONE; 16]);
+    let unsupported = |op| Error::Unsupported {
+        op,
+        dtype: DType::BF16,
+        device: Device::Cpu,
+    };
+    // Average pooling, and the backward that recomputes the argmax from a bf16 input.
+    let avg = geometry(AVG, [1, 1, 4, 4], 2, 2, 0);
+    assert_eq!(forward(&x, &avg).unwrap_err(), unsupported("avg_pool2d"));
+    let max = geometry(MAX, [1, 1, 4, 4], 2, 2, 0);
+    let dy = Storage::f32(vec![1.0; 4]);
+    assert_eq!(
+        backward(&x, &dy, &max).unwrap_err(),
+        unsupported("max_pool2d")
+    );
+
+    // The kept argmax of a bf16 input takes f32 gradients only; that of an f64 input, f64.
+    let argmax = max_forward_keeping_argmax(&x, &max).unwrap().1.unwrap();
+    for (grad_out, dtype) in [
+        (Storage::bf16(vec![bf16::ONE; 4]), "bf16"),
+        (Storage::f64(vec![1.0; 4]), "f64"),
+    ] {
+        let err = max_backward_from_argmax(&argmax, &grad_out).unwrap_err();
+        let message = format!(
+            "max_pool2d: operands disagree: grad_out is {dtype} on cpu, expected f32 on cpu \
+             (the gradient of the pooled input)"
+        );
+        assert_eq!(err.to_string(), message);
+    }
+    let argmax = max_forward_keeping_argmax(&Storage::f64(vec![1.0; 16]), &max)
+        .unwrap()
+        .1
+        .unwrap();
+    let err = max_backward_from_argmax(&argmax, &dy).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Mismatch {
+                op: "max_pool2d",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

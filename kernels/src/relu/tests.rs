@@ -1,5 +1,6 @@
 use super::*;
-use crate::Error;
+use crate::bf16_values::narrow;
+use crate::{CpuStorage, DType, Error};
 
 #[test]
 fn forward_clamps_negatives_and_keeps_positives() {
@@ -28,4 +29,69 @@ fn backward_rejects_a_gradient_of_another_length() {
 fn backward_rejects_mixed_dtypes() {
     let err = backward(&Storage::f32(vec![1.0]), &Storage::f64(vec![1.0])).unwrap_err();
     assert!(matches!(err, Error::Mismatch { op: "relu", .. }), "{err}");
+}
+
+/// Every bf16 bit pattern: NaNs, infinities, signed zeros and subnormals included.
+fn every_bf16() -> Vec<bf16> {
+    (0..=u16::MAX).map(bf16::from_bits).collect()
+}
+
+#[test]
+fn every_bf16_input_gives_the_bits_of_the_f32_kernel_on_its_widened_value() {
+    let x = every_bf16();
+    let wide = Storage::f32(x.iter().map(|&v| widen(v)).collect());
+    let dy: Vec<f32> = (0..x.len())
+        .map(|i| 0.75 - (i % 13) as f32 * 0.125)
+        .collect();
+    let dy = Storage::f32(dy);
+    let want_y: Vec<u16> = forward(&wide)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap()
+        .into_iter()
+        .map(|v| narrow(v).to_bits())
+        .collect();
+    let want_dx = backward(&wide, &dy).unwrap();
+    let x = Storage::bf16(x);
+    let Storage::Cpu(CpuStorage::BF16(y)) = forward(&x).unwrap() else {
+        panic!("a bf16 input gives a bf16 output");
+    };
+    assert_eq!(y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_y);
+    // f32 gradients, bit for bit (Storage's equality compares f32 values: check bits).
+    let bits = |s: Storage| -> Vec<u32> {
+        s.to_vec_f32()
+            .unwrap()
+            .into_iter()
+            .map(f32::to_bits)
+            .collect()
+    };
+    let dx = backward(&x, &dy).unwrap();
+    assert_eq!(dx.dtype(), DType::F32);
+    assert_eq!(bits(dx), bits(want_dx));
+}
+
+#[test]
+fn bf16_relu_is_exact() {
+    // The reference: max(x, 0) in f64, exact for every bf16 value; NaN gives 0 as in the
+    // f32 kernel (its comparison is false), and the gradient passes where x > 0.
+    let x = every_bf16();
+    let y = forward(&Storage::bf16(x.clone()))
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+    let dx = backward(&Storage::bf16(x.clone()), &Storage::f32(vec![2.5; x.len()]))
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+    for (i, v) in x.iter().map(|v| v.to_f64()).enumerate() {
+        let positive = v > 0.0;
+        assert_eq!(y[i], if positive { v } else { 0.0 }, "relu({v})");
+        assert!(y[i].is_sign_positive() || positive, "relu({v}) = {}", y[i]);
+        assert_eq!(dx[i], if positive { 2.5 } else { 0.0 }, "relu'({v})");
+    }
+}
+
+#[test]
+fn a_bf16_input_takes_an_f32_gradient_and_no_other() {
+    crate::test_util::assert_bf16_backward_takes_only_f32_gradients("relu", backward);
 }
