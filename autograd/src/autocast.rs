@@ -3,23 +3,28 @@
 //! `torch.autocast("cpu", dtype=torch.bfloat16)`.
 //!
 //! What changes, and what does not:
-//! - [`Tensor::conv2d`](crate::Tensor::conv2d) and [`Tensor::linear`](crate::Tensor::linear)
-//!   round their input and weight to bf16, sum the products in f32 and return f32
-//!   (`kernels::conv2d::forward_bf16`, `kernels::linear::forward_bf16`). Their backward
-//!   rounds `dL/dy` and the saved operands to bf16 the same way and sums in f32; the bias
-//!   gradient is an f32 sum. The precision is recorded with the node when the forward
-//!   runs, so a backward pass after the guard is gone still matches its forward.
-//! - Everything else (batch norm and its statistics, ReLU, pooling, dropout, softmax /
-//!   cross-entropy, the loss) computes in f32 as before.
+//! - [`Tensor::conv2d`](crate::Tensor::conv2d) rounds its input and weight to bf16, sums
+//!   the products in f32, adds the bias in f32 and returns the result rounded to **bf16**
+//!   (`kernels::conv2d::forward_bf16`), as PyTorch's autocast does.
+//! - The layers that follow a convolution, max pooling, batch norm, GELU and ReLU, take
+//!   that bf16 tensor and return bf16: each computes in f32 on the widened values (batch
+//!   norm's statistics, its running statistics and its parameters are f32) and rounds its
+//!   output once. A flatten keeps bf16.
+//! - [`Tensor::linear`](crate::Tensor::linear) takes an f32 or bf16 input, multiplies in
+//!   bf16 the same way and returns **f32** (PyTorch returns bf16 logits and then computes
+//!   the loss in f32; ours skip the rounding). Softmax / cross-entropy and the loss are f32.
+//! - Every gradient is f32: a backward reads the bf16 activation its forward saved and the
+//!   f32 gradient of its output, and returns f32. Convolution and linear backward round
+//!   `dL/dy` and their saved operands to bf16 and sum in f32; the bias gradient is an f32
+//!   sum. The precision is recorded with the node when the forward runs, so a backward
+//!   pass after the guard is gone still matches its forward.
 //! - Parameters ("master weights"), their gradients and the optimiser's state stay f32:
 //!   the bf16 copies of the weights are made inside the kernels for one call.
+//! - Any other op handed a bf16 tensor is [`Error::Unsupported`] naming the op and bf16.
 //!
-//! Stored for backward: the f32 input and the f32 weight tensors the forward read (the
-//! same tensors, no copy), as in f32 mode; backward rounds them to bf16 again. Unlike
-//! PyTorch's autocast, which returns bf16 outputs and so saves bf16 activations, ours
-//! returns f32 outputs: the layers after a convolution (batch norm, ReLU, pooling) see the
-//! f32 sum where PyTorch's see it rounded to bf16, and activations take the same memory as
-//! in f32.
+//! Stored for backward: the activations between convolutions in bf16 (half the bytes of
+//! f32; the network's input stays f32), max pooling's winning cells (one byte per output),
+//! batch norm's f32 statistics.
 //!
 //! bf16 runs on the CPU only (Intel AMX, else AVX512-BF16): [`Precision::check`] says
 //! before a run starts whether `device` can run it, and an op handed a CUDA tensor under
@@ -99,12 +104,12 @@ fn bf16_unsupported(op: &'static str, device: Device) -> Error {
     Error::unsupported(op, DType::BF16, device)
 }
 
-/// The precision `op` runs in on `input` now: bf16 under a bf16 guard for f32 CPU tensors;
-/// f32 otherwise, for f64 tensors too (as in PyTorch, autocast leaves f64 alone). An f32
-/// CUDA tensor under bf16 is [`Error::Unsupported`]: there are no CUDA bf16 kernels.
+/// The precision `op` runs in on `input` now: bf16 under a bf16 guard for f32 and bf16 CPU
+/// tensors; f32 otherwise, for f64 tensors too (as in PyTorch, autocast leaves f64 alone).
+/// An f32 CUDA tensor under bf16 is [`Error::Unsupported`]: there are no CUDA bf16 kernels.
 pub(crate) fn precision_for(op: &'static str, input: &Tensor) -> Result<Precision> {
     match (current_precision(), input.dtype(), input.device()) {
-        (Precision::Bf16, DType::F32, Device::Cpu) => Ok(Precision::Bf16),
+        (Precision::Bf16, DType::F32 | DType::BF16, Device::Cpu) => Ok(Precision::Bf16),
         (Precision::Bf16, DType::F32, device @ Device::Cuda(_)) => {
             Err(bf16_unsupported(op, device))
         }

@@ -330,12 +330,6 @@ impl Tensor {
         Ok(Tensor::leaf(storage, self.shape().to_vec(), false))
     }
 
-    /// A copy with another element type.
-    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
-        let storage = self.storage().to_dtype(dtype)?;
-        Ok(Tensor::leaf(storage, self.shape().to_vec(), false))
-    }
-
     /// The gradient accumulated by `backward`, for leaves that require it.
     pub fn grad(&self) -> Option<Tensor> {
         lock(&self.0.grad)

@@ -46,11 +46,23 @@ fn f64s(t: &Tensor) -> Vec<f64> {
     t.to_vec_f64().unwrap()
 }
 
-/// `got` (f32 results) against `exact`, element by element, at `terms` f32 additions.
-fn assert_within(what: &str, got: &[f32], exact: &[f64], magnitude: &[f64], terms: usize) {
+/// `got` (f32 results) against `exact`, element by element, at `terms` f32 additions
+/// followed, where `rounded_to_bf16`, by one rounding to bf16: 8 significant bits, so
+/// at most half a unit in the 8th bit, 2^-8 of the rounded value.
+fn assert_within(
+    what: &str,
+    got: &[f32],
+    exact: &[f64],
+    magnitude: &[f64],
+    terms: usize,
+    rounded_to_bf16: bool,
+) {
     assert_eq!(got.len(), exact.len(), "{what}: lengths");
     for i in 0..got.len() {
-        let bound = terms as f64 * f32::EPSILON as f64 * magnitude[i];
+        let mut bound = terms as f64 * f32::EPSILON as f64 * magnitude[i];
+        if rounded_to_bf16 {
+            bound += 2f64.powi(-8) * (got[i] as f64).abs();
+        }
         let err = (got[i] as f64 - exact[i]).abs();
         assert!(
             err <= bound,
@@ -65,12 +77,13 @@ fn assert_within(what: &str, got: &[f32], exact: &[f64], magnitude: &[f64], term
 type Layer = dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor;
 
 /// Runs `layer` on f32 operands under bf16 autocast (backward after the guard is gone, so
-/// the node must have recorded its precision) and checks the output and the three
-/// gradients. `terms` = [output, input gradient, weight gradient, bias gradient] sums.
+/// the node must have recorded its precision) and checks the output, of `output_dtype`,
+/// and the three gradients. `terms` = [output, input gradient, weight gradient, bias
+/// gradient] sums.
 fn check_layer(
     layer: &Layer,
     shapes: [&[usize]; 3],
-    out_shape: &[usize],
+    (out_shape, output_dtype): (&[usize], DType),
     terms: [usize; 4],
     seed: u64,
 ) {
@@ -90,12 +103,18 @@ fn check_layer(
         layer(&xt, &wt, &bt)
     };
     assert_eq!(current_precision(), Precision::F32);
+    assert_eq!(
+        y.dtype(),
+        output_dtype,
+        "the layer's output type under autocast"
+    );
     let rt = Tensor::from_vec(
         r.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
         out_shape,
         Device::Cpu,
     )
     .unwrap();
+    let y = y.to_dtype(DType::F32).unwrap();
     y.mul(&rt).unwrap().sum().unwrap().backward().unwrap();
 
     // Exact sums and magnitudes in f64 on the rounded operands; dL/dy = r rounded for the
@@ -140,7 +159,8 @@ fn check_layer(
             [DType::F32; 2],
             "master gradients stay f32"
         );
-        assert_within(what, &got[i], &sums[i], &magnitudes[i], terms[i]);
+        let rounded = i == 0 && output_dtype == DType::BF16;
+        assert_within(what, &got[i], &sums[i], &magnitudes[i], terms[i], rounded);
     }
 }
 
@@ -177,7 +197,7 @@ fn autocast_conv2d_matches_f64_sums_of_rounded_operands() {
         check_layer(
             &conv,
             [&xs, &[c_out, c_in, k, k], &[c_out]],
-            &[n, c_out, oh, ow],
+            (&[n, c_out, oh, ow], DType::BF16),
             [c_in * k * k + 1, c_out * k * k, n * oh * ow, n * oh * ow],
             seed as u64,
         );
@@ -194,7 +214,7 @@ fn autocast_linear_matches_f64_sums_of_rounded_operands() {
         check_layer(
             &linear,
             [&[batch, inputs], &[outputs, inputs], &[outputs]],
-            &[batch, outputs],
+            (&[batch, outputs], DType::F32),
             [inputs + 1, outputs, batch, batch],
             10 + seed as u64,
         );
@@ -210,4 +230,106 @@ fn autocast_leaves_f64_tensors_and_other_ops_in_their_own_precision() {
     let plain = f64s(&x.linear(&w, None).unwrap());
     let _bf16 = autocast(Precision::Bf16);
     assert_eq!(f64s(&x.linear(&w, None).unwrap()), plain);
+}
+
+/// `t`'s values rounded to bf16 and back: what an op under autocast must return, given
+/// that it computes in f32 and rounds its output once.
+fn rounded_f32(t: &Tensor) -> Vec<f32> {
+    t.to_vec_f32()
+        .unwrap()
+        .into_iter()
+        .map(|v| half::bf16::from_f32(v).to_f32())
+        .collect()
+}
+
+#[test]
+fn autocast_keeps_activations_between_convolutions_in_bf16_and_every_gradient_in_f32() {
+    if !bf16_or_skip() {
+        return;
+    }
+    use autograd::ops::batch_norm::BatchNormParams;
+    let mut rng = Lcg::new(21);
+    let x = f32_leaf(&values(&mut rng, 2 * 3 * 10 * 10), &[2, 3, 10, 10]);
+    let w1 = f32_leaf(&values(&mut rng, 8 * 3 * 3 * 3), &[8, 3, 3, 3]);
+    let w2 = f32_leaf(&values(&mut rng, 8 * 8 * 3 * 3), &[8, 8, 3, 3]);
+    let w3 = f32_leaf(&values(&mut rng, 5 * 8 * 2 * 2), &[5, 8 * 2 * 2]);
+    let gamma = f32_leaf(&values(&mut rng, 8), &[8]);
+    let beta = f32_leaf(&values(&mut rng, 8), &[8]);
+    let zeros = || Tensor::zeros(&[8], DType::F32, Device::Cpu).unwrap();
+    let (running_mean, running_var) = (zeros(), zeros());
+    let params = BatchNormParams {
+        weight: &gamma,
+        bias: &beta,
+        running_mean: &running_mean,
+        running_var: &running_var,
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+
+    // airbench94's block, then its head: conv, pool, batch norm, GELU, conv, ReLU, pool,
+    // flatten, linear.
+    let bf16_guard = autocast(Precision::Bf16);
+    let conv1 = x.conv2d(&w1, None, [1, 1], [1, 1]).unwrap();
+    let pooled = conv1.max_pool2d([2, 2], [2, 2], [0, 0]).unwrap();
+    let normed = pooled.batch_norm2d(&params, true).unwrap();
+    let activated = normed.gelu().unwrap();
+    let conv2 = activated.conv2d(&w2, None, [1, 1], [1, 1]).unwrap();
+    let rectified = conv2.relu().unwrap();
+    let flat = rectified
+        .max_pool2d([2, 2], [2, 2], [0, 0])
+        .unwrap()
+        .flatten()
+        .unwrap();
+    let logits = flat.linear(&w3, None).unwrap();
+    drop(bf16_guard);
+
+    let between = [
+        &conv1, &pooled, &normed, &activated, &conv2, &rectified, &flat,
+    ];
+    for t in between {
+        assert_eq!(
+            t.dtype(),
+            DType::BF16,
+            "activation of shape {:?}",
+            t.shape()
+        );
+    }
+    assert_eq!(logits.dtype(), DType::F32, "linear returns f32");
+
+    // Each layer between the convolutions is its f32 op on the widened input, rounded once.
+    let widened = |t: &Tensor| t.to_dtype(DType::F32).unwrap().detach();
+    let f32_stats = (zeros(), zeros());
+    let f32_params = BatchNormParams {
+        running_mean: &f32_stats.0,
+        running_var: &f32_stats.1,
+        ..params
+    };
+    let expected = [
+        (&pooled, widened(&conv1).max_pool2d([2, 2], [2, 2], [0, 0])),
+        (&normed, widened(&pooled).batch_norm2d(&f32_params, true)),
+        (&activated, widened(&normed).gelu()),
+        (&rectified, widened(&conv2).relu()),
+    ];
+    for (got, want) in expected {
+        assert_eq!(got.to_vec_f32().unwrap(), rounded_f32(&want.unwrap()));
+    }
+    assert_eq!(
+        running_mean.to_vec_f32().unwrap(),
+        f32_stats.0.to_vec_f32().unwrap(),
+        "running statistics are f32 sums of the widened input"
+    );
+
+    logits.sum().unwrap().backward().unwrap();
+    for (name, t) in [
+        ("x", &x),
+        ("w1", &w1),
+        ("w2", &w2),
+        ("w3", &w3),
+        ("gamma", &gamma),
+        ("beta", &beta),
+    ] {
+        let grad = t.grad().unwrap_or_else(|| panic!("{name} has no gradient"));
+        assert_eq!(grad.dtype(), DType::F32, "{name}'s gradient");
+        assert!(grad.to_vec_f32().unwrap().iter().all(|v| v.is_finite()));
+    }
 }

@@ -13,8 +13,9 @@ pub enum PrecisionChoice {
     #[default]
     F32,
     /// PyTorch's CPU autocast: convolutions and linear layers multiply bf16-rounded
-    /// inputs and weights, summing in f32 (Intel AMX or AVX512-BF16); weights, their
-    /// gradients, the optimizer, batch norm and the loss stay f32.
+    /// inputs and weights, summing in f32 (Intel AMX or AVX512-BF16); activations between
+    /// convolutions are stored in bf16; weights, gradients, the optimizer, batch norm
+    /// statistics and the loss stay f32.
     Bf16,
 }
 

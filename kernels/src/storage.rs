@@ -39,7 +39,8 @@ pub enum Storage {
 pub enum CpuStorage {
     F32(Vec<f32>),
     F64(Vec<f64>),
-    /// Stored and converted only: no op computes on bf16 buffers yet.
+    /// Activations stored under autocast: read and written by the ops between two
+    /// convolutions (max pooling, batch norm, GELU, ReLU), which compute in f32.
     BF16(Vec<bf16>),
 }
 

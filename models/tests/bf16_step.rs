@@ -2,15 +2,17 @@
 //! same step in f32: same weights, same batch, same dropout masks.
 //!
 //! The bounds, and where they come from:
-//! - Rounding an f32 operand to bf16 (8 significant bits) errs by at most `u = 2^-9`
-//!   relative, so a product of two rounded operands errs by at most `2u + u^2 < 2^-8`;
-//!   the f32 sums add only `~K 2^-24`, negligible beside it. Each rounded layer's output
-//!   thus carries a relative error of about `2^-8`: the errors of the terms have random
-//!   signs, so measured against the output's spread (what batch norm divides by) they stay
-//!   near `2^-8` rather than growing with the depth `K` of the sum. ReLU, max pooling and
-//!   dropout are 1-Lipschitz and batch norm rescales error and signal alike, so the layers'
-//!   errors add up at most linearly: over the network's 14 rounded layers (11 convolutions,
-//!   3 linear), the logits' error is at most `14 * 2^-8` of their magnitude.
+//! - Rounding to bf16 (8 significant bits) errs by at most `u = 2^-8` relative, and by
+//!   `u / sqrt(3)` in root mean square over values spread across the interval. A rounded
+//!   layer rounds its two operands, and a convolution's output and batch norm's are stored
+//!   rounded once more (the activations between convolutions are bf16): about three
+//!   independent roundings per layer, `sqrt(3) u / sqrt(3) = u = 2^-8` in RMS; the f32 sums
+//!   add only `~K 2^-24`. The errors of the terms have random signs, so measured against
+//!   the output's spread (what batch norm divides by) they stay near `2^-8` rather than
+//!   growing with the depth `K` of the sum. ReLU, max pooling and dropout are 1-Lipschitz
+//!   and batch norm rescales error and signal alike, so the layers' errors add up at most
+//!   linearly: over the network's 14 rounded layers (11 convolutions, 3 linear), the
+//!   logits' error is at most `14 * 2^-8` of their magnitude (measured: about a third).
 //! - The loss: cross-entropy's gradient in the logits, `softmax - onehot`, has an L1 norm
 //!   of at most 2 per image, so the mean loss moves by at most `2 max |dz|`: checked with
 //!   the measured logits' error, and with the bound above.
@@ -34,7 +36,7 @@ use models::{autocast, Device, Net, Precision, Tensor};
 
 /// Rounded product layers of the notebook's network: 11 convolutions and 3 linear.
 const ROUNDED_LAYERS: f64 = 14.0;
-/// Relative error of one product of two bf16-rounded operands.
+/// Relative error (RMS) that one rounded layer adds: its operands' and its output's roundings.
 const PRODUCT_ERROR: f64 = 1.0 / 256.0;
 
 struct Step {

@@ -53,8 +53,8 @@ impl BackwardOp for Conv2dBackward {
 impl Tensor {
     /// Convolves an NCHW input with `weight` ([out, in, kh, kw]) plus an optional `bias`
     /// ([out]), with a (height, width) stride and zero padding, like `torch.nn.functional.conv2d`.
-    /// Under [`autocast(Precision::Bf16)`](crate::autocast) an f32 CPU convolution
-    /// multiplies bf16-rounded operands and sums in f32.
+    /// Under [`autocast(Precision::Bf16)`](crate::autocast) a CPU convolution multiplies
+    /// bf16-rounded operands, sums in f32 and returns the sums rounded to bf16.
     pub fn conv2d(
         &self,
         weight: &Tensor,
@@ -65,12 +65,16 @@ impl Tensor {
         let geometry = Conv2dGeometry::new(self.shape(), weight.shape(), stride, padding)?;
         let precision = precision_for("conv2d", self)?;
         let output = {
-            let bias_storage = bias.map(|b| b.storage());
-            let (x, w, b) = (&self.storage(), &weight.storage(), bias_storage.as_deref());
+            let (input, weight) = (self.storage(), weight.storage());
+            let bias = bias.map(|b| b.storage());
             match precision {
-                Precision::F32 => conv2d::forward(x, w, b, &geometry),
-                Precision::Bf16 => conv2d::forward_bf16(x, w, b, &geometry, DType::F32),
-            }?
+                Precision::F32 => conv2d::forward(&input, &weight, bias.as_deref(), &geometry)?,
+                // Like PyTorch's autocast, the output is rounded to bf16: the layers up to
+                // the next convolution read and write half the bytes.
+                Precision::Bf16 => {
+                    conv2d::forward_bf16(&input, &weight, bias.as_deref(), &geometry, DType::BF16)?
+                }
+            }
         };
         let mut inputs = vec![self, weight];
         inputs.extend(bias);

@@ -3,6 +3,7 @@
 
 pub mod arithmetic;
 pub mod batch_norm;
+pub mod cast;
 pub mod conv2d;
 pub mod dropout;
 pub mod gelu;
