@@ -316,6 +316,25 @@ fn gemm_ceiling() -> Result<f64, Box<dyn Error>> {
     Ok(2.0 * (N as f64).powi(3) / t.as_secs_f64() / 1e9)
 }
 
+/// The bf16 instruction set the products ran on and its dot-product instruction's peak
+/// on every thread of the pool: a host whose matrix unit is slowed (shared, throttled)
+/// shows here, beside the convolutions' rates above.
+fn print_bf16_peak() -> Result<(), Box<dyn Error>> {
+    let isa = kernels::bf16::Isa::best()?;
+    let per_thread =
+        rayon::broadcast(|_| kernels::bf16::instruction_peak(isa, Duration::from_millis(300)));
+    let mut total = 0.0;
+    for peak in per_thread {
+        total += peak?;
+    }
+    println!(
+        "bf16 products on {isa}: the instruction's peak, back to back on {} threads = {:.1} GFLOP/s",
+        rayon::current_num_threads(),
+        total / 1e9
+    );
+    Ok(())
+}
+
 /// The 1-minute load average (Linux), to tell a quiet run from one that shared its cores.
 fn load_average() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
@@ -404,6 +423,9 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let ceiling = gemm_ceiling()?;
     println!("GEMM ceiling: 4096x4096x4096 sgemm on 2 threads = {ceiling:.1} GFLOP/s");
+    if args.precision == "bf16" {
+        print_bf16_peak()?;
+    }
     print_load("after");
     Ok(())
 }
