@@ -14,6 +14,8 @@
 
 use half::bf16;
 
+use crate::{Element, Result, Storage};
+
 /// The f32 with the same value (every bf16 is an f32 with 16 zero low bits).
 #[inline(always)]
 pub(crate) fn widen(x: bf16) -> f32 {
@@ -30,6 +32,70 @@ pub(crate) fn narrow(x: f32) -> bf16 {
     let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
     let quiet_nan = (bits >> 16) as u16 | 0x0040;
     bf16::from_bits(if x.is_nan() { quiet_nan } else { rounded })
+}
+
+/// An element type the loops read (and write): f32 and f64 are computed in themselves;
+/// bf16, an activation stored under autocast, is widened to f32 as each value is read and
+/// rounded once as each output is written, so that a bf16 input costs half the memory
+/// traffic of an f32 one and gives the f32 kernel's results on the widened values.
+/// (Batch norm, GELU and max pooling read their input through it; their parameters,
+/// statistics and gradients are in the compute type.)
+pub(crate) trait Stored: Copy + Default + Send + Sync + 'static {
+    /// The type computed in: f32 for bf16, the type itself otherwise.
+    type Compute: Element + Stored;
+
+    fn load(self) -> Self::Compute;
+
+    fn store(value: Self::Compute) -> Self;
+
+    /// Borrows a host buffer of this type, or says which operand of `op` is wrong.
+    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [Self]>;
+
+    fn to_storage(values: Vec<Self>) -> Storage;
+}
+
+impl<T: Element> Stored for T {
+    type Compute = T;
+
+    #[inline(always)]
+    fn load(self) -> T {
+        self
+    }
+
+    #[inline(always)]
+    fn store(value: T) -> T {
+        value
+    }
+
+    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [T]> {
+        storage.host(op, operand)
+    }
+
+    fn to_storage(values: Vec<T>) -> Storage {
+        T::into_storage(values)
+    }
+}
+
+impl Stored for bf16 {
+    type Compute = f32;
+
+    #[inline(always)]
+    fn load(self) -> f32 {
+        widen(self)
+    }
+
+    #[inline(always)]
+    fn store(value: f32) -> bf16 {
+        narrow(value)
+    }
+
+    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [bf16]> {
+        storage.host_bf16(op, operand)
+    }
+
+    fn to_storage(values: Vec<bf16>) -> Storage {
+        Storage::bf16(values)
+    }
 }
 
 #[cfg(test)]

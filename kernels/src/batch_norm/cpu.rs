@@ -1,74 +1,10 @@
-use half::bf16;
 use rayon::prelude::*;
 
 use super::BatchNormGeometry;
-use crate::bf16_values::{narrow, widen};
+use crate::bf16_values::Stored;
 use crate::output::filled_in_parallel;
 use crate::simd::{has_avx512, wide_loop};
-use crate::{Element, Result, Storage, PAR_MIN_LEN};
-
-/// An element type the loops read (and write): f32 and f64 are computed in themselves;
-/// bf16, an activation stored under autocast, is widened to f32 as each value is read and
-/// rounded once as each output is written, so that a bf16 input costs half the memory
-/// traffic of an f32 one and gives the f32 kernel's results on the widened values.
-/// Parameters, statistics and gradients are always in the compute type.
-pub(super) trait Value: Copy + Default + Send + Sync + 'static {
-    /// The type computed in: f32 for bf16, the type itself otherwise.
-    type Compute: Element + Value;
-
-    fn load(self) -> Self::Compute;
-
-    fn store(value: Self::Compute) -> Self;
-
-    /// Borrows a host buffer of this type, or says which operand of `op` is wrong.
-    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [Self]>;
-
-    fn to_storage(values: Vec<Self>) -> Storage;
-}
-
-impl<T: Element> Value for T {
-    type Compute = T;
-
-    #[inline(always)]
-    fn load(self) -> T {
-        self
-    }
-
-    #[inline(always)]
-    fn store(value: T) -> T {
-        value
-    }
-
-    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [T]> {
-        storage.host(op, operand)
-    }
-
-    fn to_storage(values: Vec<T>) -> Storage {
-        T::into_storage(values)
-    }
-}
-
-impl Value for bf16 {
-    type Compute = f32;
-
-    #[inline(always)]
-    fn load(self) -> f32 {
-        widen(self)
-    }
-
-    #[inline(always)]
-    fn store(value: f32) -> bf16 {
-        narrow(value)
-    }
-
-    fn from_host<'a>(storage: &'a Storage, op: &'static str, operand: &str) -> Result<&'a [bf16]> {
-        storage.host_bf16(op, operand)
-    }
-
-    fn to_storage(values: Vec<bf16>) -> Storage {
-        Storage::bf16(values)
-    }
-}
+use crate::{Element, PAR_MIN_LEN};
 
 /// Independent f64 accumulators: a single running sum is one long dependency chain of
 /// additions, while eight lanes let the compiler keep several additions in flight.
@@ -76,7 +12,7 @@ const LANES: usize = 8;
 
 /// `value` read in f64 (exactly, whatever its type).
 #[inline(always)]
-fn f64_of<T: Value>(value: T) -> f64 {
+fn f64_of<T: Stored>(value: T) -> f64 {
     value.load().to_f64_lossy()
 }
 
@@ -86,8 +22,8 @@ fn f64_of<T: Value>(value: T) -> f64 {
 fn add_to_lanes(
     lanes: &mut [f64; LANES],
     tail: &mut f64,
-    a: &[impl Value],
-    b: &[impl Value],
+    a: &[impl Stored],
+    b: &[impl Stored],
     f: &impl Fn(f64, f64) -> f64,
 ) {
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -105,7 +41,7 @@ wide_loop! {
     /// `sum(f(a[i], b[i]))` in f64 over two equally long slices (of an input and of its
     /// gradient, or twice the same), eight f64 lanes (one AVX-512 register when `wide`;
     /// each lane adds in the same order either way).
-    fn lane_sum<T: Value>(a: &[T], b: &[impl Value], f: impl Fn(f64, f64) -> f64) -> f64 {
+    fn lane_sum<T: Stored>(a: &[T], b: &[impl Stored], f: impl Fn(f64, f64) -> f64) -> f64 {
         let (mut lanes, mut tail) = ([0.0f64; LANES], 0.0f64);
         add_to_lanes(&mut lanes, &mut tail, a, b, &f);
         lanes.iter().sum::<f64>() + tail
@@ -138,7 +74,7 @@ const CACHED_CHANNEL_BYTES: usize = 1 << 20;
 ///
 /// Judged at the size of the compute type: a bf16 channel takes the path (and so the
 /// order of additions) an f32 channel of the same shape takes, for the same bits.
-pub(super) fn channel_fits_in_cache<T: Value>(g: &BatchNormGeometry) -> bool {
+pub(super) fn channel_fits_in_cache<T: Stored>(g: &BatchNormGeometry) -> bool {
     g.batch * g.spatial * std::mem::size_of::<T::Compute>() <= CACHED_CHANNEL_BYTES
 }
 
@@ -146,9 +82,9 @@ wide_loop! {
     /// `sum(f(a[i], b[i]))` in f64 over channel `c`'s planes of two equally shaped
     /// tensors: one loop over the whole channel, eight f64 lanes carried from plane to
     /// plane, so small planes (7x7, 3x3, or 1 for a 2-D input) cost no call each.
-    fn channel_sum<T: Value>(
+    fn channel_sum<T: Stored>(
         a: &[T],
-        b: &[impl Value],
+        b: &[impl Stored],
         c: usize,
         g: &BatchNormGeometry,
         f: impl Fn(f64, f64) -> f64,
@@ -168,7 +104,7 @@ wide_loop! {
 /// second from cache. A larger one takes them plane by plane (each plane's second pass
 /// from cache), and the planes' moments are merged with Chan et al.'s update, which keeps
 /// the precision of two passes over the whole channel.
-pub(super) fn channel_moments<T: Value>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, f64)> {
+pub(super) fn channel_moments<T: Stored>(x: &[T], g: &BatchNormGeometry) -> Vec<(f64, f64)> {
     let wide = has_avx512();
     let cached = channel_fits_in_cache::<T>(g);
     (0..g.channels)
@@ -198,7 +134,7 @@ pub(super) fn channel_moments<T: Value>(x: &[T], g: &BatchNormGeometry) -> Vec<(
 }
 
 /// `(sum(dy), sum(dy * (x - mean_c)))` of every channel, in f64.
-pub(super) fn grad_sums<T: Value>(
+pub(super) fn grad_sums<T: Stored>(
     x: &[T],
     dy: &[T::Compute],
     mean: &[f64],
@@ -236,7 +172,7 @@ pub(super) const SMALL_PLANE: usize = 256;
 
 /// Runs `f(start, output image)` over every image (all channels of one batch element) in
 /// parallel; `start` is the image's offset in the input.
-fn map_images<T: Value>(
+fn map_images<T: Stored>(
     len: usize,
     g: &BatchNormGeometry,
     f: impl Fn(usize, &mut [T]) + Sync,
@@ -254,7 +190,7 @@ fn map_images<T: Value>(
 }
 
 /// Runs `f(channel, input plane, output plane)` over every `(n, c)` plane in parallel.
-fn map_planes<T: Value>(
+fn map_planes<T: Stored>(
     len: usize,
     g: &BatchNormGeometry,
     f: impl Fn(usize, usize, &mut [T]) + Sync,
@@ -275,7 +211,7 @@ fn map_planes<T: Value>(
 ///
 /// Subtracting the mean first (rather than folding it into the shift) keeps f32 outputs
 /// accurate when a channel's mean is large compared with its spread.
-pub(super) fn affine<T: Value>(
+pub(super) fn affine<T: Stored>(
     x: &[T],
     coefficients: &[(f64, f64, f64)],
     g: &BatchNormGeometry,
@@ -301,7 +237,7 @@ pub(super) fn affine<T: Value>(
 wide_loop! {
     /// `y = (x - center) * scale + shift` over consecutive planes (a whole image, or one
     /// plane), each with its channel's `[center, scale, shift]`.
-    fn affine_planes<T: Value>(
+    fn affine_planes<T: Stored>(
         x: &[T],
         y: &mut [T],
         coefficients: &[[T::Compute; 3]],
@@ -317,7 +253,7 @@ wide_loop! {
 }
 
 /// `dx = a_c * dy + b_c * (x - mean_c) + k_c` for `coefficients[c] = (mean_c, a_c, b_c, k_c)`.
-pub(super) fn input_grad<T: Value>(
+pub(super) fn input_grad<T: Stored>(
     x: &[T],
     dy: &[T::Compute],
     coefficients: &[(f64, f64, f64, f64)],
@@ -346,7 +282,7 @@ pub(super) fn input_grad<T: Value>(
 wide_loop! {
     /// `dx = a * dy + b * (x - mean) + k` over consecutive planes (a whole image, or one
     /// plane), each with its channel's `[mean, a, b, k]`.
-    fn input_grad_planes<T: Value>(
+    fn input_grad_planes<T: Stored>(
         x: &[T],
         dy: &[T::Compute],
         dx: &mut [T::Compute],

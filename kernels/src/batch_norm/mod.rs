@@ -48,8 +48,8 @@ mod tests;
 
 use half::bf16;
 
+use crate::bf16_values::Stored;
 use crate::{fmt_shape, Element, Error, Result, Storage};
-use cpu::Value;
 
 const OP: &str = "batch_norm";
 
@@ -375,7 +375,7 @@ fn from_f64<T: Element>(values: &[f64]) -> Storage {
 /// The generic CPU kernels below take `T`, the input's element type (f32, f64 or bf16);
 /// parameters, statistics, `grad_out` and gradients are in `T::Compute` (f32 for bf16).
 #[allow(clippy::too_many_arguments)]
-fn forward_train_cpu<T: Value>(
+fn forward_train_cpu<T: Stored>(
     input: &Storage,
     gamma: &Storage,
     beta: &Storage,
@@ -424,7 +424,7 @@ fn affine_coefficients(
         .collect()
 }
 
-fn forward_eval_cpu<T: Value>(
+fn forward_eval_cpu<T: Stored>(
     input: &Storage,
     gamma: &Storage,
     beta: &Storage,
@@ -442,7 +442,7 @@ fn forward_eval_cpu<T: Value>(
     Ok(T::to_storage(y))
 }
 
-fn backward_train_cpu<T: Value>(
+fn backward_train_cpu<T: Stored>(
     input: &Storage,
     gamma: &Storage,
     stats: &BatchStats,
@@ -480,7 +480,7 @@ fn backward_train_cpu<T: Value>(
     })
 }
 
-fn backward_eval_cpu<T: Value>(
+fn backward_eval_cpu<T: Stored>(
     input: &Storage,
     gamma: &Storage,
     running_mean: &Storage,

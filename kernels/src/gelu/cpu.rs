@@ -6,10 +6,8 @@
 //! that a bf16 tensor costs half the reads and (forward) half the writes of an f32 one and
 //! gives the f32 kernel's values on the widened input, the output rounded once.
 
-use half::bf16;
-
 use super::normal;
-use crate::bf16_values::{narrow, widen};
+use crate::bf16_values::Stored;
 use crate::output::filled_in_parallel;
 use crate::simd::{has_avx512, wide_loop};
 use crate::{Element, PAR_MIN_LEN};
@@ -58,50 +56,12 @@ impl Gaussian for f64 {
     }
 }
 
-/// How the loops load an input value and store a forward output: f32 and f64 compute in
-/// their own precision; bf16 computes in f32, widened exactly and rounded once on the way
-/// out. Gradients are always of the computing type (`Wide`).
-pub trait Activation: Copy + Default + Send + Sync {
-    type Wide: Gaussian;
-    fn widen(self) -> Self::Wide;
-    fn narrow(value: Self::Wide) -> Self;
-}
+/// How the loops load an input value and store a forward output ([`Stored`]): f32 and f64
+/// compute in their own precision; bf16 computes in f32, widened exactly and rounded once
+/// on the way out. Gradients are always of the computing type.
+pub(crate) trait Activation: Stored<Compute: Gaussian> {}
 
-impl Activation for f32 {
-    type Wide = f32;
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn narrow(value: f32) -> f32 {
-        value
-    }
-}
-
-impl Activation for f64 {
-    type Wide = f64;
-    #[inline(always)]
-    fn widen(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn narrow(value: f64) -> f64 {
-        value
-    }
-}
-
-impl Activation for bf16 {
-    type Wide = f32;
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        widen(self)
-    }
-    #[inline(always)]
-    fn narrow(value: f32) -> bf16 {
-        narrow(value)
-    }
-}
+impl<T: Stored<Compute: Gaussian>> Activation for T {}
 
 /// Values per block: one AVX-512 register of f32. A block whose values are all central
 /// (as after batch norm, nearly every block) skips the far-tail fit, which a vectorised
@@ -112,7 +72,7 @@ const BLOCK: usize = 16;
 #[inline(always)]
 fn all_central<T: Activation>(x: &[T]) -> bool {
     x.iter()
-        .map(|&v| v.widen().is_central() as usize)
+        .map(|&v| v.load().is_central() as usize)
         .sum::<usize>()
         == x.len()
 }
@@ -122,13 +82,13 @@ wide_loop! {
         for (y, x) in y.chunks_mut(BLOCK).zip(x.chunks(BLOCK)) {
             if all_central(x) {
                 for (y, &x) in y.iter_mut().zip(x) {
-                    let x = x.widen();
-                    *y = T::narrow(x * x.cdf_central());
+                    let x = x.load();
+                    *y = T::store(x * x.cdf_central());
                 }
             } else {
                 for (y, &x) in y.iter_mut().zip(x) {
-                    let x = x.widen();
-                    *y = T::narrow(x * x.cdf());
+                    let x = x.load();
+                    *y = T::store(x * x.cdf());
                 }
             }
         }
@@ -138,19 +98,19 @@ wide_loop! {
 wide_loop! {
     pub(super) fn backward_piece<T: Activation>(
         x: &[T],
-        grad_out: &[T::Wide],
-        grad_in: &mut [T::Wide],
+        grad_out: &[T::Compute],
+        grad_in: &mut [T::Compute],
     ) {
         let blocks = grad_in.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).zip(grad_out.chunks(BLOCK));
         for ((g, x), dy) in blocks {
             if all_central(x) {
                 for ((g, &x), &dy) in g.iter_mut().zip(x).zip(dy) {
-                    let x = x.widen();
+                    let x = x.load();
                     *g = dy * (x.cdf_central() + x * x.pdf());
                 }
             } else {
                 for ((g, &x), &dy) in g.iter_mut().zip(x).zip(dy) {
-                    let x = x.widen();
+                    let x = x.load();
                     *g = dy * (x.cdf() + x * x.pdf());
                 }
             }
@@ -169,7 +129,7 @@ pub fn forward<T: Activation>(x: &[T]) -> Vec<T> {
 
 /// The input gradient of GELU at `x` given the output gradient (same length, checked by
 /// the caller), in the computing type.
-pub fn backward<T: Activation>(x: &[T], grad_out: &[T::Wide]) -> Vec<T::Wide> {
+pub fn backward<T: Activation>(x: &[T], grad_out: &[T::Compute]) -> Vec<T::Compute> {
     let wide = has_avx512();
     filled_in_parallel(x.len(), PAR_MIN_LEN, 1, |piece, g| {
         let range = piece * PAR_MIN_LEN..piece * PAR_MIN_LEN + g.len();

@@ -55,6 +55,6 @@ pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
 
 /// [`cpu::backward`] with `grad_out` borrowed as the type the input computes in.
 fn backward_cpu<T: cpu::Activation>(x: &[T], grad_out: &Storage) -> Result<Storage> {
-    let grad_out = grad_out.host::<T::Wide>(OP, "grad_out")?;
-    Ok(T::Wide::into_storage(cpu::backward(x, grad_out)))
+    let grad_out = grad_out.host::<T::Compute>(OP, "grad_out")?;
+    Ok(T::Compute::into_storage(cpu::backward(x, grad_out)))
 }

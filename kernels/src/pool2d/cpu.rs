@@ -1,49 +1,31 @@
 use std::ops::Range;
 
-use half::bf16;
 use num_traits::Float;
 use rayon::prelude::*;
 
 use super::{Pool2dGeometry, PoolKind};
-use crate::bf16_values::widen;
+use crate::bf16_values::Stored;
 use crate::columns::{merge_columns, split_columns};
 use crate::output::filled_in_parallel;
 use crate::simd::{has_avx512, wide_loop};
 use crate::{Element, PAR_MIN_LEN};
 
-/// A value max pooling selects among: compared as `Wide` (f32 and f64 as themselves, a
+/// A value max pooling selects among: compared as its `Stored::Compute` (f32 and f64 as themselves, a
 /// bf16 activation widened exactly to f32) and copied as it is stored. So a bf16 max pool
 /// picks the very cells, and returns the very values, that the f32 kernel picks on the
 /// widened input, reading and writing half the bytes.
-pub(super) trait MaxValue: Copy + Default + Send + Sync {
-    type Wide: Element;
-    fn wide(self) -> Self::Wide;
-
+pub(super) trait MaxValue: Stored {
     /// Whether `self` takes a window's max from `best`, a cell before it in row-major
     /// order: by being larger, or NaN (a NaN beats any number and a later NaN an earlier
     /// one, as in PyTorch's CPU kernel).
     #[inline(always)]
     fn beats(self, best: Self) -> bool {
-        let (v, best) = (self.wide(), best.wide());
+        let (v, best) = (self.load(), best.load());
         v > best || v.is_nan()
     }
 }
 
-impl<T: Element> MaxValue for T {
-    type Wide = T;
-    #[inline(always)]
-    fn wide(self) -> T {
-        self
-    }
-}
-
-impl MaxValue for bf16 {
-    type Wide = f32;
-    #[inline(always)]
-    fn wide(self) -> f32 {
-        widen(self)
-    }
-}
+impl<T: Stored> MaxValue for T {}
 
 /// The in-bounds input indices covered by each output position along one axis.
 /// Padding cells are simply left out: they never win a max and add zero to a sum.
