@@ -75,7 +75,7 @@ pub(crate) fn split_phases<T: Element>(src: &[T], pad: usize, mut phases: [&mut 
 /// The inverse of [`split_columns`]: column `c` of `dst` from slot `(c + pad) / 2` of the
 /// run of its parity. Columns whose slot is past the end of its run are left as they are.
 #[inline(always)]
-pub(crate) fn merge_columns<T: Element>(even: &[T], odd: &[T], pad: usize, dst: &mut [T]) {
+pub(crate) fn merge_columns<T: Copy>(even: &[T], odd: &[T], pad: usize, dst: &mut [T]) {
     let (first, second) = if pad.is_multiple_of(2) {
         (even, odd)
     } else {

@@ -265,6 +265,19 @@ impl Storage {
         }
     }
 
+    /// Mutable [`Storage::host_bf16`], for bf16 operands an op updates in place.
+    pub fn host_bf16_mut(&mut self, op: &'static str, operand: &str) -> Result<&mut [bf16]> {
+        match self {
+            Storage::Cpu(CpuStorage::BF16(values)) => Ok(values),
+            other => Err(wrong_dtype(
+                op,
+                operand,
+                (other.dtype(), other.device()),
+                DType::BF16,
+            )),
+        }
+    }
+
     /// Mutably borrows the host buffer as `T`, or says which operand of `op` is wrong.
     pub fn host_mut<T: Element>(&mut self, op: &'static str, operand: &str) -> Result<&mut [T]> {
         let found = (self.dtype(), self.device());

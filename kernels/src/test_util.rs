@@ -64,21 +64,18 @@ pub fn assert_close_scaled(what: &str, got: &Storage, want: &[f64], tol: f64) {
     }
 }
 
-/// The backward of an elementwise `op` (GELU, ReLU) given a bf16 input takes an f32
-/// gradient and no other, each refusal naming `grad_out`; an f32 input refuses a bf16
-/// gradient, and a gradient of another length is a shape error.
-pub fn assert_bf16_backward_takes_only_f32_gradients(
+/// The backward of an elementwise `op` (GELU, ReLU) takes a gradient of its input's dtype
+/// and no other: a bf16 input refuses f32 and f64 gradients and an f32 input a bf16 one,
+/// each refusal naming `grad_out`; a gradient of another length is a shape error.
+pub fn assert_gradients_have_the_input_dtype(
     op: &str,
     backward: impl Fn(&Storage, &Storage) -> crate::Result<Storage>,
 ) {
     use half::bf16;
     let x = Storage::bf16(vec![bf16::ONE; 2]);
-    for grad_out in [
-        Storage::bf16(vec![bf16::ONE; 2]),
-        Storage::f64(vec![1.0; 2]),
-    ] {
+    for grad_out in [Storage::f32(vec![1.0; 2]), Storage::f64(vec![1.0; 2])] {
         let message = format!(
-            "{op}: operands disagree: grad_out is {} on cpu, expected f32 on cpu",
+            "{op}: operands disagree: grad_out is {} on cpu, expected bf16 on cpu",
             grad_out.dtype()
         );
         assert_eq!(backward(&x, &grad_out).unwrap_err().to_string(), message);
@@ -87,7 +84,7 @@ pub fn assert_bf16_backward_takes_only_f32_gradients(
     let message = format!("{op}: operands disagree: grad_out is bf16 on cpu, expected f32 on cpu");
     let err = backward(&x32, &Storage::bf16(vec![bf16::ONE; 2])).unwrap_err();
     assert_eq!(err.to_string(), message);
-    let err = backward(&x, &Storage::f32(vec![1.0; 3])).unwrap_err();
+    let err = backward(&x, &Storage::bf16(vec![bf16::ONE; 3])).unwrap_err();
     assert!(
         matches!(err, crate::Error::Shape { op: o, .. } if o == op),
         "{err}"

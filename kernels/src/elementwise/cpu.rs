@@ -1,5 +1,6 @@
 use rayon::prelude::*;
 
+use crate::bf16_values::Stored;
 use crate::{Element, PAR_MIN_LEN};
 
 /// `f(a[i], b[i])` into a fresh buffer; the caller has checked the lengths.
@@ -25,9 +26,10 @@ pub fn lerp_assign<T: Element>(acc: &mut [T], end: &[T], weight: T) {
         .for_each(|(a, &e)| *a += weight * (e - *a));
 }
 
-pub fn add_assign<T: Element>(acc: &mut [T], x: &[T]) {
+/// `acc[i] += x[i]` in the values' compute type, each sum stored once ([`Stored`]).
+pub fn add_assign<T: Stored>(acc: &mut [T], x: &[T]) {
     acc.par_iter_mut()
         .zip(x.par_iter())
         .with_min_len(PAR_MIN_LEN)
-        .for_each(|(a, &x)| *a += x);
+        .for_each(|(a, &x)| *a = T::store(a.load() + x.load()));
 }

@@ -54,7 +54,9 @@ pub fn scale(a: &Storage, factor: f64) -> Result<Storage> {
     )
 }
 
-/// `acc[i] += x[i]`, in place (gradient accumulation without a new buffer).
+/// `acc[i] += x[i]`, in place (gradient accumulation without a new buffer). Both have the
+/// same dtype; bf16 values (the gradients of two uses of a bf16 activation) are added in
+/// f32 and the sum rounded once.
 pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
     const OP: &str = "add_assign";
     same_len(OP, acc, x)?;
@@ -62,6 +64,11 @@ pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
         OP,
         acc,
         cpu::<T> => add_assign_cpu::<T>(OP, acc, x),
+        bf16 => {
+            let x = x.host_bf16(OP, "x")?;
+            cpu::add_assign(acc.host_bf16_mut(OP, "acc")?, x);
+            Ok(())
+        },
         cuda(acc) => cuda::add_assign(OP, acc, x),
     )
 }

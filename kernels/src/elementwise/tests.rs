@@ -35,6 +35,29 @@ fn add_assign_accumulates_in_place() {
     assert_eq!(acc, Storage::f32(vec![2.0, 1.0, 14.0]));
 }
 
+#[test]
+fn bf16_add_assign_adds_in_f32_and_rounds_the_sum_once() {
+    use half::bf16;
+    // By hand: 1 + 2^-8 lies halfway between the bf16 neighbours 1 and 1 + 2^-7 and
+    // rounds to the even one, 1; (1 + 2^-7) + 2^-8 is halfway too and rounds to the even
+    // 1 + 2^-6; -0 + -0 stays -0; MAX + MAX overflows to infinity.
+    let b = |v: f32| bf16::from_f32(v);
+    let tiny = 2f32.powi(-8);
+    let mut acc = Storage::bf16(vec![b(1.0), b(1.0 + 2.0 * tiny), b(-0.0), b(f32::MAX)]);
+    let x = Storage::bf16(vec![b(tiny), b(tiny), b(-0.0), b(f32::MAX)]);
+    add_assign(&mut acc, &x).unwrap();
+    let got = acc.to_vec_f32().unwrap();
+    assert_eq!(got[0], 1.0);
+    assert_eq!(got[1], 1.0 + 4.0 * tiny);
+    assert!(got[2] == 0.0 && got[2].is_sign_negative());
+    assert_eq!(got[3], f32::INFINITY);
+    let err = add_assign(&mut acc, &Storage::f32(vec![1.0; 4])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "add_assign: operands disagree: x is f32 on cpu, expected bf16 on cpu"
+    );
+}
+
 /// Long enough to take the rayon path; integers below 2^24 are exact in f32, so
 /// `i + 2i = 3i`, `i * 2 = 2i` and the scaled values are exact.
 #[test]

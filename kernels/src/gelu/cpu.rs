@@ -4,7 +4,9 @@
 //! The loops read the input as it is stored ([`Activation`]): f32 and f64 as themselves,
 //! bf16 (an activation under autocast) widened to f32 value by value inside the loop, so
 //! that a bf16 tensor costs half the reads and (forward) half the writes of an f32 one and
-//! gives the f32 kernel's values on the widened input, the output rounded once.
+//! gives the f32 kernel's values on the widened input, the output rounded once. The
+//! backward reads and writes the gradients the same way (a bf16 activation's gradient is
+//! bf16, as under PyTorch's autocast).
 
 use super::normal;
 use crate::bf16_values::Stored;
@@ -58,7 +60,7 @@ impl Gaussian for f64 {
 
 /// How the loops load an input value and store a forward output ([`Stored`]): f32 and f64
 /// compute in their own precision; bf16 computes in f32, widened exactly and rounded once
-/// on the way out. Gradients are always of the computing type.
+/// on the way out. Gradients are stored as their activation is.
 pub(crate) trait Activation: Stored<Compute: Gaussian> {}
 
 impl<T: Stored<Compute: Gaussian>> Activation for T {}
@@ -98,20 +100,20 @@ wide_loop! {
 wide_loop! {
     pub(super) fn backward_piece<T: Activation>(
         x: &[T],
-        grad_out: &[T::Compute],
-        grad_in: &mut [T::Compute],
+        grad_out: &[T],
+        grad_in: &mut [T],
     ) {
         let blocks = grad_in.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).zip(grad_out.chunks(BLOCK));
         for ((g, x), dy) in blocks {
             if all_central(x) {
                 for ((g, &x), &dy) in g.iter_mut().zip(x).zip(dy) {
                     let x = x.load();
-                    *g = dy * (x.cdf_central() + x * x.pdf());
+                    *g = T::store(dy.load() * (x.cdf_central() + x * x.pdf()));
                 }
             } else {
                 for ((g, &x), &dy) in g.iter_mut().zip(x).zip(dy) {
                     let x = x.load();
-                    *g = dy * (x.cdf() + x * x.pdf());
+                    *g = T::store(dy.load() * (x.cdf() + x * x.pdf()));
                 }
             }
         }
@@ -128,8 +130,9 @@ pub fn forward<T: Activation>(x: &[T]) -> Vec<T> {
 }
 
 /// The input gradient of GELU at `x` given the output gradient (same length, checked by
-/// the caller), in the computing type.
-pub fn backward<T: Activation>(x: &[T], grad_out: &[T::Compute]) -> Vec<T::Compute> {
+/// the caller), both stored as `x` is: a bf16 gradient is widened as it is read and the
+/// result rounded once.
+pub fn backward<T: Activation>(x: &[T], grad_out: &[T]) -> Vec<T> {
     let wide = has_avx512();
     filled_in_parallel(x.len(), PAR_MIN_LEN, 1, |piece, g| {
         let range = piece * PAR_MIN_LEN..piece * PAR_MIN_LEN + g.len();

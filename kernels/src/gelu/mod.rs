@@ -9,8 +9,9 @@
 //! from the vectorisable fits in `normal.rs`, whose accuracy is stated there.
 //!
 //! A bf16 input (an activation stored under autocast) is computed in f32: the forward
-//! returns bf16, the f32 kernel's value rounded once; the backward takes an f32 `grad_out`
-//! and returns the f32 kernel's gradient at the widened input (gradients stay f32).
+//! returns bf16, the f32 kernel's value rounded once; the backward takes a bf16 `grad_out`
+//! (a gradient has its activation's dtype, as in PyTorch) and returns the f32 kernel's
+//! gradient at the widened values, rounded once to bf16.
 //!
 //! ```
 //! use kernels::{gelu, Storage};
@@ -40,21 +41,21 @@ pub fn forward(x: &Storage) -> Result<Storage> {
     )
 }
 
-/// Gradient of GELU with respect to its input `x`, given the gradient of its output:
-/// of `x`'s dtype for f32 and f64, f32 for a bf16 `x` (whose `grad_out` must be f32).
+/// Gradient of GELU with respect to its input `x`, given the gradient of its output; both
+/// gradients have `x`'s dtype (f32, f64 or bf16).
 pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
     grad_out.expect_len(OP, "grad_out", x.len())?;
     dispatch!(
         OP,
         x,
-        cpu::<T> => backward_cpu::<T>(x.host::<T>(OP, "input")?, grad_out),
-        bf16 => backward_cpu(x.host_bf16(OP, "input")?, grad_out),
+        cpu::<T> => backward_cpu::<T>(x, grad_out),
+        bf16 => backward_cpu::<half::bf16>(x, grad_out),
         cuda(x) => cuda::backward(x, grad_out),
     )
 }
 
-/// [`cpu::backward`] with `grad_out` borrowed as the type the input computes in.
-fn backward_cpu<T: cpu::Activation>(x: &[T], grad_out: &Storage) -> Result<Storage> {
-    let grad_out = grad_out.host::<T::Compute>(OP, "grad_out")?;
-    Ok(T::Compute::into_storage(cpu::backward(x, grad_out)))
+fn backward_cpu<T: cpu::Activation>(x: &Storage, grad_out: &Storage) -> Result<Storage> {
+    let x = T::from_host(x, OP, "input")?;
+    let grad_out = T::from_host(grad_out, OP, "grad_out")?;
+    Ok(T::to_storage(cpu::backward(x, grad_out)))
 }

@@ -5,7 +5,7 @@ use super::cpu::Gaussian;
 use super::normal::{cdf_f32, cdf_f64, exp_f32, pdf_f32, pdf_f64};
 use super::*;
 use crate::bf16_values::{narrow, widen};
-use crate::{DType, Error};
+use crate::Error;
 
 /// Φ at a few points, from mpmath at 50 digits (`mpmath.ncdf`).
 const CDF_VALUES: [(f64, f64); 6] = [
@@ -303,40 +303,44 @@ fn every_bf16() -> Vec<bf16> {
         .collect()
 }
 
-/// Bits of the f32 kernels on the widened input: the forward narrowed once, the gradient
-/// as it is; then the same from the bf16 kernels, through the public API.
-fn f32_then_bf16(x: &[bf16], dy: &[f32]) -> [(Vec<u32>, Vec<u32>); 2] {
-    let wide = Storage::f32(x.iter().map(|&v| widen(v)).collect());
-    let dy = Storage::f32(dy.to_vec());
-    let y32 = forward(&wide).unwrap().to_vec_f32().unwrap();
-    let want_y = y32
-        .iter()
-        .map(|&v| u32::from(narrow(v).to_bits()))
-        .collect();
-    let want_dx = backward(&wide, &dy).unwrap().to_vec_f32().unwrap();
+/// Bits of the f32 kernels on the widened values, each output narrowed once; then the
+/// same from the bf16 kernels, through the public API.
+fn f32_then_bf16(x: &[bf16], dy: &[bf16]) -> [(Vec<u16>, Vec<u16>); 2] {
+    let wide = |v: &[bf16]| Storage::f32(v.iter().map(|&v| widen(v)).collect());
+    let narrowed = |s: Storage| -> Vec<u16> {
+        let v = s.to_vec_f32().unwrap();
+        v.iter().map(|&v| narrow(v).to_bits()).collect()
+    };
+    let want_y = narrowed(forward(&wide(x)).unwrap());
+    let want_dx = narrowed(backward(&wide(x), &wide(dy)).unwrap());
+    let bits = |s: &Storage| -> Vec<u16> {
+        s.host_bf16("test", "output")
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
     let x = Storage::bf16(x.to_vec());
     let y = forward(&x).unwrap();
-    assert_eq!(y.dtype(), DType::BF16);
-    let got_y = y
-        .to_vec_f32()
-        .unwrap()
-        .iter()
-        .map(|&v| v.to_bits() >> 16)
-        .collect();
-    let dx = backward(&x, &dy).unwrap();
-    assert_eq!(dx.dtype(), DType::F32);
-    let got_dx = dx.to_vec_f32().unwrap();
-    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect();
-    [(want_y, bits(want_dx)), (got_y, bits(got_dx))]
+    let dx = backward(&x, &Storage::bf16(dy.to_vec())).unwrap();
+    [(want_y, want_dx), (bits(&y), bits(&dx))]
+}
+
+/// Output gradients as they reach a GELU: of either sign, mostly small, a few special.
+fn gradients(len: usize) -> Vec<bf16> {
+    (0..len)
+        .map(|i| match i % 13 {
+            12 => bf16::from_f32([f32::NAN, f32::INFINITY, -0.0, 1e-39][i % 4]),
+            k => bf16::from_f32((0.5 - k as f32 * 0.375) * 2f32.powi(-(i as i32 % 9))),
+        })
+        .collect()
 }
 
 #[test]
 fn every_bf16_input_gives_the_bits_of_the_f32_kernel_on_its_widened_value() {
     // Exhaustive: all 65536 inputs, NaNs, infinities and signed zeros included.
     let x = every_bf16();
-    let dy: Vec<f32> = (0..x.len())
-        .map(|i| 0.5 - (i % 11) as f32 * 0.375)
-        .collect();
+    let dy = gradients(x.len());
     let [(want_y, want_dx), (got_y, got_dx)] = f32_then_bf16(&x, &dy);
     for i in 0..x.len() {
         let v = widen(x[i]);
@@ -356,7 +360,8 @@ fn every_compiled_loop_reads_bf16_as_its_f32_copy_reads_the_widened_values() {
     // each copy this CPU runs takes the bf16 input and the widened one.
     let x = every_bf16();
     let wide_x: Vec<f32> = x.iter().map(|&v| widen(v)).collect();
-    let dy: Vec<f32> = (0..x.len()).map(|i| 1.5 - (i % 5) as f32 * 0.625).collect();
+    let dy = gradients(x.len());
+    let wide_dy: Vec<f32> = dy.iter().map(|&v| widen(v)).collect();
     let mut paths = vec![false];
     if crate::simd::has_avx512() {
         paths.push(true);
@@ -365,11 +370,11 @@ fn every_compiled_loop_reads_bf16_as_its_f32_copy_reads_the_widened_values() {
     }
     for wide in paths {
         let (mut y, mut y32) = (vec![bf16::ZERO; x.len()], vec![0.0f32; x.len()]);
-        let (mut dx, mut dx32) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+        let (mut dx, mut dx32) = (vec![bf16::ZERO; x.len()], vec![0.0f32; x.len()]);
         super::cpu::forward_piece(wide, &x, &mut y);
         super::cpu::forward_piece(wide, &wide_x, &mut y32);
         super::cpu::backward_piece(wide, &x, &dy, &mut dx);
-        super::cpu::backward_piece(wide, &wide_x, &dy, &mut dx32);
+        super::cpu::backward_piece(wide, &wide_x, &wide_dy, &mut dx32);
         for i in 0..x.len() {
             assert_eq!(
                 y[i].to_bits(),
@@ -379,9 +384,10 @@ fn every_compiled_loop_reads_bf16_as_its_f32_copy_reads_the_widened_values() {
             );
             assert_eq!(
                 dx[i].to_bits(),
-                dx32[i].to_bits(),
-                "wide {wide}: x {}",
-                wide_x[i]
+                narrow(dx32[i]).to_bits(),
+                "wide {wide}: x {} dy {}",
+                wide_x[i],
+                wide_dy[i]
             );
         }
     }
@@ -407,7 +413,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         // Lengths across the 16-value blocks and the parallel pieces of 2^14 values.
-        let dy: Vec<f32> = crate::test_util::pseudo_random(x.len(), seed).iter().map(|&v| v as f32).collect();
+        let dy: Vec<bf16> = crate::test_util::pseudo_random(x.len(), seed).iter().map(|&v| bf16::from_f64(v)).collect();
         let [want, got] = f32_then_bf16(&x, &dy);
         prop_assert!(want == got);
     }
@@ -417,15 +423,17 @@ proptest! {
 fn bf16_forward_and_backward_match_the_f64_formula() {
     // The f32 kernel is within 1.5e-7 max(|x|, 1) of x Φ(x) (forward) and 3e-7 max(|x|, 1)
     // |dy| of its derivative (forward_and_backward_in_f32_match_the_f64_formula); the bf16
-    // forward adds one rounding to 8 significant bits, at most 2^-8 of the f32 value (or
-    // half the smallest bf16 subnormal, 2^-134); the gradient stays f32.
+    // forward and the backward each add one rounding to 8 significant bits, at most 2^-8
+    // of the f32 value (or half the smallest bf16 subnormal, 2^-134).
     let x: Vec<bf16> = every_bf16().into_iter().filter(|v| v.is_finite()).collect();
-    let dy: Vec<f32> = (0..x.len()).map(|i| 1.0 - (i % 7) as f32 * 0.25).collect();
+    let dy: Vec<bf16> = (0..x.len())
+        .map(|i| bf16::from_f32(1.0 - (i % 7) as f32 * 0.25))
+        .collect();
     let y = forward(&Storage::bf16(x.clone()))
         .unwrap()
         .to_vec_f64()
         .unwrap();
-    let dx = backward(&Storage::bf16(x.clone()), &Storage::f32(dy.clone()))
+    let dx = backward(&Storage::bf16(x.clone()), &Storage::bf16(dy.clone()))
         .unwrap()
         .to_vec_f64()
         .unwrap();
@@ -441,9 +449,12 @@ fn bf16_forward_and_backward_match_the_f64_formula() {
             "gelu({x64}) = {}, want {want_y}",
             y[i]
         );
-        let want_dx = dy[i] as f64 * (cdf_f64(x64) + x64 * pdf_f64(x64));
+        let want_dx = dy[i].to_f64() * (cdf_f64(x64) + x64 * pdf_f64(x64));
+        let f32_tolerance = 3e-7 * scale * dy[i].to_f64().abs();
+        let bound =
+            2f64.powi(-8) * (want_dx.abs() + f32_tolerance) + f32_tolerance + 2f64.powi(-134);
         assert!(
-            (dx[i] - want_dx).abs() <= 3e-7 * scale * dy[i].abs() as f64 + 1e-30,
+            (dx[i] - want_dx).abs() <= bound,
             "gelu'({x64}) * {} = {}, want {want_dx}",
             dy[i],
             dx[i]
@@ -452,6 +463,6 @@ fn bf16_forward_and_backward_match_the_f64_formula() {
 }
 
 #[test]
-fn a_bf16_input_takes_an_f32_gradient_and_no_other() {
-    crate::test_util::assert_bf16_backward_takes_only_f32_gradients("gelu", backward);
+fn a_bf16_input_takes_a_bf16_gradient_and_no_other() {
+    crate::test_util::assert_gradients_have_the_input_dtype("gelu", backward);
 }

@@ -16,10 +16,10 @@ use rayon::prelude::*;
 
 use super::cpu::{four_runs, MaxValue, Windows, LANES};
 use super::Pool2dGeometry;
+use crate::bf16_values::Stored;
 use crate::columns::{merge_columns, split_columns};
 use crate::output::filled_in_parallel;
 use crate::simd::{has_avx512, wide_loop};
-use crate::Element;
 
 /// Largest window whose cells a byte can number.
 pub(super) const MAX_CELLS: usize = 256;
@@ -61,8 +61,11 @@ pub(super) fn forward<T: MaxValue>(x: &[T], g: &Pool2dGeometry) -> (Vec<T>, Vec<
     (y, cells)
 }
 
-/// `dL/dx` from `dL/dy` and the winning cells: each gradient added to its window's winner.
-pub(super) fn backward<T: Element>(cells: &[u8], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
+/// `dL/dx` from `dL/dy` and the winning cells: each gradient added to its window's winner,
+/// stored as `dy` is. A bf16 gradient is exact only where windows do not overlap (each
+/// cell then receives at most one gradient, added to zero once); the caller computes
+/// overlapping windows in f32 and rounds the sums once.
+pub(super) fn backward<T: Stored>(cells: &[u8], dy: &[T], g: &Pool2dGeometry) -> Vec<T> {
     let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
     let wide = has_avx512();
     let unpadded_2x2 = is_unpadded_2x2(g);
@@ -75,7 +78,7 @@ pub(super) fn backward<T: Element>(cells: &[u8], dy: &[T], g: &Pool2dGeometry) -
             let cells = &cells[plane * out_plane..][..out_plane];
             let dy = &dy[plane * out_plane..][..out_plane];
             if unpadded_2x2 {
-                let mut runs = vec![T::zero(); 4 * out_plane];
+                let mut runs = vec![T::default(); 4 * out_plane];
                 backward_unpadded_2x2(wide, cells, dy, dx, g, &mut runs);
             } else {
                 backward_plane(cells, dy, dx, g);
@@ -111,7 +114,7 @@ fn forward_plane<T: MaxValue>(
     }
 }
 
-fn backward_plane<T: Element>(cells: &[u8], dy: &[T], dx: &mut [T], g: &Pool2dGeometry) {
+fn backward_plane<T: Stored>(cells: &[u8], dy: &[T], dx: &mut [T], g: &Pool2dGeometry) {
     let kw = g.kernel[1];
     let [ph, pw] = g.padding;
     for oh in 0..g.out_h {
@@ -122,7 +125,8 @@ fn backward_plane<T: Element>(cells: &[u8], dy: &[T], dx: &mut [T], g: &Pool2dGe
             // The forward only ever records in-bounds cells.
             let row = top + cell / kw - ph;
             let col = left + cell % kw - pw;
-            dx[row * g.in_w + col] += dy[k];
+            let cell = &mut dx[row * g.in_w + col];
+            *cell = T::store(cell.load() + dy[k].load());
         }
     }
 }
@@ -174,8 +178,9 @@ fn pick_winners<T: MaxValue>([a, b, c, d]: [&[T]; 4], y: &mut [T], cells: &mut [
 wide_loop! {
 /// Backward of one plane of 2x2 windows without padding into `dx`, which holds zeros:
 /// each gradient placed on its cell's run, and the runs merged back into the input rows
-/// (a last odd row or column, in no window, stays zero).
-fn backward_unpadded_2x2<T: Element>(
+/// (a last odd row or column, in no window, stays zero). Each gradient is copied as it is,
+/// so any stored type gives the bits of its f32 copy.
+fn backward_unpadded_2x2<T: Stored>(
     cells: &[u8],
     dy: &[T],
     dx: &mut [T],
@@ -184,7 +189,7 @@ fn backward_unpadded_2x2<T: Element>(
 ) {
     let (w, ow, n) = (g.in_w, g.out_w, g.out_h * g.out_w);
     let [a, b, c, d] = four_runs(runs, n);
-    let zero = T::zero();
+    let zero = T::default();
     for k in 0..n {
         let (cell, grad) = (cells[k], dy[k]);
         a[k] = if cell == 0 { grad } else { zero };

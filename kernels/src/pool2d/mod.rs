@@ -233,6 +233,11 @@ impl Pool2dGeometry {
         self.batch * self.channels * self.in_h * self.in_w
     }
 
+    /// Whether an input cell can lie in more than one window (a stride below the kernel).
+    fn windows_overlap(&self) -> bool {
+        self.stride[0] < self.kernel[0] || self.stride[1] < self.kernel[1]
+    }
+
     fn output_len(&self) -> usize {
         self.batch * self.channels * self.out_h * self.out_w
     }
@@ -280,7 +285,7 @@ pub fn backward(input: &Storage, grad_out: &Storage, g: &Pool2dGeometry) -> Resu
 pub struct Argmax {
     cells: Vec<u8>,
     geometry: Pool2dGeometry,
-    /// The dtype of the input's gradient: the input's own, f32 for a bf16 input.
+    /// The dtype of the input, and so of both gradients.
     grad_dtype: DType,
 }
 
@@ -326,10 +331,7 @@ pub fn max_forward_keeping_argmax(
         },
         cuda(_input) => Err(Error::unsupported(g.op(), input.dtype(), input.device())),
     )?;
-    let grad_dtype = match input.dtype() {
-        DType::BF16 => DType::F32,
-        dtype => dtype,
-    };
+    let grad_dtype = input.dtype();
     Ok((
         output,
         Some(Argmax {
@@ -341,8 +343,10 @@ pub fn max_forward_keeping_argmax(
 }
 
 /// Gradient w.r.t. the input of the max pool that produced `argmax`, from `grad_out`
-/// (shape `output_shape()`, on the host, of the input's dtype, or f32 for a bf16 input):
-/// each gradient added to its window's winning cell.
+/// (shape `output_shape()`, on the host, of the input's dtype): each gradient added to its
+/// window's winning cell. The gradient has the input's dtype; a bf16 one is the f32
+/// kernel's on the widened `grad_out`, rounded once (exact unless windows overlap and a
+/// cell wins more than one).
 pub fn max_backward_from_argmax(argmax: &Argmax, grad_out: &Storage) -> Result<Storage> {
     let g = &argmax.geometry;
     grad_out.expect_len(g.op(), "grad_out", g.output_len())?;
@@ -363,6 +367,18 @@ pub fn max_backward_from_argmax(argmax: &Argmax, grad_out: &Storage) -> Result<S
         cpu::<T> => {
             let dy = grad_out.host::<T>(g.op(), "grad_out")?;
             Ok(T::into_storage(argmax::backward(&argmax.cells, dy, g)))
+        },
+        bf16 => {
+            let dy = grad_out.host_bf16(g.op(), "grad_out")?;
+            if g.windows_overlap() {
+                // Sums of several gradients: added in f32, rounded once, as the contract
+                // says; no network here pools with overlapping windows in bf16.
+                let wide: Vec<f32> = dy.iter().map(|&v| crate::bf16_values::widen(v)).collect();
+                let dx = argmax::backward(&argmax.cells, &wide, g);
+                Ok(Storage::bf16(dx.into_iter().map(crate::bf16_values::narrow).collect()))
+            } else {
+                Ok(Storage::bf16(argmax::backward(&argmax.cells, dy, g)))
+            }
         },
         cuda(_grad) => Err(Error::unsupported(g.op(), grad_out.dtype(), grad_out.device())),
     )

@@ -542,18 +542,10 @@ fn bf16_bits(s: Storage) -> Vec<u16> {
     }
 }
 
-fn f32_bits(s: Storage) -> Vec<u32> {
-    assert_eq!(s.dtype(), DType::F32);
-    s.to_vec_f32()
-        .unwrap()
-        .into_iter()
-        .map(f32::to_bits)
-        .collect()
-}
-
 /// The bf16 max pool against the f32 one on the widened input: the output is the f32
 /// output narrowed (the same bits: the values are bf16 already, and NaNs quiet), the kept
-/// cells are the same, and the f32 gradients from them are the same bits.
+/// cells are the same, and the bf16 gradient is the f32 one on the widened gradients,
+/// narrowed (overlapping windows add several gradients in a cell).
 fn assert_bf16_max_pool_is_the_f32_one(x: &[bf16], dy: &[f64], g: &Pool2dGeometry) {
     let narrowed = |s: Storage| -> Vec<u16> {
         let v = s.to_vec_f32().unwrap();
@@ -561,7 +553,9 @@ fn assert_bf16_max_pool_is_the_f32_one(x: &[bf16], dy: &[f64], g: &Pool2dGeometr
     };
     let wide = Storage::bf16(x.to_vec()).to_dtype(DType::F32).unwrap();
     let x = Storage::bf16(x.to_vec());
-    let dy = Storage::f32(dy.iter().map(|&v| v as f32).collect());
+    let dy: Vec<bf16> = dy.iter().map(|&v| bf16::from_f64(v)).collect();
+    let wide_dy = Storage::bf16(dy.clone()).to_dtype(DType::F32).unwrap();
+    let dy = Storage::bf16(dy);
     assert_eq!(
         bf16_bits(forward(&x, g).unwrap()),
         narrowed(forward(&wide, g).unwrap())
@@ -572,8 +566,8 @@ fn assert_bf16_max_pool_is_the_f32_one(x: &[bf16], dy: &[f64], g: &Pool2dGeometr
     assert_eq!(bf16_bits(y), narrowed(y32));
     assert_eq!(argmax.cells, argmax32.cells);
     assert_eq!(
-        f32_bits(max_backward_from_argmax(&argmax, &dy).unwrap()),
-        f32_bits(max_backward_from_argmax(&argmax32, &dy).unwrap())
+        bf16_bits(max_backward_from_argmax(&argmax, &dy).unwrap()),
+        narrowed(max_backward_from_argmax(&argmax32, &wide_dy).unwrap())
     );
 }
 
@@ -606,16 +600,16 @@ proptest! {
 fn bf16_max_pooling_matches_the_reference_exactly() {
     // 2x2 windows with stride 2 do not overlap: the max is one of the inputs and each
     // input cell receives at most one gradient, so the f64 reference on the same (widened)
-    // values and the same (f32) gradients is matched exactly: the tolerance is zero.
+    // values and the same (bf16) gradients is matched exactly: the tolerance is zero.
     let shape = [2, 3, 9, 10];
     let len = shape.iter().product();
     let x = bf16_input(&crate::test_util::pseudo_random(len, 3), &[]);
     let x64: Vec<f64> = x.iter().map(|v| v.to_f64()).collect();
     for pad in [0, 1] {
         let g = geometry(MAX, shape, 2, 2, pad);
-        let dy: Vec<f32> = crate::test_util::values(g.output_len(), 5)
+        let dy: Vec<bf16> = crate::test_util::values(g.output_len(), 5)
             .iter()
-            .map(|&v| v as f32)
+            .map(|&v| bf16::from_f64(v))
             .collect();
         let hp = PoolParams {
             f: 2,
@@ -624,12 +618,12 @@ fn bf16_max_pooling_matches_the_reference_exactly() {
         };
         let x_ref = Array4::from_nchw(shape, &x64);
         let y_ref = pool_forward(&x_ref, hp, PoolMode::Max).to_nchw();
-        let dy64: Vec<f64> = dy.iter().map(|&v| f64::from(v)).collect();
+        let dy64: Vec<f64> = dy.iter().map(|&v| v.to_f64()).collect();
         let dy_ref = Array4::from_nchw(g.output_shape(), &dy64);
         let dx_ref = pool_backward(&dy_ref, &x_ref, hp, PoolMode::Max).to_nchw();
         let (y, argmax) = max_forward_keeping_argmax(&Storage::bf16(x.clone()), &g).unwrap();
         assert_eq!(f64s(y), y_ref);
-        let dx = max_backward_from_argmax(&argmax.unwrap(), &Storage::f32(dy)).unwrap();
+        let dx = max_backward_from_argmax(&argmax.unwrap(), &Storage::bf16(dy)).unwrap();
         assert_eq!(f64s(dx), dx_ref);
         assert_eq!(f64s(forward(&Storage::bf16(x.clone()), &g).unwrap()), y_ref);
     }
@@ -656,14 +650,15 @@ fn bf16_ties_and_nans_go_where_the_f32_kernel_sends_them() {
     ];
     let (y, argmax) = max_forward_keeping_argmax(&Storage::bf16(x), &g).unwrap();
     assert_eq!(bf16_bits(y), [0x4040, 0x8000, 0xffc5]);
-    let dx =
-        max_backward_from_argmax(&argmax.unwrap(), &Storage::f32(vec![1.0, 2.0, 3.0])).unwrap();
+    let dy = [1.0, 2.0, 3.0].map(bf16::from_f32).to_vec();
+    let dx = max_backward_from_argmax(&argmax.unwrap(), &Storage::bf16(dy)).unwrap();
+    assert_eq!(dx.dtype(), DType::BF16);
     let expected = [0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0];
     assert_eq!(dx.to_vec_f32().unwrap(), expected);
 }
 
 #[test]
-fn bf16_pooling_without_a_kernel_says_so_and_gradients_must_be_f32() {
+fn bf16_pooling_without_a_kernel_says_so_and_gradients_must_be_bf16() {
     let x = Storage::bf16(vec![bf16::ONE; 16]);
     let unsupported = |op| Error::Unsupported {
         op,
@@ -680,15 +675,15 @@ fn bf16_pooling_without_a_kernel_says_so_and_gradients_must_be_f32() {
         unsupported("max_pool2d")
     );
 
-    // The kept argmax of a bf16 input takes f32 gradients only; that of an f64 input, f64.
+    // The kept argmax of a bf16 input takes bf16 gradients only; that of an f64 input, f64.
     let argmax = max_forward_keeping_argmax(&x, &max).unwrap().1.unwrap();
     for (grad_out, dtype) in [
-        (Storage::bf16(vec![bf16::ONE; 4]), "bf16"),
+        (Storage::f32(vec![1.0; 4]), "f32"),
         (Storage::f64(vec![1.0; 4]), "f64"),
     ] {
         let err = max_backward_from_argmax(&argmax, &grad_out).unwrap_err();
         let message = format!(
-            "max_pool2d: operands disagree: grad_out is {dtype} on cpu, expected f32 on cpu \
+            "max_pool2d: operands disagree: grad_out is {dtype} on cpu, expected bf16 on cpu \
              (the gradient of the pooled input)"
         );
         assert_eq!(err.to_string(), message);

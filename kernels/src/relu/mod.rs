@@ -1,8 +1,8 @@
 //! ReLU: `y = max(x, 0)`; the gradient flows where the input is positive.
 //!
 //! A bf16 input (an activation stored under autocast) gives a bf16 output (exact: each
-//! value is kept or replaced by zero) and, in the backward, takes and returns f32
-//! gradients, as the other layers between two convolutions do.
+//! value is kept or replaced by zero) and, in the backward, takes and returns bf16
+//! gradients (exact too), as the other layers between two convolutions do.
 //!
 //! ```
 //! use kernels::{relu, Storage};
@@ -35,8 +35,7 @@ pub fn forward(x: &Storage) -> Result<Storage> {
 
 /// Gradient of ReLU given its forward input `x`: `grad_out` where `x > 0`, zero elsewhere.
 /// (The forward output would serve as well: it is positive at exactly the same elements.)
-/// The gradient has `x`'s dtype for f32 and f64; for a bf16 `x`, `grad_out` and the
-/// gradient are f32.
+/// `grad_out` and the gradient have `x`'s dtype (f32, f64 or bf16).
 pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
     grad_out.expect_len(OP, "grad_out", x.len())?;
     dispatch!(
@@ -45,8 +44,8 @@ pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
         cpu::<T> => backward_cpu::<T>(x, grad_out),
         bf16 => {
             let x = x.host_bf16(OP, "input")?;
-            let grad_out = grad_out.host::<f32>(OP, "grad_out")?;
-            Ok(Storage::f32(cpu::backward(x, grad_out, bf16_is_positive)))
+            let grad_out = grad_out.host_bf16(OP, "grad_out")?;
+            Ok(Storage::bf16(cpu::backward(x, grad_out, bf16_is_positive)))
         },
         cuda(x) => cuda::backward(x, grad_out),
     )

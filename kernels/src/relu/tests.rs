@@ -1,6 +1,6 @@
 use super::*;
 use crate::bf16_values::narrow;
-use crate::{CpuStorage, DType, Error};
+use crate::{CpuStorage, Error};
 
 #[test]
 fn forward_clamps_negatives_and_keeps_positives() {
@@ -40,10 +40,10 @@ fn every_bf16() -> Vec<bf16> {
 fn every_bf16_input_gives_the_bits_of_the_f32_kernel_on_its_widened_value() {
     let x = every_bf16();
     let wide = Storage::f32(x.iter().map(|&v| widen(v)).collect());
-    let dy: Vec<f32> = (0..x.len())
-        .map(|i| 0.75 - (i % 13) as f32 * 0.125)
+    let dy: Vec<bf16> = (0..x.len())
+        .map(|i| bf16::from_f32(0.75 - (i % 13) as f32 * 0.125))
         .collect();
-    let dy = Storage::f32(dy);
+    let wide_dy = Storage::f32(dy.iter().map(|&v| widen(v)).collect());
     let want_y: Vec<u16> = forward(&wide)
         .unwrap()
         .to_vec_f32()
@@ -51,23 +51,22 @@ fn every_bf16_input_gives_the_bits_of_the_f32_kernel_on_its_widened_value() {
         .into_iter()
         .map(|v| narrow(v).to_bits())
         .collect();
-    let want_dx = backward(&wide, &dy).unwrap();
+    let want_dx: Vec<u16> = backward(&wide, &wide_dy)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap()
+        .into_iter()
+        .map(|v| narrow(v).to_bits())
+        .collect();
     let x = Storage::bf16(x);
     let Storage::Cpu(CpuStorage::BF16(y)) = forward(&x).unwrap() else {
         panic!("a bf16 input gives a bf16 output");
     };
     assert_eq!(y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_y);
-    // f32 gradients, bit for bit (Storage's equality compares f32 values: check bits).
-    let bits = |s: Storage| -> Vec<u32> {
-        s.to_vec_f32()
-            .unwrap()
-            .into_iter()
-            .map(f32::to_bits)
-            .collect()
+    let Storage::Cpu(CpuStorage::BF16(dx)) = backward(&x, &Storage::bf16(dy)).unwrap() else {
+        panic!("a bf16 input gives a bf16 gradient");
     };
-    let dx = backward(&x, &dy).unwrap();
-    assert_eq!(dx.dtype(), DType::F32);
-    assert_eq!(bits(dx), bits(want_dx));
+    assert_eq!(dx.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_dx);
 }
 
 #[test]
@@ -79,10 +78,13 @@ fn bf16_relu_is_exact() {
         .unwrap()
         .to_vec_f64()
         .unwrap();
-    let dx = backward(&Storage::bf16(x.clone()), &Storage::f32(vec![2.5; x.len()]))
-        .unwrap()
-        .to_vec_f64()
-        .unwrap();
+    let dx = backward(
+        &Storage::bf16(x.clone()),
+        &Storage::bf16(vec![bf16::from_f32(2.5); x.len()]),
+    )
+    .unwrap()
+    .to_vec_f64()
+    .unwrap();
     for (i, v) in x.iter().map(|v| v.to_f64()).enumerate() {
         let positive = v > 0.0;
         assert_eq!(y[i], if positive { v } else { 0.0 }, "relu({v})");
@@ -92,6 +94,6 @@ fn bf16_relu_is_exact() {
 }
 
 #[test]
-fn a_bf16_input_takes_an_f32_gradient_and_no_other() {
-    crate::test_util::assert_bf16_backward_takes_only_f32_gradients("relu", backward);
+fn a_bf16_input_takes_a_bf16_gradient_and_no_other() {
+    crate::test_util::assert_gradients_have_the_input_dtype("relu", backward);
 }
