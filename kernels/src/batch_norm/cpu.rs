@@ -133,10 +133,11 @@ pub(super) fn channel_moments<T: Stored>(x: &[T], g: &BatchNormGeometry) -> Vec<
         .collect()
 }
 
-/// `(sum(dy), sum(dy * (x - mean_c)))` of every channel, in f64.
+/// `(sum(dy), sum(dy * (x - mean_c)))` of every channel, in f64. `dy` has the input's
+/// type (bf16 under autocast), each value widened as it is read, as `x`'s are.
 pub(super) fn grad_sums<T: Stored>(
     x: &[T],
-    dy: &[T::Compute],
+    dy: &[T],
     mean: &[f64],
     g: &BatchNormGeometry,
 ) -> Vec<(f64, f64)> {
@@ -253,12 +254,15 @@ wide_loop! {
 }
 
 /// `dx = a_c * dy + b_c * (x - mean_c) + k_c` for `coefficients[c] = (mean_c, a_c, b_c, k_c)`.
+///
+/// `dy` and `dx` have the input's type: a bf16 gradient is widened as it is read and each
+/// `dx` computed in f32 and rounded once as it is stored.
 pub(super) fn input_grad<T: Stored>(
     x: &[T],
-    dy: &[T::Compute],
+    dy: &[T],
     coefficients: &[(f64, f64, f64, f64)],
     g: &BatchNormGeometry,
-) -> Vec<T::Compute> {
+) -> Vec<T> {
     let wide = has_avx512();
     let of = <T::Compute as Element>::of;
     let coefficients: Vec<[T::Compute; 4]> = coefficients
@@ -284,8 +288,8 @@ wide_loop! {
     /// plane), each with its channel's `[mean, a, b, k]`.
     fn input_grad_planes<T: Stored>(
         x: &[T],
-        dy: &[T::Compute],
-        dx: &mut [T::Compute],
+        dy: &[T],
+        dx: &mut [T],
         coefficients: &[[T::Compute; 4]],
         spatial: usize,
     ) {
@@ -295,7 +299,7 @@ wide_loop! {
             .zip(dy.chunks_exact(spatial));
         for (((dx, x), dy), &[mean, a, b, k]) in planes.zip(coefficients) {
             for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = a * dy + b * (x.load() - mean) + k;
+                *dx = T::store(a * dy.load() + b * (x.load() - mean) + k);
             }
         }
     }

@@ -35,11 +35,14 @@
 //! variance would be 0 and the unbiased variance undefined.
 //!
 //! Under autocast the input (a convolution's output) may be bf16 on the CPU, with f32
-//! parameters, running statistics and gradients of the output, as in PyTorch, whose batch
-//! norm keeps its parameters and statistics in f32: the output is then bf16, and the
-//! statistics and all gradients f32. Each bf16 value is widened as it is read, so the
-//! results are bit for bit those of the f32 kernel on the widened input, the output
-//! rounded once to bf16; the input is read at half the memory traffic of an f32 one.
+//! parameters and running statistics, as in PyTorch, whose batch norm keeps its parameters
+//! and statistics in f32: the output is then bf16 and the statistics f32. Every gradient
+//! has its tensor's dtype, as in PyTorch: the backward of a bf16 input takes the bf16
+//! gradient of the (bf16) output and returns a bf16 gradient of the input, with f32
+//! gradients of gamma and beta. Each bf16 value is widened as it is read and each bf16
+//! result rounded once as it is written, so the results are bit for bit those of the f32
+//! kernel on the widened values, the bf16 ones rounded once; the input and the gradients
+//! flowing through it cost half the memory traffic of f32 ones.
 
 mod cpu;
 mod cuda;
@@ -166,8 +169,9 @@ pub struct BatchStats {
     pub inv_std: Storage,
 }
 
-/// Gradients of batch norm with respect to its input and affine parameters, in the
-/// input's dtype (f32 for a bf16 input: gradients stay f32 under autocast).
+/// Gradients of batch norm with respect to its input and affine parameters, each in its
+/// tensor's dtype: `input` in the input's, `gamma` and `beta` in the parameters' (f32 for
+/// a bf16 input, whose parameters are f32).
 #[derive(Clone, Debug)]
 pub struct BatchNormGrads {
     pub input: Storage,
@@ -302,8 +306,10 @@ pub fn forward_eval(
 /// Backward of forward_train: the batch statistics depend on the input.
 ///
 /// Every operand has the input's dtype, except that a bf16 input on the CPU (the saved
-/// forward input under autocast) takes f32 `gamma`, `stats` and `grad_out`; the gradients
-/// then are f32. Any other mix is an [`Error::Mismatch`] naming the operand.
+/// forward input under autocast) takes f32 `gamma` and `stats`: its `grad_out` (the
+/// gradient of the bf16 output) and the gradient of the input then are bf16, those of
+/// gamma and beta f32. Any other mix, an f32 `grad_out` for a bf16 input included, is an
+/// [`Error::Mismatch`] naming the operand and the dtype expected.
 pub fn backward_train(
     input: &Storage,
     gamma: &Storage,
@@ -372,8 +378,9 @@ fn from_f64<T: Element>(values: &[f64]) -> Storage {
     T::into_storage(values.iter().map(|&v| T::of(v)).collect())
 }
 
-/// The generic CPU kernels below take `T`, the input's element type (f32, f64 or bf16);
-/// parameters, statistics, `grad_out` and gradients are in `T::Compute` (f32 for bf16).
+/// The generic CPU kernels below take `T`, the input's element type (f32, f64 or bf16),
+/// which is also that of the output, `grad_out` and the gradient of the input; parameters,
+/// statistics and their gradients are in `T::Compute` (f32 for bf16).
 #[allow(clippy::too_many_arguments)]
 fn forward_train_cpu<T: Stored>(
     input: &Storage,
@@ -450,7 +457,7 @@ fn backward_train_cpu<T: Stored>(
     g: &BatchNormGeometry,
 ) -> Result<BatchNormGrads> {
     let x = T::from_host(input, OP, "input")?;
-    let dy = grad_out.host::<T::Compute>(OP, "grad_out")?;
+    let dy = T::from_host(grad_out, OP, "grad_out")?;
     let gamma = to_f64(gamma.host::<T::Compute>(OP, "gamma")?);
     let mean = to_f64(stats.mean.host::<T::Compute>(OP, "stats.mean")?);
     let inv_std = to_f64(stats.inv_std.host::<T::Compute>(OP, "stats.inv_std")?);
@@ -474,7 +481,7 @@ fn backward_train_cpu<T: Stored>(
         })
         .collect();
     Ok(BatchNormGrads {
-        input: T::Compute::to_storage(cpu::input_grad(x, dy, &coefficients, g)),
+        input: T::to_storage(cpu::input_grad(x, dy, &coefficients, g)),
         gamma: from_f64::<T::Compute>(&dgamma),
         beta: from_f64::<T::Compute>(&dbeta),
     })
@@ -490,7 +497,7 @@ fn backward_eval_cpu<T: Stored>(
     g: &BatchNormGeometry,
 ) -> Result<BatchNormGrads> {
     let x = T::from_host(input, OP, "input")?;
-    let dy = grad_out.host::<T::Compute>(OP, "grad_out")?;
+    let dy = T::from_host(grad_out, OP, "grad_out")?;
     let gamma = to_f64(gamma.host::<T::Compute>(OP, "gamma")?);
     let mean = to_f64(running_mean.host::<T::Compute>(OP, "running_mean")?);
     let inv_std = inv_std_of(running_var.host::<T::Compute>(OP, "running_var")?, eps);
@@ -509,7 +516,7 @@ fn backward_eval_cpu<T: Stored>(
         .map(|(&gm, &is)| (0.0, gm * is, 0.0))
         .collect();
     Ok(BatchNormGrads {
-        input: T::Compute::to_storage(cpu::affine(dy, &coefficients, g)),
+        input: T::to_storage(cpu::affine(dy, &coefficients, g)),
         gamma: from_f64::<T::Compute>(&dgamma),
         beta: from_f64::<T::Compute>(&dbeta),
     })

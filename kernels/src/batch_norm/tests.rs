@@ -478,7 +478,7 @@ fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients()
     // image at a time, larger ones a plane at a time. Each against plain two-pass
     // statistics and the textbook gradient in f64, with an offset (1e3) large against the
     // spread so that a one-pass E[x^2] - E[x]^2 would show. A bf16 input (rounded to bf16,
-    // so its values are multiples of 4 near 1e3) has f32 parameters and dy.
+    // so its values are multiples of 4 near 1e3) has f32 parameters and a bf16 dy.
     for (shape, dtype) in [
         ([3, 2, 7, 7], DType::F64),
         ([2, 3, 1, 1], DType::F32),
@@ -515,14 +515,14 @@ fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients()
         )
         .unwrap();
         let y = f64s(&y);
-        let dy = storage(params, &values(n * c * h * w, 11))
+        let dy = storage(dtype, &values(n * c * h * w, 11))
             .to_vec_f64()
             .unwrap();
         let grads = backward_train(
             &storage(dtype, &x),
             &storage(params, &gamma),
             &stats,
-            &storage(params, &dy),
+            &storage(dtype, &dy),
             &g,
         )
         .unwrap();
@@ -589,22 +589,35 @@ fn small_and_large_channels_give_the_textbook_statistics_outputs_and_gradients()
             let a = 1.5 * inv_std;
             for &i in members.iter().step_by(89) {
                 let want = a * (dy[i] - sum_dy / count - x_hat(i) * sum_dy_x_hat / count);
-                close(
-                    dx[i],
-                    want,
-                    a * (8.0 * unit + x_hat_error) * (1.0 + x_hat(i).abs()),
-                );
+                // A bf16 dx is the f32 one rounded once more, as y is above.
+                let tolerance = a * (8.0 * unit + x_hat_error) * (1.0 + x_hat(i).abs());
+                close(dx[i], want, tolerance + rounding * (want.abs() + tolerance));
             }
         }
     }
 }
 
-/// The bits of every value of a host f32 or bf16 buffer (so that NaNs and signed zeros
-/// compare too), tagged with the dtype.
+/// The bits of every value of a host f32 or bf16 buffer (so that signed zeros and
+/// infinities compare too), tagged with the dtype. Every NaN reads as one NaN: an
+/// operation on two NaNs (as `a * dy + b * (x - mean)` is in a channel whose statistics
+/// are NaN) returns one of them, and which one is the compiler's choice of operand order
+/// (Rust leaves a NaN result's sign and payload unspecified), not part of the contract.
 fn bits(s: &Storage) -> (DType, Vec<u32>) {
     let bits = match s {
-        Storage::Cpu(CpuStorage::F32(v)) => v.iter().map(|x| x.to_bits()).collect(),
-        Storage::Cpu(CpuStorage::BF16(v)) => v.iter().map(|x| u32::from(x.to_bits())).collect(),
+        Storage::Cpu(CpuStorage::F32(v)) => v
+            .iter()
+            .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+            .collect(),
+        Storage::Cpu(CpuStorage::BF16(v)) => v
+            .iter()
+            .map(|x| {
+                if x.is_nan() {
+                    u32::MAX
+                } else {
+                    u32::from(x.to_bits())
+                }
+            })
+            .collect(),
         other => panic!(
             "expected a host f32 or bf16 buffer, got {:?}",
             other.dtype()
@@ -628,20 +641,20 @@ struct Results {
     eval_grads: [Storage; 3],
 }
 
-/// Runs forward and backward, training and eval, on `x` with f32 parameters and dy.
-fn run_all(shape: &[usize], x: &Storage, seed: u64) -> Results {
+/// Runs forward and backward, training and eval, on `x` and `dy` (of `x`'s dtype) with
+/// f32 parameters.
+fn run_all(shape: &[usize], x: &Storage, dy: &Storage, seed: u64) -> Results {
     let g = BatchNormGeometry::new(shape, shape[1]).unwrap();
-    let (len, c) = (x.len(), shape[1]);
+    let c = shape[1];
     let f32s = |v: Vec<f64>| Storage::f64(v).to_dtype(DType::F32).unwrap();
     let gamma = f32s(values(c, seed).iter().map(|v| v + 1.5).collect());
     let beta = f32s(values(c, seed + 1));
     let mut rm = f32s(values(c, seed + 2));
     let mut rv = f32s(values(c, seed + 3).iter().map(|v| v + 1.2).collect());
-    let dy = f32s(values(len, seed + 4));
     let eval = forward_eval(x, &gamma, &beta, &rm, &rv, 1e-5, &g).unwrap();
-    let eval_grads = backward_eval(x, &gamma, &rm, &rv, 1e-5, &dy, &g).unwrap();
+    let eval_grads = backward_eval(x, &gamma, &rm, &rv, 1e-5, dy, &g).unwrap();
     let (y, stats) = forward_train(x, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5, &g).unwrap();
-    let grads = backward_train(x, &gamma, &stats, &dy, &g).unwrap();
+    let grads = backward_train(x, &gamma, &stats, dy, &g).unwrap();
     Results {
         train: [y, stats.mean, stats.inv_std, rm, rv],
         train_grads: [grads.input, grads.gamma, grads.beta],
@@ -650,14 +663,15 @@ fn run_all(shape: &[usize], x: &Storage, seed: u64) -> Results {
     }
 }
 
-/// The contract of a bf16 input: every result has the bits of the f32 kernel's on the
-/// widened input, the bf16 outputs rounded once from the f32 ones, everything else f32.
-fn check_bf16_against_f32(shape: &[usize], x: &[f32], seed: u64) {
-    let bf16_input = rounded(x);
-    let widened = Storage::f32(bf16_input.to_vec_f32().unwrap());
+/// The contract of a bf16 input and gradient: every result has the bits of the f32
+/// kernel's on the widened input and gradient, the bf16 outputs (y and the gradient of
+/// the input) rounded once from the f32 ones, everything else f32.
+fn check_bf16_against_f32(shape: &[usize], x: &[f32], dy: &[f32], seed: u64) {
+    let (bf16_input, bf16_dy) = (rounded(x), rounded(dy));
+    let widen = |s: &Storage| Storage::f32(s.to_vec_f32().unwrap());
     let (half, single) = (
-        run_all(shape, &bf16_input, seed),
-        run_all(shape, &widened, seed),
+        run_all(shape, &bf16_input, &bf16_dy, seed),
+        run_all(shape, &widen(&bf16_input), &widen(&bf16_dy), seed),
     );
     let narrowed = |s: &Storage| rounded(&s.to_vec_f32().unwrap());
     let [y, rest @ ..] = &single.train;
@@ -674,10 +688,11 @@ fn check_bf16_against_f32(shape: &[usize], x: &[f32], seed: u64) {
         bits(&narrowed(&single.eval)),
         "{shape:?}: forward_eval"
     );
-    for (what, (got, want)) in [
+    for (what, (got, [dx, dgamma, dbeta])) in [
         ("backward_train", (&half.train_grads, &single.train_grads)),
         ("backward_eval", (&half.eval_grads, &single.eval_grads)),
     ] {
+        let want = [&narrowed(dx), dgamma, dbeta];
         for (name, (got, want)) in ["input", "gamma", "beta"].iter().zip(got.iter().zip(want)) {
             assert_eq!(
                 bits(got),
@@ -716,17 +731,25 @@ fn bf16_input_gives_the_bits_of_f32_on_both_sides_of_both_thresholds() {
         assert_eq!(cpu::channel_fits_in_cache::<f32>(&g), cached, "{shape:?}");
         assert_eq!(cpu::channel_fits_in_cache::<bf16>(&g), cached, "{shape:?}");
         let len: usize = shape.iter().product();
-        check_bf16_against_f32(shape, &spread(len, 21, 3.0, 2.0), 30);
+        check_bf16_against_f32(
+            shape,
+            &spread(len, 21, 3.0, 2.0),
+            &spread(len, 23, 0.0, 1.0),
+            30,
+        );
     }
 }
 
 #[test]
 fn bf16_input_gives_the_bits_of_f32_with_special_values() {
-    // Channel 0 holds a NaN, channel 1 an infinity, channel 2 signed zeros only (variance
-    // 0: inv_std = 1/sqrt(eps)), channel 3 a constant, channel 4 the largest finite bf16
-    // values (whose squared deviations overflow f32 but not the f64 sums).
-    let (n, c, plane) = (3, 5, 4);
+    // In x: channel 0 holds a NaN, channel 1 an infinity, channel 2 signed zeros only
+    // (variance 0: inv_std = 1/sqrt(eps)), channel 3 a constant, channel 4 the largest
+    // finite bf16 values (whose squared deviations overflow f32 but not the f64 sums).
+    // In dy: channel 2 an infinity, channel 3 signed zeros only, channel 4 a NaN, channel 5
+    // the largest finite bf16 values (whose gradients overflow to infinity).
+    let (n, c, plane) = (3, 6, 4);
     let mut x = spread(n * c * plane, 22, 0.0, 1.0);
+    let mut dy = spread(n * c * plane, 24, 0.0, 1.0);
     for b in 0..n {
         let at = |ch: usize, s: usize| (b * c + ch) * plane + s;
         x[at(0, 1)] = if b == 1 { f32::NAN } else { x[at(0, 1)] };
@@ -735,16 +758,24 @@ fn bf16_input_gives_the_bits_of_f32_with_special_values() {
         } else {
             x[at(1, 2)]
         };
+        dy[at(2, 3)] = if b == 0 { f32::INFINITY } else { dy[at(2, 3)] };
+        dy[at(4, 0)] = if b == 2 { f32::NAN } else { dy[at(4, 0)] };
         for s in 0..plane {
-            x[at(2, s)] = if (b + s) % 2 == 0 { 0.0 } else { -0.0 };
+            let sign = if (b + s) % 2 == 0 { 1.0 } else { -1.0 };
+            x[at(2, s)] = sign * 0.0;
             x[at(3, s)] = 1.25;
-            x[at(4, s)] = if s % 2 == 0 { 3.3e38 } else { -3.3e38 };
+            x[at(4, s)] = sign * 3.3e38;
+            dy[at(3, s)] = sign * 0.0;
+            dy[at(5, s)] = sign * 3.3e38;
         }
     }
-    check_bf16_against_f32(&[n, c, 2, 2], &x, 40);
+    check_bf16_against_f32(&[n, c, 2, 2], &x, &dy, 40);
 }
 
-fn shape_and_values() -> impl Strategy<Value = (Vec<usize>, Vec<f32>, f32, f32)> {
+/// A shape, x and dy in [-1, 1), an offset and a scale for x, a scale for dy.
+type Case = (Vec<usize>, Vec<f32>, Vec<f32>, f32, f32, f32);
+
+fn shape_and_values() -> impl Strategy<Value = Case> {
     // Batch of at least 2 so that training has more than one value per channel; planes
     // from 1 to 400 values, on both sides of the per-image threshold (256).
     (2usize..6, 1usize..5, 1usize..21, 1usize..21, 2usize..5).prop_flat_map(|(n, c, h, w, rank)| {
@@ -757,8 +788,10 @@ fn shape_and_values() -> impl Strategy<Value = (Vec<usize>, Vec<f32>, f32, f32)>
         (
             Just(shape),
             proptest::collection::vec(-1.0f32..1.0, len),
+            proptest::collection::vec(-1.0f32..1.0, len),
             -50.0f32..50.0,
             0.01f32..100.0,
+            1e-3f32..10.0,
         )
     })
 }
@@ -771,9 +804,12 @@ proptest! {
     })]
 
     #[test]
-    fn bf16_input_gives_the_bits_of_f32((shape, x, offset, scale) in shape_and_values()) {
+    fn bf16_input_gives_the_bits_of_f32(
+        (shape, x, dy, offset, scale, dy_scale) in shape_and_values()
+    ) {
         let x: Vec<f32> = x.iter().map(|v| offset + scale * v).collect();
-        check_bf16_against_f32(&shape, &x, 50);
+        let dy: Vec<f32> = dy.iter().map(|v| dy_scale * v).collect();
+        check_bf16_against_f32(&shape, &x, &dy, 50);
     }
 }
 
@@ -792,12 +828,23 @@ fn assert_mismatch_naming<T: std::fmt::Debug>(result: Result<T>, operand: &str) 
     );
 }
 
+/// The error of a call given a `grad_out` of the wrong dtype: a Mismatch naming grad_out
+/// and the dtype it must have (the input's).
+fn assert_grad_out_refused<T: std::fmt::Debug>(result: Result<T>, expected: DType) {
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("expected {expected}")),
+        "{err}"
+    );
+    assert_mismatch_naming(Err::<T, _>(err), "grad_out");
+}
+
 #[test]
 fn bf16_input_takes_f32_parameters_and_refuses_every_other_mix() {
     let g = BatchNormGeometry::new(&[2, 3], 3).unwrap();
     let of = |dtype: DType, len: usize| Storage::f32(vec![0.5; len]).to_dtype(dtype).unwrap();
     let x = of(DType::BF16, 6);
-    let (p, dy) = (of(DType::F32, 3), of(DType::F32, 6));
+    let (p, dy) = (of(DType::F32, 3), of(DType::BF16, 6));
     let stats = BatchStats {
         mean: p.clone(),
         inv_std: p.clone(),
@@ -819,10 +866,8 @@ fn bf16_input_takes_f32_parameters_and_refuses_every_other_mix() {
             assert_eq!((rm.clone(), rv.clone()), before, "{name}");
             assert_mismatch_naming(forward_eval(&x, &gamma, &beta, &rm, &rv, 1e-5, &g), name);
         }
-        // Backward: gamma, each statistic, and grad_out (gradients stay f32).
-        let bad_dy = of(wrong, 6);
+        // Backward: gamma and each statistic.
         assert_mismatch_naming(backward_train(&x, &bad, &stats, &dy, &g), "gamma");
-        assert_mismatch_naming(backward_train(&x, &p, &stats, &bad_dy, &g), "grad_out");
         for (mean, inv_std, name) in [(&bad, &p, "stats.mean"), (&p, &bad, "stats.inv_std")] {
             let stats = BatchStats {
                 mean: mean.clone(),
@@ -839,7 +884,16 @@ fn bf16_input_takes_f32_parameters_and_refuses_every_other_mix() {
             backward_eval(&x, &p, &p, &bad, 1e-5, &dy, &g),
             "running_var",
         );
-        assert_mismatch_naming(backward_eval(&x, &p, &p, &p, 1e-5, &bad_dy, &g), "grad_out");
+    }
+    // grad_out is the gradient of the bf16 output: bf16 too, never f32 (the old autocast
+    // rule) or f64.
+    for wrong in [DType::F32, DType::F64] {
+        let bad_dy = of(wrong, 6);
+        assert_grad_out_refused(backward_train(&x, &p, &stats, &bad_dy, &g), DType::BF16);
+        assert_grad_out_refused(
+            backward_eval(&x, &p, &p, &p, 1e-5, &bad_dy, &g),
+            DType::BF16,
+        );
     }
     // The mix is for bf16 inputs only: an f32 or f64 input takes parameters, statistics
     // and grad_out of its own dtype, never bf16 ones.
@@ -864,25 +918,58 @@ fn bf16_input_takes_f32_parameters_and_refuses_every_other_mix() {
             mean: own.clone(),
             inv_std: own.clone(),
         };
-        assert_mismatch_naming(backward_train(&x, &own, &stats, &half_dy, &g), "grad_out");
-        assert_mismatch_naming(
+        assert_grad_out_refused(backward_train(&x, &own, &stats, &half_dy, &g), dtype);
+        assert_grad_out_refused(
             backward_eval(&x, &own, &own, &own, 1e-5, &half_dy, &g),
-            "grad_out",
+            dtype,
         );
         assert!(backward_eval(&x, &own, &own, &own, 1e-5, &own_dy, &g).is_ok());
     }
-    // And the accepted mix gives a bf16 output, f32 statistics and f32 gradients.
+    // And the accepted mix gives a bf16 output and f32 statistics; a bf16 gradient of the
+    // input and f32 gradients of the parameters.
     let (mut rm, mut rv) = (p.clone(), p.clone());
     let (y, stats) = forward_train(&x, &p, &p, &mut rm, &mut rv, 0.1, 1e-5, &g).unwrap();
     assert_eq!(
         [y.dtype(), stats.mean.dtype(), stats.inv_std.dtype()],
         [DType::BF16, DType::F32, DType::F32]
     );
-    let grads = backward_train(&x, &p, &stats, &dy, &g).unwrap();
+    for grads in [
+        backward_train(&x, &p, &stats, &dy, &g).unwrap(),
+        backward_eval(&x, &p, &p, &p, 1e-5, &dy, &g).unwrap(),
+    ] {
+        assert_eq!(
+            [grads.input.dtype(), grads.gamma.dtype(), grads.beta.dtype()],
+            [DType::BF16, DType::F32, DType::F32]
+        );
+    }
+}
+
+#[test]
+fn bf16_eval_backward_matches_the_hand_worked_example() {
+    // [5, 1] with running_var + eps = 0.75 + 0.25 = 1 and running_mean 0: inv_std = 1, so
+    // dx = gamma * dy with gamma = 1 + 2^-8, exact in f32, then rounded to bf16 (spacing
+    // 2^-7 in [1, 2), 2^-6 in [2, 4)): 1 + 2^-8 is a tie that goes down to the even 1 (and
+    // -1 - 2^-8 to -1); both zeros give +0, as in f32 (the loop adds a zero shift to
+    // gamma * dy); 3 + 3 * 2^-8 is past the middle
+    // (2^-7) and goes up to 3 + 2^-6. dbeta = sum(dy) = 3 and dgamma = sum(dy * x) =
+    // 1 - 2 + 0 + 0 + 3 = 2, in f32.
+    let g = BatchNormGeometry::new(&[5, 1], 1).unwrap();
+    let grads = backward_eval(
+        &rounded(&[1.0, 2.0, 7.0, -7.0, 1.0]),
+        &Storage::f32(vec![1.0 + 2f32.powi(-8)]),
+        &Storage::f32(vec![0.0]),
+        &Storage::f32(vec![0.75]),
+        0.25,
+        &rounded(&[1.0, -1.0, -0.0, 0.0, 3.0]),
+        &g,
+    )
+    .unwrap();
     assert_eq!(
-        [grads.input.dtype(), grads.gamma.dtype(), grads.beta.dtype()],
-        [DType::F32; 3]
+        bits(&grads.input),
+        bits(&rounded(&[1.0, -1.0, 0.0, 0.0, 3.0 + 2f32.powi(-6)]))
     );
+    assert_eq!(grads.gamma, Storage::f32(vec![2.0]));
+    assert_eq!(grads.beta, Storage::f32(vec![3.0]));
 }
 
 #[test]
