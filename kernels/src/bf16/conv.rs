@@ -2,6 +2,8 @@
 //!
 //! - 3x3, stride 1, padding 1, 16+ input channels: implicit GEMM (`conv3x3.rs`), forward,
 //!   input gradient and weight gradient.
+//! - Stride 1 with at most 16 values per receptive field (airbench94's 2x2 whitening
+//!   layer over 3 channels): direct f32 multiply-adds, forward only (`few_taps.rs`).
 //! - 1x1, stride 1, any padding ("pointwise"): the image is its own matrix. With padding,
 //!   only the image is multiplied and the border of the output is the bias, as in the f32
 //!   path (`conv2d/pointwise.rs`): the border reads nothing but padding.
@@ -23,11 +25,11 @@ use std::mem::MaybeUninit;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::conv3x3;
 use super::gemm::{product, MatMut, MatRef};
 use super::pack::Packed;
 use super::source::{Planes, Values, View};
 use super::stored::Stored;
+use super::{conv3x3, few_taps};
 use super::{groups, split_groups, Cpu};
 use crate::conv2d::{Conv2dGeometry, Conv2dGrads};
 use crate::{DType, Error, Result, Storage};
@@ -117,6 +119,9 @@ pub(crate) fn forward<O: Stored>(
 ) -> Vec<O> {
     if conv3x3::applies(g) {
         return conv3x3::forward(cpu, x, w, bias, g);
+    }
+    if few_taps::applies(g) {
+        return few_taps::forward(x, w, bias, g);
     }
     let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
     let weights = MatRef::new(w, g.out_channels, ckk).expect("weight fits");

@@ -31,6 +31,7 @@ mod avx512;
 pub(crate) mod conv;
 mod conv3x3;
 mod detect;
+mod few_taps;
 mod flat;
 mod gemm;
 mod lanes;

@@ -13,7 +13,7 @@ use super::lanes::narrow16;
 use crate::bf16_values::narrow;
 
 /// An element type a convolution's output is stored in.
-pub(crate) trait Stored: Copy + Send + Sync + 'static {
+pub(crate) trait Stored: Copy + Default + Send + Sync + 'static {
     /// `sum` as stored.
     fn from_sum(sum: f32) -> Self;
 

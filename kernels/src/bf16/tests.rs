@@ -506,6 +506,17 @@ proptest! {
 }
 
 #[test]
+fn few_tap_layers_take_the_direct_path() {
+    // airbench94's whitening layer (12 values per field) and a padded 1x1 over 16 channels
+    // run as direct multiply-adds; 3x3 over 3 channels (27 values) and strides do not.
+    let direct = super::few_taps::applies;
+    assert!(direct(&geometry([1, 3, 32, 32], [24, 3, 2, 2], 1, 0)));
+    assert!(direct(&geometry([1, 16, 5, 5], [8, 16, 1, 1], 1, 2)));
+    assert!(!direct(&geometry([1, 3, 32, 32], [64, 3, 3, 3], 1, 1)));
+    assert!(!direct(&geometry([1, 3, 32, 32], [24, 3, 2, 2], 2, 0)));
+}
+
+#[test]
 fn network_conv_layers_match_f64_sums() {
     // The notebook's layer1.1 with enough images for several chunks per thread; a
     // 256 -> 512 layer at 5x5; its padded 1x1; the first layers of both networks
