@@ -823,43 +823,44 @@ fn check_bf16_conv(g: &Conv2dGeometry, x: &[bf16], gy: &[bf16], bias: Option<&[f
         let grads = crate::conv2d::backward_bf16(x, &w, gy, g, has_bias, true).unwrap();
         [grads.input, Some(grads.weight), grads.bias]
     };
-    let want = grads(&x_f32, &gy_f32);
-    assert_eq!(want[2].is_some(), has_bias);
-    for (operands, x, gy) in [
-        ("bf16 x, bf16 dy", &x_bf16, &gy_bf16),
-        ("bf16 x, f32 dy", &x_bf16, &gy_f32),
-        ("f32 x, bf16 dy", &x_f32, &gy_bf16),
-    ] {
-        assert_grads_in_dtype(&format!("api, {operands}"), x.dtype(), grads(x, gy), &want);
-    }
+    assert_grads_in_dtypes(grads, [&x_bf16, &x_f32], [&gy_bf16, &gy_f32], has_bias);
 }
 
-/// Asserts that `got`, a layer's `[input, weight, bias]` gradients for an input of dtype
-/// `x`, are the f32 path's `want` in the dtypes they should have: the input gradient in
-/// `x` (`narrow` of the f32 one where bf16), the weight and bias gradients f32, bit for bit.
-fn assert_grads_in_dtype(
-    what: &str,
-    x: DType,
-    got: [Option<Storage>; 3],
-    want: &[Option<Storage>; 3],
+/// Checks a layer's public backward, `grads(x, dy) = [dx, dw, db]`, on the same values
+/// stored as bf16 and f32 (`[bf16, f32]` for `x` and for `dy`): every mix of dtypes gives
+/// the f32 path's gradients in the dtypes they should have, the input gradient in `x`'s
+/// (`narrow` of the f32 one where bf16), the weight and bias gradients f32, bit for bit.
+fn assert_grads_in_dtypes(
+    grads: impl Fn(&Storage, &Storage) -> [Option<Storage>; 3],
+    [x_bf16, x_f32]: [&Storage; 2],
+    [gy_bf16, gy_f32]: [&Storage; 2],
+    has_bias: bool,
 ) {
-    let [got_gx, got_gw, got_gb] = got;
     let f32s = |s: &Option<Storage>| s.as_ref().unwrap().to_vec_f32().unwrap();
-    let gx = got_gx.as_ref().expect("an input gradient");
-    assert_eq!(gx.dtype(), x, "{what}: dx dtype");
-    match x {
-        DType::BF16 => assert_narrowed(
-            &format!("{what}: dx"),
-            gx.host_bf16("test", "dx").unwrap(),
-            &f32s(&want[0]),
-        ),
-        _ => assert_same_bits(&format!("{what}: dx"), &f32s(&got_gx), &f32s(&want[0])),
-    }
-    for (part, got, want) in [("dw", got_gw, &want[1]), ("db", got_gb, &want[2])] {
-        assert_eq!(got.is_some(), want.is_some(), "{what}: {part} given");
-        if let Some(g) = &got {
-            assert_eq!(g.dtype(), DType::F32, "{what}: {part} dtype");
-            assert_same_bits(&format!("{what}: {part}"), &f32s(&got), &f32s(want));
+    let want = grads(x_f32, gy_f32);
+    assert_eq!(want[2].is_some(), has_bias);
+    let want_gx = f32s(&want[0]);
+    for (operands, x, gy) in [
+        ("bf16 x, bf16 dy", x_bf16, gy_bf16),
+        ("bf16 x, f32 dy", x_bf16, gy_f32),
+        ("f32 x, bf16 dy", x_f32, gy_bf16),
+    ] {
+        let what = |part: &str| format!("api {part}, {operands}");
+        let [gx, gw, gb] = grads(x, gy);
+        let dx = gx.as_ref().expect("an input gradient");
+        assert_eq!(dx.dtype(), x.dtype(), "{}", what("dx dtype"));
+        match x.dtype() {
+            DType::BF16 => {
+                assert_narrowed(&what("dx"), dx.host_bf16("test", "dx").unwrap(), &want_gx)
+            }
+            _ => assert_same_bits(&what("dx"), &f32s(&gx), &want_gx),
+        }
+        for (part, got, want) in [("dw", gw, &want[1]), ("db", gb, &want[2])] {
+            assert_eq!(got.is_some(), want.is_some(), "{}", what(part));
+            if let Some(g) = &got {
+                assert_eq!(g.dtype(), DType::F32, "{}", what(part));
+                assert_same_bits(&what(part), &f32s(&got), &f32s(want));
+            }
         }
     }
 }
@@ -1026,15 +1027,7 @@ fn check_bf16_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
         let grads = crate::linear::backward_bf16(x, &w, gy, &g, with_bias, true).unwrap();
         [grads.input, Some(grads.weight), grads.bias]
     };
-    let want = grads(&x_f32, &gy_f32);
-    assert_eq!(want[2].is_some(), with_bias);
-    for (operands, x, gy) in [
-        ("bf16 x, bf16 dy", &x_bf16, &gy_bf16),
-        ("bf16 x, f32 dy", &x_bf16, &gy_f32),
-        ("f32 x, bf16 dy", &x_f32, &gy_bf16),
-    ] {
-        assert_grads_in_dtype(&format!("api, {operands}"), x.dtype(), grads(x, gy), &want);
-    }
+    assert_grads_in_dtypes(grads, [&x_bf16, &x_f32], [&gy_bf16, &gy_f32], with_bias);
 }
 
 proptest! {
