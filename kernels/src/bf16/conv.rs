@@ -16,9 +16,11 @@
 //! is one product over the whole batch (its depth is every pixel), split over the threads
 //! by blocks of the result.
 //!
-//! The input (an activation) may be f32, rounded to bf16 as it is packed, or bf16 (autocast's
-//! activations), packed as it is; the weight, the bias and `dL/dy` are f32. The forward's
-//! output is f32, or bf16 rounded once from the same f32 sums as they are put in place.
+//! The input (an activation) and `dL/dy` may each be f32, rounded to bf16 as it is packed,
+//! or bf16 (autocast's activations and their gradients), packed as it is; the weight and
+//! the bias are f32. The forward's output, and the input gradient, are f32 or bf16, the
+//! latter rounded once from the same f32 sums as they are put in place (for `col2im`, once
+//! all of a pixel's contributions are summed). The weight and bias gradients are f32.
 
 use std::mem::MaybeUninit;
 
@@ -72,8 +74,9 @@ pub(crate) fn check_output(output: DType) -> Result<()> {
     }
 }
 
-/// `conv2d::backward_bf16` on operands whose sizes the caller has checked; the bias
-/// gradient is an f32 sum of `dL/dy`, as under autocast.
+/// `conv2d::backward_bf16` on operands whose sizes the caller has checked: an f32 or bf16
+/// input and `dL/dy`, an f32 weight. The input gradient has the input's dtype; the weight
+/// gradient and the bias gradient (an f32 sum of `dL/dy`, as under autocast) are f32.
 pub(crate) fn backward_storage(
     input: &Storage,
     weight: &Storage,
@@ -84,11 +87,24 @@ pub(crate) fn backward_storage(
 ) -> Result<Conv2dGrads> {
     let x = Values::of(input, OP, "input")?;
     let w = weight.host::<f32>(OP, "weight")?;
-    let gy = grad_out.host::<f32>(OP, "grad_out")?;
-    let (gx, gw) = backward(Cpu::best()?, x, w, gy, g, need_input_grad);
-    let gb = has_bias.then(|| crate::conv2d::cpu::bias_grad(gy, g));
+    let gy = Values::of(grad_out, OP, "grad_out")?;
+    let cpu = Cpu::best()?;
+    let (gx, gw) = match x {
+        Values::F32(_) => {
+            let (gx, gw) = backward::<f32>(cpu, x, w, gy, g, need_input_grad);
+            (gx.map(Storage::f32), gw)
+        }
+        Values::Bf16(_) => {
+            let (gx, gw) = backward::<bf16>(cpu, x, w, gy, g, need_input_grad);
+            (gx.map(Storage::bf16), gw)
+        }
+    };
+    let gb = has_bias.then(|| match gy {
+        Values::F32(gy) => crate::conv2d::cpu::bias_grad(gy, g),
+        Values::Bf16(gy) => crate::conv2d::cpu::bias_grad(gy, g),
+    });
     Ok(Conv2dGrads {
-        input: gx.map(Storage::f32),
+        input: gx,
         weight: Storage::f32(gw),
         bias: gb.map(Storage::f32),
     })
@@ -275,15 +291,15 @@ fn place<O: Stored>(
     }
 }
 
-/// `dL/dx` (when `need_input_grad`) and `dL/dW` (`[C_out, C_in, KH, KW]`).
-pub(crate) fn backward(
+/// `dL/dx` (when `need_input_grad`), stored as `O`, and `dL/dW` (`[C_out, C_in, KH, KW]`).
+pub(crate) fn backward<O: Stored>(
     cpu: Cpu,
     x: Values,
     w: &[f32],
-    gy: &[f32],
+    gy: Values,
     g: &Conv2dGeometry,
     need_input_grad: bool,
-) -> (Option<Vec<f32>>, Vec<f32>) {
+) -> (Option<Vec<O>>, Vec<f32>) {
     if conv3x3::applies(g) {
         return conv3x3::backward(cpu, x, w, gy, g, need_input_grad);
     }
@@ -293,10 +309,10 @@ pub(crate) fn backward(
 
 /// `dL/dy` of `images` images from `gy`, restricted to the window the product covers,
 /// as `[C_out][images * pixels]`.
-fn grad_planes<'a>(gy: &'a [f32], images: usize, g: &Conv2dGeometry) -> View<'a> {
+fn grad_planes<'a>(gy: Values<'a>, images: usize, g: &Conv2dGeometry) -> View<'a> {
     let (origin, size) = window(g);
     View::planes(
-        Values::F32(gy),
+        gy,
         Planes {
             images,
             channels: g.out_channels,
@@ -308,7 +324,7 @@ fn grad_planes<'a>(gy: &'a [f32], images: usize, g: &Conv2dGeometry) -> View<'a>
 }
 
 /// `dL/dW = dL/dy * B^T` over the whole batch: one product whose depth is every pixel.
-fn weight_grad(cpu: Cpu, x: Values, gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+fn weight_grad(cpu: Cpu, x: Values, gy: Values, g: &Conv2dGeometry) -> Vec<f32> {
     let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
     let a = Packed::a(cpu, &grad_planes(gy, g.batch, g), true);
     let b = right_operand(x, g.batch, g).t();
@@ -320,10 +336,10 @@ fn weight_grad(cpu: Cpu, x: Values, gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> 
     gw
 }
 
-/// `dL/dx`: `W^T * dL/dy` per chunk of images; for a pointwise convolution that is the
-/// gradient of the image itself, otherwise the unrolled gradient added back onto the
-/// pixels each column was read from.
-fn input_grad(cpu: Cpu, w: &[f32], gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+/// `dL/dx`, stored as `O`: `W^T * dL/dy` per chunk of images; for a pointwise convolution
+/// that is the gradient of the image itself, otherwise the unrolled gradient added back
+/// onto the pixels each column was read from.
+fn input_grad<O: Stored>(cpu: Cpu, w: &[f32], gy: Values, g: &Conv2dGeometry) -> Vec<O> {
     let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
     let w_t = MatRef::new(w, g.out_channels, ckk)
         .expect("weight fits")
@@ -345,7 +361,7 @@ fn input_grad(cpu: Cpu, w: &[f32], gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
         |first, images| {
             Packed::b(
                 cpu,
-                &grad_planes(&gy[first * out_image..], images, g),
+                &grad_planes(gy.starting_at(first * out_image), images, g),
                 false,
             )
         },
@@ -363,10 +379,33 @@ fn input_grad(cpu: Cpu, w: &[f32], gy: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
                     out,
                 );
             } else {
-                col2im(result, images, g, zeroed(out));
+                fold_back(result, images, g, out);
             }
         },
     )
+}
+
+/// [`col2im`] of a chunk's unrolled gradient into its images' part of `dL/dx`, stored as
+/// `O`: an f32 output is summed in place; a bf16 one is summed in an f32 scratch and
+/// rounded once, after every contribution to a pixel has been added.
+fn fold_back<O: Stored>(
+    gcol: &[f32],
+    images: usize,
+    g: &Conv2dGeometry,
+    out: &mut [MaybeUninit<O>],
+) {
+    if let Some(sums) = O::in_place(out.as_mut_ptr().cast()) {
+        // SAFETY: `in_place` gives a pointer only for an f32 output, where `out` is
+        // `out.len()` MaybeUninit<f32>, borrowed mutably for this call.
+        let sums = unsafe { std::slice::from_raw_parts_mut(sums.cast(), out.len()) };
+        col2im(gcol, images, g, zeroed(sums));
+        return;
+    }
+    let mut sums = vec![0.0f32; out.len()];
+    col2im(gcol, images, g, &mut sums);
+    for (d, &s) in out.iter_mut().zip(&sums) {
+        *d = MaybeUninit::new(O::from_sum(s));
+    }
 }
 
 /// Zeroes `out` and returns it initialised.

@@ -19,9 +19,10 @@
 //! product whose depth is the positions, computed transposed (`C_in x C_out` per tap):
 //! `A` is the image as rows, read at the tap's shift; `B` is `dL/dy` as position pairs,
 //! zero at padding positions so that they add nothing. The backward pass converts
-//! `dL/dy` once per chunk of images into rows, and makes both its channel pairs (for the
-//! input gradient) and its position pairs (for the weight gradient) from them while they
-//! are in the L2 cache.
+//! `dL/dy` (f32, rounded, or bf16, copied) once per chunk of images into rows, and makes
+//! both its channel pairs (for the input gradient) and its position pairs (for the weight
+//! gradient) from them while they are in the L2 cache. A bf16 input gradient (autocast's)
+//! is rounded once from its f32 sums as it is copied out, as a bf16 output is.
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -138,15 +139,16 @@ fn bias_rows(bias: &[f32], c_out: usize) -> Vec<f32> {
         .collect()
 }
 
-/// `(dL/dx if need_input_grad, dL/dW)`, both from one pass over chunks of images.
-pub(super) fn backward(
+/// `(dL/dx if need_input_grad, stored as O; dL/dW)`, both from one pass over chunks of
+/// images.
+pub(super) fn backward<O: Stored>(
     cpu: Cpu,
     x: Values,
     w: &[f32],
-    gy: &[f32],
+    gy: Values,
     g: &Conv2dGeometry,
     need_input_grad: bool,
-) -> (Option<Vec<f32>>, Vec<f32>) {
+) -> (Option<Vec<O>>, Vec<f32>) {
     let (c_in, c_out, hw) = (g.in_channels, g.out_channels, g.in_h * g.in_w);
     let (ci_pad, co_pad) = (c_in.next_multiple_of(BLOCK), c_out.next_multiple_of(BLOCK));
     let weights = need_input_grad.then(|| pack_taps(cpu, w, [c_out, c_in], true));
@@ -163,7 +165,7 @@ pub(super) fn backward(
     } else {
         0
     };
-    let mut gx: Vec<f32> = Vec::with_capacity(len);
+    let mut gx: Vec<O> = Vec::with_capacity(len);
     let outs = split_groups(
         &mut gx.spare_capacity_mut()[..len],
         if need_input_grad { c_in * hw } else { 0 },
@@ -204,14 +206,14 @@ pub(super) fn backward(
 
 /// One thread's images `range`: writes their input gradient into `gx` (when `conv`
 /// is given) and returns their weight-gradient sums, `[tap][C_in padded][C_out padded]`.
-fn backward_group(
+fn backward_group<O: Stored>(
     cpu: Cpu,
     x: Values,
-    gy: &[f32],
+    gy: Values,
     g: &Conv2dGeometry,
     range: Range<usize>,
     conv: Option<&Convolution>,
-    gx: &mut [MaybeUninit<f32>],
+    gx: &mut [MaybeUninit<O>],
 ) -> Vec<f32> {
     let (c_in, c_out, h, w) = (g.in_channels, g.out_channels, g.in_h, g.in_w);
     let hw = h * w;
@@ -242,11 +244,11 @@ fn backward_group(
         gy_rows.resize(co_pad * row_stride, 0u16);
         x_rows.resize(ci_pad * row_stride, 0u16);
         gy_positions.resize(pair_rows * co_pad, 0u32);
-        let gy = &gy[chunk.start * c_out * hw..chunk.end * c_out * hw];
+        let gy = gy.slice(chunk.start * c_out * hw..chunk.end * c_out * hw);
         let x = x.slice(chunk.start * c_in * hw..chunk.end * c_in * hw);
         // SAFETY: the Cpu proves AVX512-BF16.
         unsafe {
-            build_rows(Values::F32(gy), c_out, &flat, row_stride, &mut gy_rows);
+            build_rows(gy, c_out, &flat, row_stride, &mut gy_rows);
             position_pairs(
                 &gy_rows,
                 row_stride,

@@ -1,17 +1,19 @@
 //! A fully connected layer's products in bf16: `y = x W^T + b`, `dL/dx = dL/dy W`,
-//! `dL/dW = dL/dy^T x` (the bias gradient stays an f32 sum, in `linear/`).
+//! `dL/dW = dL/dy^T x` (the bias gradient is an f32 sum, in `linear/`).
 //!
 //! The forward product is computed transposed, `y^T = W x^T`, so that the weight (the
 //! large operand: 8192 x 1024 in the notebook's network) is packed row by row, the cheap
 //! direction, and the small batch is the one transposed.
 //!
-//! The input `x` may be f32 (rounded to bf16 as it is packed) or bf16 (an activation
-//! under autocast, packed as it is); the weight and `dL/dy` are f32, and so are the
-//! outputs (the logits feed f32 losses).
+//! The input `x` and `dL/dy` may each be f32 (rounded to bf16 as they are packed) or bf16
+//! (an activation under autocast and its gradient, packed as they are); the weight is f32.
+//! The output is f32 (the logits feed f32 losses), and so is the weight gradient; the
+//! input gradient has the input's dtype, a bf16 one rounded once from its f32 sums.
 
-use super::gemm::{gemm_views, gemm_with, MatMut, MatRef};
+use super::gemm::{gemm_views, MatMut, MatRef};
 use super::source::{Values, View};
 use super::Cpu;
+use crate::bf16_values::narrow;
 use crate::linear::LinearGeometry;
 use crate::{Result, Storage};
 
@@ -31,7 +33,7 @@ pub(crate) fn forward_storage(
 }
 
 /// `linear::backward_bf16`'s products on operands whose sizes the caller has checked:
-/// `(dL/dx if need_input_grad, dL/dW)`.
+/// `(dL/dx if need_input_grad, in the input's dtype; dL/dW, f32)`.
 pub(crate) fn backward_storage(
     input: &Storage,
     weight: &Storage,
@@ -41,15 +43,18 @@ pub(crate) fn backward_storage(
 ) -> Result<(Option<Storage>, Storage)> {
     let x = Values::of(input, OP, "input")?;
     let w = weight.host::<f32>(OP, "weight")?;
-    let gy = grad_out.host::<f32>(OP, "grad_out")?;
+    let gy = Values::of(grad_out, OP, "grad_out")?;
     let cpu = Cpu::best()?;
     let gx = need_input_grad
         .then(|| input_grad(cpu, gy, w, g))
         .transpose()?;
-    Ok((
-        gx.map(Storage::f32),
-        Storage::f32(weight_grad(cpu, gy, x, g)?),
-    ))
+    // The product writes f32 sums; a bf16 input's gradient (at most a batch of feature
+    // vectors) is rounded once from them.
+    let gx = gx.map(|gx| match x {
+        Values::F32(_) => Storage::f32(gx),
+        Values::Bf16(_) => Storage::bf16(gx.into_iter().map(narrow).collect()),
+    });
+    Ok((gx, Storage::f32(weight_grad(cpu, gy, x, g)?)))
 }
 
 /// `y = x W^T + b`, `[N, out]`.
@@ -73,22 +78,22 @@ pub(crate) fn forward(
     Ok(y)
 }
 
-/// `dL/dx = dL/dy W`, `[N, in]`.
-pub(crate) fn input_grad(cpu: Cpu, gy: &[f32], w: &[f32], g: &LinearGeometry) -> Result<Vec<f32>> {
+/// `dL/dx = dL/dy W`, `[N, in]`, as f32 sums.
+pub(crate) fn input_grad(cpu: Cpu, gy: Values, w: &[f32], g: &LinearGeometry) -> Result<Vec<f32>> {
     let (n, i, o) = (g.batch, g.in_features, g.out_features);
     let mut gx = vec![0.0; n * i];
-    let gy = MatRef::new(gy, n, o)?;
-    let w = MatRef::new(w, o, i)?;
+    let gy = View::row_major(gy, n, o)?;
+    let w = View::matrix(MatRef::new(w, o, i)?);
     let c = MatMut::new(&mut gx, n, i)?;
-    gemm_with(cpu.isa(), gy, w, c, false)?;
+    gemm_views(cpu.isa(), &gy, &w, c, false)?;
     Ok(gx)
 }
 
 /// `dL/dW = dL/dy^T x`, `[out, in]`.
-pub(crate) fn weight_grad(cpu: Cpu, gy: &[f32], x: Values, g: &LinearGeometry) -> Result<Vec<f32>> {
+pub(crate) fn weight_grad(cpu: Cpu, gy: Values, x: Values, g: &LinearGeometry) -> Result<Vec<f32>> {
     let (n, i, o) = (g.batch, g.in_features, g.out_features);
     let mut gw = vec![0.0; o * i];
-    let gy_t = View::matrix(MatRef::new(gy, n, o)?.t());
+    let gy_t = View::row_major(gy, n, o)?.t();
     let x = View::row_major(x, n, i)?;
     let c = MatMut::new(&mut gw, o, i)?;
     gemm_views(cpu.isa(), &gy_t, &x, c, false)?;

@@ -4,9 +4,11 @@
 //! products and convolutions to bf16 (8 significant bits), multiplies them exactly and sums
 //! the products in f32. These kernels do the same: they take f32 operands, round them to
 //! bf16 (to nearest, ties to even) while packing them into the layouts the instructions
-//! read, and return f32 results. A convolution's or linear layer's input may also be bf16
-//! already (an activation stored under autocast), packed as it is; and a convolution can
-//! store its output as bf16, rounded once from its f32 sums, as PyTorch's does.
+//! read, and return f32 results. A convolution's or linear layer's input and its output's
+//! gradient may also be bf16 already (an activation stored under autocast, and the
+//! gradient of one), packed as they are; a convolution can store its output as bf16, and
+//! both store the input gradient in the input's dtype, bf16 rounded once from the f32 sums
+//! (every gradient has its tensor's dtype, as in PyTorch; weight and bias gradients are f32).
 //!
 //! - [`gemm`]: `C (+)= A * B` for f32 matrices of any strides.
 //! - `conv2d::forward_bf16` / `backward_bf16` and `linear::forward_bf16` /

@@ -312,21 +312,20 @@ impl Exact {
     }
 }
 
-/// Convolution, its input and weight gradients, and the bias gradient, term by term in
-/// f64 on the bf16-rounded `x`, `w`, `gy` (the bias and the bias gradient stay f32).
+/// Convolution and its input and weight gradients, term by term in f64 on the
+/// bf16-rounded `x`, `w`, `gy` (the bias stays f32).
 fn conv_reference(
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
     gy: &[f32],
     g: &Conv2dGeometry,
-) -> [Exact; 4] {
+) -> [Exact; 3] {
     let ([kh, kw], [sh, sw], [ph, pw]) = (g.kernel, g.stride, g.padding);
     let (ci_n, co_n) = (g.in_channels, g.out_channels);
     let mut y = Exact::zeros(g.output_shape().iter().product());
     let mut gx = Exact::zeros(x.len());
     let mut gw = Exact::zeros(w.len());
-    let mut gb = Exact::zeros(co_n);
     for n in 0..g.batch {
         for co in 0..co_n {
             for oy in 0..g.out_h {
@@ -335,7 +334,6 @@ fn conv_reference(
                     if let Some(b) = b {
                         y.add(yi, b[co] as f64);
                     }
-                    gb.add(co, gy[yi] as f64);
                     let dy = rounded(gy[yi]);
                     for ci in 0..ci_n {
                         for ky in 0..kh {
@@ -360,7 +358,16 @@ fn conv_reference(
             }
         }
     }
-    [y, gx, gw, gb]
+    [y, gx, gw]
+}
+
+/// The bias gradient, each channel's sum of `gy` (as it is: f32 sums, no rounding) in f64.
+fn bias_reference(gy: &[f32], g: &Conv2dGeometry) -> Exact {
+    let mut gb = Exact::zeros(g.out_channels);
+    for (i, &v) in gy.iter().enumerate() {
+        gb.add(i / (g.out_h * g.out_w) % g.out_channels, v as f64);
+    }
+    gb
 }
 
 fn geometry(input: [usize; 4], weight: [usize; 4], stride: usize, pad: usize) -> Conv2dGeometry {
@@ -368,7 +375,8 @@ fn geometry(input: [usize; 4], weight: [usize; 4], stride: usize, pad: usize) ->
 }
 
 /// Forward, both gradients and the bias gradient of `g` on every instruction set, each
-/// element against the f64 sum at the f32 accumulation bound.
+/// element against the f64 sum at the f32 accumulation bound (plus one rounding where
+/// the result is bf16).
 fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
     let Some(isas) = isas_or_skip() else { return };
     let x = values(g.input_shape().iter().product(), seed);
@@ -376,7 +384,7 @@ fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
     let b = values(g.out_channels, seed + 2);
     let gy = values(g.output_shape().iter().product(), seed + 3);
     let b = with_bias.then_some(&b[..]);
-    let [y, gx, gw, gb] = conv_reference(&x, &w, b, &gy, g);
+    let [y, gx, gw] = conv_reference(&x, &w, b, &gy, g);
     let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
     let pixels = g.batch * g.out_h * g.out_w;
     for isa in isas {
@@ -387,7 +395,8 @@ fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
             &conv::forward::<f32>(cpu, Values::F32(&x), &w, b, g),
             ckk + usize::from(with_bias),
         );
-        let (got_gx, got_gw) = conv::backward(cpu, Values::F32(&x), &w, &gy, g, true);
+        let (got_gx, got_gw) =
+            conv::backward::<f32>(cpu, Values::F32(&x), &w, Values::F32(&gy), g, true);
         let out_taps = g.out_channels * g.kernel[0] * g.kernel[1];
         gx.check(&what("dx"), &got_gx.unwrap(), out_taps);
         gw.check(&what("dw"), &got_gw, pixels);
@@ -405,11 +414,14 @@ fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
     assert!(grads.input.is_none());
     gw.check("api dw", &grads.weight.to_vec_f32().unwrap(), pixels);
     if with_bias {
+        let gb = bias_reference(&gy, g);
         gb.check("api db", &grads.bias.unwrap().to_vec_f32().unwrap(), pixels);
     }
-    // The same input stored as bf16 (the values the products read), with a bf16 output:
-    // one more rounding, of each result.
-    let x_bf16 = Storage::bf16(x.iter().map(|&v| narrow(v)).collect());
+    // The same input and dL/dy stored as bf16 (the values the products read), as under
+    // autocast: a bf16 output and a bf16 input gradient, one more rounding of each result.
+    let to_bf16 = |v: &[f32]| v.iter().map(|&v| narrow(v)).collect::<Vec<_>>();
+    let (x_bf16, gy_bf16) = (to_bf16(&x), to_bf16(&gy));
+    let x_bf16 = Storage::bf16(x_bf16);
     let y_bf16 =
         crate::conv2d::forward_bf16(&x_bf16, &s(&w), bias.as_ref(), g, DType::BF16).unwrap();
     y.check_bf16(
@@ -417,17 +429,33 @@ fn check_conv(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
         y_bf16.host_bf16("test", "y").unwrap(),
         ckk + usize::from(with_bias),
     );
-    let grads = crate::conv2d::backward_bf16(&x_bf16, &s(&w), &s(&gy), g, false, true).unwrap();
-    gx.check(
-        "api dx, bf16 x",
-        &grads.input.unwrap().to_vec_f32().unwrap(),
+    let grads = crate::conv2d::backward_bf16(
+        &x_bf16,
+        &s(&w),
+        &Storage::bf16(gy_bf16.clone()),
+        g,
+        with_bias,
+        true,
+    )
+    .unwrap();
+    gx.check_bf16(
+        "api bf16 dx, bf16 x and dy",
+        grads.input.unwrap().host_bf16("test", "dx").unwrap(),
         g.out_channels * g.kernel[0] * g.kernel[1],
     );
     gw.check(
-        "api dw, bf16 x",
+        "api dw, bf16 x and dy",
         &grads.weight.to_vec_f32().unwrap(),
         pixels,
     );
+    if with_bias {
+        let gb = bias_reference(&widened(&gy_bf16), g);
+        gb.check(
+            "api db, bf16 dy",
+            &grads.bias.unwrap().to_vec_f32().unwrap(),
+            pixels,
+        );
+    }
 }
 
 /// The implicit 3x3 path: input channels around multiples of 32, any output channels,
@@ -572,12 +600,12 @@ fn check_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
         );
         gx.check(
             &what("dx"),
-            &linear::input_grad(cpu, &gy, &w, &g).unwrap(),
+            &linear::input_grad(cpu, Values::F32(&gy), &w, &g).unwrap(),
             o,
         );
         gw.check(
             &what("dw"),
-            &linear::weight_grad(cpu, &gy, Values::F32(&x), &g).unwrap(),
+            &linear::weight_grad(cpu, Values::F32(&gy), Values::F32(&x), &g).unwrap(),
             n,
         );
     }
@@ -592,15 +620,39 @@ fn check_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
     let grads = crate::linear::backward_bf16(&s(&x), &s(&w), &s(&gy), &g, with_bias, true).unwrap();
     gx.check("api dx", &grads.input.unwrap().to_vec_f32().unwrap(), o);
     gw.check("api dw", &grads.weight.to_vec_f32().unwrap(), n);
-    if let Some(gb) = grads.bias {
-        let gb = gb.to_vec_f32().unwrap();
-        for c in 0..o {
-            let (exact, magnitude) = (0..n).fold((0.0, 0.0), |(e, m), r| {
-                (e + gy[r * o + c] as f64, m + (gy[r * o + c] as f64).abs())
-            });
-            assert_within(&format!("api db[{c}]"), gb[c], exact, magnitude, n);
+    let check_bias = |what: &str, gb: Option<Storage>, gy: &[f32]| {
+        if let Some(gb) = gb {
+            let gb = gb.to_vec_f32().unwrap();
+            for c in 0..o {
+                let (exact, magnitude) = (0..n).fold((0.0, 0.0), |(e, m), r| {
+                    (e + gy[r * o + c] as f64, m + (gy[r * o + c] as f64).abs())
+                });
+                assert_within(&format!("{what}[{c}]"), gb[c], exact, magnitude, n);
+            }
         }
-    }
+    };
+    check_bias("api db", grads.bias, &gy);
+    // Under autocast: a bf16 input and dL/dy holding the values the products read; the
+    // input gradient is bf16, one more rounding.
+    let to_bf16 = |v: &[f32]| Storage::bf16(v.iter().map(|&v| narrow(v)).collect());
+    let (x_bf16, gy_bf16) = (to_bf16(&x), to_bf16(&gy));
+    let grads =
+        crate::linear::backward_bf16(&x_bf16, &s(&w), &gy_bf16, &g, with_bias, true).unwrap();
+    gx.check_bf16(
+        "api bf16 dx, bf16 x and dy",
+        grads.input.unwrap().host_bf16("test", "dx").unwrap(),
+        o,
+    );
+    gw.check(
+        "api dw, bf16 x and dy",
+        &grads.weight.to_vec_f32().unwrap(),
+        n,
+    );
+    check_bias(
+        "api db, bf16 dy",
+        grads.bias,
+        &gy_bf16.to_vec_f32().unwrap(),
+    );
 }
 
 proptest! {
@@ -724,15 +776,14 @@ fn assert_narrowed(what: &str, got: &[bf16], sums: &[f32]) {
     }
 }
 
-/// A bf16 input `x` against the f32 path on its widened values, on every instruction
-/// set: the same f32 output and gradients bit for bit, and a bf16 output (from either
-/// input) that is `narrow` of that f32 output bit for bit; then the same through the
-/// public functions on the best instruction set.
-fn check_bf16_conv(g: &Conv2dGeometry, x: &[bf16], bias: Option<&[f32]>, seed: u64) {
+/// bf16 activations `x` and their gradients `gy` against the f32 path on the widened
+/// values, on every instruction set: the same f32 output and gradients bit for bit, and a
+/// bf16 output or input gradient (from either input) that is `narrow` of that f32 result
+/// bit for bit; then the same through the public functions on the best instruction set.
+fn check_bf16_conv(g: &Conv2dGeometry, x: &[bf16], gy: &[bf16], bias: Option<&[f32]>, seed: u64) {
     let Some(isas) = isas_or_skip() else { return };
-    let wide = widened(x);
+    let (wide, gy_wide) = (widened(x), widened(gy));
     let w = values(g.weight_shape().iter().product(), seed + 1);
-    let gy = values(g.output_shape().iter().product(), seed + 3);
     for isa in isas {
         let cpu = Cpu::new(isa).unwrap();
         let what = |part: &str| format!("{isa} {g:?} bias {}: {part}", bias.is_some());
@@ -743,13 +794,33 @@ fn check_bf16_conv(g: &Conv2dGeometry, x: &[bf16], bias: Option<&[f32]>, seed: u
             let y_bf16 = conv::forward::<bf16>(cpu, x, &w, bias, g);
             assert_narrowed(&what(&format!("bf16 y of the {input} x")), &y_bf16, &y);
         }
-        let (gx, gw) = conv::backward(cpu, Values::F32(&wide), &w, &gy, g, true);
-        let (gx_of_bf16, gw_of_bf16) = conv::backward(cpu, Values::Bf16(x), &w, &gy, g, true);
-        assert_same_bits(&what("dx"), &gx_of_bf16.unwrap(), &gx.unwrap());
-        assert_same_bits(&what("dw"), &gw_of_bf16, &gw);
+        // The f32 path: f32 input, f32 dL/dy, f32 gradients.
+        let (gx, gw) =
+            conv::backward::<f32>(cpu, Values::F32(&wide), &w, Values::F32(&gy_wide), g, true);
+        let gx = gx.unwrap();
+        for (operands, x, gy) in [
+            ("bf16 x, bf16 dy", Values::Bf16(x), Values::Bf16(gy)),
+            ("f32 x, bf16 dy", Values::F32(&wide), Values::Bf16(gy)),
+            ("bf16 x, f32 dy", Values::Bf16(x), Values::F32(&gy_wide)),
+        ] {
+            let (gx_f32, gw_of) = conv::backward::<f32>(cpu, x, &w, gy, g, true);
+            assert_same_bits(&what(&format!("f32 dx, {operands}")), &gx_f32.unwrap(), &gx);
+            assert_same_bits(&what(&format!("dw, {operands}")), &gw_of, &gw);
+            let (gx_bf16, gw_of) = conv::backward::<bf16>(cpu, x, &w, gy, g, true);
+            assert_narrowed(
+                &what(&format!("bf16 dx, {operands}")),
+                &gx_bf16.unwrap(),
+                &gx,
+            );
+            assert_same_bits(&what(&format!("dw (bf16 dx), {operands}")), &gw_of, &gw);
+        }
+        let (gx_bf16, _) =
+            conv::backward::<bf16>(cpu, Values::F32(&wide), &w, Values::F32(&gy_wide), g, true);
+        assert_narrowed(&what("bf16 dx, f32 x and dy"), &gx_bf16.unwrap(), &gx);
     }
     let (x_bf16, x_f32) = (Storage::bf16(x.to_vec()), Storage::f32(wide));
-    let (w, gy) = (Storage::f32(w), Storage::f32(gy));
+    let (gy_bf16, gy_f32) = (Storage::bf16(gy.to_vec()), Storage::f32(gy_wide));
+    let w = Storage::f32(w);
     let bias = bias.map(|b| Storage::f32(b.to_vec()));
     let forward =
         |x: &Storage, output| crate::conv2d::forward_bf16(x, &w, bias.as_ref(), g, output).unwrap();
@@ -757,25 +828,59 @@ fn check_bf16_conv(g: &Conv2dGeometry, x: &[bf16], bias: Option<&[f32]>, seed: u
     let y_bf16 = forward(&x_bf16, DType::BF16);
     assert_narrowed("api bf16 y", y_bf16.host_bf16("test", "y").unwrap(), &y);
     let has_bias = bias.is_some();
-    let backward =
-        |x: &Storage| crate::conv2d::backward_bf16(x, &w, &gy, g, has_bias, true).unwrap();
-    let (grads, grads_of_bf16) = (backward(&x_f32), backward(&x_bf16));
-    let f32s = |s: Option<Storage>| s.unwrap().to_vec_f32().unwrap();
-    assert_same_bits("api dx", &f32s(grads_of_bf16.input), &f32s(grads.input));
-    assert_same_bits(
-        "api dw",
-        &f32s(Some(grads_of_bf16.weight)),
-        &f32s(Some(grads.weight)),
-    );
-    if has_bias {
-        assert_same_bits("api db", &f32s(grads_of_bf16.bias), &f32s(grads.bias));
+    // The f32 path, then autocast's bf16 activations and gradients: the input gradient
+    // has the input's dtype; the weight and bias gradients are f32, bit for bit the same.
+    let grads = |x: &Storage, gy: &Storage| {
+        let grads = crate::conv2d::backward_bf16(x, &w, gy, g, has_bias, true).unwrap();
+        [grads.input, Some(grads.weight), grads.bias]
+    };
+    assert_grads_in_dtypes(grads, [&x_bf16, &x_f32], [&gy_bf16, &gy_f32], has_bias);
+}
+
+/// Checks a layer's public backward, `grads(x, dy) = [dx, dw, db]`, on the same values
+/// stored as bf16 and f32 (`[bf16, f32]` for `x` and for `dy`): every mix of dtypes gives
+/// the f32 path's gradients in the dtypes they should have, the input gradient in `x`'s
+/// (`narrow` of the f32 one where bf16), the weight and bias gradients f32, bit for bit.
+fn assert_grads_in_dtypes(
+    grads: impl Fn(&Storage, &Storage) -> [Option<Storage>; 3],
+    [x_bf16, x_f32]: [&Storage; 2],
+    [gy_bf16, gy_f32]: [&Storage; 2],
+    has_bias: bool,
+) {
+    let f32s = |s: &Option<Storage>| s.as_ref().unwrap().to_vec_f32().unwrap();
+    let want = grads(x_f32, gy_f32);
+    assert_eq!(want[2].is_some(), has_bias);
+    let want_gx = f32s(&want[0]);
+    for (operands, x, gy) in [
+        ("bf16 x, bf16 dy", x_bf16, gy_bf16),
+        ("bf16 x, f32 dy", x_bf16, gy_f32),
+        ("f32 x, bf16 dy", x_f32, gy_bf16),
+    ] {
+        let what = |part: &str| format!("api {part}, {operands}");
+        let [gx, gw, gb] = grads(x, gy);
+        let dx = gx.as_ref().expect("an input gradient");
+        assert_eq!(dx.dtype(), x.dtype(), "{}", what("dx dtype"));
+        match x.dtype() {
+            DType::BF16 => {
+                assert_narrowed(&what("dx"), dx.host_bf16("test", "dx").unwrap(), &want_gx)
+            }
+            _ => assert_same_bits(&what("dx"), &f32s(&gx), &want_gx),
+        }
+        for (part, got, want) in [("dw", gw, &want[1]), ("db", gb, &want[2])] {
+            assert_eq!(got.is_some(), want.is_some(), "{}", what(part));
+            if let Some(g) = &got {
+                assert_eq!(g.dtype(), DType::F32, "{}", what(part));
+                assert_same_bits(&what(part), &f32s(&got), &f32s(want));
+            }
+        }
     }
 }
 
 fn check_bf16_conv_random(g: &Conv2dGeometry, with_bias: bool, seed: u64) {
     let x = activations(g.input_shape().iter().product(), seed);
+    let gy = activations(g.output_shape().iter().product(), seed + 3);
     let b = values(g.out_channels, seed + 2);
-    check_bf16_conv(g, &x, with_bias.then_some(&b[..]), seed);
+    check_bf16_conv(g, &x, &gy, with_bias.then_some(&b[..]), seed);
 }
 
 proptest! {
@@ -841,18 +946,25 @@ fn bf16_edge_values_match_the_f32_path() {
         geometry([2, 5, 4, 4], [8, 5, 1, 1], 1, 1),
         geometry([2, 3, 6, 6], [8, 3, 3, 3], 2, 1),
     ];
-    for (i, g) in paths.iter().enumerate() {
-        let len: usize = g.input_shape().iter().product();
-        // Mostly ordinary values, so that not every output is NaN.
-        let ordinary = activations(len, 40 + i as u64);
-        let x: Vec<bf16> = (0..len)
+    // Mostly ordinary values, so that not every output is NaN.
+    let with_edges = |len: usize, seed: u64| -> Vec<bf16> {
+        let ordinary = activations(len, seed);
+        (0..len)
             .map(|j| match j % 29 {
                 r if r < EDGES.len() && (j / 29) % 3 == 0 => bf16::from_bits(EDGES[r]),
                 _ => ordinary[j],
             })
-            .collect();
+            .collect()
+    };
+    for (i, g) in paths.iter().enumerate() {
+        let seed = 40 + i as u64;
+        let x = with_edges(g.input_shape().iter().product(), seed);
+        let gy = with_edges(g.output_shape().iter().product(), seed + 20);
         let bias: Vec<f32> = (0..g.out_channels).map(|c| [0.5, -0.0][c % 2]).collect();
-        check_bf16_conv(g, &x, Some(&bias), 50 + i as u64);
+        check_bf16_conv(g, &x, &gy, Some(&bias), seed + 10);
+        // The edge values in dL/dy alone, so that the NaNs of x do not hide its own.
+        let x = activations(g.input_shape().iter().product(), seed);
+        check_bf16_conv(g, &x, &gy, Some(&bias), seed + 10);
     }
 }
 
@@ -861,33 +973,35 @@ fn bf16_subnormals_and_negative_zeros_sum_to_the_f32_path_zeros() {
     // Only negative subnormals and zeros against positive weights, and a bias of -0.0:
     // every product is a zero, and whether the sum is -0.0 or +0.0 depends on the sign
     // the products give those inputs. The packers keep the subnormals (read as zeros by
-    // the instructions) where the f32 path flushes them to signed zeros.
+    // the instructions) where the f32 path flushes them to signed zeros. dL/dy is made
+    // the same way, so every product of the input gradient is a zero too (and the bias
+    // gradient sums the widened subnormals in f32 either way).
+    let tiny = |len: usize| -> Vec<bf16> {
+        (0..len)
+            .map(|j| bf16::from_bits(0x8000 | (j % 0x80) as u16))
+            .collect()
+    };
     for g in [
         geometry([1, 32, 4, 5], [4, 32, 3, 3], 1, 1),
         geometry([1, 4, 3, 3], [4, 4, 1, 1], 1, 0),
         geometry([1, 3, 5, 5], [4, 3, 2, 2], 1, 0),
     ] {
-        let len: usize = g.input_shape().iter().product();
-        let x: Vec<bf16> = (0..len)
-            .map(|j| bf16::from_bits(0x8000 | (j % 0x80) as u16))
-            .collect();
+        let x = tiny(g.input_shape().iter().product());
+        let gy = tiny(g.output_shape().iter().product());
         let bias = vec![-0.0f32; g.out_channels];
-        check_bf16_conv(&g, &x, Some(&bias), 60);
+        check_bf16_conv(&g, &x, &gy, Some(&bias), 60);
     }
 }
 
-/// A bf16 input `x` of a linear layer against the f32 path on its widened values, bit
-/// for bit, on every instruction set and through the public functions.
+/// A bf16 input `x` of a linear layer and a bf16 `dL/dy` against the f32 path on their
+/// widened values, bit for bit (a bf16 input gradient `narrow` of the f32 one), on every
+/// instruction set and through the public functions.
 fn check_bf16_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
     let Some(isas) = isas_or_skip() else { return };
     let g = LinearGeometry::new(&[n, i], &[o, i]).unwrap();
-    let x = activations(n * i, seed);
-    let wide = widened(&x);
-    let (w, b, gy) = (
-        values(o * i, seed + 1),
-        values(o, seed + 2),
-        values(n * o, seed + 3),
-    );
+    let (x, gy) = (activations(n * i, seed), activations(n * o, seed + 3));
+    let (wide, gy_wide) = (widened(&x), widened(&gy));
+    let (w, b) = (values(o * i, seed + 1), values(o, seed + 2));
     let b = with_bias.then_some(&b[..]);
     for isa in isas {
         let cpu = Cpu::new(isa).unwrap();
@@ -899,24 +1013,32 @@ fn check_bf16_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
         );
         assert_same_bits(
             &what("dw"),
-            &linear::weight_grad(cpu, &gy, Values::Bf16(&x), &g).unwrap(),
-            &linear::weight_grad(cpu, &gy, Values::F32(&wide), &g).unwrap(),
+            &linear::weight_grad(cpu, Values::Bf16(&gy), Values::Bf16(&x), &g).unwrap(),
+            &linear::weight_grad(cpu, Values::F32(&gy_wide), Values::F32(&wide), &g).unwrap(),
+        );
+        assert_same_bits(
+            &what("dx"),
+            &linear::input_grad(cpu, Values::Bf16(&gy), &w, &g).unwrap(),
+            &linear::input_grad(cpu, Values::F32(&gy_wide), &w, &g).unwrap(),
         );
     }
     let (x_bf16, x_f32) = (Storage::bf16(x), Storage::f32(wide));
-    let (w, gy) = (Storage::f32(w), Storage::f32(gy));
+    let (gy_bf16, gy_f32) = (Storage::bf16(gy), Storage::f32(gy_wide));
+    let w = Storage::f32(w);
     let bias = b.map(|b| Storage::f32(b.to_vec()));
     let forward = |x: &Storage| crate::linear::forward_bf16(x, &w, bias.as_ref(), &g).unwrap();
     let y = forward(&x_bf16);
     assert_eq!(y.dtype(), DType::F32, "the logits stay f32");
-    assert_eq!(y, forward(&x_f32), "api y of the bf16 x");
-    let backward =
-        |x: &Storage| crate::linear::backward_bf16(x, &w, &gy, &g, with_bias, true).unwrap();
-    assert_eq!(
-        backward(&x_bf16),
-        backward(&x_f32),
-        "api gradients of the bf16 x"
+    assert_same_bits(
+        "api y of the bf16 x",
+        &y.to_vec_f32().unwrap(),
+        &forward(&x_f32).to_vec_f32().unwrap(),
     );
+    let grads = |x: &Storage, gy: &Storage| {
+        let grads = crate::linear::backward_bf16(x, &w, gy, &g, with_bias, true).unwrap();
+        [grads.input, Some(grads.weight), grads.bias]
+    };
+    assert_grads_in_dtypes(grads, [&x_bf16, &x_f32], [&gy_bf16, &gy_f32], with_bias);
 }
 
 proptest! {
@@ -988,9 +1110,12 @@ fn wrong_dtypes_of_bf16_operands_are_errors_naming_the_operand() {
     let backward = |x: &Storage, w: &Storage, gy: &Storage| {
         crate::conv2d::backward_bf16(x, w, gy, &g, true, true).map(|grads| grads.weight)
     };
-    mismatch(backward(&to_bf16(&x), &w, &to_bf16(&x)), "grad_out");
+    // dL/dy may be f32 or bf16 whatever the input's dtype; f64 is refused.
+    mismatch(backward(&to_bf16(&x), &w, &to_f64(&x)), "grad_out is f64");
+    mismatch(backward(&x, &w, &to_f64(&x)), "grad_out is f64");
     mismatch(backward(&to_bf16(&x), &to_bf16(&w), &x), "weight");
     mismatch(backward(&to_f64(&x), &w, &x), "input");
+    mismatch(backward(&to_f64(&x), &w, &to_bf16(&x)), "input");
 
     let lg = LinearGeometry::new(&[1, 2], &[1, 2]).unwrap();
     let (x, w, gy) = (
@@ -1017,5 +1142,10 @@ fn wrong_dtypes_of_bf16_operands_are_errors_naming_the_operand() {
     let linear_backward = |x: &Storage, gy: &Storage| {
         crate::linear::backward_bf16(x, &w, gy, &lg, true, true).map(|grads| grads.weight)
     };
-    linear_mismatch(linear_backward(&to_bf16(&x), &to_bf16(&gy)), "grad_out");
+    linear_mismatch(
+        linear_backward(&to_bf16(&x), &to_f64(&gy)),
+        "grad_out is f64",
+    );
+    linear_mismatch(linear_backward(&x, &to_f64(&gy)), "grad_out is f64");
+    linear_mismatch(linear_backward(&to_f64(&x), &to_bf16(&gy)), "input");
 }

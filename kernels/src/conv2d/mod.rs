@@ -333,8 +333,30 @@ pub fn forward_bf16(
 }
 
 /// [`backward`] with [`forward_bf16`]'s semantics: both gradients are products of bf16
-/// operands summed in f32; the bias gradient is an f32 sum. `input` is the forward's, f32
-/// or bf16; `weight` and `grad_out` are f32, and so are the gradients.
+/// operands summed in f32; the bias gradient is an f32 sum of `grad_out`.
+///
+/// `input` is the forward's, f32 or bf16; `weight` is f32; `grad_out` has the dtype of
+/// the forward's output, f32 or bf16 (autocast's), and is read as it is: an f32 one is
+/// rounded to bf16 for the products, a bf16 one needs no rounding, and the two give the
+/// same gradients when they hold the same values. Every gradient has its tensor's dtype:
+/// the input gradient is the input's (a bf16 one rounded once, to nearest even, from its
+/// f32 sums), the weight and bias gradients are f32. Any other dtype is an
+/// `Error::Mismatch` naming the operand.
+///
+/// ```
+/// use kernels::{conv2d, DType, Storage};
+/// # if kernels::bf16::Isa::best().is_err() { return; }
+/// // A 1x1 kernel of weight 3: dL/dx = 3 dL/dy, dL/dw = sum x dL/dy = 1.5 - 1 = 0.5.
+/// let g = conv2d::Conv2dGeometry::new(&[1, 1, 1, 2], &[1, 1, 1, 1], [1, 1], [0, 0]).unwrap();
+/// let bf16 = |v: Vec<f32>| Storage::f32(v).to_dtype(DType::BF16).unwrap();
+/// let (x, gy) = (bf16(vec![1.5, -2.0]), bf16(vec![1.0, 0.5]));
+/// let grads = conv2d::backward_bf16(&x, &Storage::f32(vec![3.0]), &gy, &g, true, true).unwrap();
+/// let gx = grads.input.unwrap();
+/// assert_eq!(gx.dtype(), DType::BF16);
+/// assert_eq!(gx.to_vec_f32().unwrap(), [3.0, 1.5]);
+/// assert_eq!(grads.weight, Storage::f32(vec![0.5]));
+/// assert_eq!(grads.bias, Some(Storage::f32(vec![1.5])));
+/// ```
 pub fn backward_bf16(
     input: &Storage,
     weight: &Storage,

@@ -1,6 +1,7 @@
 use rayon::prelude::*;
 
 use super::LinearGeometry;
+use crate::bf16_values::Stored;
 use crate::gemm::{gemm, gemm_new, worth_parallel, Operand};
 use crate::Element;
 
@@ -77,9 +78,11 @@ pub fn weight_grad<T: Element>(gy: &[T], x: &[T], n: usize, i: usize, o: usize) 
     gemm_new(o, i, n, gy_t, x, worth_parallel(o, i, n))
 }
 
-/// `dL/db`: column sums of `dL/dy`, split over column blocks so each thread streams rows.
-pub fn bias_grad<T: Element>(gy: &[T], n: usize, o: usize) -> Vec<T> {
-    let mut gb = vec![T::zero(); o];
+/// `dL/db`: column sums of `dL/dy`, split over column blocks so each thread streams rows;
+/// in `S`'s compute type (a bf16 `dL/dy` is widened as it is read, and sums to the bits
+/// of an f32 one holding the same values).
+pub fn bias_grad<S: Stored>(gy: &[S], n: usize, o: usize) -> Vec<S::Compute> {
+    let mut gb = vec![S::Compute::of(0.0); o];
     if o == 0 {
         return gb;
     }
@@ -87,7 +90,7 @@ pub fn bias_grad<T: Element>(gy: &[T], n: usize, o: usize) -> Vec<T> {
         let start = block * 256;
         for row in gy.chunks_exact(o).take(n) {
             for (acc, &v) in gb.iter_mut().zip(&row[start..]) {
-                *acc += v;
+                *acc += v.load();
             }
         }
     });

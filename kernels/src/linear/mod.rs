@@ -24,7 +24,7 @@ mod cuda;
 #[cfg(test)]
 mod tests;
 
-use crate::{fmt_shape, Element, Error, Result, Storage};
+use crate::{fmt_shape, DType, Element, Error, Result, Storage};
 
 const OP: &str = "linear";
 
@@ -166,8 +166,13 @@ pub fn forward_bf16(
 }
 
 /// [`backward`] with [`forward_bf16`]'s semantics: both gradients are products of bf16
-/// operands summed in f32; the bias gradient is an f32 sum. `input` is the forward's, f32
-/// or bf16; `weight` and `grad_out` are f32, and so are the gradients.
+/// operands summed in f32; the bias gradient is an f32 sum.
+///
+/// `input` is the forward's, f32 or bf16; `weight` is f32; `grad_out` is f32 (the logits'
+/// gradient under autocast) or bf16, read as it is, the values it holds giving the same
+/// gradients either way. Every gradient has its tensor's dtype: the input gradient is the
+/// input's (a bf16 one rounded once from its f32 sums), the weight and bias gradients are
+/// f32. Any other dtype is an `Error::Mismatch` naming the operand.
 pub fn backward_bf16(
     input: &Storage,
     weight: &Storage,
@@ -181,11 +186,19 @@ pub fn backward_bf16(
     grad_out.expect_len(OP, "grad_out", out_len)?;
     let (input_grad, weight_grad) =
         crate::bf16::linear::backward_storage(input, weight, grad_out, g, need_input_grad)?;
-    let gy = grad_out.host::<f32>(OP, "grad_out")?;
+    let (n, o) = (g.batch, g.out_features);
+    // backward_storage has checked that grad_out is f32 or bf16 on the CPU.
+    let bias = match has_bias {
+        false => None,
+        true if grad_out.dtype() == DType::BF16 => {
+            Some(cpu::bias_grad(grad_out.host_bf16(OP, "grad_out")?, n, o))
+        }
+        true => Some(cpu::bias_grad(grad_out.host::<f32>(OP, "grad_out")?, n, o)),
+    };
     Ok(LinearGrads {
         input: input_grad,
         weight: weight_grad,
-        bias: has_bias.then(|| Storage::f32(cpu::bias_grad(gy, g.batch, g.out_features))),
+        bias: bias.map(Storage::f32),
     })
 }
 

@@ -37,6 +37,7 @@ use std::thread::LocalKey;
 use rayon::prelude::*;
 
 use super::Conv2dGeometry;
+use crate::bf16_values::Stored;
 use crate::Element;
 use winograd::{f2x2, f4x4};
 
@@ -233,8 +234,10 @@ fn flipped_weights<T: Element>(w: &[T], g: &Conv2dGeometry) -> Vec<T> {
     out
 }
 
-/// `dL/db[c]`: the sum of `dL/dy` over the batch and the output pixels of channel `c`.
-pub(crate) fn bias_grad<T: Element>(gy: &[T], g: &Conv2dGeometry) -> Vec<T> {
+/// `dL/db[c]`: the sum of `dL/dy` over the batch and the output pixels of channel `c`,
+/// in `S`'s compute type: a bf16 `dL/dy` (autocast's) is widened as it is read, so its
+/// sums are, bit for bit, those of an f32 `dL/dy` holding the same values.
+pub(crate) fn bias_grad<S: Stored>(gy: &[S], g: &Conv2dGeometry) -> Vec<S::Compute> {
     let p = g.out_h * g.out_w;
     let out_image = g.out_channels * p;
     (0..g.out_channels)
@@ -248,15 +251,15 @@ pub(crate) fn bias_grad<T: Element>(gy: &[T], g: &Conv2dGeometry) -> Vec<T> {
 }
 
 /// A sum the compiler can vectorise (eight running sums instead of one dependent chain).
-fn sum<T: Element>(xs: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
+fn sum<S: Stored>(xs: &[S]) -> S::Compute {
+    let mut acc = [S::Compute::of(0.0); 8];
     let mut chunks = xs.chunks_exact(8);
     for chunk in &mut chunks {
         for (a, &x) in acc.iter_mut().zip(chunk) {
-            *a += x;
+            *a += x.load();
         }
     }
-    acc.iter().copied().sum::<T>() + chunks.remainder().iter().copied().sum::<T>()
+    acc.iter().copied().sum::<S::Compute>() + chunks.remainder().iter().map(|x| x.load()).sum()
 }
 
 /// Splits `0..batch` into one contiguous range per rayon thread (fewer for small batches).
