@@ -13,13 +13,19 @@
 //! - [`Tensor::linear`](crate::Tensor::linear) takes an f32 or bf16 input, multiplies in
 //!   bf16 the same way and returns **f32** (PyTorch returns bf16 logits and then computes
 //!   the loss in f32; ours skip the rounding). Softmax / cross-entropy and the loss are f32.
-//! - Every gradient is f32: a backward reads the bf16 activation its forward saved and the
-//!   f32 gradient of its output, and returns f32. Convolution and linear backward round
-//!   `dL/dy` and their saved operands to bf16 and sum in f32; the bias gradient is an f32
-//!   sum. The precision is recorded with the node when the forward runs, so a backward
-//!   pass after the guard is gone still matches its forward.
+//! - Every gradient has its tensor's dtype, as in PyTorch: the gradient of a bf16
+//!   activation is bf16, so the backward of the layers between convolutions reads and
+//!   writes half the bytes too. Each backward computes in f32 on the widened values and
+//!   rounds a bf16 gradient once as it stores it; two gradients of one bf16 tensor are
+//!   added in f32 and rounded once. Convolution and linear backward multiply bf16
+//!   operands (`dL/dy` and the saved activation, or the weight rounded to bf16) and sum in
+//!   f32; their weight and bias gradients are f32. The precision is recorded with the node
+//!   when the forward runs, so a backward pass after the guard is gone still matches its
+//!   forward.
 //! - Parameters ("master weights"), their gradients and the optimiser's state stay f32:
-//!   the bf16 copies of the weights are made inside the kernels for one call.
+//!   the bf16 copies of the weights are made inside the kernels for one call (PyTorch
+//!   rounds the weight gradients to bf16 on their way back through its cast; ours are the
+//!   f32 sums).
 //! - Any other op handed a bf16 tensor is [`Error::Unsupported`] naming the op and bf16.
 //!
 //! Stored for backward: the activations between convolutions in bf16 (half the bytes of

@@ -118,7 +118,15 @@ fn check_layer(
     y.mul(&rt).unwrap().sum().unwrap().backward().unwrap();
 
     // Exact sums and magnitudes in f64 on the rounded operands; dL/dy = r rounded for the
-    // products, unrounded for the bias gradient (an f32 sum of dL/dy, as under autocast).
+    // products. The bias gradient is an f32 sum of dL/dy as it arrives: r rounded to bf16
+    // behind a bf16 output (a gradient has its tensor's dtype), r itself behind an f32 one.
+    let bias_grad_r = |v: f64| {
+        if output_dtype == DType::BF16 {
+            bf16(v)
+        } else {
+            v
+        }
+    };
     let exact = |abs: bool| {
         let m = |v: f64| if abs { v.abs() } else { v };
         let xe = f64_leaf(x.iter().map(|&v| m(bf16(v))), xs);
@@ -127,7 +135,7 @@ fn check_layer(
         let ye = layer(&xe, &we, &be);
         let re = f64_leaf(r.iter().map(|&v| m(bf16(v))), out_shape);
         ye.mul(&re).unwrap().sum().unwrap().backward().unwrap();
-        let bias_grad_re = f64_leaf(r.iter().map(|&v| m(v)), out_shape);
+        let bias_grad_re = f64_leaf(r.iter().map(|&v| m(bias_grad_r(v))), out_shape);
         let be2 = f64_leaf(b.iter().map(|&v| m(v)), bs);
         let ye2 = layer(&xe.detach(), &we.detach(), &be2);
         ye2.mul(&bias_grad_re)
@@ -243,7 +251,7 @@ fn rounded_f32(t: &Tensor) -> Vec<f32> {
 }
 
 #[test]
-fn autocast_keeps_activations_between_convolutions_in_bf16_and_every_gradient_in_f32() {
+fn autocast_keeps_activations_between_convolutions_in_bf16_and_parameter_gradients_in_f32() {
     if !bf16_or_skip() {
         return;
     }
@@ -332,4 +340,50 @@ fn autocast_keeps_activations_between_convolutions_in_bf16_and_every_gradient_in
         assert_eq!(grad.dtype(), DType::F32, "{name}'s gradient");
         assert!(grad.to_vec_f32().unwrap().iter().all(|v| v.is_finite()));
     }
+}
+
+/// The gradient a bf16 activation `h` receives from `head(h).sum()`, for a fresh leaf.
+fn bf16_leaf_gradient(h: &Tensor, head: &dyn Fn(&Tensor) -> Tensor) -> Tensor {
+    let leaf = h.detach().requires_grad_();
+    head(&leaf).sum().unwrap().backward().unwrap();
+    leaf.grad().unwrap()
+}
+
+#[test]
+fn a_bf16_activation_gets_a_bf16_gradient_and_two_add_in_f32_rounded_once() {
+    if !bf16_or_skip() {
+        return;
+    }
+    let mut rng = Lcg::new(5);
+    let x = f32_leaf(&values(&mut rng, 2 * 3 * 6 * 6), &[2, 3, 6, 6]);
+    let w = f32_leaf(&values(&mut rng, 4 * 3 * 3 * 3), &[4, 3, 3, 3]);
+    let w_head = f32_leaf(&values(&mut rng, 5 * 4 * 6 * 6), &[5, 4 * 6 * 6]);
+    let _bf16 = autocast(Precision::Bf16);
+    let h = x.conv2d(&w, None, [1, 1], [1, 1]).unwrap();
+    assert_eq!(h.dtype(), DType::BF16);
+    let through_gelu = |t: &Tensor| {
+        let flat = t.gelu().unwrap().flatten().unwrap();
+        flat.linear(&w_head, None).unwrap()
+    };
+    let through_relu = |t: &Tensor| {
+        let flat = t.relu().unwrap().flatten().unwrap();
+        flat.linear(&w_head, None).unwrap()
+    };
+    let g1 = bf16_leaf_gradient(&h, &through_gelu);
+    let g2 = bf16_leaf_gradient(&h, &through_relu);
+    let both = bf16_leaf_gradient(&h, &|t| through_gelu(t).add(&through_relu(t)).unwrap());
+    for g in [&g1, &g2, &both] {
+        assert_eq!(g.dtype(), DType::BF16, "the gradient of a bf16 activation");
+    }
+    let (g1, g2) = (g1.to_vec_f32().unwrap(), g2.to_vec_f32().unwrap());
+    let sum: Vec<f32> = g1
+        .iter()
+        .zip(&g2)
+        .map(|(a, b)| half::bf16::from_f32(a + b).to_f32())
+        .collect();
+    assert_eq!(both.to_vec_f32().unwrap(), sum);
+    // The cast's backward also returns the input's dtype.
+    let cast = bf16_leaf_gradient(&h, &|t| t.to_dtype(DType::F32).unwrap());
+    assert_eq!(cast.dtype(), DType::BF16);
+    assert!(cast.to_vec_f32().unwrap().iter().all(|&v| v == 1.0));
 }

@@ -6,8 +6,8 @@ use crate::graph::BackwardOp;
 use crate::Tensor;
 
 struct CastBackward {
-    /// The input's element type: its gradient is returned in it, except that a bf16
-    /// activation's gradient is f32, as everywhere under autocast.
+    /// The input's element type: its gradient is returned in it (bf16 for a bf16 input,
+    /// as every gradient has its tensor's dtype).
     input_dtype: DType,
 }
 
@@ -17,17 +17,13 @@ impl BackwardOp for CastBackward {
     }
 
     fn backward(&self, _inputs: &[Tensor], grad_out: &Storage) -> Result<Vec<Option<Storage>>> {
-        let dtype = match self.input_dtype {
-            DType::BF16 => DType::F32,
-            other => other,
-        };
-        Ok(vec![Some(grad_out.to_dtype(dtype)?)])
+        Ok(vec![Some(grad_out.to_dtype(self.input_dtype)?)])
     }
 }
 
 impl Tensor {
     /// A copy with another element type (rounded to nearest even when narrowing). The
-    /// gradient flows back converted to the input's type (f32 for a bf16 input).
+    /// gradient flows back converted to the input's type.
     ///
     /// ```
     /// use autograd::{DType, Device, Tensor};
