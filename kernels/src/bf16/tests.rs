@@ -1149,3 +1149,27 @@ fn wrong_dtypes_of_bf16_operands_are_errors_naming_the_operand() {
     linear_mismatch(linear_backward(&x, &to_f64(&gy)), "grad_out is f64");
     linear_mismatch(linear_backward(&to_f64(&x), &to_bf16(&gy)), "input");
 }
+
+#[test]
+fn the_bias_gradient_alone_of_a_bf16_gradient_is_the_backwards_f32_sum() {
+    // The frozen first layer's path (conv2d::bias_grad) against the full backward's bias
+    // gradient and against the f32 sums of the widened values: the same bits.
+    if isas_or_skip().is_none() {
+        return;
+    }
+    let g = geometry([3, 3, 8, 8], [24, 3, 2, 2], 1, 0);
+    let gy = activations(g.output_shape().iter().product(), 9);
+    let x = Storage::f32(values(g.input_shape().iter().product(), 10));
+    let w = Storage::f32(values(g.weight_shape().iter().product(), 11));
+    let gy_bf16 = Storage::bf16(gy.clone());
+    let alone = crate::conv2d::bias_grad(&gy_bf16, &g).unwrap();
+    assert_eq!(alone.dtype(), DType::F32);
+    let full = crate::conv2d::backward_bf16(&x, &w, &gy_bf16, &g, true, false).unwrap();
+    let widened = crate::conv2d::bias_grad(&Storage::f32(widened(&gy)), &g).unwrap();
+    let bits = |s: &Storage| -> Vec<u32> {
+        let v = s.to_vec_f32().unwrap();
+        v.into_iter().map(f32::to_bits).collect()
+    };
+    assert_eq!(bits(&alone), bits(&full.bias.unwrap()));
+    assert_eq!(bits(&alone), bits(&widened));
+}

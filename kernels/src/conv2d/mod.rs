@@ -282,9 +282,11 @@ pub fn backward(
     )
 }
 
-/// The bias gradient alone, each output channel's sum of `grad_out` (f32 sums under bf16
-/// autocast too): for layers whose input and weight need no gradient, such as a frozen
-/// first layer with a trained bias, where [`backward`] would compute both for nothing.
+/// The bias gradient alone, each output channel's sum of `grad_out`: for layers whose
+/// input and weight need no gradient, such as a frozen first layer with a trained bias,
+/// where [`backward`] would compute both for nothing. A bf16 `grad_out` (the gradient of
+/// a bf16 output under autocast) is summed in f32 and gives an f32 gradient, as
+/// [`backward_bf16`]'s bias gradient.
 pub fn bias_grad(grad_out: &Storage, g: &Conv2dGeometry) -> Result<Storage> {
     g.check()?;
     grad_out.expect_len(OP, "grad_out", numel(&g.output_shape()))?;
@@ -292,6 +294,7 @@ pub fn bias_grad(grad_out: &Storage, g: &Conv2dGeometry) -> Result<Storage> {
         OP,
         grad_out,
         cpu::<T> => Ok(T::into_storage(cpu::bias_grad(grad_out.host::<T>(OP, "grad_out")?, g))),
+        bf16 => Ok(Storage::f32(cpu::bias_grad(grad_out.host_bf16(OP, "grad_out")?, g))),
         cuda(grad_out) => cuda::bias_grad(grad_out, g),
     )
 }
