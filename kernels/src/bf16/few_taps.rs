@@ -76,9 +76,14 @@ fn padded_image(x: Values, g: &Conv2dGeometry) -> Vec<f32> {
     padded
 }
 
+/// Output channels summed together: independent sums keep the multiply-adds from
+/// waiting on each other (each takes 4 cycles before its result can be added to), and one
+/// load of an input vector serves them all.
+const CHANNELS: usize = 8;
+
 /// Output image `out` (`[C_out, OH, OW]`) from one padded image: for each output row, 16
-/// columns at a time, one vector sum over the taps, the bias added last (as the matrix
-/// path adds it to the finished sum).
+/// columns at a time, [`CHANNELS`] vector sums over the taps, the bias added last (as the
+/// matrix path adds it to the finished sum).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F and AVX512-BF16 (for `O::store16`).
@@ -92,34 +97,49 @@ unsafe fn image_forward<O: Stored>(
 ) {
     let [kh, kw] = g.kernel;
     let cols = g.in_w + 2 * g.padding[1];
-    let plane = (g.in_h + 2 * g.padding[0]) * cols;
-    for oc in 0..g.out_channels {
-        let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[oc]));
-        let weights = &taps[oc * g.in_channels * kh * kw..][..g.in_channels * kh * kw];
+    let rows = g.in_h + 2 * g.padding[0];
+    let depth = g.in_channels * kh * kw;
+    // Where each tap reads, relative to the output pixel's top-left input cell.
+    let offsets: Vec<usize> = (0..g.in_channels)
+        .flat_map(|c| {
+            (0..kh).flat_map(move |dy| (0..kw).map(move |dx| (c * rows + dy) * cols + dx))
+        })
+        .collect();
+    let plane = g.out_h * g.out_w;
+    for first in (0..g.out_channels).step_by(CHANNELS) {
+        let channels = CHANNELS.min(g.out_channels - first);
+        // The group's weights tap by tap, zero for channels past the last.
+        let mut weights = vec![0.0f32; depth * CHANNELS];
+        for j in 0..channels {
+            for (t, &w) in taps[(first + j) * depth..][..depth].iter().enumerate() {
+                weights[t * CHANNELS + j] = w;
+            }
+        }
         for oy in 0..g.out_h {
             for ox in (0..g.out_w).step_by(LANES) {
                 let width = LANES.min(g.out_w - ox);
                 let mask: __mmask16 = (1u32 << width).wrapping_sub(1) as u16;
-                let mut sum = _mm512_setzero_ps();
-                let mut weight = weights.iter();
-                for c in 0..g.in_channels {
-                    for dy in 0..kh {
-                        let row = &image[c * plane + (oy + dy) * cols..][..cols];
-                        for dx in 0..kw {
-                            let t = _mm512_set1_ps(*weight.next().expect("one weight per tap"));
-                            // The row holds `ox + dx + width <= out_w - 1 + kw <= cols`
-                            // values from `ox + dx` on (stride 1): in bounds.
-                            let src = &row[ox + dx..ox + dx + width];
-                            // SAFETY: `mask` enables `width` lanes, all within `src`.
-                            let v = unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr()) };
-                            sum = _mm512_fmadd_ps(v, t, sum);
-                        }
+                let corner = oy * cols + ox;
+                let mut sums = [_mm512_setzero_ps(); CHANNELS];
+                for (&offset, w) in offsets.iter().zip(weights.chunks_exact(CHANNELS)) {
+                    // The enabled lanes read `corner + offset + 0..width`: at most row
+                    // `oy + kh - 1 < rows` of channel `c`, column `ox + width - 1 + kw - 1
+                    // < cols` (stride 1), so inside the padded image.
+                    let src = &image[corner + offset..][..width];
+                    // SAFETY: `mask` enables `width` lanes, all within `src`.
+                    let v = unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr()) };
+                    for j in 0..CHANNELS {
+                        sums[j] = _mm512_fmadd_ps(v, _mm512_set1_ps(w[j]), sums[j]);
                     }
                 }
-                let dst = &mut out[(oc * g.out_h + oy) * g.out_w + ox..][..width];
-                // SAFETY: `mask` enables `width` lanes, all within `dst`; the CPU features
-                // are this function's contract.
-                unsafe { O::store16(dst.as_mut_ptr(), mask, _mm512_add_ps(sum, b)) };
+                for (j, &sum) in sums.iter().enumerate().take(channels) {
+                    let c = first + j;
+                    let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[c]));
+                    let dst = &mut out[c * plane + oy * g.out_w + ox..][..width];
+                    // SAFETY: `mask` enables `width` lanes, all within `dst`; the CPU
+                    // features are this function's contract.
+                    unsafe { O::store16(dst.as_mut_ptr(), mask, _mm512_add_ps(sum, b)) };
+                }
             }
         }
     }
