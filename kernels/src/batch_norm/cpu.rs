@@ -16,6 +16,34 @@ fn f64_of<T: Stored>(value: T) -> f64 {
     value.load().to_f64_lossy()
 }
 
+/// Values widened to f64 per block, by plain loops, before any lane adds them: reading
+/// and widening inside a per-lane loop left that loop scalar, one bf16 conversion at a
+/// time.
+const BLOCK: usize = 8 * LANES;
+
+/// Calls `add(xs, ys)` on `a` and `b` (equally long, a whole number of groups of
+/// [`LANES`]) widened to f64, a group of [`LANES`] values of each at a time, in order.
+#[inline(always)]
+fn for_each_widened_group(
+    a: &[impl Stored],
+    b: &[impl Stored],
+    mut add: impl FnMut(&[f64], &[f64]),
+) {
+    let (mut xs, mut ys) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
+    for (ba, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let (xs, ys) = (&mut xs[..ba.len()], &mut ys[..ba.len()]);
+        for (x, &v) in xs.iter_mut().zip(ba) {
+            *x = f64_of(v);
+        }
+        for (y, &v) in ys.iter_mut().zip(bb) {
+            *y = f64_of(v);
+        }
+        for (gx, gy) in xs.chunks_exact(LANES).zip(ys.chunks_exact(LANES)) {
+            add(gx, gy);
+        }
+    }
+}
+
 /// Adds `f(a[i], b[i])` over two equally long slices into eight f64 lanes, the values
 /// past the last whole group of eight into `tail`.
 #[inline(always)]
@@ -26,14 +54,77 @@ fn add_to_lanes(
     b: &[impl Stored],
     f: &impl Fn(f64, f64) -> f64,
 ) {
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
+    let whole = a.len() - a.len() % LANES;
+    for (&x, &y) in a[whole..].iter().zip(&b[whole..]) {
         *tail += f(f64_of(x), f64_of(y));
     }
-    for (ca, cb) in a_chunks.zip(b_chunks) {
+    for_each_widened_group(&a[..whole], &b[..whole], |xs, ys| {
         for k in 0..LANES {
-            lanes[k] += f(f64_of(ca[k]), f64_of(cb[k]));
+            lanes[k] += f(xs[k], ys[k]);
         }
+    });
+}
+
+/// [`add_to_lanes`] for two sums at once, `f` giving both terms: one pass over the data
+/// and two independent chains of additions, each sum adding in the order it would alone.
+#[inline(always)]
+fn add_pair_to_lanes(
+    lanes: &mut [[f64; LANES]; 2],
+    tail: &mut [f64; 2],
+    a: &[impl Stored],
+    b: &[impl Stored],
+    f: &impl Fn(f64, f64) -> (f64, f64),
+) {
+    let whole = a.len() - a.len() % LANES;
+    for (&x, &y) in a[whole..].iter().zip(&b[whole..]) {
+        let (first, second) = f(f64_of(x), f64_of(y));
+        tail[0] += first;
+        tail[1] += second;
+    }
+    for_each_widened_group(&a[..whole], &b[..whole], |xs, ys| {
+        for k in 0..LANES {
+            let (first, second) = f(xs[k], ys[k]);
+            lanes[0][k] += first;
+            lanes[1][k] += second;
+        }
+    });
+}
+
+/// The two sums of [`add_pair_to_lanes`]'s lanes and tails.
+fn pair_total(lanes: &[[f64; LANES]; 2], tail: &[f64; 2]) -> (f64, f64) {
+    (
+        lanes[0].iter().sum::<f64>() + tail[0],
+        lanes[1].iter().sum::<f64>() + tail[1],
+    )
+}
+
+wide_loop! {
+    /// [`lane_sum`] of two sums in one pass over `a` and `b`.
+    fn lane_sum_pair<T: Stored>(
+        a: &[T],
+        b: &[T],
+        f: impl Fn(f64, f64) -> (f64, f64),
+    ) -> (f64, f64) {
+        let (mut lanes, mut tail) = ([[0.0f64; LANES]; 2], [0.0f64; 2]);
+        add_pair_to_lanes(&mut lanes, &mut tail, a, b, &f);
+        pair_total(&lanes, &tail)
+    }
+}
+
+wide_loop! {
+    /// [`channel_sum`] of two sums in one pass over channel `c` of `a` and `b`.
+    fn channel_sum_pair<T: Stored>(
+        a: &[T],
+        b: &[T],
+        c: usize,
+        g: &BatchNormGeometry,
+        f: impl Fn(f64, f64) -> (f64, f64),
+    ) -> (f64, f64) {
+        let (mut lanes, mut tail) = ([[0.0f64; LANES]; 2], [0.0f64; 2]);
+        for (pa, pb) in channel_planes(a, c, g).zip(channel_planes(b, c, g)) {
+            add_pair_to_lanes(&mut lanes, &mut tail, pa, pb, &f);
+        }
+        pair_total(&lanes, &tail)
     }
 }
 
@@ -148,19 +239,17 @@ pub(super) fn grad_sums<T: Stored>(
         .with_min_len(min_channels(g))
         .map(|c| {
             let m = mean[c];
+            // Both sums in one pass: each is a chain of dependent additions, so two
+            // chains side by side take the time of one.
+            let terms = |v: f64, d: f64| (d, d * (v - m));
             if cached {
-                return (
-                    channel_sum(wide, dy, dy, c, g, |d, _| d),
-                    channel_sum(wide, x, dy, c, g, |v, d| d * (v - m)),
-                );
+                return channel_sum_pair(wide, x, dy, c, g, terms);
             }
             channel_planes(x, c, g).zip(channel_planes(dy, c, g)).fold(
                 (0.0, 0.0),
                 |(s, sx), (x, dy)| {
-                    (
-                        s + lane_sum(wide, dy, dy, |d, _| d),
-                        sx + lane_sum(wide, x, dy, |v, d| d * (v - m)),
-                    )
+                    let (plane_s, plane_sx) = lane_sum_pair(wide, x, dy, terms);
+                    (s + plane_s, sx + plane_sx)
                 },
             )
         })

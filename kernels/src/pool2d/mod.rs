@@ -27,8 +27,8 @@
 //! A bf16 input (an activation stored under autocast) is max pooled on the host into a
 //! bf16 output: each window's value and cell are exactly those the f32 kernel picks on the
 //! widened input (the value copied, not rounded again: a signalling NaN stays signalling,
-//! as in the f32 kernel), so its gradient, from the kept argmax and an f32 `grad_out`, is
-//! f32 and the f32 path's bit for bit. Average pooling and the recomputing [`backward`] have no
+//! as in the f32 kernel), and its gradient, from the kept argmax and a bf16 `grad_out`,
+//! is bf16: the f32 path's on the widened values, rounded once. Average pooling and the recomputing [`backward`] have no
 //! bf16 kernel ([`Error::Unsupported`]): under autocast the network only max pools, and
 //! keeps the argmax.
 //!
