@@ -16,31 +16,16 @@ fn f64_of<T: Stored>(value: T) -> f64 {
     value.load().to_f64_lossy()
 }
 
-/// Values widened to f64 per block, by plain loops, before any lane adds them: reading
-/// and widening inside a per-lane loop left that loop scalar, one bf16 conversion at a
-/// time.
+/// Values widened to f64 per block, by plain loops, before the backward's lanes add
+/// them: reading and widening inside the per-lane loop left that loop scalar, one bf16
+/// conversion at a time.
 const BLOCK: usize = 8 * LANES;
 
-/// Calls `add(xs, ys)` on `a` and `b` (equally long, a whole number of groups of
-/// [`LANES`]) widened to f64, a group of [`LANES`] values of each at a time, in order.
+/// `src` widened to f64 into `dst` (as long), by a loop the compiler vectorises.
 #[inline(always)]
-fn for_each_widened_group(
-    a: &[impl Stored],
-    b: &[impl Stored],
-    mut add: impl FnMut(&[f64], &[f64]),
-) {
-    let (mut xs, mut ys) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
-    for (ba, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
-        let (xs, ys) = (&mut xs[..ba.len()], &mut ys[..ba.len()]);
-        for (x, &v) in xs.iter_mut().zip(ba) {
-            *x = f64_of(v);
-        }
-        for (y, &v) in ys.iter_mut().zip(bb) {
-            *y = f64_of(v);
-        }
-        for (gx, gy) in xs.chunks_exact(LANES).zip(ys.chunks_exact(LANES)) {
-            add(gx, gy);
-        }
+fn widen_block(src: &[impl Stored], dst: &mut [f64]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = f64_of(v);
     }
 }
 
@@ -54,15 +39,17 @@ fn add_to_lanes(
     b: &[impl Stored],
     f: &impl Fn(f64, f64) -> f64,
 ) {
-    let whole = a.len() - a.len() % LANES;
-    for (&x, &y) in a[whole..].iter().zip(&b[whole..]) {
+    // (Widening a block first, as `add_pair_to_lanes` does, measured slower here: the
+    // forward's sums read one tensor twice, and would widen it twice.)
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
         *tail += f(f64_of(x), f64_of(y));
     }
-    for_each_widened_group(&a[..whole], &b[..whole], |xs, ys| {
+    for (ca, cb) in a_chunks.zip(b_chunks) {
         for k in 0..LANES {
-            lanes[k] += f(xs[k], ys[k]);
+            lanes[k] += f(f64_of(ca[k]), f64_of(cb[k]));
         }
-    });
+    }
 }
 
 /// [`add_to_lanes`] for two sums at once, `f` giving both terms: one pass over the data
@@ -81,13 +68,19 @@ fn add_pair_to_lanes(
         tail[0] += first;
         tail[1] += second;
     }
-    for_each_widened_group(&a[..whole], &b[..whole], |xs, ys| {
-        for k in 0..LANES {
-            let (first, second) = f(xs[k], ys[k]);
-            lanes[0][k] += first;
-            lanes[1][k] += second;
+    let (mut xs, mut ys) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
+    for (ba, bb) in a[..whole].chunks(BLOCK).zip(b[..whole].chunks(BLOCK)) {
+        let (xs, ys) = (&mut xs[..ba.len()], &mut ys[..ba.len()]);
+        widen_block(ba, xs);
+        widen_block(bb, ys);
+        for (gx, gy) in xs.chunks_exact(LANES).zip(ys.chunks_exact(LANES)) {
+            for k in 0..LANES {
+                let (first, second) = f(gx[k], gy[k]);
+                lanes[0][k] += first;
+                lanes[1][k] += second;
+            }
         }
-    });
+    }
 }
 
 /// The two sums of [`add_pair_to_lanes`]'s lanes and tails.
