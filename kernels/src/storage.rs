@@ -254,27 +254,19 @@ impl Storage {
     /// Borrows a host bf16 buffer (activations stored under autocast), or says which
     /// operand of `op` has the wrong type or device.
     pub fn host_bf16(&self, op: &'static str, operand: &str) -> Result<&[bf16]> {
+        let found = (self.dtype(), self.device());
         match self {
             Storage::Cpu(CpuStorage::BF16(values)) => Ok(values),
-            other => Err(wrong_dtype(
-                op,
-                operand,
-                (other.dtype(), other.device()),
-                DType::BF16,
-            )),
+            _ => Err(wrong_dtype(op, operand, found, DType::BF16)),
         }
     }
 
     /// Mutable [`Storage::host_bf16`], for bf16 operands an op updates in place.
     pub fn host_bf16_mut(&mut self, op: &'static str, operand: &str) -> Result<&mut [bf16]> {
+        let found = (self.dtype(), self.device());
         match self {
             Storage::Cpu(CpuStorage::BF16(values)) => Ok(values),
-            other => Err(wrong_dtype(
-                op,
-                operand,
-                (other.dtype(), other.device()),
-                DType::BF16,
-            )),
+            _ => Err(wrong_dtype(op, operand, found, DType::BF16)),
         }
     }
 

@@ -44,20 +44,13 @@ fn every_bf16_input_gives_the_bits_of_the_f32_kernel_on_its_widened_value() {
         .map(|i| bf16::from_f32(0.75 - (i % 13) as f32 * 0.125))
         .collect();
     let wide_dy = Storage::f32(dy.iter().map(|&v| widen(v)).collect());
-    let want_y: Vec<u16> = forward(&wide)
-        .unwrap()
-        .to_vec_f32()
-        .unwrap()
-        .into_iter()
-        .map(|v| narrow(v).to_bits())
-        .collect();
-    let want_dx: Vec<u16> = backward(&wide, &wide_dy)
-        .unwrap()
-        .to_vec_f32()
-        .unwrap()
-        .into_iter()
-        .map(|v| narrow(v).to_bits())
-        .collect();
+    // The f32 kernel's results, each rounded once to bf16.
+    let narrowed = |s: Storage| -> Vec<u16> {
+        let v = s.to_vec_f32().unwrap();
+        v.into_iter().map(|v| narrow(v).to_bits()).collect()
+    };
+    let want_y = narrowed(forward(&wide).unwrap());
+    let want_dx = narrowed(backward(&wide, &wide_dy).unwrap());
     let x = Storage::bf16(x);
     let Storage::Cpu(CpuStorage::BF16(y)) = forward(&x).unwrap() else {
         panic!("a bf16 input gives a bf16 output");
