@@ -39,7 +39,7 @@ fn add_to_lanes(
     b: &[impl Stored],
     f: &impl Fn(f64, f64) -> f64,
 ) {
-    // (Widening a block first, as `add_pair_to_lanes` does, measured slower here: the
+    // (Widening a block first, as [`PairSums`] does, measured slower here: the
     // forward's sums read one tensor twice, and would widen it twice.)
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
@@ -52,43 +52,57 @@ fn add_to_lanes(
     }
 }
 
-/// [`add_to_lanes`] for two sums at once, `f` giving both terms: one pass over the data
-/// and two independent chains of additions, each sum adding in the order it would alone.
-#[inline(always)]
-fn add_pair_to_lanes(
-    lanes: &mut [[f64; LANES]; 2],
-    tail: &mut [f64; 2],
-    a: &[impl Stored],
-    b: &[impl Stored],
-    f: &impl Fn(f64, f64) -> (f64, f64),
-) {
-    let whole = a.len() - a.len() % LANES;
-    for (&x, &y) in a[whole..].iter().zip(&b[whole..]) {
-        let (first, second) = f(f64_of(x), f64_of(y));
-        tail[0] += first;
-        tail[1] += second;
+/// Two sums at once, `f` giving both terms of each pair of values: one pass over the
+/// data and two independent chains of additions, each sum in eight f64 lanes adding in
+/// the order [`add_to_lanes`] would. Holds the blocks the values are widened into, so a
+/// channel of many small planes sets them up once.
+struct PairSums {
+    lanes: [[f64; LANES]; 2],
+    tail: [f64; 2],
+    xs: [f64; BLOCK],
+    ys: [f64; BLOCK],
+}
+
+impl PairSums {
+    fn new() -> PairSums {
+        PairSums {
+            lanes: [[0.0; LANES]; 2],
+            tail: [0.0; 2],
+            xs: [0.0; BLOCK],
+            ys: [0.0; BLOCK],
+        }
     }
-    let (mut xs, mut ys) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
-    for (ba, bb) in a[..whole].chunks(BLOCK).zip(b[..whole].chunks(BLOCK)) {
-        let (xs, ys) = (&mut xs[..ba.len()], &mut ys[..ba.len()]);
-        widen_block(ba, xs);
-        widen_block(bb, ys);
-        for (gx, gy) in xs.chunks_exact(LANES).zip(ys.chunks_exact(LANES)) {
-            for k in 0..LANES {
-                let (first, second) = f(gx[k], gy[k]);
-                lanes[0][k] += first;
-                lanes[1][k] += second;
+
+    /// Adds `f(a[i], b[i])` over two equally long slices: the values past the last whole
+    /// group of eight into the tails, the groups into the lanes.
+    #[inline(always)]
+    fn add(&mut self, a: &[impl Stored], b: &[impl Stored], f: &impl Fn(f64, f64) -> (f64, f64)) {
+        let whole = a.len() - a.len() % LANES;
+        for (&x, &y) in a[whole..].iter().zip(&b[whole..]) {
+            let (first, second) = f(f64_of(x), f64_of(y));
+            self.tail[0] += first;
+            self.tail[1] += second;
+        }
+        for (ba, bb) in a[..whole].chunks(BLOCK).zip(b[..whole].chunks(BLOCK)) {
+            let (xs, ys) = (&mut self.xs[..ba.len()], &mut self.ys[..ba.len()]);
+            widen_block(ba, xs);
+            widen_block(bb, ys);
+            for (gx, gy) in xs.chunks_exact(LANES).zip(ys.chunks_exact(LANES)) {
+                for k in 0..LANES {
+                    let (first, second) = f(gx[k], gy[k]);
+                    self.lanes[0][k] += first;
+                    self.lanes[1][k] += second;
+                }
             }
         }
     }
-}
 
-/// The two sums of [`add_pair_to_lanes`]'s lanes and tails.
-fn pair_total(lanes: &[[f64; LANES]; 2], tail: &[f64; 2]) -> (f64, f64) {
-    (
-        lanes[0].iter().sum::<f64>() + tail[0],
-        lanes[1].iter().sum::<f64>() + tail[1],
-    )
+    fn total(&self) -> (f64, f64) {
+        (
+            self.lanes[0].iter().sum::<f64>() + self.tail[0],
+            self.lanes[1].iter().sum::<f64>() + self.tail[1],
+        )
+    }
 }
 
 wide_loop! {
@@ -98,9 +112,9 @@ wide_loop! {
         b: &[T],
         f: impl Fn(f64, f64) -> (f64, f64),
     ) -> (f64, f64) {
-        let (mut lanes, mut tail) = ([[0.0f64; LANES]; 2], [0.0f64; 2]);
-        add_pair_to_lanes(&mut lanes, &mut tail, a, b, &f);
-        pair_total(&lanes, &tail)
+        let mut sums = PairSums::new();
+        sums.add(a, b, &f);
+        sums.total()
     }
 }
 
@@ -113,11 +127,11 @@ wide_loop! {
         g: &BatchNormGeometry,
         f: impl Fn(f64, f64) -> (f64, f64),
     ) -> (f64, f64) {
-        let (mut lanes, mut tail) = ([[0.0f64; LANES]; 2], [0.0f64; 2]);
+        let mut sums = PairSums::new();
         for (pa, pb) in channel_planes(a, c, g).zip(channel_planes(b, c, g)) {
-            add_pair_to_lanes(&mut lanes, &mut tail, pa, pb, &f);
+            sums.add(pa, pb, &f);
         }
-        pair_total(&lanes, &tail)
+        sums.total()
     }
 }
 
