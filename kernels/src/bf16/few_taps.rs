@@ -38,15 +38,45 @@ pub(super) fn forward<O: Stored>(
     bias: Option<&[f32]>,
     g: &Conv2dGeometry,
 ) -> Vec<O> {
-    let taps: Vec<f32> = w.iter().map(|&v| widen(narrow(v))).collect();
+    let weights = grouped_weights(w, g);
+    let offsets = tap_offsets(g);
     let in_image = g.in_channels * g.in_h * g.in_w;
     let out_image = g.out_channels * g.out_h * g.out_w;
     filled_in_parallel(g.batch * out_image, out_image, 1, |n, out| {
         let image = padded_image(x.slice(n * in_image..(n + 1) * in_image), g);
         // SAFETY: a bf16 convolution runs only where `Cpu::best` found AVX512-BF16 or AMX,
         // both of which come with AVX-512 F; `out` is one output image.
-        unsafe { image_forward(&image, &taps, bias, g, out) }
+        unsafe { image_forward(&image, &weights, &offsets, bias, g, out) }
     })
+}
+
+/// The weights rounded to bf16 (and widened back), by groups of [`CHANNELS`] output
+/// channels, each group tap by tap (`[group][tap][CHANNELS]`), zero for channels past the
+/// last.
+fn grouped_weights(w: &[f32], g: &Conv2dGeometry) -> Vec<f32> {
+    let depth = g.in_channels * g.kernel[0] * g.kernel[1];
+    let groups = g.out_channels.div_ceil(CHANNELS);
+    let mut grouped = vec![0.0f32; groups * depth * CHANNELS];
+    for (c, filter) in w.chunks_exact(depth).enumerate() {
+        let group = &mut grouped[c / CHANNELS * depth * CHANNELS..][..depth * CHANNELS];
+        for (t, &v) in filter.iter().enumerate() {
+            group[t * CHANNELS + c % CHANNELS] = widen(narrow(v));
+        }
+    }
+    grouped
+}
+
+/// Where each tap reads in a padded image, relative to the output pixel's top-left input
+/// cell, in the weights' `[C_in, KH, KW]` order.
+fn tap_offsets(g: &Conv2dGeometry) -> Vec<usize> {
+    let [kh, kw] = g.kernel;
+    let cols = g.in_w + 2 * g.padding[1];
+    let rows = g.in_h + 2 * g.padding[0];
+    (0..g.in_channels)
+        .flat_map(|c| {
+            (0..kh).flat_map(move |dy| (0..kw).map(move |dx| (c * rows + dy) * cols + dx))
+        })
+        .collect()
 }
 
 /// One input image, each value rounded to bf16 and widened back, with `g.padding` zeros
@@ -81,40 +111,28 @@ fn padded_image(x: Values, g: &Conv2dGeometry) -> Vec<f32> {
 /// load of an input vector serves them all.
 const CHANNELS: usize = 8;
 
-/// Output image `out` (`[C_out, OH, OW]`) from one padded image: for each output row, 16
-/// columns at a time, [`CHANNELS`] vector sums over the taps, the bias added last (as the
-/// matrix path adds it to the finished sum).
+/// Output image `out` (`[C_out, OH, OW]`) from one padded image, given the
+/// [`grouped_weights`] and the [`tap_offsets`]: for each output row, 16 columns at a time,
+/// [`CHANNELS`] vector sums over the taps, the bias added last (as the matrix path adds it
+/// to the finished sum).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F and AVX512-BF16 (for `O::store16`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,fma")]
 unsafe fn image_forward<O: Stored>(
     image: &[f32],
-    taps: &[f32],
+    weights: &[f32],
+    offsets: &[usize],
     bias: Option<&[f32]>,
     g: &Conv2dGeometry,
     out: &mut [O],
 ) {
-    let [kh, kw] = g.kernel;
     let cols = g.in_w + 2 * g.padding[1];
-    let rows = g.in_h + 2 * g.padding[0];
-    let depth = g.in_channels * kh * kw;
-    // Where each tap reads, relative to the output pixel's top-left input cell.
-    let offsets: Vec<usize> = (0..g.in_channels)
-        .flat_map(|c| {
-            (0..kh).flat_map(move |dy| (0..kw).map(move |dx| (c * rows + dy) * cols + dx))
-        })
-        .collect();
+    let group_len = offsets.len() * CHANNELS;
     let plane = g.out_h * g.out_w;
-    for first in (0..g.out_channels).step_by(CHANNELS) {
+    for (group, weights) in weights.chunks_exact(group_len).enumerate() {
+        let first = group * CHANNELS;
         let channels = CHANNELS.min(g.out_channels - first);
-        // The group's weights tap by tap, zero for channels past the last.
-        let mut weights = vec![0.0f32; depth * CHANNELS];
-        for j in 0..channels {
-            for (t, &w) in taps[(first + j) * depth..][..depth].iter().enumerate() {
-                weights[t * CHANNELS + j] = w;
-            }
-        }
         for oy in 0..g.out_h {
             for ox in (0..g.out_w).step_by(LANES) {
                 let width = LANES.min(g.out_w - ox);
