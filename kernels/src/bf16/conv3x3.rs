@@ -36,7 +36,7 @@ use super::microkernel::{self, Block, Init, Session, Step, ADJACENT, BLOCK, DEPT
 use super::pack::{store, Line, BLOCK_BYTES};
 use super::source::{gather, Values};
 use super::stored::Stored;
-use super::{groups, split_groups, Cpu};
+use super::{conv3x3_lanes, groups, split_groups, Cpu};
 use crate::conv2d::Conv2dGeometry;
 
 /// Bytes of the bf16 copies one chunk of images may take: they are read once per
@@ -73,6 +73,15 @@ pub(super) fn forward<O: Stored>(
     let c_pad = c_in.next_multiple_of(DEPTH);
     let weights = pack_taps(cpu, w, [c_out, c_in], false);
     let bias_rows = bias.map(|b| bias_rows(b, c_out));
+    if conv3x3_lanes::applies(g.batch, hw) {
+        let taps = conv3x3_lanes::Taps {
+            weights: &weights,
+            in_blocks: c_pad / DEPTH,
+            out_channels: c_out,
+            bias_rows: bias_rows.as_deref(),
+        };
+        return conv3x3_lanes::convolve(cpu, x, c_in, [g.batch, g.in_h, g.in_w], &taps);
+    }
     let conv = Convolution {
         weights: &weights,
         in_blocks: c_pad / DEPTH,
@@ -151,6 +160,20 @@ pub(super) fn backward<O: Stored>(
 ) -> (Option<Vec<O>>, Vec<f32>) {
     let (c_in, c_out, hw) = (g.in_channels, g.out_channels, g.in_h * g.in_w);
     let (ci_pad, co_pad) = (c_in.next_multiple_of(BLOCK), c_out.next_multiple_of(BLOCK));
+    if need_input_grad && conv3x3_lanes::applies(g.batch, hw) {
+        // Small images: the input gradient with the images in the lanes, then the weight
+        // gradient alone on the flat path.
+        let weights = pack_taps(cpu, w, [c_out, c_in], true);
+        let taps = conv3x3_lanes::Taps {
+            weights: &weights,
+            in_blocks: co_pad / DEPTH,
+            out_channels: c_in,
+            bias_rows: None,
+        };
+        let gx = conv3x3_lanes::convolve(cpu, gy, c_out, [g.batch, g.in_h, g.in_w], &taps);
+        let (_, gw) = backward::<O>(cpu, x, w, gy, g, false);
+        return (Some(gx), gw);
+    }
     let weights = need_input_grad.then(|| pack_taps(cpu, w, [c_out, c_in], true));
     let conv = weights.as_ref().map(|weights| Convolution {
         weights,

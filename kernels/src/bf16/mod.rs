@@ -32,6 +32,7 @@ mod amx;
 mod avx512;
 pub(crate) mod conv;
 mod conv3x3;
+mod conv3x3_lanes;
 mod detect;
 mod few_taps;
 mod flat;

@@ -557,6 +557,27 @@ fn network_conv_layers_match_f64_sums() {
     check_conv(&geometry([2, 24, 31, 31], [64, 24, 3, 3], 1, 1), false, 6);
 }
 
+#[test]
+fn small_images_take_the_lanes_and_match_f64_sums() {
+    // Batches of at least conv3x3_lanes::MIN_BATCH images of at most MAX_PIXELS pixels:
+    // a partial chunk of images per thread, channel counts off the blocks (odd, so the
+    // last pair is half padding), 7x7 and 3x3 (airbench94's), an 8x8 at the limit, and
+    // single rows and columns (taps missing on one axis only).
+    let lanes = super::conv3x3_lanes::applies;
+    for (input, c_out, seed) in [
+        ([70, 39, 7, 7], 36, 7),
+        ([64, 33, 3, 3], 64, 8),
+        ([64, 16, 8, 8], 20, 9),
+        ([65, 17, 1, 6], 33, 10),
+        ([66, 32, 5, 1], 5, 11),
+    ] {
+        let g = geometry(input, [c_out, input[1], 3, 3], 1, 1);
+        assert!(lanes(g.batch, g.in_h * g.in_w), "{g:?}");
+        check_conv(&g, seed % 2 == 1, seed);
+    }
+    assert!(!lanes(64, 9 * 8) && !lanes(63, 49));
+}
+
 /// `y = x W^T + b` and its gradients, term by term in f64 on the rounded operands.
 fn check_linear(n: usize, i: usize, o: usize, with_bias: bool, seed: u64) {
     let Some(isas) = isas_or_skip() else { return };
