@@ -1,6 +1,7 @@
 //! 3x3 convolutions (stride 1, padding 1) of small images with the images in the lanes:
 //! the forward, and the input gradient (a forward convolution of `dL/dy`), of layers
-//! whose images have at most [`MAX_PIXELS`] pixels (airbench94's 7x7 and 3x3 layers).
+//! whose images have at most [`MAX_PIXELS`] pixels (airbench94's 15x15, 7x7 and 3x3
+//! layers).
 //!
 //! The flat layout (`conv3x3.rs`) puts an image's pixels in the lanes, with a zero row and
 //! column around each image so that every tap is one shift: an `h x w` image takes
@@ -33,9 +34,12 @@ use super::{groups, split_groups, Cpu};
 /// Images per block: the two halves of 16 lanes.
 const IMAGES: usize = 32;
 
-/// Largest images (pixels) this path takes; larger ones waste little in the flat layout
-/// (15x15: 1.14x the positions) and stay there.
-pub(super) const MAX_PIXELS: usize = 64;
+/// Largest images (pixels) this path takes. Measured against the flat layout on
+/// airbench94's step at batch 1,024 (`profile`, forward ms): 7x7 200 -> 125-154, 3x3
+/// 54 -> 17-19, 15x15 (64 -> 256) 202 -> 165; but 31x31 (24 -> 64) 116 -> 141, and the
+/// notebook's 16x16 layers at batch 128 13.3 -> 14.2 and 24.6 -> 27.6 (rows of 16 pixels
+/// are stored in place by the flat path, and waste no positions across the row).
+pub(super) const MAX_PIXELS: usize = 225;
 
 /// Fewest images this path takes: a block always holds 32, so with fewer per thread the
 /// lanes go empty.
