@@ -148,8 +148,9 @@ fn bias_rows(bias: &[f32], c_out: usize) -> Vec<f32> {
         .collect()
 }
 
-/// `(dL/dx if need_input_grad, stored as O; dL/dW)`, both from one pass over chunks of
-/// images.
+/// `(dL/dx if need_input_grad, stored as O; dL/dW)`: for small images with the images
+/// in the lanes (`conv3x3_lanes.rs`; the weight gradient of the largest of them stays
+/// flat), otherwise both from one pass over chunks of images in the flat layout.
 pub(super) fn backward<O: Stored>(
     cpu: Cpu,
     x: Values,
@@ -159,21 +160,42 @@ pub(super) fn backward<O: Stored>(
     need_input_grad: bool,
 ) -> (Option<Vec<O>>, Vec<f32>) {
     let (c_in, c_out, hw) = (g.in_channels, g.out_channels, g.in_h * g.in_w);
-    let (ci_pad, co_pad) = (c_in.next_multiple_of(BLOCK), c_out.next_multiple_of(BLOCK));
-    if need_input_grad && conv3x3_lanes::applies(g.batch, hw) {
-        // Small images: the input gradient with the images in the lanes, then the weight
-        // gradient alone on the flat path.
-        let weights = pack_taps(cpu, w, [c_out, c_in], true);
-        let taps = conv3x3_lanes::Taps {
-            weights: &weights,
-            in_blocks: co_pad / DEPTH,
-            out_channels: c_in,
-            bias_rows: None,
+    let dims = [g.batch, g.in_h, g.in_w];
+    let (gx, partials) = if conv3x3_lanes::applies(g.batch, hw) {
+        let gx = need_input_grad.then(|| {
+            let weights = pack_taps(cpu, w, [c_out, c_in], true);
+            let taps = conv3x3_lanes::Taps {
+                weights: &weights,
+                in_blocks: c_out.div_ceil(DEPTH),
+                out_channels: c_in,
+                bias_rows: None,
+            };
+            conv3x3_lanes::convolve(cpu, gy, c_out, dims, &taps)
+        });
+        let partials = if conv3x3_lanes::takes_weight_grad(g.batch, hw) {
+            conv3x3_lanes::weight_grad(cpu, x, gy, [c_in, c_out], dims)
+        } else {
+            flat_backward::<O>(cpu, x, w, gy, g, false).1
         };
-        let gx = conv3x3_lanes::convolve(cpu, gy, c_out, [g.batch, g.in_h, g.in_w], &taps);
-        let (_, gw) = backward::<O>(cpu, x, w, gy, g, false);
-        return (Some(gx), gw);
-    }
+        (gx, partials)
+    } else {
+        flat_backward(cpu, x, w, gy, g, need_input_grad)
+    };
+    (gx, summed_weight_grad(partials, c_in, c_out))
+}
+
+/// [`backward`] in the flat layout: the input gradient (when asked for) and each
+/// thread's weight-gradient sums (`[tap][C_in padded][C_out padded]`).
+fn flat_backward<O: Stored>(
+    cpu: Cpu,
+    x: Values,
+    w: &[f32],
+    gy: Values,
+    g: &Conv2dGeometry,
+    need_input_grad: bool,
+) -> (Option<Vec<O>>, Vec<Vec<f32>>) {
+    let (c_in, c_out, hw) = (g.in_channels, g.out_channels, g.in_h * g.in_w);
+    let co_pad = c_out.next_multiple_of(BLOCK);
     let weights = need_input_grad.then(|| pack_taps(cpu, w, [c_out, c_in], true));
     let conv = weights.as_ref().map(|weights| Convolution {
         weights,
@@ -202,6 +224,13 @@ pub(super) fn backward<O: Stored>(
     // SAFETY: with need_input_grad, each group's `backward_group` wrote its part of gx
     // whole (by `Convolution::chunk`); otherwise len is 0.
     unsafe { gx.set_len(len) };
+    (need_input_grad.then_some(gx), partials)
+}
+
+/// The threads' weight-gradient sums (`[tap][C_in padded][C_out padded]` each) added in
+/// thread order, as `dL/dW` (`[C_out][C_in][3][3]`).
+fn summed_weight_grad(partials: Vec<Vec<f32>>, c_in: usize, c_out: usize) -> Vec<f32> {
+    let (ci_pad, co_pad) = (c_in.next_multiple_of(BLOCK), c_out.next_multiple_of(BLOCK));
     let mut partials = partials.into_iter();
     let mut total = partials
         .next()
@@ -224,7 +253,7 @@ pub(super) fn backward<O: Stored>(
             }
         }
     }
-    (need_input_grad.then_some(gx), gw)
+    gw
 }
 
 /// One thread's images `range`: writes their input gradient into `gx` (when `conv`

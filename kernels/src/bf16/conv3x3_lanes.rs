@@ -1,7 +1,7 @@
 //! 3x3 convolutions (stride 1, padding 1) of small images with the images in the lanes:
-//! the forward, and the input gradient (a forward convolution of `dL/dy`), of layers
-//! whose images have at most [`MAX_PIXELS`] pixels (airbench94's 15x15, 7x7 and 3x3
-//! layers).
+//! the forward and the input gradient (a forward convolution of `dL/dy`) of layers whose
+//! images have at most [`MAX_PIXELS`] pixels (airbench94's 15x15, 7x7 and 3x3 layers),
+//! and the weight gradient of those with at most [`WEIGHT_GRAD_MAX_PIXELS`].
 //!
 //! The flat layout (`conv3x3.rs`) puts an image's pixels in the lanes, with a zero row and
 //! column around each image so that every tap is one shift: an `h x w` image takes
@@ -14,11 +14,15 @@
 //! read the padding reads it for every lane, and is left out of that pixel's list of steps.
 //! Nothing but the products that can be nonzero is computed. The images go into the
 //! layout `[channel pair][pixel][32 images]` (one 128-byte row of B per pair and pixel),
-//! 32 images at a time; a chunk's results are copied to `[image][channel][pixel]`.
+//! 32 images at a time; a chunk's results are copied to `[image][channel][pixel]`. The
+//! weight gradient is a product per tap whose depth is 32 images at a time
+//! ([`weight_grad`]).
 //!
-//! The sums are those of the flat layout, in the same order (per part of
+//! The forward's sums are those of the flat layout, in the same order (per part of
 //! [`DEPTH_PART`] input channel blocks, taps then blocks), less the terms that are
-//! products with the padding's zeros.
+//! products with the padding's zeros. The weight gradient's add 32 images at a time,
+//! pixel by pixel (the flat layout's, 32 positions at a time): the same terms in another
+//! order.
 
 use std::mem::MaybeUninit;
 
@@ -49,10 +53,21 @@ pub(super) const MIN_BATCH: usize = 64;
 /// weights (9 taps x 2 blocks, 36 KiB) stay in the L1 cache while the pixels pass.
 const DEPTH_PART: usize = 2;
 
+/// Largest images whose weight gradient this path takes. Measured on airbench94's step
+/// (`profile`, backward ms, both gradients): 7x7 325-413 -> 258-267, 3x3 72-75 -> 37-39,
+/// but 15x15 (64 -> 256) 371-403 -> 401-444: there the flat layout wastes little, and
+/// this path's copies of `dL/dy` (a 3.7 MiB chunk) leave the L2 cache.
+pub(super) const WEIGHT_GRAD_MAX_PIXELS: usize = 49;
+
 /// Whether this path takes a 3x3, stride-1, padding-1 convolution of `batch` images of
-/// `pixels` pixels.
+/// `pixels` pixels: its forward and its input gradient.
 pub(super) fn applies(batch: usize, pixels: usize) -> bool {
     pixels <= MAX_PIXELS && batch >= MIN_BATCH
+}
+
+/// Whether this path takes the weight gradient of such a convolution too.
+pub(super) fn takes_weight_grad(batch: usize, pixels: usize) -> bool {
+    pixels <= WEIGHT_GRAD_MAX_PIXELS && applies(batch, pixels)
 }
 
 /// Packed 3x3 weights and what goes with them (`conv3x3::pack_taps`'s layout).
@@ -144,6 +159,192 @@ pub(super) fn convolve<O: Stored>(
     y
 }
 
+/// Pixels per range of the weight gradient: the image rows of 32 input channels at the
+/// range's pixels and their taps' reach, and the `dL/dy` pairs of 32 output channels at
+/// the range's pixels (16 KiB), stay in the L1 cache while the nine taps use them.
+const WEIGHT_GRAD_PIXELS: usize = 8;
+
+/// The weight gradient's sums of each rayon thread's images, `[tap][C_in padded][C_out
+/// padded]`, in thread order:
+///
+/// ```text
+/// dW[tap][ci][co] = sum over images i, pixels q whose tap reads a pixel s of the image:
+///                   x[i][ci][s] * dy[i][co][q]
+/// ```
+///
+/// a product per tap whose depth is 32 images at a time: `A` is the input as
+/// `[channel][pixel][32 images]` rows read at the tap's source pixel, `B` is `dL/dy` as
+/// `[pixel][image pair][channel]` pairs. A tap that would read the padding at a pixel has
+/// no step there.
+pub(super) fn weight_grad(
+    cpu: Cpu,
+    x: Values,
+    gy: Values,
+    [c_in, c_out]: [usize; 2],
+    [batch, h, w]: [usize; 3],
+) -> Vec<Vec<f32>> {
+    let hw = h * w;
+    let (ci_pad, co_pad) = (c_in.next_multiple_of(BLOCK), c_out.next_multiple_of(BLOCK));
+    assert_eq!(x.len(), batch * c_in * hw);
+    assert_eq!(gy.len(), batch * c_out * hw);
+    // Per range of pixels, per tap: the steps of the range's pixels whose tap reads the
+    // image.
+    let ranges: Vec<Vec<Vec<Step>>> = (0..hw)
+        .step_by(WEIGHT_GRAD_PIXELS)
+        .map(|q0| {
+            (0..9)
+                .map(|t| {
+                    (q0..(q0 + WEIGHT_GRAD_PIXELS).min(hw))
+                        .filter_map(|q| Some((q, source(q, t, h, w)?)))
+                        .map(|(q, s)| Step {
+                            a: (s * IMAGES * 2) as isize,
+                            b: (q * 16 * co_pad * 4) as isize,
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let len = 9 * ci_pad * co_pad;
+    groups(batch)
+        .par_iter()
+        .map(|range| {
+            let session = cpu.session();
+            // The first chunk's first range writes every block of `acc` (a tap with no
+            // step there writes zeros); later ones add to it.
+            let mut acc: Vec<f32> = Vec::with_capacity(len);
+            let acc_ptr = acc.spare_capacity_mut().as_mut_ptr().cast::<f32>();
+            let (mut x_bits, mut gy_bits, mut x_rows, mut gy_pairs) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (index, first) in range.clone().step_by(IMAGES).enumerate() {
+                let images = IMAGES.min(range.end - first);
+                // SAFETY: the Cpu proves AVX512-BF16.
+                unsafe {
+                    as_bits(
+                        x.slice(first * c_in * hw..(first + images) * c_in * hw),
+                        &mut x_bits,
+                    );
+                    as_bits(
+                        gy.slice(first * c_out * hw..(first + images) * c_out * hw),
+                        &mut gy_bits,
+                    );
+                }
+                image_rows(&x_bits, images, c_in, hw, ci_pad, &mut x_rows);
+                image_pairs(&gy_bits, images, c_out, hw, co_pad, &mut gy_pairs);
+                for ci_block in 0..ci_pad / BLOCK {
+                    for co_block in 0..co_pad / BLOCK {
+                        for (r, taps) in ranges.iter().enumerate() {
+                            let init = if index == 0 && r == 0 {
+                                Init::Zero
+                            } else {
+                                Init::Accumulate
+                            };
+                            for (t, steps) in taps.iter().enumerate() {
+                                let block = Block {
+                                    a: x_rows[ci_block * BLOCK * hw * IMAGES..].as_ptr().cast(),
+                                    a_stride: hw * IMAGES * 2,
+                                    b: gy_pairs[co_block * BLOCK..].as_ptr().cast(),
+                                    b_stride: co_pad * 4,
+                                    b_half: ADJACENT,
+                                    c: acc_ptr.wrapping_add(
+                                        (t * ci_pad + ci_block * BLOCK) * co_pad + co_block * BLOCK,
+                                    ),
+                                    c_stride: co_pad * 4,
+                                    c_half: ADJACENT,
+                                };
+                                // SAFETY: A: rows ci_block*32 + 0..32 < ci_pad of `x_rows`
+                                // (ci_pad x hw x 32 halfwords), 32 images at a pixel of the
+                                // image. B: image pairs 0..16 of a pixel, channels
+                                // co_block*32 + 0..32 <= co_pad, inside `gy_pairs` (hw x 16
+                                // x co_pad words). C: a 32x32 block of the tap's ci_pad x
+                                // co_pad sums inside `acc`'s capacity, written whole by the
+                                // first range of the first chunk (Init::Zero) before any
+                                // range reads it. Session on this thread.
+                                unsafe { microkernel::run(&session, &block, steps, init) };
+                            }
+                        }
+                    }
+                }
+            }
+            drop(session);
+            if range.is_empty() {
+                return vec![0.0; len];
+            }
+            // SAFETY: the first range of the first chunk (range is not empty) wrote all 9 x
+            // ci_pad x co_pad sums, block by block.
+            unsafe { acc.set_len(len) };
+            acc
+        })
+        .collect()
+}
+
+/// The pixel that tap `t` (`3 ky + kx`) of output pixel `q` reads, unless it is padding.
+fn source(q: usize, t: usize, h: usize, w: usize) -> Option<usize> {
+    let (y, x) = (q / w, q % w);
+    let sy = (y + t / 3).checked_sub(1).filter(|&sy| sy < h)?;
+    let sx = (x + t % 3).checked_sub(1).filter(|&sx| sx < w)?;
+    Some(sy * w + sx)
+}
+
+/// `images` images (`[image][channel][pixel]` bf16 bits) as `rows[(c * hw + q) * 32 + i]`
+/// for `channel_rows` channels; channels and images past the input zero. Written in
+/// order; the 32 images' current lines of the input stay in the L1 cache meanwhile.
+fn image_rows(
+    bits: &[u16],
+    images: usize,
+    channels: usize,
+    hw: usize,
+    channel_rows: usize,
+    rows: &mut Vec<u16>,
+) {
+    rows.clear();
+    rows.resize(channel_rows * hw * IMAGES, 0);
+    let image_len = channels * hw;
+    for (cq, row) in rows
+        .chunks_exact_mut(IMAGES)
+        .take(channels * hw)
+        .enumerate()
+    {
+        for (i, v) in row.iter_mut().take(images).enumerate() {
+            *v = bits[i * image_len + cq];
+        }
+    }
+}
+
+/// `images` images (`[image][channel][pixel]` bf16 bits) as `pairs[(q * 16 + p) *
+/// channel_cols + c]` = image `2p` (low half) and `2p + 1` at pixel `q` of channel `c`;
+/// channels and images past the input zero. Written in order; the lines of the input
+/// being read (one per image and channel) stay in the L2 cache meanwhile.
+fn image_pairs(
+    bits: &[u16],
+    images: usize,
+    channels: usize,
+    hw: usize,
+    channel_cols: usize,
+    pairs: &mut Vec<u32>,
+) {
+    pairs.clear();
+    pairs.resize(hw * 16 * channel_cols, 0);
+    let image_len = channels * hw;
+    let value = |i: usize, at: usize| {
+        if i < images {
+            bits[i * image_len + at]
+        } else {
+            0
+        }
+    };
+    for (qp, row) in pairs.chunks_exact_mut(channel_cols).enumerate() {
+        let (q, p) = (qp / 16, qp % 16);
+        if 2 * p >= images {
+            continue;
+        }
+        for (c, pair) in row.iter_mut().take(channels).enumerate() {
+            let at = c * hw + q;
+            *pair = u32::from(value(2 * p, at)) | u32::from(value(2 * p + 1, at)) << 16;
+        }
+    }
+}
+
 /// Per part of the depth, per output pixel, the steps of the taps that read a pixel of
 /// the image (not the padding): taps in order, then the part's input channel blocks.
 fn steps(in_blocks: usize, h: usize, w: usize) -> Vec<Vec<Vec<Step>>> {
@@ -154,13 +355,8 @@ fn steps(in_blocks: usize, h: usize, w: usize) -> Vec<Vec<Vec<Step>>> {
             let blocks = cb0..(cb0 + DEPTH_PART).min(in_blocks);
             (0..hw)
                 .map(|q| {
-                    let (y, x) = (q / w, q % w);
                     (0..9)
-                        .filter_map(|t| {
-                            let sy = (y + t / 3).checked_sub(1).filter(|&sy| sy < h)?;
-                            let sx = (x + t % 3).checked_sub(1).filter(|&sx| sx < w)?;
-                            Some((t, sy * w + sx))
-                        })
+                        .filter_map(|t| Some((t, source(q, t, h, w)?)))
                         .flat_map(|(t, source)| {
                             blocks.clone().map(move |cb| Step {
                                 a: ((t * in_blocks + cb) * BLOCK_BYTES) as isize,

@@ -576,6 +576,8 @@ fn small_images_take_the_lanes_and_match_f64_sums() {
         check_conv(&g, seed % 2 == 1, seed);
     }
     assert!(!lanes(64, 16 * 16) && !lanes(63, 49));
+    let weight_grad = super::conv3x3_lanes::takes_weight_grad;
+    assert!(weight_grad(64, 7 * 7) && !weight_grad(64, 8 * 7) && !weight_grad(63, 9));
 }
 
 /// `y = x W^T + b` and its gradients, term by term in f64 on the rounded operands.
