@@ -319,13 +319,12 @@ fn backward_group<O: Stored>(
             let out = &mut gx[(chunk.start - range.start) * c_in * hw..][..chunk.len() * c_in * hw];
             conv.chunk(&session, &flat, &gy_pairs, plane, out, &mut results);
         }
-        let guard = flat.guard();
         // Steps per range of position blocks and tap.
-        let ranges: Vec<(usize, Vec<Vec<Step>>)> = (0..flat.blocks())
+        let ranges: Vec<Vec<Vec<Step>>> = (0..flat.blocks())
             .step_by(WEIGHT_GRAD_BLOCKS)
             .map(|fb0| {
                 let fbs = fb0..(fb0 + WEIGHT_GRAD_BLOCKS).min(flat.blocks());
-                let taps = (0..9)
+                (0..9)
                     .map(|t| {
                         fbs.clone()
                             .map(|fb| Step {
@@ -334,48 +333,21 @@ fn backward_group<O: Stored>(
                             })
                             .collect()
                     })
-                    .collect();
-                (fb0, taps)
+                    .collect()
             })
             .collect();
-        // For one pair of channel blocks, the nine taps' sums (36 KiB) stay in L2 while
-        // the ranges pass, and each range's image rows and dL/dy pairs in L1 while the
-        // nine taps use them: each operand streams from L2 or L3 once per pair.
-        for ci_block in 0..ci_pad / BLOCK {
-            for co_block in 0..co_pad / BLOCK {
-                for (fb0, taps) in &ranges {
-                    let init = if index == 0 && *fb0 == 0 {
-                        Init::Zero
-                    } else {
-                        Init::Accumulate
-                    };
-                    for (t, steps) in taps.iter().enumerate() {
-                        let block = Block {
-                            a: x_rows[ci_block * BLOCK * row_stride + guard..]
-                                .as_ptr()
-                                .cast(),
-                            a_stride: row_stride * 2,
-                            b: gy_positions[co_block * BLOCK..].as_ptr().cast(),
-                            b_stride: co_pad * 4,
-                            b_half: ADJACENT,
-                            c: acc_ptr.wrapping_add(
-                                (t * ci_pad + ci_block * BLOCK) * co_pad + co_block * BLOCK,
-                            ),
-                            c_stride: co_pad * 4,
-                            c_half: ADJACENT,
-                        };
-                        // SAFETY: A: rows ci_block*32 + 0..32 of x_rows, 32 positions from
-                        // guard + 32 fb + shift >= 0, ending before flat.len() <= row_stride.
-                        // B: position pairs 16 fb + 0..16 < pair_rows, channels co_block*32
-                        // + 0..32 <= co_pad. C: a 32x32 block of the tap's ci_pad x co_pad
-                        // sums inside `acc`'s capacity, written whole by the first range of
-                        // the first chunk (Init::Zero) before any range reads it. Session
-                        // on this thread.
-                        unsafe { microkernel::run(&session, &block, steps, init) };
-                    }
-                }
-            }
-        }
+        let products = WeightGradProducts {
+            a: x_rows[flat.guard()..].as_ptr().cast(),
+            a_stride: row_stride * 2,
+            b: gy_positions.as_ptr(),
+            ci_pad,
+            co_pad,
+        };
+        // SAFETY: A: rows 0..ci_pad of x_rows, 32 positions from guard + 32 fb + shift >= 0,
+        // ending before flat.len() <= row_stride. B: position pairs 16 fb + 0..16 <
+        // pair_rows of co_pad channels. `acc` holds 9 x ci_pad x co_pad sums, written whole
+        // by the first chunk's first range. Session on this thread.
+        unsafe { products.run(&session, &ranges, index == 0, acc_ptr) };
     }
     drop(session);
     if range.is_empty() {
@@ -385,6 +357,75 @@ fn backward_group<O: Stored>(
     // 9 x ci_pad x co_pad sums, block by block.
     unsafe { acc.set_len(len) };
     acc
+}
+
+/// The weight gradient's products of one chunk of images, in either layout (flat here,
+/// images in the lanes in `conv3x3_lanes.rs`): `dW[tap] (C_in x C_out) += A_s * B_s`
+/// over each range's steps of each tap, where `A` is rows of 32 input channels (the
+/// images' values along the depth), `a_stride` bytes apart from `a`, and `B` is `dL/dy`
+/// as pairs along the depth, `co_pad` channels per row, from `b`.
+pub(super) struct WeightGradProducts {
+    pub a: *const u8,
+    pub a_stride: usize,
+    pub b: *const u32,
+    pub ci_pad: usize,
+    pub co_pad: usize,
+}
+
+impl WeightGradProducts {
+    /// Adds the products of `ranges` (per range, per tap, the steps) to `acc`
+    /// (`[tap][ci_pad][co_pad]` sums), or with `first_chunk` has the first range write
+    /// them (a tap without steps there writes zeros).
+    ///
+    /// For one pair of channel blocks, the nine taps' sums (36 KiB) stay in L2 while the
+    /// ranges pass, and each range's operands in L1 while the nine taps use them: each
+    /// operand streams from L2 or L3 once per pair.
+    ///
+    /// # Safety
+    /// Every step of `ranges`, read as the microkernel reads it from `a + ci_block * 32 *
+    /// a_stride` (rows `a_stride` apart) and `b + co_block * 32` (rows `co_pad` words
+    /// apart) for every block of 32 input and of 32 output channels, must stay inside the
+    /// operands; `acc` must hold `9 * ci_pad * co_pad` f32, written whole before they are
+    /// read (so `first_chunk` on the first call); the session must be this thread's.
+    pub unsafe fn run(
+        &self,
+        session: &Session,
+        ranges: &[Vec<Vec<Step>>],
+        first_chunk: bool,
+        acc: *mut f32,
+    ) {
+        let (ci_pad, co_pad) = (self.ci_pad, self.co_pad);
+        for ci_block in 0..ci_pad / BLOCK {
+            for co_block in 0..co_pad / BLOCK {
+                for (r, taps) in ranges.iter().enumerate() {
+                    let init = if first_chunk && r == 0 {
+                        Init::Zero
+                    } else {
+                        Init::Accumulate
+                    };
+                    for (t, steps) in taps.iter().enumerate() {
+                        let block = Block {
+                            a: self.a.wrapping_add(ci_block * BLOCK * self.a_stride),
+                            a_stride: self.a_stride,
+                            b: self.b.wrapping_add(co_block * BLOCK).cast(),
+                            b_stride: co_pad * 4,
+                            b_half: ADJACENT,
+                            c: acc.wrapping_add(
+                                (t * ci_pad + ci_block * BLOCK) * co_pad + co_block * BLOCK,
+                            ),
+                            c_stride: co_pad * 4,
+                            c_half: ADJACENT,
+                        };
+                        // SAFETY: the operands per the caller's contract; C: a 32x32 block
+                        // of the tap's ci_pad x co_pad sums inside `acc`, written by the
+                        // first range of the first chunk (Init::Zero) before any range
+                        // reads it.
+                        unsafe { microkernel::run(session, &block, steps, init) };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A 3x3 convolution's packed weights and sizes, applied chunk by chunk.

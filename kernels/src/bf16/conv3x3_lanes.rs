@@ -28,6 +28,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::conv3x3::WeightGradProducts;
 use super::flat::stride;
 use super::microkernel::{self, Block, Init, Step, ADJACENT, BLOCK, DEPTH};
 use super::pack::{Line, BLOCK_BYTES};
@@ -231,40 +232,19 @@ pub(super) fn weight_grad(
                 }
                 image_rows(&x_bits, images, c_in, hw, ci_pad, &mut x_rows);
                 image_pairs(&gy_bits, images, c_out, hw, co_pad, &mut gy_pairs);
-                for ci_block in 0..ci_pad / BLOCK {
-                    for co_block in 0..co_pad / BLOCK {
-                        for (r, taps) in ranges.iter().enumerate() {
-                            let init = if index == 0 && r == 0 {
-                                Init::Zero
-                            } else {
-                                Init::Accumulate
-                            };
-                            for (t, steps) in taps.iter().enumerate() {
-                                let block = Block {
-                                    a: x_rows[ci_block * BLOCK * hw * IMAGES..].as_ptr().cast(),
-                                    a_stride: hw * IMAGES * 2,
-                                    b: gy_pairs[co_block * BLOCK..].as_ptr().cast(),
-                                    b_stride: co_pad * 4,
-                                    b_half: ADJACENT,
-                                    c: acc_ptr.wrapping_add(
-                                        (t * ci_pad + ci_block * BLOCK) * co_pad + co_block * BLOCK,
-                                    ),
-                                    c_stride: co_pad * 4,
-                                    c_half: ADJACENT,
-                                };
-                                // SAFETY: A: rows ci_block*32 + 0..32 < ci_pad of `x_rows`
-                                // (ci_pad x hw x 32 halfwords), 32 images at a pixel of the
-                                // image. B: image pairs 0..16 of a pixel, channels
-                                // co_block*32 + 0..32 <= co_pad, inside `gy_pairs` (hw x 16
-                                // x co_pad words). C: a 32x32 block of the tap's ci_pad x
-                                // co_pad sums inside `acc`'s capacity, written whole by the
-                                // first range of the first chunk (Init::Zero) before any
-                                // range reads it. Session on this thread.
-                                unsafe { microkernel::run(&session, &block, steps, init) };
-                            }
-                        }
-                    }
-                }
+                let products = WeightGradProducts {
+                    a: x_rows.as_ptr().cast(),
+                    a_stride: hw * IMAGES * 2,
+                    b: gy_pairs.as_ptr(),
+                    ci_pad,
+                    co_pad,
+                };
+                // SAFETY: A: rows 0..ci_pad of `x_rows` (ci_pad x hw x 32 halfwords), 32
+                // images at a pixel of the image. B: image pairs 0..16 of a pixel, co_pad
+                // channels each, inside `gy_pairs` (hw x 16 x co_pad words). `acc` holds 9 x
+                // ci_pad x co_pad sums, written whole by the first chunk's first range.
+                // Session on this thread.
+                unsafe { products.run(&session, &ranges, index == 0, acc_ptr) };
             }
             drop(session);
             if range.is_empty() {
