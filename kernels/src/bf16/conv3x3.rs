@@ -270,10 +270,7 @@ fn backward_group<O: Stored>(
     let (c_in, c_out, h, w) = (g.in_channels, g.out_channels, g.in_h, g.in_w);
     let hw = h * w;
     let (ci_pad, co_pad) = (c_in.next_multiple_of(BLOCK), c_out.next_multiple_of(BLOCK));
-    let len = 9 * ci_pad * co_pad;
-    // The first pass over the blocks writes every block of `acc`; later ones add to it.
-    let mut acc: Vec<f32> = Vec::with_capacity(len);
-    let acc_ptr = acc.spare_capacity_mut().as_mut_ptr().cast::<f32>();
+    let mut sums = WeightGradSums::new(ci_pad, co_pad);
     let session = cpu.session();
     let copies = if conv.is_some() {
         3 * co_pad + ci_pad
@@ -284,7 +281,7 @@ fn backward_group<O: Stored>(
     let per_image = copies * 2 * one.image();
     let (mut gy_rows, mut gy_pairs, mut gy_positions, mut x_rows, mut results) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (index, chunk) in chunks(range.clone(), &one, per_image).enumerate() {
+    for chunk in chunks(range.clone(), &one, per_image) {
         let flat = Flat {
             h,
             w,
@@ -345,18 +342,10 @@ fn backward_group<O: Stored>(
         };
         // SAFETY: A: rows 0..ci_pad of x_rows, 32 positions from guard + 32 fb + shift >= 0,
         // ending before flat.len() <= row_stride. B: position pairs 16 fb + 0..16 <
-        // pair_rows of co_pad channels. `acc` holds 9 x ci_pad x co_pad sums, written whole
-        // by the first chunk's first range. Session on this thread.
-        unsafe { products.run(&session, &ranges, index == 0, acc_ptr) };
+        // pair_rows of co_pad channels. Session on this thread.
+        unsafe { products.run(&session, &ranges, &mut sums) };
     }
-    drop(session);
-    if range.is_empty() {
-        return vec![0.0; len];
-    }
-    // SAFETY: the first pass (range is not empty, and every chunk has a block) wrote all
-    // 9 x ci_pad x co_pad sums, block by block.
-    unsafe { acc.set_len(len) };
-    acc
+    sums.into_sums()
 }
 
 /// The weight gradient's products of one chunk of images, in either layout (flat here,
@@ -373,9 +362,8 @@ pub(super) struct WeightGradProducts {
 }
 
 impl WeightGradProducts {
-    /// Adds the products of `ranges` (per range, per tap, the steps) to `acc`
-    /// (`[tap][ci_pad][co_pad]` sums), or with `first_chunk` has the first range write
-    /// them (a tap without steps there writes zeros).
+    /// Adds the products of `ranges` (per range, per tap, the steps) to `sums`; the first
+    /// call's first range writes them (a tap without steps there writes zeros).
     ///
     /// For one pair of channel blocks, the nine taps' sums (36 KiB) stay in L2 while the
     /// ranges pass, and each range's operands in L1 while the nine taps use them: each
@@ -385,20 +373,22 @@ impl WeightGradProducts {
     /// Every step of `ranges`, read as the microkernel reads it from `a + ci_block * 32 *
     /// a_stride` (rows `a_stride` apart) and `b + co_block * 32` (rows `co_pad` words
     /// apart) for every block of 32 input and of 32 output channels, must stay inside the
-    /// operands; `acc` must hold `9 * ci_pad * co_pad` f32, written whole before they are
-    /// read (so `first_chunk` on the first call); the session must be this thread's.
+    /// operands; the session must be this thread's.
     pub unsafe fn run(
         &self,
         session: &Session,
         ranges: &[Vec<Vec<Step>>],
-        first_chunk: bool,
-        acc: *mut f32,
+        sums: &mut WeightGradSums,
     ) {
         let (ci_pad, co_pad) = (self.ci_pad, self.co_pad);
+        let len = 9 * ci_pad * co_pad;
+        assert!(sums.len == len && !ranges.is_empty());
+        let first_call = sums.values.is_empty();
+        let acc = sums.values.as_mut_ptr();
         for ci_block in 0..ci_pad / BLOCK {
             for co_block in 0..co_pad / BLOCK {
                 for (r, taps) in ranges.iter().enumerate() {
-                    let init = if first_chunk && r == 0 {
+                    let init = if first_call && r == 0 {
                         Init::Zero
                     } else {
                         Init::Accumulate
@@ -417,13 +407,45 @@ impl WeightGradProducts {
                             c_half: ADJACENT,
                         };
                         // SAFETY: the operands per the caller's contract; C: a 32x32 block
-                        // of the tap's ci_pad x co_pad sums inside `acc`, written by the
-                        // first range of the first chunk (Init::Zero) before any range
-                        // reads it.
+                        // of the tap's ci_pad x co_pad sums inside the capacity of `sums`
+                        // (len), written by the first call's first range (Init::Zero)
+                        // before any range reads it.
                         unsafe { microkernel::run(session, &block, steps, init) };
                     }
                 }
             }
+        }
+        if first_call {
+            // SAFETY: the first range (there is one, asserted) wrote every 32x32 block of
+            // every tap's ci_pad x co_pad sums, all `len` of them.
+            unsafe { sums.values.set_len(len) };
+        }
+    }
+}
+
+/// One thread's weight-gradient sums, `[tap][C_in padded][C_out padded]`: written by the
+/// first chunk's [`WeightGradProducts::run`], added to by the others.
+pub(super) struct WeightGradSums {
+    /// Empty until the first products are written, then `len` long.
+    values: Vec<f32>,
+    len: usize,
+}
+
+impl WeightGradSums {
+    pub fn new(ci_pad: usize, co_pad: usize) -> WeightGradSums {
+        let len = 9 * ci_pad * co_pad;
+        WeightGradSums {
+            values: Vec::with_capacity(len),
+            len,
+        }
+    }
+
+    /// The sums; zeros where no products were added (a thread without images).
+    pub fn into_sums(self) -> Vec<f32> {
+        if self.values.len() == self.len {
+            self.values
+        } else {
+            vec![0.0; self.len]
         }
     }
 }

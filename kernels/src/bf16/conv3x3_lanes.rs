@@ -28,7 +28,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::conv3x3::WeightGradProducts;
+use super::conv3x3::{WeightGradProducts, WeightGradSums};
 use super::flat::stride;
 use super::microkernel::{self, Block, Init, Step, ADJACENT, BLOCK, DEPTH};
 use super::pack::{Line, BLOCK_BYTES};
@@ -96,13 +96,15 @@ pub(super) fn convolve<O: Stored>(
     assert!(taps.weights.len() >= c_out.div_ceil(BLOCK) * 9 * taps.in_blocks * BLOCK);
     assert_eq!(x.len(), batch * in_channels * hw);
     let parts = steps(taps.in_blocks, h, w);
+    let results_stride = stride(hw * IMAGES, 4);
     let len = batch * c_out * hw;
     let mut y: Vec<O> = Vec::with_capacity(len);
     let groups = groups(batch);
     let outs = split_groups(&mut y.spare_capacity_mut()[..len], c_out * hw, &groups);
     groups.par_iter().zip(outs).for_each(|(range, out)| {
         let session = cpu.session();
-        let (mut bits, mut pairs, mut results) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bits, mut pairs) = (Vec::new(), Vec::new());
+        let mut results = vec![0.0f32; BLOCK * results_stride];
         for first in range.clone().step_by(IMAGES) {
             let images = IMAGES.min(range.end - first);
             let x = x.slice(first * in_channels * hw..(first + images) * in_channels * hw);
@@ -117,8 +119,6 @@ pub(super) fn convolve<O: Stored>(
                 &mut pairs,
             );
             let out = &mut out[(first - range.start) * c_out * hw..][..images * c_out * hw];
-            let results_stride = stride(hw * IMAGES, 4);
-            results.resize(BLOCK * results_stride, 0.0f32);
             for co_block in 0..c_out.div_ceil(BLOCK) {
                 for (part, per_pixel) in parts.iter().enumerate() {
                     let init = match (part, taps.bias_rows) {
@@ -206,18 +206,14 @@ pub(super) fn weight_grad(
                 .collect()
         })
         .collect();
-    let len = 9 * ci_pad * co_pad;
     groups(batch)
         .par_iter()
         .map(|range| {
             let session = cpu.session();
-            // The first chunk's first range writes every block of `acc` (a tap with no
-            // step there writes zeros); later ones add to it.
-            let mut acc: Vec<f32> = Vec::with_capacity(len);
-            let acc_ptr = acc.spare_capacity_mut().as_mut_ptr().cast::<f32>();
+            let mut sums = WeightGradSums::new(ci_pad, co_pad);
             let (mut x_bits, mut gy_bits, mut x_rows, mut gy_pairs) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (index, first) in range.clone().step_by(IMAGES).enumerate() {
+            for first in range.clone().step_by(IMAGES) {
                 let images = IMAGES.min(range.end - first);
                 // SAFETY: the Cpu proves AVX512-BF16.
                 unsafe {
@@ -241,19 +237,11 @@ pub(super) fn weight_grad(
                 };
                 // SAFETY: A: rows 0..ci_pad of `x_rows` (ci_pad x hw x 32 halfwords), 32
                 // images at a pixel of the image. B: image pairs 0..16 of a pixel, co_pad
-                // channels each, inside `gy_pairs` (hw x 16 x co_pad words). `acc` holds 9 x
-                // ci_pad x co_pad sums, written whole by the first chunk's first range.
-                // Session on this thread.
-                unsafe { products.run(&session, &ranges, index == 0, acc_ptr) };
+                // channels each, inside `gy_pairs` (hw x 16 x co_pad words). Session on
+                // this thread.
+                unsafe { products.run(&session, &ranges, &mut sums) };
             }
-            drop(session);
-            if range.is_empty() {
-                return vec![0.0; len];
-            }
-            // SAFETY: the first range of the first chunk (range is not empty) wrote all 9 x
-            // ci_pad x co_pad sums, block by block.
-            unsafe { acc.set_len(len) };
-            acc
+            sums.into_sums()
         })
         .collect()
 }
