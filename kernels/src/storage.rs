@@ -30,8 +30,12 @@ use crate::{DType, Device, Element, Error, Result};
 pub enum Storage {
     /// Host memory.
     Cpu(CpuStorage),
-    /// GPU memory (f32 only: the CUDA kernels compute in single precision).
+    /// GPU memory, f32: what every CUDA kernel computes in.
     Cuda(CudaStorage),
+    /// GPU memory, bf16: activations and their gradients stored under autocast, read and
+    /// written by the kernels between two convolutions, which compute in f32. The device
+    /// holds each value's bits (`bf16::to_bits`).
+    CudaBf16(CudaStorage<u16>),
 }
 
 /// A host buffer, one variant per element type.
@@ -47,17 +51,22 @@ pub enum CpuStorage {
 /// Routes an op to its kernel, the one place that does so: by the device of `$operand`,
 /// then on the CPU by its element type, binding `$T` to `f32` or `f64` for the generic CPU
 /// kernel. A host bf16 operand (an activation stored under autocast) goes to the `bf16`
-/// arm where the op has one, and is [`Error::Unsupported`] where it has none.
+/// arm where the op has one, and is [`Error::Unsupported`] where it has none; a device
+/// bf16 operand likewise goes to the `cuda_bf16` arm.
 ///
 /// ```ignore
 /// dispatch!(OP, x, cpu::<T> => forward_cpu::<T>(x), cuda(x) => cuda::forward(x))
 /// dispatch!(OP, x, cpu::<T> => forward_cpu::<T>(x), bf16 => forward_bf16(x), cuda(x) => cuda::forward(x))
+/// dispatch!(OP, x, cpu::<T> => .., bf16 => .., cuda(x) => cuda::forward(x), cuda_bf16(x) => cuda::forward(x))
 /// ```
 macro_rules! dispatch {
     ($op:expr, $operand:ident, cpu::<$T:ident> => $cpu:expr, cuda($gpu:ident) => $cuda:expr $(,)?) => {
         dispatch!($op, $operand, cpu::<$T> => $cpu, bf16 => Err($crate::Error::unsupported($op, $crate::DType::BF16, $crate::Device::Cpu)), cuda($gpu) => $cuda)
     };
     ($op:expr, $operand:ident, cpu::<$T:ident> => $cpu:expr, bf16 => $bf16:expr, cuda($gpu:ident) => $cuda:expr $(,)?) => {
+        dispatch!($op, $operand, cpu::<$T> => $cpu, bf16 => $bf16, cuda($gpu) => $cuda, cuda_bf16(_unused) => Err($crate::Error::unsupported($op, $crate::DType::BF16, $operand.device())))
+    };
+    ($op:expr, $operand:ident, cpu::<$T:ident> => $cpu:expr, bf16 => $bf16:expr, cuda($gpu:ident) => $cuda:expr, cuda_bf16($gpu_bf16:ident) => $cuda_bf16:expr $(,)?) => {
         match $operand {
             $crate::Storage::Cpu(_) => match $operand.dtype() {
                 $crate::DType::F32 => {
@@ -71,6 +80,7 @@ macro_rules! dispatch {
                 $crate::DType::BF16 => $bf16,
             },
             $crate::Storage::Cuda($gpu) => $cuda,
+            $crate::Storage::CudaBf16($gpu_bf16) => $cuda_bf16,
         }
     };
 }
@@ -169,6 +179,9 @@ impl Storage {
                 len,
                 value as f32,
             )?)),
+            (Device::Cuda(_), DType::BF16) => {
+                Self::full(len, value, DType::F32, device)?.to_dtype(DType::BF16)
+            }
             (Device::Cuda(_), _) => Err(Error::unsupported("full", dtype, device)),
         }
     }
@@ -183,6 +196,7 @@ impl Storage {
         match self {
             Storage::Cpu(host) => host.len(),
             Storage::Cuda(c) => c.len(),
+            Storage::CudaBf16(c) => c.len(),
         }
     }
 
@@ -194,6 +208,7 @@ impl Storage {
         match self {
             Storage::Cpu(host) => host.dtype(),
             Storage::Cuda(c) => c.dtype(),
+            Storage::CudaBf16(c) => c.dtype(),
         }
     }
 
@@ -201,30 +216,47 @@ impl Storage {
         match self {
             Storage::Cpu(_) => Device::Cpu,
             Storage::Cuda(c) => c.device(),
+            Storage::CudaBf16(c) => c.device(),
         }
     }
 
     /// A copy of this buffer on `device` (a cheap clone when it is already there).
-    /// Moving to a CUDA device opens it on first use; only f32 buffers can go there.
+    /// Moving to a CUDA device opens it on first use; f32 and bf16 buffers can go there.
     pub fn to_device(&self, device: Device) -> Result<Storage> {
         if self.device() == device {
             return Ok(self.clone());
         }
         match (self, device) {
             (Storage::Cuda(c), _) => Storage::f32(c.to_host()?).to_device(device),
+            (Storage::CudaBf16(c), _) => {
+                let bits = c.to_host()?;
+                Storage::bf16(bits.into_iter().map(bf16::from_bits).collect()).to_device(device)
+            }
             (Storage::Cpu(CpuStorage::F32(v)), Device::Cuda(ordinal)) => Ok(Storage::Cuda(
                 CudaStorage::from_host(v, &cuda::open(ordinal)?)?,
             )),
+            (Storage::Cpu(CpuStorage::BF16(v)), Device::Cuda(ordinal)) => {
+                let bits: Vec<u16> = v.iter().map(|x| x.to_bits()).collect();
+                Ok(Storage::CudaBf16(CudaStorage::from_host(
+                    &bits,
+                    &cuda::open(ordinal)?,
+                )?))
+            }
             (Storage::Cpu(host), _) => Err(Error::unsupported("to_device", host.dtype(), device)),
         }
     }
 
-    /// A copy with elements converted to `dtype`, on the same device.
+    /// A copy with elements converted to `dtype`, on the same device. To bf16 rounds each
+    /// value to nearest, ties to even (`half::bf16::from_f32`'s bits, on either device).
     pub fn to_dtype(&self, dtype: DType) -> Result<Storage> {
-        match self {
-            Storage::Cpu(host) => Ok(Storage::Cpu(host.to_dtype(dtype))),
-            Storage::Cuda(_) if dtype == DType::F32 => Ok(self.clone()),
-            Storage::Cuda(c) => Err(Error::unsupported("to_dtype", dtype, c.device())),
+        match (self, dtype) {
+            (Storage::Cpu(host), _) => Ok(Storage::Cpu(host.to_dtype(dtype))),
+            (Storage::Cuda(_), DType::F32) | (Storage::CudaBf16(_), DType::BF16) => {
+                Ok(self.clone())
+            }
+            (Storage::Cuda(c), DType::BF16) => Ok(Storage::CudaBf16(c.to_bf16()?)),
+            (Storage::CudaBf16(c), DType::F32) => Ok(Storage::Cuda(c.to_f32()?)),
+            (_, DType::F64) => Err(Error::unsupported("to_dtype", dtype, self.device())),
         }
     }
 
@@ -233,6 +265,7 @@ impl Storage {
         match self {
             Storage::Cpu(host) => Ok(host.to_vec_f32()),
             Storage::Cuda(c) => c.to_host(),
+            Storage::CudaBf16(c) => Ok(c.to_host()?.into_iter().map(bf16_bits_to_f32).collect()),
         }
     }
 
@@ -241,6 +274,11 @@ impl Storage {
         match self {
             Storage::Cpu(host) => Ok(host.to_vec_f64()),
             Storage::Cuda(c) => Ok(c.to_host()?.into_iter().map(f64::from).collect()),
+            Storage::CudaBf16(c) => Ok(c
+                .to_host()?
+                .into_iter()
+                .map(|bits| f64::from(bf16_bits_to_f32(bits)))
+                .collect()),
         }
     }
 
@@ -267,6 +305,36 @@ impl Storage {
         match self {
             Storage::Cpu(CpuStorage::BF16(values)) => Ok(values),
             _ => Err(wrong_dtype(op, operand, found, DType::BF16)),
+        }
+    }
+
+    /// Borrows the device bf16 buffer of an operand of `op` that must live on `device`, or
+    /// says what and where it is instead.
+    pub fn cuda_bf16(
+        &self,
+        op: &'static str,
+        operand: &str,
+        device: Device,
+    ) -> Result<&CudaStorage<u16>> {
+        match self {
+            Storage::CudaBf16(c) if c.device() == device => Ok(c),
+            _ => Err(self.not_on_as(op, operand, device, DType::BF16)),
+        }
+    }
+
+    /// Mutable [`Storage::cuda_bf16`], for bf16 operands an op updates in place.
+    pub fn cuda_bf16_mut(
+        &mut self,
+        op: &'static str,
+        operand: &str,
+        device: Device,
+    ) -> Result<&mut CudaStorage<u16>> {
+        if self.device() != device || self.dtype() != DType::BF16 {
+            return Err(self.not_on_as(op, operand, device, DType::BF16));
+        }
+        match self {
+            Storage::CudaBf16(c) => Ok(c),
+            other => Err(other.not_on_as(op, operand, device, DType::BF16)),
         }
     }
 
@@ -302,10 +370,14 @@ impl Storage {
     }
 
     fn not_on(&self, op: &'static str, operand: &str, device: Device) -> Error {
+        self.not_on_as(op, operand, device, DType::F32)
+    }
+
+    fn not_on_as(&self, op: &'static str, operand: &str, device: Device, dtype: DType) -> Error {
         Error::mismatch(
             op,
             format!(
-                "{operand} is {} on {}, expected f32 on {device}",
+                "{operand} is {} on {}, expected {dtype} on {device}",
                 self.dtype(),
                 self.device()
             ),
@@ -323,6 +395,11 @@ impl Storage {
             ))
         }
     }
+}
+
+/// The value of a bf16 held as its bits (exact).
+fn bf16_bits_to_f32(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
 }
 
 fn wrong_operand<T: Element>(op: &'static str, operand: &str, found: (DType, Device)) -> Error {

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
+use cudarc::cublas::sys::{
+    cublasComputeType_t, cublasGemmAlgo_t, cublasMath_t, cublasOperation_t, cudaDataType_t,
+};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{
@@ -464,56 +466,21 @@ impl CudaBackend {
         accumulate: bool,
     ) -> Result<()> {
         const OP: &str = "sgemm";
-        let needed = |stride: usize, rows: usize, cols: usize| {
-            let one = rows.checked_mul(cols)?;
-            if batch == 0 {
-                return Some(0);
-            }
-            stride.checked_mul(batch - 1)?.checked_add(one)
-        };
-        let fits = |len: usize, need: Option<usize>| need.is_some_and(|need| need <= len);
-        if !(fits(a.len(), needed(stride_a, m, k))
-            && fits(b.len(), needed(stride_b, k, n))
-            && fits(c.len(), needed(stride_c, m, n)))
-        {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "buffers of {} / {} / {} elements are too short for {batch} product(s) \
-                     m={m} n={n} k={k} with strides {stride_a} / {stride_b} / {stride_c}",
-                    a.len(),
-                    b.len(),
-                    c.len()
-                ),
-            ));
-        }
+        let lengths = (a.len(), b.len(), c.len());
+        check_product_lengths(
+            OP,
+            batch,
+            (m, n, k),
+            (stride_a, stride_b, stride_c),
+            lengths,
+        )?;
         if batch == 0 || m == 0 || n == 0 {
             return Ok(());
         }
         // cuBLAS runs in whatever context is current on the calling thread.
         driver(self.ctx.bind_to_thread(), "could not bind the CUDA context")?;
         if k == 0 {
-            // An empty sum: each product's c is zero (or unchanged when accumulating), and
-            // what lies between them untouched. cuBLAS is not asked, as it rejects a leading
-            // dimension of 0.
-            if !accumulate {
-                const F32_BYTES: u64 = std::mem::size_of::<f32>() as u64;
-                let (ptr, _record) = c.device_ptr_mut(&self.stream);
-                for span in output_spans(batch, m, n, stride_c) {
-                    // SAFETY: every span lies inside the elements the products write,
-                    // which the length check above bounds by `c`'s length.
-                    let zeroed = unsafe {
-                        cudarc::driver::result::memset_d8_async(
-                            ptr + span.start as u64 * F32_BYTES,
-                            0,
-                            span.len() * std::mem::size_of::<f32>(),
-                            self.stream.cu_stream(),
-                        )
-                    };
-                    driver(zeroed, "could not zero a product")?;
-                }
-            }
-            return Ok(());
+            return self.empty_sums(c, (batch, m, n, stride_c), accumulate);
         }
         let int = |what: &str, v: usize| super::to_i32(OP, what, v);
         let long = |what: &str, v: usize| {
@@ -571,6 +538,144 @@ impl CudaBackend {
         drop(blas);
         self.wait_if_synchronous(|| format!("cuBLAS sgemm ({batch} x m={m} n={n} k={k})"))
     }
+
+    /// [`CudaBackend::sgemm`] on bf16 operands: `a` and `b` hold bf16 (as their bits), the products are
+    /// summed in f32 (`CUBLAS_COMPUTE_32F`, on the tensor cores) into the f32 `c`, as
+    /// PyTorch's autocast products and the CPU's `kernels::bf16` kernels compute them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_bf16<A: DevicePtr<u16>, B: DevicePtr<u16>, C: DevicePtrMut<f32>>(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &A,
+        a_transposed: bool,
+        b: &B,
+        b_transposed: bool,
+        c: &mut C,
+        accumulate: bool,
+    ) -> Result<()> {
+        const OP: &str = "gemm_bf16";
+        let lengths = (a.len(), b.len(), c.len());
+        check_product_lengths(OP, 1, (m, n, k), (0, 0, 0), lengths)?;
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        driver(self.ctx.bind_to_thread(), "could not bind the CUDA context")?;
+        if k == 0 {
+            return self.empty_sums(c, (1, m, n, 0), accumulate);
+        }
+        let int = |what: &str, v: usize| super::to_i32(OP, what, v);
+        // Row-major as column-major, b first: see sgemm_strided_batched.
+        let op = |transposed: bool| {
+            if transposed {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let (rows, cols, depth) = (int("n", n)?, int("m", m)?, int("k", k)?);
+        let lda = int("ldb", if b_transposed { k } else { n })?;
+        let ldb = int("lda", if a_transposed { m } else { k })?;
+        let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0 });
+        let blas = lock(&self.blas);
+        let (a_ptr, _record_a) = a.device_ptr(&self.stream);
+        let (b_ptr, _record_b) = b.device_ptr(&self.stream);
+        let (c_ptr, _record_c) = c.device_ptr_mut(&self.stream);
+        // SAFETY: the length check bounds every element read and written by the buffers'
+        // lengths; alpha and beta are f32 on the host, as CUBLAS_COMPUTE_32F requires; the
+        // handle is alive (owned by `blas`) and bound to this backend's stream.
+        let result = unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *blas.handle(),
+                op(b_transposed),
+                op(a_transposed),
+                rows,
+                cols,
+                depth,
+                (&alpha) as *const f32 as *const _,
+                b_ptr as *const _,
+                cudaDataType_t::CUDA_R_16BF,
+                lda,
+                a_ptr as *const _,
+                cudaDataType_t::CUDA_R_16BF,
+                ldb,
+                (&beta) as *const f32 as *const _,
+                c_ptr as *mut _,
+                cudaDataType_t::CUDA_R_32F,
+                rows,
+                cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        };
+        result
+            .map_err(|e| cuda_error(&format!("cuBLAS bf16 gemm failed (m={m} n={n} k={k})"), e))?;
+        drop(blas);
+        self.wait_if_synchronous(|| format!("cuBLAS bf16 gemm (m={m} n={n} k={k})"))
+    }
+
+    /// The result of products over an empty sum (`k == 0`): each product's `c` is zero, or
+    /// unchanged when accumulating, and what lies between them untouched. (cuBLAS is not
+    /// asked: it rejects a leading dimension of 0.)
+    fn empty_sums<C: DevicePtrMut<f32>>(
+        &self,
+        c: &mut C,
+        (batch, m, n, stride_c): (usize, usize, usize, usize),
+        accumulate: bool,
+    ) -> Result<()> {
+        if accumulate {
+            return Ok(());
+        }
+        const F32_BYTES: u64 = std::mem::size_of::<f32>() as u64;
+        let (ptr, _record) = c.device_ptr_mut(&self.stream);
+        for span in output_spans(batch, m, n, stride_c) {
+            // SAFETY: every span lies inside the elements the products write, which the
+            // caller's length check bounds by `c`'s length.
+            let zeroed = unsafe {
+                cudarc::driver::result::memset_d8_async(
+                    ptr + span.start as u64 * F32_BYTES,
+                    0,
+                    span.len() * std::mem::size_of::<f32>(),
+                    self.stream.cu_stream(),
+                )
+            };
+            driver(zeroed, "could not zero a product")?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `batch` row-major products `m x k` by `k x n` into `m x n`, the operands
+/// `strides` elements apart, fit in buffers of `lengths` elements: too short is an error
+/// naming the sizes, not a fault on the device.
+fn check_product_lengths(
+    op: &'static str,
+    batch: usize,
+    (m, n, k): (usize, usize, usize),
+    (stride_a, stride_b, stride_c): (usize, usize, usize),
+    (a_len, b_len, c_len): (usize, usize, usize),
+) -> Result<()> {
+    let needed = |stride: usize, rows: usize, cols: usize| {
+        let one = rows.checked_mul(cols)?;
+        if batch == 0 {
+            return Some(0);
+        }
+        stride.checked_mul(batch - 1)?.checked_add(one)
+    };
+    let fits = |len: usize, need: Option<usize>| need.is_some_and(|need| need <= len);
+    if fits(a_len, needed(stride_a, m, k))
+        && fits(b_len, needed(stride_b, k, n))
+        && fits(c_len, needed(stride_c, m, n))
+    {
+        return Ok(());
+    }
+    Err(Error::shape(
+        op,
+        format!(
+            "buffers of {a_len} / {b_len} / {c_len} elements are too short for {batch} \
+             product(s) m={m} n={n} k={k} with strides {stride_a} / {stride_b} / {stride_c}"
+        ),
+    ))
 }
 
 /// The elements of `c` that `batch` row-major `m x n` products written `stride_c` apart

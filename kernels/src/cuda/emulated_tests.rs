@@ -32,14 +32,14 @@ const RTLD_NOW: c_int = 2;
 type LaunchFn = unsafe extern "C" fn(*const c_char, u32, u32, u32, *mut *mut c_void) -> c_int;
 
 /// The compiled kernels. The emulator's launch state is global, so launches are serialised.
-struct Emulator {
+pub(super) struct Emulator {
     launch: LaunchFn,
     lock: Mutex<()>,
 }
 
 /// One kernel argument, as the kernel declares it.
 #[derive(Clone, Copy)]
-enum Arg {
+pub(super) enum Arg {
     Ptr(*mut c_void),
     I32(i32),
     U32(u32),
@@ -49,21 +49,21 @@ enum Arg {
 }
 
 /// A `const T*` argument.
-fn input<T>(values: &[T]) -> Arg {
+pub(super) fn input<T>(values: &[T]) -> Arg {
     Arg::Ptr(values.as_ptr() as *mut c_void)
 }
 
 /// A `T*` argument the kernel writes.
-fn output<T>(values: &mut [T]) -> Arg {
+pub(super) fn output<T>(values: &mut [T]) -> Arg {
     Arg::Ptr(values.as_mut_ptr() as *mut c_void)
 }
 
 /// Threads per block in the emulation: a multiple of 32 like the real 256, smaller so
 /// that grids of several blocks (and the striding between them) are exercised.
-const BLOCK: (u32, u32) = (64, 1);
+pub(super) const BLOCK: (u32, u32) = (64, 1);
 
 impl Emulator {
-    fn launch(&self, name: &str, grid: u32, block: (u32, u32), args: &[Arg]) {
+    pub(super) fn launch(&self, name: &str, grid: u32, block: (u32, u32), args: &[Arg]) {
         let mut values = args.to_vec();
         let mut pointers: Vec<*mut c_void> = values
             .iter_mut()
@@ -173,7 +173,7 @@ fn build() -> Result<Emulator, String> {
 
 /// The emulator, or `None` (with the reason printed) where g++ is missing; under CI a
 /// missing g++ is a failure, since the machine image ships it.
-fn emulator() -> Option<&'static Emulator> {
+pub(super) fn emulator() -> Option<&'static Emulator> {
     static EMULATOR: OnceLock<Result<Emulator, String>> = OnceLock::new();
     match EMULATOR.get_or_init(build) {
         Ok(emulator) => Some(emulator),
@@ -188,10 +188,10 @@ fn emulator() -> Option<&'static Emulator> {
 }
 
 /// Deterministic test values in `[-scale, scale)`.
-struct Lcg(u64);
+pub(super) struct Lcg(pub(super) u64);
 
 impl Lcg {
-    fn next(&mut self) -> f32 {
+    pub(super) fn next(&mut self) -> f32 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -199,28 +199,28 @@ impl Lcg {
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
-    fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
+    pub(super) fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.next() * scale).collect()
     }
 
     /// Small whole numbers, so that pooling windows have ties.
-    fn whole(&mut self, n: usize, levels: u32) -> Vec<f32> {
+    pub(super) fn whole(&mut self, n: usize, levels: u32) -> Vec<f32> {
         (0..n)
             .map(|_| ((self.next() + 1.0) * 0.5 * levels as f32).floor())
             .collect()
     }
 }
 
-fn host(s: &Storage) -> Vec<f32> {
+pub(super) fn host(s: &Storage) -> Vec<f32> {
     s.to_vec_f32().unwrap()
 }
 
-fn dev(v: &[f32]) -> Storage {
+pub(super) fn dev(v: &[f32]) -> Storage {
     Storage::f32(v.to_vec())
 }
 
 /// Same bits (any NaN matching any NaN).
-fn assert_bitwise(what: &str, got: &[f32], want: &[f32]) {
+pub(super) fn assert_bitwise(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         assert!(
@@ -231,7 +231,7 @@ fn assert_bitwise(what: &str, got: &[f32], want: &[f32]) {
 }
 
 /// `|got - want| <= atol + rtol * |want|`, equal infinities and NaNs allowed.
-fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
+pub(super) fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let same = g == w || (g.is_nan() && w.is_nan());
@@ -244,7 +244,15 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
 
 /// Row-major `op(a) op(b)` in f64, standing in for cuBLAS.
 #[allow(clippy::too_many_arguments)]
-fn product(m: usize, n: usize, k: usize, a: &[f32], at: bool, b: &[f32], bt: bool) -> Vec<f32> {
+pub(super) fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    at: bool,
+    b: &[f32],
+    bt: bool,
+) -> Vec<f32> {
     let mut c = vec![0.0f32; m * n];
     for i in 0..m {
         for j in 0..n {

@@ -43,6 +43,18 @@ inline float __int_as_float(int v) {
     return f;
 }
 
+inline float __uint_as_float(unsigned v) {
+    float f;
+    std::memcpy(&f, &v, sizeof f);
+    return f;
+}
+
+inline unsigned __float_as_uint(float f) {
+    unsigned v;
+    std::memcpy(&v, &f, sizeof v);
+    return v;
+}
+
 inline unsigned emu_thread() { return threadIdx.x + threadIdx.y * blockDim.x; }
 
 // Every lane of the warp publishes its value, then reads lane `src`'s (its own when `src`

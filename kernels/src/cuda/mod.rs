@@ -38,6 +38,8 @@ mod backend;
 mod cache;
 mod compile;
 #[cfg(all(test, target_os = "linux"))]
+mod emulated_bf16_tests;
+#[cfg(all(test, target_os = "linux"))]
 mod emulated_tests;
 mod signature;
 mod storage;
@@ -57,8 +59,8 @@ pub use cudarc::driver::{
     LaunchConfig, PushKernelArg,
 };
 pub use signature::{kernel_params, Param};
-pub use storage::CudaStorage;
 pub(crate) use storage::{activation_backward, activation_forward, launch_into_new, wrap};
+pub use storage::{CudaElement, CudaStorage};
 
 use crate::{Error, Result};
 
@@ -131,6 +133,9 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
             "elementwise_add_assign",
             "elementwise_lerp_assign",
             "elementwise_fill",
+            "elementwise_to_bf16",
+            "elementwise_from_bf16",
+            "elementwise_add_assign_bf16",
         ],
     ),
     ("linear.cu", &["linear_bias_add", "linear_bias_grad"]),

@@ -16,6 +16,27 @@
 
 #define F32_INF __int_as_float(0x7f800000)
 
+// A bf16 (an activation or its gradient stored under autocast) travels as its bits. Kernels
+// compute in f32: `widen` is exact, and `round_bf16` rounds to nearest, ties to even, with
+// the integer arithmetic of kernels/src/bf16_values.rs (half::bf16::from_f32's bits, a NaN
+// kept quiet with its sign), so the GPU, the emulator and the CPU round alike, and no
+// cuda_bf16.h is needed. Kernels written once over the stored type `T` read through
+// `widen` and write through `store`, which both overload for float (no rounding).
+typedef unsigned short bf16;
+
+__device__ __forceinline__ float widen(float v) { return v; }
+__device__ __forceinline__ float widen(bf16 v) { return __uint_as_float((unsigned)v << 16); }
+
+__device__ __forceinline__ bf16 round_bf16(float v) {
+    unsigned bits = __float_as_uint(v);
+    unsigned short rounded = (unsigned short)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    unsigned short quiet_nan = (unsigned short)((bits >> 16) | 0x0040u);
+    return v != v ? quiet_nan : rounded;
+}
+
+__device__ __forceinline__ void store(float* out, float v) { *out = v; }
+__device__ __forceinline__ void store(bf16* out, float v) { *out = round_bf16(v); }
+
 // Sum of `v` over the warp, in every lane.
 __device__ __forceinline__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1) {

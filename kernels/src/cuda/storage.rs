@@ -1,10 +1,30 @@
-//! The device side of [`crate::Storage`]: an f32 buffer in GPU memory and the backend
-//! that owns it.
+//! The device side of [`crate::Storage`]: a buffer in GPU memory, f32 or bf16, and the
+//! backend that owns it.
 
 use std::sync::Arc;
 
+use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
+
 use super::{Arg, CudaBackend, CudaBuffer, LaunchConfig};
 use crate::{DType, Device, Result, Storage};
+
+/// An element type a device buffer holds: f32, which every kernel computes in, or bf16,
+/// an activation (or its gradient) stored under autocast, which the kernels that take it
+/// widen as they load and round once as they store. A device bf16 is held as its bits, a
+/// `u16` (`half::bf16::to_bits`), as the `.cu` files declare it.
+pub trait CudaElement:
+    DeviceRepr + ValidAsZeroBits + Default + Clone + Copy + PartialEq + Send + Sync + 'static
+{
+    const DTYPE: DType;
+}
+
+impl CudaElement for f32 {
+    const DTYPE: DType = DType::F32;
+}
+
+impl CudaElement for u16 {
+    const DTYPE: DType = DType::BF16;
+}
 
 /// Wraps a buffer that a kernel of `backend` has written as a `Storage::Cuda`.
 pub(crate) fn wrap(backend: &Arc<CudaBackend>, buffer: CudaBuffer<f32>) -> Storage {
@@ -73,33 +93,30 @@ pub(crate) fn activation_backward(
     }
 }
 
-/// An f32 buffer on one CUDA device (the payload of `Storage::Cuda`).
+/// A buffer on one CUDA device: f32 (the payload of `Storage::Cuda`) or bf16 bits (of
+/// `Storage::CudaBf16`).
 ///
 /// Cloning is cheap: clones share the device buffer, and a clone that is about to be
 /// written in place ([`CudaStorage::buffer_mut`]: optimizer steps, running statistics,
 /// gradient accumulation) first gets a copy of its own. So clones behave like the deep
 /// copies a CPU `Vec` makes, without copying what is only ever read (a reshaped view,
 /// a gradient handed on unchanged).
-#[derive(Clone)]
-pub struct CudaStorage {
-    buffer: Arc<CudaBuffer<f32>>,
+pub struct CudaStorage<T: CudaElement = f32> {
+    buffer: Arc<CudaBuffer<T>>,
     backend: Arc<CudaBackend>,
 }
 
-impl CudaStorage {
-    /// Wraps a buffer allocated by `backend`.
-    pub fn new(buffer: CudaBuffer<f32>, backend: Arc<CudaBackend>) -> CudaStorage {
+// By hand: a derive would ask for `T: Clone` on the buffer, which an Arc does not need.
+impl<T: CudaElement> Clone for CudaStorage<T> {
+    fn clone(&self) -> Self {
         CudaStorage {
-            buffer: Arc::new(buffer),
-            backend,
+            buffer: self.buffer.clone(),
+            backend: self.backend.clone(),
         }
     }
+}
 
-    /// Copies host values to the device.
-    pub fn from_host(values: &[f32], backend: &Arc<CudaBackend>) -> Result<CudaStorage> {
-        Ok(CudaStorage::new(backend.htod(values)?, backend.clone()))
-    }
-
+impl CudaStorage<f32> {
     /// `len` copies of `value`.
     pub fn full(backend: &Arc<CudaBackend>, len: usize, value: f32) -> Result<CudaStorage> {
         // All-zero bits are 0.0: a memset, no kernel.
@@ -120,6 +137,55 @@ impl CudaStorage {
             }
         }
         Ok(CudaStorage::new(buffer, backend.clone()))
+    }
+
+    /// The values rounded to bf16 (to nearest, ties to even), in a new buffer.
+    pub fn to_bf16(&self) -> Result<CudaStorage<u16>> {
+        self.convert(("elementwise.cu", "elementwise_to_bf16"))
+    }
+}
+
+impl CudaStorage<u16> {
+    /// The values widened to f32 (exact), in a new buffer.
+    pub fn to_f32(&self) -> Result<CudaStorage<f32>> {
+        self.convert(("elementwise.cu", "elementwise_from_bf16"))
+    }
+}
+
+impl<T: CudaElement> CudaStorage<T> {
+    /// One launch of `kernel(const T* x, U* y, unsigned long long n)`, which writes each
+    /// `y[i]` from `x[i]`, into a new buffer of `U`.
+    fn convert<U: CudaElement>(
+        &self,
+        kernel: (&'static str, &'static str),
+    ) -> Result<CudaStorage<U>> {
+        let (gpu, n) = (self.backend(), self.len());
+        let out = gpu.alloc::<U>(n)?;
+        if n > 0 {
+            // SAFETY: the kernel reads the n elements of self and writes the n of out.
+            unsafe {
+                gpu.launch(
+                    "to_dtype",
+                    kernel,
+                    gpu.grid_stride_config(n),
+                    &[self.arg(), Arg::ptr(&out, 0), Arg::U64(n as u64)],
+                )?;
+            }
+        }
+        Ok(CudaStorage::new(out, gpu.clone()))
+    }
+
+    /// Wraps a buffer allocated by `backend`.
+    pub fn new(buffer: CudaBuffer<T>, backend: Arc<CudaBackend>) -> CudaStorage<T> {
+        CudaStorage {
+            buffer: Arc::new(buffer),
+            backend,
+        }
+    }
+
+    /// Copies host values to the device.
+    pub fn from_host(values: &[T], backend: &Arc<CudaBackend>) -> Result<CudaStorage<T>> {
+        Ok(CudaStorage::new(backend.htod(values)?, backend.clone()))
     }
 
     /// Number of elements.
@@ -143,9 +209,9 @@ impl CudaStorage {
         self.len() == 0
     }
 
-    /// Always f32: the CUDA kernels compute in single precision.
+    /// The element type: f32, or bf16 for an activation stored under autocast.
     pub fn dtype(&self) -> DType {
-        DType::F32
+        T::DTYPE
     }
 
     /// `Device::Cuda(ordinal)`.
@@ -159,12 +225,12 @@ impl CudaStorage {
     }
 
     /// The device buffer, for reading.
-    pub fn buffer(&self) -> &CudaBuffer<f32> {
+    pub fn buffer(&self) -> &CudaBuffer<T> {
         &self.buffer
     }
 
     /// The device buffer, for writing in place; copies it first when a clone shares it.
-    pub fn buffer_mut(&mut self) -> Result<&mut CudaBuffer<f32>> {
+    pub fn buffer_mut(&mut self) -> Result<&mut CudaBuffer<T>> {
         if Arc::get_mut(&mut self.buffer).is_none() {
             self.buffer = Arc::new(self.backend.dtod(&self.buffer)?);
         }
@@ -177,16 +243,17 @@ impl CudaStorage {
     }
 
     /// Copies the values to the host (waiting for the kernels that write them).
-    pub fn to_host(&self) -> Result<Vec<f32>> {
+    pub fn to_host(&self) -> Result<Vec<T>> {
         self.backend.dtoh(&self.buffer)
     }
 }
 
-impl std::fmt::Debug for CudaStorage {
+impl<T: CudaElement> std::fmt::Debug for CudaStorage<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "CudaStorage(f32, len {} on {})",
+            "CudaStorage({}, len {} on {})",
+            self.dtype(),
             self.len(),
             self.device()
         )
@@ -195,7 +262,7 @@ impl std::fmt::Debug for CudaStorage {
 
 /// Equal when on the same device with the same values. Comparing copies both buffers to
 /// the host (a device that fails to copy compares unequal): meant for tests.
-impl PartialEq for CudaStorage {
+impl<T: CudaElement> PartialEq for CudaStorage<T> {
     fn eq(&self, other: &Self) -> bool {
         if Arc::ptr_eq(&self.buffer, &other.buffer) {
             return true;

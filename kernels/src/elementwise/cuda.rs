@@ -91,3 +91,25 @@ pub(super) fn add_assign(op: &'static str, acc: &mut CudaStorage, x: &Storage) -
         )
     }
 }
+
+/// [`add_assign`] on bf16 gradients: each sum in f32, rounded once.
+pub(super) fn add_assign_bf16(
+    op: &'static str,
+    acc: &mut CudaStorage<u16>,
+    x: &Storage,
+) -> Result<()> {
+    let x = x.cuda_bf16(op, "x", acc.device())?;
+    let gpu = acc.backend().clone();
+    let n = acc.len();
+    let acc = acc.buffer_mut()?;
+    // SAFETY: elementwise_add_assign_bf16(bf16* acc, const bf16* x, unsigned long long n);
+    // the caller checked that both hold n elements.
+    unsafe {
+        gpu.launch(
+            op,
+            (FILE, "elementwise_add_assign_bf16"),
+            gpu.grid_stride_config(n),
+            &[Arg::ptr(acc, 0), x.arg(), Arg::U64(n as u64)],
+        )
+    }
+}

@@ -36,3 +36,20 @@ extern "C" __global__ void elementwise_lerp_assign(float* acc, const float* end,
 extern "C" __global__ void elementwise_fill(float* out, float value, unsigned long long n) {
     GRID_STRIDE(i, n) { out[i] = value; }
 }
+
+// y = x rounded to bf16 (Storage::to_dtype on the device; a weight before a bf16 product).
+extern "C" __global__ void elementwise_to_bf16(const float* x, bf16* y, unsigned long long n) {
+    GRID_STRIDE(i, n) { y[i] = round_bf16(x[i]); }
+}
+
+// y = x widened to f32 (exact).
+extern "C" __global__ void elementwise_from_bf16(const bf16* x, float* y, unsigned long long n) {
+    GRID_STRIDE(i, n) { y[i] = widen(x[i]); }
+}
+
+// acc += x for bf16 gradients (two uses of one bf16 activation): added in f32, the sum
+// rounded once, as the CPU's add_assign.
+extern "C" __global__ void elementwise_add_assign_bf16(bf16* acc, const bf16* x,
+                                                       unsigned long long n) {
+    GRID_STRIDE(i, n) { acc[i] = round_bf16(widen(acc[i]) + widen(x[i])); }
+}

@@ -70,6 +70,7 @@ pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
             Ok(())
         },
         cuda(acc) => cuda::add_assign(OP, acc, x),
+        cuda_bf16(acc) => cuda::add_assign_bf16(OP, acc, x),
     )
 }
 
