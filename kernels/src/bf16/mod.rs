@@ -51,16 +51,7 @@ pub use detect::{Isa, ISA_ENV};
 pub use gemm::{gemm, gemm_with, MatMut, MatRef};
 pub use peak::{instruction_peak, thread_cpu_time};
 
-use crate::{DType, Device, Error, Result, Storage};
-
-/// Ok for a CPU operand; a CUDA one is [`Error::Unsupported`] naming `op`, bf16 and its
-/// device (the CUDA kernels have no bf16 arithmetic), rather than a dtype mismatch.
-pub(crate) fn check_cpu(op: &'static str, operand: &Storage) -> Result<()> {
-    match operand.device() {
-        Device::Cpu => Ok(()),
-        device => Err(Error::unsupported(op, DType::BF16, device)),
-    }
-}
+use crate::Result;
 
 /// Proof that this process can run `isa` (and AVX512-BF16, which both instruction sets
 /// imply and the packing code uses): only [`Cpu::new`] makes one, after the check.

@@ -12,28 +12,31 @@
 //! bigger batches or images are cut into several).
 
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
-use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
+use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaStorage, DeviceValues};
 use crate::{Result, Storage};
 
-const FILE: &str = "conv2d.cu";
+pub(super) const FILE: &str = "conv2d.cu";
+
+/// The f32 lowering's `im2col`.
+const IM2COL: &str = "conv2d_im2col";
 
 /// Most elements of one unrolled `col` buffer (512 MiB of f32).
-const COL_BUDGET: usize = 1 << 27;
+pub(super) const COL_BUDGET: usize = 1 << 27;
 
 /// The sizes of the lowering, with the batch cut into slices of `chunk` images.
-struct Lowering {
+pub(super) struct Lowering {
     /// `C_in * KH * KW`, the rows of `col`.
-    ckk: usize,
+    pub ckk: usize,
     /// `OH * OW`, the columns of `col` per image.
-    pixels: usize,
+    pub pixels: usize,
     /// Images per slice.
-    chunk: usize,
+    pub chunk: usize,
     /// `images, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW` without the leading `images`.
-    geometry: Vec<Arg>,
+    pub geometry: Vec<Arg>,
 }
 
 impl Lowering {
-    fn new(g: &Conv2dGeometry, budget: usize) -> Result<Lowering> {
+    pub(super) fn new(g: &Conv2dGeometry, budget: usize) -> Result<Lowering> {
         let ckk = g.in_channels * g.kernel[0] * g.kernel[1];
         let pixels = g.out_h * g.out_w;
         let per_image = ckk.max(g.out_channels) * pixels;
@@ -65,37 +68,39 @@ impl Lowering {
     }
 
     /// `(first image, images)` of each slice of a batch of `batch`.
-    fn slices(&self, batch: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    pub(super) fn slices(&self, batch: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         (0..batch)
             .step_by(self.chunk)
             .map(move |start| (start, self.chunk.min(batch - start)))
     }
 
     /// `im2col` of images `start..start + images` into the first `ckk * images * pixels`
-    /// elements of `col`.
-    fn im2col(
+    /// elements of `col`, by `kernel`: `conv2d_im2col` (f32 to f32) or one of its bf16
+    /// entry points, which take the same parameters.
+    ///
+    /// # Safety
+    ///
+    /// `x` must point at the batch's first image (of the element type `kernel` reads) and
+    /// `col` at a buffer of at least `ckk * chunk * pixels` elements of the type it writes.
+    pub(super) unsafe fn im2col(
         &self,
         gpu: &CudaBackend,
-        x: &CudaStorage,
+        kernel: &'static str,
+        (x, col): (DeviceValues, Arg),
         g: &Conv2dGeometry,
         (start, images): (usize, usize),
-        col: &CudaBuffer<f32>,
     ) -> Result<()> {
         let image_len = g.in_channels * g.in_h * g.in_w;
-        let mut args = vec![
-            Arg::ptr(x.buffer(), start * image_len),
-            Arg::ptr(col, 0),
-            Arg::I32(images as i32),
-        ];
+        let mut args = vec![x.arg_at(start * image_len), col, Arg::I32(images as i32)];
         args.extend(&self.geometry);
-        // SAFETY: conv2d_im2col(const float* x, float* col, int images, int C, int H,
-        // int W, int KH, int KW, int SH, int SW, int PH, int PW, int OH, int OW) reads
-        // `images` images from `start` (inside the batch) and writes ckk * images * pixels
-        // elements, which fit in col (sized for `chunk` images).
+        // SAFETY: conv2d_im2col*(const T* x, U* col, int images, int C, int H, int W,
+        // int KH, int KW, int SH, int SW, int PH, int PW, int OH, int OW) reads `images`
+        // images from `start` (inside the batch) and writes ckk * images * pixels elements,
+        // which fit in col (sized for `chunk` images, the caller's contract).
         unsafe {
             gpu.launch(
                 OP,
-                (FILE, "conv2d_im2col"),
+                (FILE, kernel),
                 gpu.grid_stride_config(self.ckk * images * self.pixels),
                 &args,
             )
@@ -130,7 +135,16 @@ fn forward_in_slices(
     let mut wide = gpu.alloc::<f32>(c_out * low.chunk * low.pixels)?;
     for (start, images) in low.slices(g.batch) {
         let cols = images * low.pixels;
-        low.im2col(gpu, x, g, (start, images), &col)?;
+        // SAFETY: x is an f32 batch and col holds ckk * chunk * pixels f32.
+        unsafe {
+            low.im2col(
+                gpu,
+                IM2COL,
+                (DeviceValues::F32(x), Arg::ptr(&col, 0)),
+                g,
+                (start, images),
+            )?
+        };
         gpu.sgemm(
             c_out,
             cols,
@@ -252,7 +266,16 @@ fn backward_in_slices(
     };
     for (start, images) in low.slices(g.batch) {
         let cols = images * low.pixels;
-        low.im2col(gpu, x, g, (start, images), &col)?;
+        // SAFETY: x is an f32 batch and col holds ckk * chunk * pixels f32.
+        unsafe {
+            low.im2col(
+                gpu,
+                IM2COL,
+                (DeviceValues::F32(x), Arg::ptr(&col, 0)),
+                g,
+                (start, images),
+            )?
+        };
         // SAFETY: conv2d_ncp_to_cnp(const float* src, float* dst, int N, int C, int P)
         // reads the slice's c_out * cols gradients inside gy and writes as many to
         // gy_wide (sized for a full slice).

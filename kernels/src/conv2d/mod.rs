@@ -38,10 +38,11 @@
 
 pub(crate) mod cpu;
 mod cuda;
+mod cuda_bf16;
 #[cfg(test)]
 mod tests;
 
-use crate::{fmt_shape, DType, Element, Error, Result, Storage};
+use crate::{fmt_shape, DType, Device, Element, Error, Result, Storage};
 
 const OP: &str = "conv2d";
 
@@ -296,15 +297,17 @@ pub fn bias_grad(grad_out: &Storage, g: &Conv2dGeometry) -> Result<Storage> {
         cpu::<T> => Ok(T::into_storage(cpu::bias_grad(grad_out.host::<T>(OP, "grad_out")?, g))),
         bf16 => Ok(Storage::f32(cpu::bias_grad(grad_out.host_bf16(OP, "grad_out")?, g))),
         cuda(grad_out) => cuda::bias_grad(grad_out, g),
+        cuda_bf16(gy) => cuda_bf16::bias_grad(crate::cuda::DeviceValues::Bf16(gy), g),
     )
 }
 
 /// [`forward`] with PyTorch autocast's bf16 semantics: `x`, `w` are rounded to bf16, the
-/// products summed in f32, the bias added in f32. Runs on AMX or AVX512-BF16
-/// (`kernels::bf16`), and fails with `Error::MissingCpuFeature` elsewhere.
+/// products summed in f32, the bias added in f32. On the CPU it runs on AMX or
+/// AVX512-BF16 (`kernels::bf16`), and fails with `Error::MissingCpuFeature` elsewhere; on a
+/// CUDA device the products run in cuBLAS on bf16 operands, summed in f32.
 ///
-/// `input` is an f32 or a bf16 CPU buffer (an activation stored under autocast, read as it
-/// is: half the bytes, nothing to round); `weight` and `bias` are f32. `output` says how
+/// `input` is an f32 or a bf16 buffer (an activation stored under autocast, read as it
+/// is: half the bytes, nothing to round); `weight` and `bias` are f32, on the same device. `output` says how
 /// the f32 sums are stored: [`DType::F32`], or [`DType::BF16`], each value rounded once
 /// (to nearest, ties to even) as it is written, as PyTorch's autocast convolution returns
 /// it. [`DType::F64`] is an `Error::InvalidArgument`.
@@ -326,13 +329,15 @@ pub fn forward_bf16(
     g: &Conv2dGeometry,
     output: DType,
 ) -> Result<Storage> {
-    crate::bf16::check_cpu(OP, input)?;
     crate::bf16::conv::check_output(output)?;
     check_operands(input, weight, g)?;
     if let Some(bias) = bias {
         check_bias(bias, g)?;
     }
-    crate::bf16::conv::forward_storage(input, weight, bias, g, output)
+    match input.device() {
+        Device::Cpu => crate::bf16::conv::forward_storage(input, weight, bias, g, output),
+        Device::Cuda(_) => cuda_bf16::forward(input, weight, bias, g, output),
+    }
 }
 
 /// [`backward`] with [`forward_bf16`]'s semantics: both gradients are products of bf16
@@ -368,10 +373,21 @@ pub fn backward_bf16(
     has_bias: bool,
     need_input_grad: bool,
 ) -> Result<Conv2dGrads> {
-    crate::bf16::check_cpu(OP, input)?;
     check_operands(input, weight, g)?;
     grad_out.expect_len(OP, "grad_out", numel(&g.output_shape()))?;
-    crate::bf16::conv::backward_storage(input, weight, grad_out, g, has_bias, need_input_grad)
+    match input.device() {
+        Device::Cpu => crate::bf16::conv::backward_storage(
+            input,
+            weight,
+            grad_out,
+            g,
+            has_bias,
+            need_input_grad,
+        ),
+        Device::Cuda(_) => {
+            cuda_bf16::backward(input, weight, grad_out, g, has_bias, need_input_grad)
+        }
+    }
 }
 
 fn check_operands(input: &Storage, weight: &Storage, g: &Conv2dGeometry) -> Result<()> {

@@ -38,6 +38,8 @@ mod backend;
 mod cache;
 mod compile;
 #[cfg(all(test, target_os = "linux"))]
+mod emulated_bf16_lowering_tests;
+#[cfg(all(test, target_os = "linux"))]
 mod emulated_bf16_tests;
 #[cfg(all(test, target_os = "linux"))]
 mod emulated_tests;
@@ -59,7 +61,9 @@ pub use cudarc::driver::{
     LaunchConfig, PushKernelArg,
 };
 pub use signature::{kernel_params, Param};
-pub(crate) use storage::{activation_backward, activation_forward, launch_into_new, wrap};
+pub(crate) use storage::{
+    activation_backward, activation_forward, launch_into_new, wrap, DeviceValues,
+};
 pub use storage::{CudaElement, CudaStorage};
 
 use crate::{Error, Result};
@@ -108,10 +112,17 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
         "conv2d.cu",
         &[
             "conv2d_im2col",
+            "conv2d_im2col_f32_to_bf16",
+            "conv2d_im2col_bf16",
             "conv2d_col2im",
+            "conv2d_col2im_to_bf16",
             "conv2d_cnp_to_ncp",
+            "conv2d_cnp_to_ncp_bf16",
             "conv2d_ncp_to_cnp",
+            "conv2d_ncp_to_cnp_f32_to_bf16",
+            "conv2d_ncp_to_cnp_bf16",
             "conv2d_bias_grad",
+            "conv2d_bias_grad_bf16",
         ],
     ),
     (
@@ -138,7 +149,14 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
             "elementwise_add_assign_bf16",
         ],
     ),
-    ("linear.cu", &["linear_bias_add", "linear_bias_grad"]),
+    (
+        "linear.cu",
+        &[
+            "linear_bias_add",
+            "linear_bias_grad",
+            "linear_bias_grad_bf16",
+        ],
+    ),
     (
         "log_softmax.cu",
         &["log_softmax_forward", "log_softmax_backward"],

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 
 use super::{Arg, CudaBackend, CudaBuffer, LaunchConfig};
-use crate::{DType, Device, Result, Storage};
+use crate::{DType, Device, Error, Result, Storage};
 
 /// An element type a device buffer holds: f32, which every kernel computes in, or bf16,
 /// an activation (or its gradient) stored under autocast, which the kernels that take it
@@ -273,6 +273,67 @@ impl<T: CudaElement> PartialEq for CudaStorage<T> {
         match (self.to_host(), other.to_host()) {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
+        }
+    }
+}
+
+/// A device operand that autocast lets be f32 or bf16: an activation, or its gradient.
+#[derive(Clone, Copy)]
+pub(crate) enum DeviceValues<'a> {
+    F32(&'a CudaStorage),
+    Bf16(&'a CudaStorage<u16>),
+}
+
+impl<'a> DeviceValues<'a> {
+    /// The operand `operand` of `op`, which must live on `device` as f32 or bf16.
+    pub(crate) fn of(
+        storage: &'a Storage,
+        op: &'static str,
+        operand: &str,
+        device: Device,
+    ) -> Result<DeviceValues<'a>> {
+        match storage {
+            Storage::Cuda(c) if c.device() == device => Ok(DeviceValues::F32(c)),
+            Storage::CudaBf16(c) if c.device() == device => Ok(DeviceValues::Bf16(c)),
+            other => Err(Error::mismatch(
+                op,
+                format!(
+                    "{operand} is {} on {}, expected f32 or bf16 on {device}",
+                    other.dtype(),
+                    other.device()
+                ),
+            )),
+        }
+    }
+
+    pub(crate) fn dtype(self) -> DType {
+        match self {
+            DeviceValues::F32(_) => DType::F32,
+            DeviceValues::Bf16(_) => DType::BF16,
+        }
+    }
+
+    pub(crate) fn backend(self) -> &'a Arc<CudaBackend> {
+        match self {
+            DeviceValues::F32(c) => c.backend(),
+            DeviceValues::Bf16(c) => c.backend(),
+        }
+    }
+
+    /// A pointer to element `offset`, as a kernel argument.
+    pub(crate) fn arg_at(self, offset: usize) -> Arg {
+        match self {
+            DeviceValues::F32(c) => Arg::ptr(c.buffer(), offset),
+            DeviceValues::Bf16(c) => Arg::ptr(c.buffer(), offset),
+        }
+    }
+
+    /// The values in bf16, for a bf16 product: a bf16 operand as it is (shared), an f32 one
+    /// rounded to nearest even into a new buffer.
+    pub(crate) fn to_bf16(self) -> Result<CudaStorage<u16>> {
+        match self {
+            DeviceValues::F32(c) => c.to_bf16(),
+            DeviceValues::Bf16(c) => Ok(c.clone()),
         }
     }
 }

@@ -13,14 +13,15 @@ extern "C" __global__ void linear_bias_add(float* y, const float* bias, int rows
 // Launch with blockDim = (32, 8): threadIdx.x picks a column, so each row is read
 // coalesced, threadIdx.y strides over the rows, and the 8 partial sums of a column are
 // added in shared memory. Blocks stride over groups of 32 columns.
-extern "C" __global__ void linear_bias_grad(const float* gy, int rows, int cols, float* gb) {
+template <class T>
+__device__ void bias_grad(const T* gy, int rows, int cols, float* gb) {
     __shared__ double partial[8][32];
     for (int base = blockIdx.x * 32; base < cols; base += gridDim.x * 32) {
         int c = base + threadIdx.x;
         double acc = 0.0;
         if (c < cols) {
             for (int r = threadIdx.y; r < rows; r += blockDim.y) {
-                acc += (double)gy[(unsigned long long)r * cols + c];
+                acc += (double)widen(gy[(unsigned long long)r * cols + c]);
             }
         }
         partial[threadIdx.y][threadIdx.x] = acc;
@@ -34,4 +35,14 @@ extern "C" __global__ void linear_bias_grad(const float* gy, int rows, int cols,
         }
         __syncthreads();
     }
+}
+
+extern "C" __global__ void linear_bias_grad(const float* gy, int rows, int cols, float* gb) {
+    bias_grad(gy, rows, cols, gb);
+}
+
+// The bias gradient from a bf16 output gradient (autocast's), summed as the f32 one.
+extern "C" __global__ void linear_bias_grad_bf16(const bf16* gy, int rows, int cols,
+                                                 float* gb) {
+    bias_grad(gy, rows, cols, gb);
 }

@@ -21,10 +21,11 @@
 
 mod cpu;
 mod cuda;
+mod cuda_bf16;
 #[cfg(test)]
 mod tests;
 
-use crate::{fmt_shape, DType, Element, Error, Result, Storage};
+use crate::{fmt_shape, DType, Device, Element, Error, Result, Storage};
 
 const OP: &str = "linear";
 
@@ -149,20 +150,23 @@ pub fn backward(
 /// [`forward`] with PyTorch autocast's bf16 semantics: `x`, `W` are rounded to bf16, the
 /// products summed in f32, the bias added in f32. `input` is an f32 or a bf16 CPU buffer
 /// (an activation stored under autocast, read as it is); `weight`, `bias` and the output
-/// are f32 (the logits feed f32 losses). Runs on AMX or AVX512-BF16 (`kernels::bf16`), and
-/// fails with `Error::MissingCpuFeature` elsewhere.
+/// are f32 (the logits feed f32 losses). On the CPU it runs on AMX or AVX512-BF16
+/// (`kernels::bf16`), and fails with `Error::MissingCpuFeature` elsewhere; on a CUDA device
+/// the products run in cuBLAS on bf16 operands, summed in f32.
 pub fn forward_bf16(
     input: &Storage,
     weight: &Storage,
     bias: Option<&Storage>,
     g: &LinearGeometry,
 ) -> Result<Storage> {
-    crate::bf16::check_cpu(OP, input)?;
     check_operands(input, weight, g)?;
     if let Some(bias) = bias {
         bias.expect_len(OP, "bias", g.out_features)?;
     }
-    crate::bf16::linear::forward_storage(input, weight, bias, g)
+    match input.device() {
+        Device::Cpu => crate::bf16::linear::forward_storage(input, weight, bias, g),
+        Device::Cuda(_) => cuda_bf16::forward(input, weight, bias, g),
+    }
 }
 
 /// [`backward`] with [`forward_bf16`]'s semantics: both gradients are products of bf16
@@ -181,9 +185,11 @@ pub fn backward_bf16(
     has_bias: bool,
     need_input_grad: bool,
 ) -> Result<LinearGrads> {
-    crate::bf16::check_cpu(OP, input)?;
     let [_, _, out_len] = check_operands(input, weight, g)?;
     grad_out.expect_len(OP, "grad_out", out_len)?;
+    if let Device::Cuda(_) = input.device() {
+        return cuda_bf16::backward(input, weight, grad_out, g, has_bias, need_input_grad);
+    }
     let (input_grad, weight_grad) =
         crate::bf16::linear::backward_storage(input, weight, grad_out, g, need_input_grad)?;
     let (n, o) = (g.batch, g.out_features);

@@ -1,0 +1,282 @@
+//! 2-D convolution under autocast on the GPU: the f32 lowering of `cuda.rs` with `col`,
+//! the weight and `gy_wide` in bf16 and the products summed in f32 by cuBLAS
+//! ([`CudaBackend::gemm_bf16`]), as `conv2d::forward_bf16` computes them on the CPU.
+//!
+//! ```text
+//! forward:  col = im2col(x) (bf16)  ->  wide = W_bf16 * col (f32)  ->  y = cnp_to_ncp(wide) + b
+//! backward: gy_wide = ncp_to_cnp(gy) (bf16);  dW += gy_wide * col^T (f32)
+//!           gcol = W_bf16^T * gy_wide (f32)  ->  dx = col2im(gcol);  db = bias_grad(gy)
+//! ```
+//!
+//! The input and the output gradient may each be f32 (rounded to bf16 as they are
+//! unrolled) or bf16 (autocast's activations and their gradients, copied as they are). The
+//! output is f32 or bf16 (each sum plus its bias rounded once); the input gradient has the
+//! input's dtype; the weight and bias gradients are f32.
+
+use super::cuda::{Lowering, COL_BUDGET, FILE};
+use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
+use crate::cuda::{
+    launch_into_new, to_i32, Arg, CudaBackend, CudaBuffer, CudaStorage, DeviceValues,
+};
+use crate::{DType, Error, Result, Storage};
+
+/// `im2col` into bf16 columns, for an input of the operand's dtype.
+fn im2col_kernel(x: DeviceValues) -> &'static str {
+    match x {
+        DeviceValues::F32(_) => "conv2d_im2col_f32_to_bf16",
+        DeviceValues::Bf16(_) => "conv2d_im2col_bf16",
+    }
+}
+
+/// A buffer being written in f32 or bf16: the forward's output, the input gradient.
+enum Written {
+    F32(CudaBuffer<f32>),
+    Bf16(CudaBuffer<u16>),
+}
+
+impl Written {
+    fn alloc(gpu: &CudaBackend, len: usize, dtype: DType) -> Result<Written> {
+        match dtype {
+            DType::F32 => Ok(Written::F32(gpu.alloc(len)?)),
+            DType::BF16 => Ok(Written::Bf16(gpu.alloc(len)?)),
+            DType::F64 => Err(Error::invalid(
+                OP,
+                "a bf16 convolution writes f32 or bf16, not f64",
+            )),
+        }
+    }
+
+    fn arg_at(&self, offset: usize) -> Arg {
+        match self {
+            Written::F32(b) => Arg::ptr(b, offset),
+            Written::Bf16(b) => Arg::ptr(b, offset),
+        }
+    }
+
+    fn into_storage(self, gpu: &std::sync::Arc<CudaBackend>) -> Storage {
+        match self {
+            Written::F32(b) => Storage::Cuda(CudaStorage::new(b, gpu.clone())),
+            Written::Bf16(b) => Storage::CudaBf16(CudaStorage::new(b, gpu.clone())),
+        }
+    }
+}
+
+pub(super) fn forward(
+    input: &Storage,
+    weight: &Storage,
+    bias: Option<&Storage>,
+    g: &Conv2dGeometry,
+    output: DType,
+) -> Result<Storage> {
+    let device = input.device();
+    let x = DeviceValues::of(input, OP, "input", device)?;
+    let w = weight.cuda(OP, "weight", device)?.to_bf16()?;
+    let bias = bias.map(|b| b.cuda(OP, "bias", device)).transpose()?;
+    let gpu = x.backend();
+    let low = Lowering::new(g, COL_BUDGET)?;
+    let c_out = g.out_channels;
+    let y = Written::alloc(gpu, numel(&g.output_shape()), output)?;
+    let col = gpu.alloc::<u16>(low.ckk * low.chunk * low.pixels)?;
+    let mut wide = gpu.alloc::<f32>(c_out * low.chunk * low.pixels)?;
+    let to_ncp = match output {
+        DType::BF16 => "conv2d_cnp_to_ncp_bf16",
+        _ => "conv2d_cnp_to_ncp",
+    };
+    for (start, images) in low.slices(g.batch) {
+        let cols = images * low.pixels;
+        let slice = (start, images);
+        // SAFETY: x is the batch in the dtype its kernel reads; col holds ckk * chunk *
+        // pixels bf16.
+        unsafe { low.im2col(gpu, im2col_kernel(x), (x, Arg::ptr(&col, 0)), g, slice)? };
+        gpu.gemm_bf16(
+            c_out,
+            cols,
+            low.ckk,
+            &w.buffer().view(),
+            false,
+            &col.view().slice(0..low.ckk * cols),
+            false,
+            &mut wide.view_mut().slice_mut(0..c_out * cols),
+            false,
+        )?;
+        // The bias pointer is not read when has_bias is 0; any valid address will do.
+        let bias_arg = bias.map_or(Arg::ptr(&wide, 0), |b| b.arg());
+        // SAFETY: conv2d_cnp_to_ncp[_bf16](const float* src, const float* bias,
+        // int has_bias, T* dst, int N, int C, int P) reads c_out * cols elements of wide and
+        // writes the slice's c_out * pixels outputs per image inside y (of the output's
+        // type); bias holds c_out elements.
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, to_ncp),
+                gpu.grid_stride_config(c_out * cols),
+                &[
+                    Arg::ptr(&wide, 0),
+                    bias_arg,
+                    Arg::I32(bias.is_some() as i32),
+                    y.arg_at(start * c_out * low.pixels),
+                    Arg::I32(images as i32),
+                    Arg::I32(c_out as i32),
+                    Arg::I32(low.pixels as i32),
+                ],
+            )?;
+        }
+    }
+    drop((col, wide, w));
+    Ok(y.into_storage(gpu))
+}
+
+/// `dL/db` from an output gradient in bf16: each channel's sum, accumulated as the f32
+/// kernel's.
+pub(super) fn bias_grad(gy: DeviceValues, g: &Conv2dGeometry) -> Result<Storage> {
+    let gy = match gy {
+        DeviceValues::F32(gy) => return super::cuda::bias_grad(gy, g),
+        DeviceValues::Bf16(gy) => gy,
+    };
+    let gpu = gy.backend();
+    let batch = to_i32(OP, "batch", g.batch)?;
+    let c_out = g.out_channels;
+    let pixels = to_i32(OP, "pixels", g.out_h * g.out_w)?;
+    // SAFETY: conv2d_bias_grad_bf16(const bf16* gy, int N, int C, int P, float* gb) reads
+    // the whole N * c_out * pixels gradient and writes the c_out sums.
+    unsafe {
+        launch_into_new(
+            gpu,
+            OP,
+            (FILE, "conv2d_bias_grad_bf16"),
+            gpu.block_per_item_config(c_out),
+            c_out,
+            |gb| {
+                vec![
+                    gy.arg(),
+                    Arg::I32(batch),
+                    Arg::I32(c_out as i32),
+                    Arg::I32(pixels),
+                    gb,
+                ]
+            },
+        )
+    }
+}
+
+pub(super) fn backward(
+    input: &Storage,
+    weight: &Storage,
+    grad_out: &Storage,
+    g: &Conv2dGeometry,
+    has_bias: bool,
+    need_input_grad: bool,
+) -> Result<Conv2dGrads> {
+    let device = input.device();
+    let x = DeviceValues::of(input, OP, "input", device)?;
+    let gy = DeviceValues::of(grad_out, OP, "grad_out", device)?;
+    let w = weight.cuda(OP, "weight", device)?.to_bf16()?;
+    let gpu = x.backend();
+    let low = Lowering::new(g, COL_BUDGET)?;
+    let (c_out, ckk) = (g.out_channels, low.ckk);
+    let image_len = g.in_channels * g.in_h * g.in_w;
+    let cols_max = low.chunk * low.pixels;
+    let col = gpu.alloc::<u16>(ckk * cols_max)?;
+    let gy_wide = gpu.alloc::<u16>(c_out * cols_max)?;
+    let mut gcol = need_input_grad
+        .then(|| gpu.alloc::<f32>(ckk * cols_max))
+        .transpose()?;
+    let gx = need_input_grad
+        .then(|| Written::alloc(gpu, g.batch * image_len, x.dtype()))
+        .transpose()?;
+    let (to_cnp, col2im) = (
+        match gy {
+            DeviceValues::F32(_) => "conv2d_ncp_to_cnp_f32_to_bf16",
+            DeviceValues::Bf16(_) => "conv2d_ncp_to_cnp_bf16",
+        },
+        match x {
+            DeviceValues::F32(_) => "conv2d_col2im",
+            DeviceValues::Bf16(_) => "conv2d_col2im_to_bf16",
+        },
+    );
+    // An empty batch contributes nothing: the weight gradient is zero.
+    let mut gw = if g.batch == 0 {
+        gpu.alloc_zeros::<f32>(c_out * ckk)?
+    } else {
+        gpu.alloc::<f32>(c_out * ckk)?
+    };
+    for (start, images) in low.slices(g.batch) {
+        let cols = images * low.pixels;
+        // SAFETY: x is the batch in the dtype its kernel reads; col holds ckk * chunk *
+        // pixels bf16.
+        unsafe {
+            low.im2col(
+                gpu,
+                im2col_kernel(x),
+                (x, Arg::ptr(&col, 0)),
+                g,
+                (start, images),
+            )?
+        };
+        // SAFETY: conv2d_ncp_to_cnp_*(const T* src, bf16* dst, int N, int C, int P) reads
+        // the slice's c_out * cols gradients inside gy and writes as many to gy_wide
+        // (sized for a full slice).
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, to_cnp),
+                gpu.grid_stride_config(c_out * cols),
+                &[
+                    gy.arg_at(start * c_out * low.pixels),
+                    Arg::ptr(&gy_wide, 0),
+                    Arg::I32(images as i32),
+                    Arg::I32(c_out as i32),
+                    Arg::I32(low.pixels as i32),
+                ],
+            )?;
+        }
+        gpu.gemm_bf16(
+            c_out,
+            ckk,
+            cols,
+            &gy_wide.view().slice(0..c_out * cols),
+            false,
+            &col.view().slice(0..ckk * cols),
+            true,
+            &mut gw.view_mut(),
+            start > 0,
+        )?;
+        if let (Some(gcol), Some(gx)) = (gcol.as_mut(), gx.as_ref()) {
+            gpu.gemm_bf16(
+                ckk,
+                cols,
+                c_out,
+                &w.buffer().view(),
+                true,
+                &gy_wide.view().slice(0..c_out * cols),
+                false,
+                &mut gcol.view_mut().slice_mut(0..ckk * cols),
+                false,
+            )?;
+            let mut args = vec![
+                Arg::ptr(gcol, 0),
+                gx.arg_at(start * image_len),
+                Arg::I32(images as i32),
+            ];
+            args.extend(&low.geometry);
+            // SAFETY: conv2d_col2im[_to_bf16](const float* col, T* dx, int images,
+            // <11 ints as im2col>) reads ckk * cols elements of gcol and writes the
+            // slice's images inside gx (of the input's dtype).
+            unsafe {
+                gpu.launch(
+                    OP,
+                    (FILE, col2im),
+                    gpu.grid_stride_config(images * image_len),
+                    &args,
+                )?;
+            }
+        }
+    }
+    let gb = has_bias.then(|| bias_grad(gy, g)).transpose()?;
+    drop((col, gy_wide, gcol, w));
+    Ok(Conv2dGrads {
+        input: gx.map(|gx| gx.into_storage(gpu)),
+        weight: Storage::Cuda(CudaStorage::new(gw, gpu.clone())),
+        bias: gb,
+    })
+}
