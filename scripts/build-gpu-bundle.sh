@@ -42,6 +42,7 @@ cp "$target_dir/release/cli" "$bundle/bin/cli"
 targets=(
     "kernels --lib"
     "kernels --test cuda_parity"
+    "kernels --test cuda_bf16"
     "models --test cuda"
     "cli --test cuda"
 )

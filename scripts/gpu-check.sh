@@ -16,7 +16,8 @@
 #      per op), where compute-sanitizer is installed;
 #   5. trains one epoch on CUDA (`cli train --device cuda ... --epochs 1 --eval-every-epoch`);
 #   6. times training steps (forward, loss, backward, Adam) of ours and of PyTorch eager on
-#      the same GPU, at batch 32 and 128, TF32 off on both sides, then on;
+#      the same GPU, at batch 32 and 128, TF32 off on both sides, then on, then in bf16
+#      (ours --precision bf16, PyTorch torch.autocast bf16);
 #
 # and prints a compact summary table last, whatever happened: each step's timeout is its
 # own cap or what is left before the deadline, whichever is less, and a step with no time
@@ -96,7 +97,7 @@ print_summary() {
     printf '%s\n' "${summary[@]}"
     echo
     echo "training step (forward + cross-entropy + backward + Adam), images/s, same GPU:"
-    printf '%5s  %-4s %12s %12s %10s\n' batch tf32 ours pytorch ours/torch
+    printf '%5s  %-4s %12s %12s %10s\n' batch mode ours pytorch ours/torch
     printf '%s\n' "${timings[@]}"
     echo "logs: $logs${OUT:+ (packed into $OUT/gpu-check-logs.tar.gz)}"
 }
@@ -217,6 +218,7 @@ run_tests() {
 run_tests kernels-lib 90 cuda::tests::gpu_ cuda::tests::every_kernel_file_compiles \
     cuda::tests::the_cubin_cache_serves conv2d::cuda::
 run_tests kernels-cuda_parity 120
+run_tests kernels-cuda_bf16 60
 run_tests models-cuda 90
 run_tests cli-cuda 90
 
@@ -270,17 +272,20 @@ save_logs
 # --- 6. per-step timing, ours vs PyTorch eager ----------------------------------------------
 note "per-step timing, ours vs PyTorch eager"
 rate_of() { grep -o '[0-9.]* images/s' "$1" | tail -1 | cut -d' ' -f1; }
-for tf32 in off on; do
-    flag=()
-    [ "$tf32" = on ] && flag=(--tf32)
+# Modes: plain f32 ("off"), TF32 products ("on"), and autocast bf16 ("bf16", TF32 off).
+for tf32 in off on bf16; do
+    ours_flag=()
+    torch_flag=()
+    [ "$tf32" = on ] && ours_flag=(--tf32) && torch_flag=(--tf32)
+    [ "$tf32" = bf16 ] && ours_flag=(--precision bf16) && torch_flag=(--bf16)
     for batch in 32 128; do
         steps=$((batch == 32 ? 60 : 25))
         limited 60 "$bundle/bin/cli" bench-step --device cuda --batch-size "$batch" --steps "$steps" \
-            --warmup 5 "${flag[@]}" >"$logs/ours-$batch-$tf32.log" 2>&1
+            --warmup 5 "${ours_flag[@]}" >"$logs/ours-$batch-$tf32.log" 2>&1
         ours_rc=$?
         cat "$logs/ours-$batch-$tf32.log"
         limited 60 python3 scripts/pytorch_step.py --batch-size "$batch" --steps "$steps" \
-            --warmup 5 "${flag[@]}" >"$logs/torch-$batch-$tf32.log" 2>&1
+            --warmup 5 "${torch_flag[@]}" >"$logs/torch-$batch-$tf32.log" 2>&1
         torch_rc=$?
         tail -1 "$logs/torch-$batch-$tf32.log"
         ours="$(rate_of "$logs/ours-$batch-$tf32.log")"

@@ -7,12 +7,15 @@ step waits for the device like ours.
 
 TF32 is off unless --tf32 is given, for the matrix products *and* cuDNN's convolutions
 (PyTorch lets cuDNN use TF32 by default; this turns it off to compare plain f32 with plain
-f32). cuDNN autotuning stays at PyTorch's default (off), as in the notebook.
+f32). cuDNN autotuning stays at PyTorch's default (off), as in the notebook. --bf16 runs the
+forward and the loss under torch.autocast(dtype=torch.bfloat16), the one line a PyTorch user
+adds for mixed precision (ours: `cli bench-step --precision bf16`).
 
 Prints one line:
-  pytorch-step: cuda batch 32 steps 50 tf32 off: 4.21 ms/step, 7600 images/s (last loss 2.30)
+  pytorch-step: cuda f32 batch 32 steps 50 tf32 off: 4.21 ms/step, 7600 images/s (last loss 2.30)
 
-usage: pytorch_step.py [--batch-size N] [--steps S] [--warmup W] [--tf32] [--device cuda|cpu]
+usage: pytorch_step.py [--batch-size N] [--steps S] [--warmup W] [--tf32] [--bf16]
+                       [--device cuda|cpu]
 """
 import argparse
 import os
@@ -47,6 +50,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--tf32", action="store_true")
+    parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
 
@@ -64,9 +68,10 @@ def main():
     y = (torch.arange(args.batch_size) % 10).to(device)
 
     def step():
-        outputs = model(x)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            outputs = model(x)
+            loss = criterion(outputs, y)
         optimizer.zero_grad()
-        loss = criterion(outputs, y)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -85,8 +90,10 @@ def main():
     ms = 1e3 * seconds / args.steps
     rate = args.batch_size * args.steps / seconds
     tf32 = "on" if args.tf32 else "off"
+    precision = "bf16 autocast" if args.bf16 else "f32"
     print(
-        f"pytorch-step: {device.type} batch {args.batch_size} steps {args.steps} tf32 {tf32}: "
+        f"pytorch-step: {device.type} {precision} batch {args.batch_size} steps {args.steps} "
+        f"tf32 {tf32}: "
         f"{ms:.2f} ms/step, {rate:.0f} images/s (last loss {loss:.4f})"
     )
 

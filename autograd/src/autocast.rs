@@ -1,6 +1,6 @@
 //! Mixed precision: while an [`AutocastGuard`] for [`Precision::Bf16`] lives, convolutions
 //! and linear layers on this thread multiply in bf16, PyTorch's
-//! `torch.autocast("cpu", dtype=torch.bfloat16)`.
+//! `torch.autocast("cpu" | "cuda", dtype=torch.bfloat16)`.
 //!
 //! What changes, and what does not:
 //! - [`Tensor::conv2d`](crate::Tensor::conv2d) rounds its input and weight to bf16, sums
@@ -32,9 +32,10 @@
 //! f32; the network's input stays f32), max pooling's winning cells (one byte per output),
 //! batch norm's f32 statistics.
 //!
-//! bf16 runs on the CPU only (Intel AMX, else AVX512-BF16): [`Precision::check`] says
-//! before a run starts whether `device` can run it, and an op handed a CUDA tensor under
-//! bf16 returns [`Error::Unsupported`] naming the op, bf16 and the device.
+//! bf16 runs on the CPU (Intel AMX, else AVX512-BF16) and on CUDA devices (cuBLAS's bf16
+//! products summed in f32, the kernels between convolutions on bf16 storage, with the same
+//! rounding as the CPU's): [`Precision::check`] says before a run starts whether `device`
+//! can run it.
 //!
 //! ```
 //! use autograd::{autocast, current_precision, Precision};
@@ -72,14 +73,14 @@ impl Precision {
         }
     }
 
-    /// Ok when `device` can run this precision; else the one error that says why (bf16 on
-    /// CUDA: [`Error::Unsupported`]; a CPU without AMX or AVX512-BF16:
-    /// [`Error::MissingCpuFeature`] naming what it lacks).
+    /// Ok when `device` can run this precision; else the one error that says why (a CPU
+    /// without AMX or AVX512-BF16: [`Error::MissingCpuFeature`] naming what it lacks). Any
+    /// CUDA device runs bf16 (cuBLAS's bf16 products need compute capability 8.0 or later
+    /// to run fast, and still run, more slowly, before that).
     pub fn check(self, device: Device) -> Result<()> {
         match (self, device) {
-            (Precision::F32, _) => Ok(()),
+            (Precision::F32, _) | (Precision::Bf16, Device::Cuda(_)) => Ok(()),
             (Precision::Bf16, Device::Cpu) => kernels::bf16::Isa::best().map(|_| ()),
-            (Precision::Bf16, Device::Cuda(_)) => Err(bf16_unsupported("autocast", device)),
         }
     }
 }
@@ -105,21 +106,13 @@ impl FromStr for Precision {
     }
 }
 
-/// The error of an op asked for bf16 arithmetic on a device that has none.
-fn bf16_unsupported(op: &'static str, device: Device) -> Error {
-    Error::unsupported(op, DType::BF16, device)
-}
-
-/// The precision `op` runs in on `input` now: bf16 under a bf16 guard for f32 and bf16 CPU
-/// tensors; f32 otherwise, for f64 tensors too (as in PyTorch, autocast leaves f64 alone).
-/// An f32 CUDA tensor under bf16 is [`Error::Unsupported`]: there are no CUDA bf16 kernels.
-pub(crate) fn precision_for(op: &'static str, input: &Tensor) -> Result<Precision> {
-    match (current_precision(), input.dtype(), input.device()) {
-        (Precision::Bf16, DType::F32 | DType::BF16, Device::Cpu) => Ok(Precision::Bf16),
-        (Precision::Bf16, DType::F32, device @ Device::Cuda(_)) => {
-            Err(bf16_unsupported(op, device))
-        }
-        _ => Ok(Precision::F32),
+/// The precision an op runs in on `input` now: bf16 under a bf16 guard for f32 and bf16
+/// tensors, on either device; f32 otherwise, for f64 tensors too (as in PyTorch, autocast
+/// leaves f64 alone).
+pub(crate) fn precision_for(input: &Tensor) -> Precision {
+    match (current_precision(), input.dtype()) {
+        (Precision::Bf16, DType::F32 | DType::BF16) => Precision::Bf16,
+        _ => Precision::F32,
     }
 }
 
@@ -181,27 +174,10 @@ mod tests {
     }
 
     #[test]
-    fn bf16_on_cuda_is_unsupported_naming_op_dtype_and_device() {
-        // No GPU is needed to build the error a CUDA tensor would get.
-        let err = Precision::Bf16.check(Device::Cuda(0)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Unsupported {
-                    op: "autocast",
-                    dtype: DType::BF16,
-                    device: Device::Cuda(0)
-                }
-            ),
-            "{err:?}"
-        );
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "autocast: bf16 tensors are not supported on {}",
-                Device::Cuda(0)
-            )
-        );
+    fn bf16_is_accepted_on_cuda_and_f32_everywhere() {
+        // No GPU is needed to ask: a device that fails to open says so when it is used.
+        assert!(Precision::Bf16.check(Device::Cuda(0)).is_ok());
         assert!(Precision::F32.check(Device::Cuda(0)).is_ok());
+        assert!(Precision::F32.check(Device::Cpu).is_ok());
     }
 }

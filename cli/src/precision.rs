@@ -12,10 +12,10 @@ pub enum PrecisionChoice {
     /// Everything in f32.
     #[default]
     F32,
-    /// PyTorch's CPU autocast: convolutions and linear layers multiply bf16-rounded
-    /// inputs and weights, summing in f32 (Intel AMX or AVX512-BF16); activations between
-    /// convolutions are stored in bf16; weights, gradients, the optimizer, batch norm
-    /// statistics and the loss stay f32.
+    /// PyTorch's autocast: convolutions and linear layers multiply bf16-rounded inputs
+    /// and weights, summing in f32 (Intel AMX or AVX512-BF16 on the CPU, cuBLAS on CUDA);
+    /// activations between convolutions and their gradients are stored in bf16; weights,
+    /// their gradients, the optimizer, batch norm statistics and the loss stay f32.
     Bf16,
 }
 

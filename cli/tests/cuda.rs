@@ -110,27 +110,25 @@ fn tf32_is_accepted_and_ignored_on_the_cpu() {
 }
 
 #[test]
-fn precision_bf16_on_cuda_is_one_clear_error() {
+fn precision_bf16_on_cuda_runs_a_step_or_fails_cleanly_without_a_gpu() {
     let output = cli(&[
         "bench-step",
         "--device",
         "cuda",
         "--precision",
         "bf16",
+        "--batch-size",
+        "8",
         "--steps",
         "1",
         "--warmup",
         "0",
     ]);
     if !gpu_present() {
-        // Without a GPU, --device cuda fails first; the message a CUDA tensor under bf16
-        // gets is checked by autograd's unit tests (it needs no GPU to build).
         assert_clean_failure(&output, "--device cuda: ");
-        println!("SKIPPED the bf16-on-CUDA run: no CUDA device here");
+        println!("SKIPPED the bf16-on-CUDA step: no CUDA device here");
         return;
     }
-    assert_clean_failure(
-        &output,
-        "--precision bf16 on cuda:0: autocast: bf16 tensors are not supported on cuda:0",
-    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("images/s"), "{}", stdout(&output));
 }

@@ -63,7 +63,7 @@ impl Tensor {
         padding: [usize; 2],
     ) -> Result<Tensor> {
         let geometry = Conv2dGeometry::new(self.shape(), weight.shape(), stride, padding)?;
-        let precision = precision_for("conv2d", self)?;
+        let precision = precision_for(self);
         let output = {
             let (input, weight) = (self.storage(), weight.storage());
             let bias = bias.map(|b| b.storage());

@@ -68,7 +68,7 @@ impl Tensor {
     /// an f32 CPU layer multiplies bf16-rounded operands and sums in f32.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let geometry = LinearGeometry::new(self.shape(), weight.shape())?;
-        let precision = precision_for("linear", self)?;
+        let precision = precision_for(self);
         let forward = match precision {
             Precision::F32 => linear::forward,
             Precision::Bf16 => linear::forward_bf16,

@@ -34,7 +34,7 @@ pub struct BenchStepArgs {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
-    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    /// f32 (PyTorch's autocast; on the CPU needs AMX or AVX512-BF16; on CUDA, cuBLAS).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionChoice,
     /// Timed steps.

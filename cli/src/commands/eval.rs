@@ -38,7 +38,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub no_download: bool,
     /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
-    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    /// f32 (PyTorch's autocast; on the CPU needs AMX or AVX512-BF16; on CUDA, cuBLAS).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionChoice,
     /// Images per evaluation batch (no effect on the results).

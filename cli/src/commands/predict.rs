@@ -29,7 +29,7 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
     /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
-    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    /// f32 (PyTorch's autocast; on the CPU needs AMX or AVX512-BF16; on CUDA, cuBLAS).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionChoice,
     /// Input normalization [default: the one recorded in the checkpoint].

@@ -107,7 +107,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Arithmetic of the convolutions and linear layers: f32, or bf16 products summed in
-    /// f32 (PyTorch's CPU autocast; needs AMX or AVX512-BF16, CPU only).
+    /// f32 (PyTorch's autocast; on the CPU needs AMX or AVX512-BF16; on CUDA, cuBLAS).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionChoice,
     /// Learning rate.
