@@ -17,7 +17,8 @@
 #   5. trains one epoch on CUDA (`cli train --device cuda ... --epochs 1 --eval-every-epoch`);
 #   6. times training steps (forward, loss, backward, Adam) of ours and of PyTorch eager on
 #      the same GPU, at batch 32 and 128, TF32 off on both sides, then on, then in bf16
-#      (ours --precision bf16, PyTorch torch.autocast bf16);
+#      (ours --precision bf16, PyTorch torch.autocast bf16); then airbench94's step at batch
+#      1,024 against the PyTorch port's, f32 (TF32 off) and bf16;
 #
 # and prints a compact summary table last, whatever happened: each step's timeout is its
 # own cap or what is left before the deadline, whichever is less, and a step with no time
@@ -96,8 +97,8 @@ print_summary() {
     echo "================ gpu-check summary: ${gpu_name:-unknown GPU}, $((SECONDS - started)) s ================"
     printf '%s\n' "${summary[@]}"
     echo
-    echo "training step (forward + cross-entropy + backward + Adam), images/s, same GPU:"
-    printf '%5s  %-4s %12s %12s %10s\n' batch mode ours pytorch ours/torch
+    echo "training step (forward, loss, backward, optimizer: Adam for the net, SGD for airbench94), images/s, same GPU:"
+    printf '%9s  %-4s %12s %12s %10s\n' batch mode ours pytorch ours/torch
     printf '%s\n' "${timings[@]}"
     echo "logs: $logs${OUT:+ (packed into $OUT/gpu-check-logs.tar.gz)}"
 }
@@ -278,14 +279,21 @@ for tf32 in off on bf16; do
     torch_flag=()
     [ "$tf32" = on ] && ours_flag=(--tf32) && torch_flag=(--tf32)
     [ "$tf32" = bf16 ] && ours_flag=(--precision bf16) && torch_flag=(--bf16)
-    for batch in 32 128; do
+    for batch in 32 128 a1024; do
+        model=net
+        if [ "$batch" = a1024 ]; then
+            # airbench94 at its batch, f32 (TF32 off) and bf16 only.
+            [ "$tf32" = on ] && continue
+            model=airbench94
+            batch=1024
+        fi
         steps=$((batch == 32 ? 60 : 25))
-        limited 60 "$bundle/bin/cli" bench-step --device cuda --batch-size "$batch" --steps "$steps" \
-            --warmup 5 "${ours_flag[@]}" >"$logs/ours-$batch-$tf32.log" 2>&1
+        limited 60 "$bundle/bin/cli" bench-step --device cuda --model "$model" --batch-size "$batch" \
+            --steps "$steps" --warmup 5 "${ours_flag[@]}" >"$logs/ours-$batch-$tf32.log" 2>&1
         ours_rc=$?
         cat "$logs/ours-$batch-$tf32.log"
-        limited 60 python3 scripts/pytorch_step.py --batch-size "$batch" --steps "$steps" \
-            --warmup 5 "${torch_flag[@]}" >"$logs/torch-$batch-$tf32.log" 2>&1
+        limited 60 python3 scripts/pytorch_step.py --model "$model" --batch-size "$batch" \
+            --steps "$steps" --warmup 5 "${torch_flag[@]}" >"$logs/torch-$batch-$tf32.log" 2>&1
         torch_rc=$?
         tail -1 "$logs/torch-$batch-$tf32.log"
         ours="$(rate_of "$logs/ours-$batch-$tf32.log")"
@@ -299,7 +307,9 @@ for tf32 in off on bf16; do
         # A run that had no time left is "no time", one that ran without a rate "FAILED".
         [ "$ours_rc" = 125 ] && ours="no time"
         [ "$torch_rc" = 125 ] && torch="no time"
-        timings+=("$(printf '%5s  %-4s %12s %12s %10s' "$batch" "$tf32" "${ours:-FAILED}" "${torch:-FAILED}" "$ratio")")
+        label="$batch"
+        [ "$model" = airbench94 ] && label="ab94 $batch"
+        timings+=("$(printf '%9s  %-4s %12s %12s %10s' "$label" "$tf32" "${ours:-FAILED}" "${torch:-FAILED}" "$ratio")")
         save_logs
     done
 done

@@ -9,13 +9,15 @@ TF32 is off unless --tf32 is given, for the matrix products *and* cuDNN's convol
 (PyTorch lets cuDNN use TF32 by default; this turns it off to compare plain f32 with plain
 f32). cuDNN autotuning stays at PyTorch's default (off), as in the notebook. --bf16 runs the
 forward and the loss under torch.autocast(dtype=torch.bfloat16), the one line a PyTorch user
-adds for mixed precision (ours: `cli bench-step --precision bf16`).
+adds for mixed precision (ours: `cli bench-step --precision bf16`). --model airbench94 times the
+port's network instead (scripts/airbench94_pytorch.py: channels_last, cross-entropy with label
+smoothing 0.2 summed, SGD with Nesterov momentum), as `cli bench-step --model airbench94` does.
 
 Prints one line:
-  pytorch-step: cuda f32 batch 32 steps 50 tf32 off: 4.21 ms/step, 7600 images/s (last loss 2.30)
+  pytorch-step: net cuda f32 batch 32 steps 50 tf32 off: 4.21 ms/step, 7600 images/s (last loss 2.30)
 
 usage: pytorch_step.py [--batch-size N] [--steps S] [--warmup W] [--tf32] [--bf16]
-                       [--device cuda|cpu]
+                       [--device cuda|cpu] [--model net|airbench94]
 """
 import argparse
 import os
@@ -52,6 +54,7 @@ def main():
     parser.add_argument("--tf32", action="store_true")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--model", default="net", choices=["net", "airbench94"])
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -60,11 +63,21 @@ def main():
             raise SystemExit("pytorch_step: torch.cuda.is_available() is False")
         set_tf32(args.tf32)
     torch.manual_seed(0)
-    model = Net().to(device)
-    model.train()
-    criterion = nn.CrossEntropyLoss()
-    optimizer = optim.Adam(model.parameters(), lr=0.001)
     x = (torch.rand(args.batch_size, 3, 32, 32) * 2 - 1).to(device)
+    if args.model == "airbench94":
+        from airbench94_pytorch import make_net  # noqa: E402  (the port, beside this script)
+
+        model = make_net(device, "bf16" if args.bf16 else "f32")
+        smoothed = nn.CrossEntropyLoss(label_smoothing=0.2, reduction="sum")
+        criterion = lambda outputs, labels: smoothed(outputs.float(), labels)  # noqa: E731
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = optim.SGD(params, lr=1e-4, momentum=0.85, nesterov=True)
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:
+        model = Net().to(device)
+        criterion = nn.CrossEntropyLoss()
+        optimizer = optim.Adam(model.parameters(), lr=0.001)
+    model.train()
     y = (torch.arange(args.batch_size) % 10).to(device)
 
     def step():
@@ -92,7 +105,8 @@ def main():
     tf32 = "on" if args.tf32 else "off"
     precision = "bf16 autocast" if args.bf16 else "f32"
     print(
-        f"pytorch-step: {device.type} {precision} batch {args.batch_size} steps {args.steps} "
+        f"pytorch-step: {args.model} {device.type} {precision} batch {args.batch_size} "
+        f"steps {args.steps} "
         f"tf32 {tf32}: "
         f"{ms:.2f} ms/step, {rate:.0f} images/s (last loss {loss:.4f})"
     )

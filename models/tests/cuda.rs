@@ -13,7 +13,7 @@ use models::data::{epoch_batches, Batch, LoaderConfig, Normalization, Split};
 use models::layers::{Module, StateEntry};
 use models::optim::{Adam, AdamConfig, Optimizer};
 use models::train::{evaluate, images_tensor, train_step};
-use models::{no_grad, CudaDevice, Device, Net};
+use models::{autocast, no_grad, CudaDevice, DType, Device, Net, Precision};
 
 fn cuda_or_skip(test: &str) -> Option<Device> {
     CudaDevice::open_or_skip(test).map(|gpu| gpu.device())
@@ -104,6 +104,67 @@ fn training_steps_on_cuda_match_the_cpu_or_skips() {
     for ((name, v), (_, want)) in cuda.3.iter().zip(&cpu.3) {
         let rel = relative_difference(v, want);
         assert!(rel < 1e-3, "{name} after two steps differs by {rel:e}");
+    }
+}
+
+/// The same two steps under bf16 autocast: the GPU's bf16 kernels against the CPU's
+/// (skipped where the CPU has no bf16 instructions). Both round the same f32 sums to bf16,
+/// but sums taken in another order round differently now and then, one bf16 step (2^-8)
+/// at a time, and those differences travel through the network: the bounds are a few
+/// such steps, far below what a wrong kernel gives (differences of order one).
+#[test]
+fn bf16_training_steps_on_cuda_match_the_cpu_or_skips() {
+    let Some(gpu) = cuda_or_skip("bf16_training_steps_on_cuda_match_the_cpu") else {
+        return;
+    };
+    if let Err(err) = Precision::Bf16.check(Device::Cpu) {
+        println!("SKIPPED: the CPU side needs bf16 instructions ({err})");
+        return;
+    }
+    let _bf16 = autocast(Precision::Bf16);
+    let mut results = Vec::new();
+    for device in [Device::Cpu, gpu] {
+        let mut net = Net::new(3, device).unwrap();
+        let mut optimizer =
+            Optimizer::Adam(Adam::new(net.parameters(), AdamConfig::default()).unwrap());
+        net.set_training(true);
+        let first = batch(1, 16);
+        let logits = net
+            .forward(&images_tensor(&first, device).unwrap())
+            .unwrap();
+        assert_eq!((logits.device(), logits.dtype()), (device, DType::F32));
+        let loss = logits.cross_entropy(&first.labels).unwrap();
+        loss.backward().unwrap();
+        let grads: Vec<(String, Vec<f64>)> = net
+            .parameters()
+            .into_iter()
+            .map(|(name, p)| {
+                let grad = p.grad().unwrap();
+                assert_eq!(grad.dtype(), DType::F32, "{name}'s gradient");
+                (name, grad.to_vec_f64().unwrap())
+            })
+            .collect();
+        optimizer.step().unwrap();
+        let second = train_step(&mut net, &mut optimizer, &batch(2, 16), device).unwrap();
+        results.push((loss.item().unwrap(), second.loss, grads));
+    }
+    let (cpu, cuda) = (&results[0], &results[1]);
+    let loss_diff = |a: f64, b: f64| (a - b).abs() / b.abs();
+    assert!(
+        loss_diff(cuda.0, cpu.0) < 1e-2,
+        "first loss {} vs {}",
+        cuda.0,
+        cpu.0
+    );
+    assert!(
+        loss_diff(cuda.1, cpu.1) < 2e-2,
+        "second loss {} vs {}",
+        cuda.1,
+        cpu.1
+    );
+    for ((name, g), (_, want)) in cuda.2.iter().zip(&cpu.2) {
+        let rel = relative_difference(g, want);
+        assert!(rel < 5e-2, "bf16 gradient of {name} differs by {rel:e}");
     }
 }
 
