@@ -34,9 +34,9 @@
 //! Training with a single value per channel (`M == 1`) is refused, as in PyTorch: the
 //! variance would be 0 and the unbiased variance undefined.
 //!
-//! Under autocast the input (a convolution's output) may be bf16 on the CPU, with f32
-//! parameters and running statistics, as in PyTorch, whose batch norm keeps its parameters
-//! and statistics in f32: the output is then bf16 and the statistics f32. Every gradient
+//! Under autocast the input (a convolution's output) may be bf16, on the CPU or the GPU,
+//! with f32 parameters and running statistics, as in PyTorch, whose batch norm keeps its
+//! parameters and statistics in f32: the output is then bf16 and the statistics f32. Every gradient
 //! has its tensor's dtype, as in PyTorch: the backward of a bf16 input takes the bf16
 //! gradient of the (bf16) output and returns a bf16 gradient of the input, with f32
 //! gradients of gamma and beta. Each bf16 value is widened as it is read and each bf16
@@ -204,8 +204,8 @@ fn check_momentum(momentum: f64) -> Result<()> {
 /// Normalises with the batch statistics and updates the running statistics in place
 /// (biased variance to normalise, unbiased variance into `running_var`).
 ///
-/// Every operand has the input's dtype, except that a bf16 input on the CPU takes f32
-/// parameters and running statistics; the output then is bf16 and the statistics f32.
+/// Every operand has the input's dtype, except that a bf16 input takes f32 parameters and
+/// running statistics (on its device); the output then is bf16 and the statistics f32.
 /// Any other mix is an [`Error::Mismatch`] naming the operand.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_train(
@@ -271,6 +271,16 @@ pub fn forward_train(
             eps,
             g,
         ),
+        cuda_bf16(input) => cuda::forward_train(
+            input,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            momentum,
+            eps,
+            g,
+        ),
     )
 }
 
@@ -300,13 +310,14 @@ pub fn forward_eval(
         cpu::<T> => forward_eval_cpu::<T>(input, gamma, beta, running_mean, running_var, eps, g),
         bf16 => forward_eval_cpu::<bf16>(input, gamma, beta, running_mean, running_var, eps, g),
         cuda(input) => cuda::forward_eval(input, (gamma, beta), (running_mean, running_var), eps, g),
+        cuda_bf16(input) => cuda::forward_eval(input, (gamma, beta), (running_mean, running_var), eps, g),
     )
 }
 
 /// Backward of forward_train: the batch statistics depend on the input.
 ///
-/// Every operand has the input's dtype, except that a bf16 input on the CPU (the saved
-/// forward input under autocast) takes f32 `gamma` and `stats`: its `grad_out` (the
+/// Every operand has the input's dtype, except that a bf16 input (the saved forward input
+/// under autocast, on the CPU or the GPU) takes f32 `gamma` and `stats`: its `grad_out` (the
 /// gradient of the bf16 output) and the gradient of the input then are bf16, those of
 /// gamma and beta f32. Any other mix, an f32 `grad_out` for a bf16 input included, is an
 /// [`Error::Mismatch`] naming the operand and the dtype expected.
@@ -331,6 +342,7 @@ pub fn backward_train(
         cpu::<T> => backward_train_cpu::<T>(input, gamma, stats, grad_out, g),
         bf16 => backward_train_cpu::<bf16>(input, gamma, stats, grad_out, g),
         cuda(input) => cuda::backward_train(input, gamma, stats, grad_out, g),
+        cuda_bf16(input) => cuda::backward_train(input, gamma, stats, grad_out, g),
     )
 }
 
@@ -360,6 +372,7 @@ pub fn backward_eval(
         cpu::<T> => backward_eval_cpu::<T>(input, gamma, running_mean, running_var, eps, grad_out, g),
         bf16 => backward_eval_cpu::<bf16>(input, gamma, running_mean, running_var, eps, grad_out, g),
         cuda(input) => cuda::backward_eval(input, gamma, (running_mean, running_var), eps, grad_out, g),
+        cuda_bf16(input) => cuda::backward_eval(input, gamma, (running_mean, running_var), eps, grad_out, g),
     )
 }
 

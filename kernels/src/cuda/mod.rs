@@ -43,6 +43,7 @@ mod emulated_bf16_lowering_tests;
 mod emulated_bf16_tests;
 #[cfg(all(test, target_os = "linux"))]
 mod emulated_tests;
+mod launch_bf16;
 mod signature;
 mod storage;
 #[cfg(test)]
@@ -59,6 +60,9 @@ pub use compile::{arch_for, compile_cubin, compile_ptx, nvrtc_version, COMPILE_O
 pub use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
     LaunchConfig, PushKernelArg,
+};
+pub(crate) use launch_bf16::{
+    activation_backward_bf16, activation_forward_bf16, launch_into_new_bf16, wrap_bf16,
 };
 pub use signature::{kernel_params, Param};
 pub(crate) use storage::{
@@ -106,6 +110,11 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
             "batch_norm_backward_train_reduce",
             "batch_norm_backward_eval_reduce",
             "batch_norm_input_grad",
+            "batch_norm_train_stats_bf16",
+            "batch_norm_affine_bf16",
+            "batch_norm_backward_train_reduce_bf16",
+            "batch_norm_backward_eval_reduce_bf16",
+            "batch_norm_input_grad_bf16",
         ],
     ),
     (
@@ -134,7 +143,15 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
         ],
     ),
     ("dropout.cu", &["dropout_apply", "dropout_uniform"]),
-    ("gelu.cu", &["gelu_forward", "gelu_backward"]),
+    (
+        "gelu.cu",
+        &[
+            "gelu_forward",
+            "gelu_backward",
+            "gelu_forward_bf16",
+            "gelu_backward_bf16",
+        ],
+    ),
     (
         "elementwise.cu",
         &[
@@ -169,6 +186,8 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
             "avg_pool2d_forward",
             "max_pool2d_backward",
             "avg_pool2d_backward",
+            "max_pool2d_forward_bf16",
+            "max_pool2d_backward_bf16",
         ],
     ),
     (
@@ -179,7 +198,15 @@ pub const KERNEL_NAMES: &[(&str, &[&str])] = &[
             "reduce_broadcast_scalar",
         ],
     ),
-    ("relu.cu", &["relu_forward", "relu_backward"]),
+    (
+        "relu.cu",
+        &[
+            "relu_forward",
+            "relu_backward",
+            "relu_forward_bf16",
+            "relu_backward_bf16",
+        ],
+    ),
 ];
 
 /// What every `.cu` file shares (`GRID_STRIDE`, `WARP_PER_ROW`, `warp_sum`, `warp_max`,

@@ -69,19 +69,43 @@ __device__ __forceinline__ float gelu_pdf(float x) {
     return gelu_exp(-0.5f * (x * x)) * 0.3989423f;
 }
 
+// The passes, written once over the stored type T of x, y and the gradients: float, or bf16
+// (an activation stored under autocast) widened as it is read, each result computed in f32
+// and rounded once as it is stored, the CPU's bf16 kernels' bits (gelu/table.rs).
+
 // y = x * cdf(x)
-extern "C" __global__ void gelu_forward(const float* x, float* y, unsigned long long n) {
+template <class T>
+__device__ __forceinline__ void gelu_forward_of(const T* x, T* y, unsigned long long n) {
     GRID_STRIDE(i, n) {
-        float v = x[i];
-        y[i] = v * gelu_cdf(v);
+        float v = widen(x[i]);
+        store(&y[i], v * gelu_cdf(v));
     }
 }
 
 // grad_in = grad_out * (cdf(x) + x * pdf(x)), from the forward *input* x.
+template <class T>
+__device__ __forceinline__ void gelu_backward_of(const T* x, const T* grad_out, T* grad_in,
+                                                 unsigned long long n) {
+    GRID_STRIDE(i, n) {
+        float v = widen(x[i]);
+        store(&grad_in[i], widen(grad_out[i]) * (gelu_cdf(v) + v * gelu_pdf(v)));
+    }
+}
+
+extern "C" __global__ void gelu_forward(const float* x, float* y, unsigned long long n) {
+    gelu_forward_of(x, y, n);
+}
+
 extern "C" __global__ void gelu_backward(const float* x, const float* grad_out, float* grad_in,
                                          unsigned long long n) {
-    GRID_STRIDE(i, n) {
-        float v = x[i];
-        grad_in[i] = grad_out[i] * (gelu_cdf(v) + v * gelu_pdf(v));
-    }
+    gelu_backward_of(x, grad_out, grad_in, n);
+}
+
+extern "C" __global__ void gelu_forward_bf16(const bf16* x, bf16* y, unsigned long long n) {
+    gelu_forward_of(x, y, n);
+}
+
+extern "C" __global__ void gelu_backward_bf16(const bf16* x, const bf16* grad_out, bf16* grad_in,
+                                              unsigned long long n) {
+    gelu_backward_of(x, grad_out, grad_in, n);
 }

@@ -12,7 +12,9 @@
 //! returns bf16, the f32 kernel's value rounded once; the backward takes a bf16 `grad_out`
 //! (a gradient has its activation's dtype, as in PyTorch) and returns the f32 kernel's
 //! gradient at the widened values, rounded once to bf16. Both read those results from
-//! tables of every bf16 input's (`table.rs`), computed once by the f32 kernel.
+//! tables of every bf16 input's (`table.rs`), computed once by the f32 kernel. On the GPU
+//! a bf16 input runs the f32 kernels' code on the widened values, rounded once: the same
+//! bits.
 //!
 //! ```
 //! use kernels::{gelu, Storage};
@@ -40,6 +42,7 @@ pub fn forward(x: &Storage) -> Result<Storage> {
         cpu::<T> => Ok(T::into_storage(cpu::forward(x.host::<T>(OP, "input")?))),
         bf16 => Ok(Storage::bf16(table::forward(x.host_bf16(OP, "input")?))),
         cuda(x) => cuda::forward(x),
+        cuda_bf16(x) => cuda::forward_bf16(x),
     )
 }
 
@@ -56,6 +59,7 @@ pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
             grad_out.host_bf16(OP, "grad_out")?,
         ))),
         cuda(x) => cuda::backward(x, grad_out),
+        cuda_bf16(x) => cuda::backward_bf16(x, grad_out),
     )
 }
 

@@ -28,9 +28,12 @@
 //! bf16 output: each window's value and cell are exactly those the f32 kernel picks on the
 //! widened input (the value copied, not rounded again: a signalling NaN stays signalling,
 //! as in the f32 kernel), and its gradient, from the kept argmax and a bf16 `grad_out`,
-//! is bf16: the f32 path's on the widened values, rounded once. Average pooling and the recomputing [`backward`] have no
-//! bf16 kernel ([`Error::Unsupported`]): under autocast the network only max pools, and
-//! keeps the argmax.
+//! is bf16: the f32 path's on the widened values, rounded once. Average pooling and, on
+//! the host, the recomputing [`backward`] have no bf16 kernel ([`Error::Unsupported`]):
+//! under autocast the network only max pools, and keeps the argmax. On the GPU, which
+//! keeps no argmax, a bf16 input is max pooled and its gradient recomputed by the same
+//! kernels as f32, reading and writing bf16 (same cells, same values, the gradient's sums
+//! in f32 rounded once).
 //!
 //! ```
 //! use kernels::{pool2d::{self, PoolKind, Pool2dGeometry}, Storage};
@@ -261,12 +264,18 @@ pub fn forward(input: &Storage, g: &Pool2dGeometry) -> Result<Storage> {
             PoolKind::Avg { .. } => Err(Error::unsupported(g.op(), DType::BF16, Device::Cpu)),
         },
         cuda(input) => cuda::forward(input, g),
+        cuda_bf16(input) => match g.kind {
+            PoolKind::Max => cuda::max_forward_bf16(input, g),
+            PoolKind::Avg { .. } => Err(Error::unsupported(g.op(), DType::BF16, input.device())),
+        },
     )
 }
 
 /// Gradient w.r.t. the input. Max: recomputes each window's argmax from `input` (first
 /// maximum in row-major window order, as PyTorch) so no index buffer is kept. A bf16
-/// input is [`Error::Unsupported`]: its max pool keeps the argmax instead.
+/// input on the host is [`Error::Unsupported`] (its max pool keeps the argmax instead);
+/// on the GPU, which keeps none, a bf16 max pool's gradient is recomputed here, from a bf16
+/// `grad_out` into bf16: the f32 kernel's on the widened values, rounded once.
 pub fn backward(input: &Storage, grad_out: &Storage, g: &Pool2dGeometry) -> Result<Storage> {
     let g = &g.checked()?;
     input.expect_len(g.op(), "input", g.input_len())?;
@@ -275,7 +284,12 @@ pub fn backward(input: &Storage, grad_out: &Storage, g: &Pool2dGeometry) -> Resu
         g.op(),
         input,
         cpu::<T> => backward_cpu::<T>(input, grad_out, g),
+        bf16 => Err(Error::unsupported(g.op(), DType::BF16, Device::Cpu)),
         cuda(input) => cuda::backward(input, grad_out, g),
+        cuda_bf16(input) => match g.kind {
+            PoolKind::Max => cuda::max_backward_bf16(input, grad_out, g),
+            PoolKind::Avg { .. } => Err(Error::unsupported(g.op(), DType::BF16, input.device())),
+        },
     )
 }
 
@@ -292,7 +306,8 @@ pub struct Argmax {
 /// Max pooling (`g.kind` must be [`PoolKind::Max`]) that also returns each window's
 /// winning cell, where it can keep one: on the host, for windows of at most 256 cells.
 /// Elsewhere the argmax is `None` and the backward is [`backward`], from the input (which
-/// has no bf16 kernel: a bf16 input needs windows of at most 256 cells to be trained).
+/// has no bf16 kernel on the host: there a bf16 input needs windows of at most 256 cells
+/// to be trained; on the GPU it has one).
 /// The output has the input's dtype (f32, f64 or bf16).
 ///
 /// ```

@@ -9,6 +9,11 @@
 // gradients of the windows that route to it, in row-major window order, so no atomics are
 // needed and the sums are added in the same order as the CPU code's scatter.
 // `planes` is N*C; all kernels grid-stride over their output elements.
+// Max pooling is written once over the stored type T of x, y and the gradients: float, or
+// bf16 (an activation stored under autocast), compared widened to f32 and copied as it is
+// (so the bf16 kernels pick the cells and values the f32 ones pick on the widened input),
+// its gradients summed in f32 and rounded once, as the CPU's bf16 arms. Average pooling has
+// no bf16 kernel, as on the CPU.
 // cuda/prelude.cuh (GRID_STRIDE, WARP_PER_ROW, warp_sum, warp_max, block_sum) comes first.
 
 struct Window {
@@ -28,12 +33,13 @@ __device__ __forceinline__ Window pool_window(int oh, int ow, int H, int W, int 
 }
 
 // Index within the plane of the window's first maximum (NaN wins, the last NaN wins).
-__device__ __forceinline__ int window_argmax(const float* plane, Window w, int W) {
+template <class T>
+__device__ __forceinline__ int window_argmax(const T* plane, Window w, int W) {
     int best_index = w.r0 * W + w.c0;
-    float best = plane[best_index];
+    float best = widen(plane[best_index]);
     for (int h = w.r0; h < w.r1; ++h) {
         for (int c = w.c0; c < w.c1; ++c) {
-            float v = plane[h * W + c];
+            float v = widen(plane[h * W + c]);
             if (v > best || v != v) {
                 best = v;
                 best_index = h * W + c;
@@ -58,17 +64,31 @@ __device__ __forceinline__ void covering(int i, int K, int S, int P, int O, int*
     *o_hi = hi < O - 1 ? hi : O - 1;
 }
 
-extern "C" __global__ void max_pool2d_forward(const float* x, float* y, int planes, int H, int W,
-                                              int KH, int KW, int SH, int SW, int PH, int PW,
-                                              int OH, int OW) {
+// y = the window's first maximum, copied as it is stored.
+template <class T>
+__device__ __forceinline__ void max_pool2d_forward_of(const T* x, T* y, int planes, int H,
+                                                      int W, int KH, int KW, int SH, int SW,
+                                                      int PH, int PW, int OH, int OW) {
     unsigned long long out_plane = (unsigned long long)OH * OW;
     GRID_STRIDE(i, (unsigned long long)planes * out_plane) {
         unsigned long long plane = i / out_plane;
         int o = (int)(i - plane * out_plane);
         Window w = pool_window(o / OW, o % OW, H, W, KH, KW, SH, SW, PH, PW);
-        const float* xp = x + plane * (unsigned long long)H * W;
+        const T* xp = x + plane * (unsigned long long)H * W;
         y[i] = xp[window_argmax(xp, w, W)];
     }
+}
+
+extern "C" __global__ void max_pool2d_forward(const float* x, float* y, int planes, int H, int W,
+                                              int KH, int KW, int SH, int SW, int PH, int PW,
+                                              int OH, int OW) {
+    max_pool2d_forward_of(x, y, planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+}
+
+extern "C" __global__ void max_pool2d_forward_bf16(const bf16* x, bf16* y, int planes, int H,
+                                                   int W, int KH, int KW, int SH, int SW, int PH,
+                                                   int PW, int OH, int OW) {
+    max_pool2d_forward_of(x, y, planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
 }
 
 extern "C" __global__ void avg_pool2d_forward(const float* x, float* y, int planes, int H, int W,
@@ -90,10 +110,13 @@ extern "C" __global__ void avg_pool2d_forward(const float* x, float* y, int plan
     }
 }
 
-// dx[cell] = sum of dy over the windows whose first maximum is this cell.
-extern "C" __global__ void max_pool2d_backward(const float* x, const float* dy, float* dx,
-                                               int planes, int H, int W, int KH, int KW, int SH,
-                                               int SW, int PH, int PW, int OH, int OW) {
+// dx[cell] = sum of dy over the windows whose first maximum is this cell, added in f32 to
+// +0 in row-major window order (the CPU's scatter order), rounded once where T is bf16.
+template <class T>
+__device__ __forceinline__ void max_pool2d_backward_of(const T* x, const T* dy, T* dx,
+                                                       int planes, int H, int W, int KH, int KW,
+                                                       int SH, int SW, int PH, int PW, int OH,
+                                                       int OW) {
     unsigned long long in_plane = (unsigned long long)H * W;
     GRID_STRIDE(i, (unsigned long long)planes * in_plane) {
         unsigned long long plane = i / in_plane;
@@ -102,19 +125,32 @@ extern "C" __global__ void max_pool2d_backward(const float* x, const float* dy, 
         int oh_lo, oh_hi, ow_lo, ow_hi;
         covering(ih, KH, SH, PH, OH, &oh_lo, &oh_hi);
         covering(iw, KW, SW, PW, OW, &ow_lo, &ow_hi);
-        const float* xp = x + plane * in_plane;
-        const float* dyp = dy + plane * (unsigned long long)OH * OW;
+        const T* xp = x + plane * in_plane;
+        const T* dyp = dy + plane * (unsigned long long)OH * OW;
         float acc = 0.0f;
         for (int oh = oh_lo; oh <= oh_hi; ++oh) {
             for (int ow = ow_lo; ow <= ow_hi; ++ow) {
                 Window w = pool_window(oh, ow, H, W, KH, KW, SH, SW, PH, PW);
                 if (window_argmax(xp, w, W) == cell) {
-                    acc += dyp[oh * OW + ow];
+                    acc += widen(dyp[oh * OW + ow]);
                 }
             }
         }
-        dx[i] = acc;
+        store(&dx[i], acc);
     }
+}
+
+extern "C" __global__ void max_pool2d_backward(const float* x, const float* dy, float* dx,
+                                               int planes, int H, int W, int KH, int KW, int SH,
+                                               int SW, int PH, int PW, int OH, int OW) {
+    max_pool2d_backward_of(x, dy, dx, planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+}
+
+extern "C" __global__ void max_pool2d_backward_bf16(const bf16* x, const bf16* dy, bf16* dx,
+                                                    int planes, int H, int W, int KH, int KW,
+                                                    int SH, int SW, int PH, int PW, int OH,
+                                                    int OW) {
+    max_pool2d_backward_of(x, dy, dx, planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
 }
 
 // dx[cell] = sum over the windows containing the cell of dy / divisor.

@@ -2,7 +2,8 @@
 //!
 //! A bf16 input (an activation stored under autocast) gives a bf16 output (exact: each
 //! value is kept or replaced by zero) and, in the backward, takes and returns bf16
-//! gradients (exact too), as the other layers between two convolutions do.
+//! gradients (exact too), as the other layers between two convolutions do, on the host
+//! and on the GPU alike.
 //!
 //! ```
 //! use kernels::{relu, Storage};
@@ -30,6 +31,7 @@ pub fn forward(x: &Storage) -> Result<Storage> {
         cpu::<T> => forward_cpu::<T>(x),
         bf16 => Ok(Storage::bf16(cpu::forward(x.host_bf16(OP, "input")?, bf16_is_positive))),
         cuda(x) => cuda::forward(x),
+        cuda_bf16(x) => cuda::forward_bf16(x),
     )
 }
 
@@ -48,6 +50,7 @@ pub fn backward(x: &Storage, grad_out: &Storage) -> Result<Storage> {
             Ok(Storage::bf16(cpu::backward(x, grad_out, bf16_is_positive)))
         },
         cuda(x) => cuda::backward(x, grad_out),
+        cuda_bf16(x) => cuda::backward_bf16(x, grad_out),
     )
 }
 
