@@ -5,13 +5,9 @@
 //! ([`Activation`]); the parameters, statistics and their gradients are f32 either way, as
 //! on the CPU. Each pass is the same kernel body for both, named per stored type.
 
-use std::sync::Arc;
-
 use super::{BatchNormGeometry, BatchNormGrads, BatchStats, OP};
-use crate::cuda::{
-    to_i32, wrap, wrap_bf16, Arg, CudaBackend, CudaBuffer, CudaElement, CudaStorage,
-};
-use crate::{Device, Result, Storage};
+use crate::cuda::{to_i32, wrap, Arg, CudaBuffer, CudaElement, CudaStorage};
+use crate::{Result, Storage};
 
 const FILE: &str = "batch_norm.cu";
 
@@ -30,17 +26,6 @@ pub(super) struct Kernels {
 pub(super) trait Activation: CudaElement {
     /// The kernels declaring this type's `T*` parameters.
     const KERNELS: Kernels;
-
-    /// Borrows an operand (`grad_out`) stored as the input is, on `device`, or says what
-    /// it is instead.
-    fn borrow<'a>(
-        storage: &'a Storage,
-        operand: &str,
-        device: Device,
-    ) -> Result<&'a CudaStorage<Self>>;
-
-    /// Wraps a buffer a kernel of `gpu` has written.
-    fn wrap(gpu: &Arc<CudaBackend>, buffer: CudaBuffer<Self>) -> Storage;
 }
 
 impl Activation for f32 {
@@ -51,14 +36,6 @@ impl Activation for f32 {
         backward_eval_reduce: "batch_norm_backward_eval_reduce",
         input_grad: "batch_norm_input_grad",
     };
-
-    fn borrow<'a>(storage: &'a Storage, operand: &str, device: Device) -> Result<&'a CudaStorage> {
-        storage.cuda(OP, operand, device)
-    }
-
-    fn wrap(gpu: &Arc<CudaBackend>, buffer: CudaBuffer<f32>) -> Storage {
-        wrap(gpu, buffer)
-    }
 }
 
 impl Activation for u16 {
@@ -69,18 +46,6 @@ impl Activation for u16 {
         backward_eval_reduce: "batch_norm_backward_eval_reduce_bf16",
         input_grad: "batch_norm_input_grad_bf16",
     };
-
-    fn borrow<'a>(
-        storage: &'a Storage,
-        operand: &str,
-        device: Device,
-    ) -> Result<&'a CudaStorage<u16>> {
-        storage.cuda_bf16(OP, operand, device)
-    }
-
-    fn wrap(gpu: &Arc<CudaBackend>, buffer: CudaBuffer<u16>) -> Storage {
-        wrap_bf16(gpu, buffer)
-    }
 }
 
 /// `N, C, S` as the kernels take them.
@@ -164,7 +129,7 @@ pub(super) fn forward_train<T: Activation>(
         mean: wrap(gpu, mean),
         inv_std: wrap(gpu, inv_std),
     };
-    Ok((T::wrap(gpu, y), stats))
+    Ok((wrap(gpu, y), stats))
 }
 
 pub(super) fn forward_eval<T: Activation>(
@@ -210,7 +175,7 @@ pub(super) fn forward_eval<T: Activation>(
             &affine_args,
         )?;
     }
-    Ok(T::wrap(gpu, y))
+    Ok(wrap(gpu, y))
 }
 
 /// Launches `batch_norm_input_grad[_bf16]` with the per-channel `(a, b, k)` coefficients:
@@ -254,7 +219,7 @@ pub(super) fn backward_train<T: Activation>(
     let gamma = gamma.cuda(OP, "gamma", device)?;
     let mean = stats.mean.cuda(OP, "stats.mean", device)?;
     let inv_std = stats.inv_std.cuda(OP, "stats.inv_std", device)?;
-    let grad_out = T::borrow(grad_out, "grad_out", device)?;
+    let grad_out = T::operand(grad_out, OP, "grad_out", device)?;
     let c = g.channels;
     let (dgamma, dbeta, coef) = (gpu.alloc(c)?, gpu.alloc(c)?, gpu.alloc(3 * c)?);
     let mut args = vec![
@@ -280,7 +245,7 @@ pub(super) fn backward_train<T: Activation>(
     }
     let dx = input_grad(input, grad_out, mean.arg(), &coef, dims)?;
     Ok(BatchNormGrads {
-        input: T::wrap(gpu, dx),
+        input: wrap(gpu, dx),
         gamma: wrap(gpu, dgamma),
         beta: wrap(gpu, dbeta),
     })
@@ -300,7 +265,7 @@ pub(super) fn backward_eval<T: Activation>(
     let gamma = gamma.cuda(OP, "gamma", device)?;
     let running_mean = running_mean.cuda(OP, "running_mean", device)?;
     let running_var = running_var.cuda(OP, "running_var", device)?;
-    let grad_out = T::borrow(grad_out, "grad_out", device)?;
+    let grad_out = T::operand(grad_out, OP, "grad_out", device)?;
     let c = g.channels;
     let (dgamma, dbeta, coef) = (gpu.alloc(c)?, gpu.alloc(c)?, gpu.alloc(3 * c)?);
     let mut args = vec![
@@ -327,7 +292,7 @@ pub(super) fn backward_eval<T: Activation>(
     }
     let dx = input_grad(input, grad_out, running_mean.arg(), &coef, dims)?;
     Ok(BatchNormGrads {
-        input: T::wrap(gpu, dx),
+        input: wrap(gpu, dx),
         gamma: wrap(gpu, dgamma),
         beta: wrap(gpu, dbeta),
     })

@@ -13,11 +13,11 @@
 //! output is f32 or bf16 (each sum plus its bias rounded once); the input gradient has the
 //! input's dtype; the weight and bias gradients are f32.
 
+use std::sync::Arc;
+
 use super::cuda::{Lowering, COL_BUDGET, FILE};
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
-use crate::cuda::{
-    launch_into_new, to_i32, Arg, CudaBackend, CudaBuffer, CudaStorage, DeviceValues,
-};
+use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, DeviceValues};
 use crate::{DType, Error, Result, Storage};
 
 /// `im2col` into bf16 columns, for an input of the operand's dtype.
@@ -53,10 +53,10 @@ impl Written {
         }
     }
 
-    fn into_storage(self, gpu: &std::sync::Arc<CudaBackend>) -> Storage {
+    fn into_storage(self, gpu: &Arc<CudaBackend>) -> Storage {
         match self {
-            Written::F32(b) => Storage::Cuda(CudaStorage::new(b, gpu.clone())),
-            Written::Bf16(b) => Storage::CudaBf16(CudaStorage::new(b, gpu.clone())),
+            Written::F32(b) => wrap(gpu, b),
+            Written::Bf16(b) => wrap(gpu, b),
         }
     }
 }
@@ -276,7 +276,7 @@ pub(super) fn backward(
     drop((col, gy_wide, gcol, w));
     Ok(Conv2dGrads {
         input: gx.map(|gx| gx.into_storage(gpu)),
-        weight: Storage::Cuda(CudaStorage::new(gw, gpu.clone())),
+        weight: wrap(gpu, gw),
         bias: gb,
     })
 }

@@ -43,7 +43,6 @@ mod emulated_bf16_lowering_tests;
 mod emulated_bf16_tests;
 #[cfg(all(test, target_os = "linux"))]
 mod emulated_tests;
-mod launch_bf16;
 mod signature;
 mod storage;
 #[cfg(test)]
@@ -61,12 +60,10 @@ pub use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
     LaunchConfig, PushKernelArg,
 };
-pub(crate) use launch_bf16::{
-    activation_backward_bf16, activation_forward_bf16, launch_into_new_bf16, wrap_bf16,
-};
 pub use signature::{kernel_params, Param};
 pub(crate) use storage::{
-    activation_backward, activation_forward, launch_into_new, wrap, DeviceValues,
+    activation_backward, activation_forward, launch_into_new, launch_into_new_of, wrap,
+    DeviceValues,
 };
 pub use storage::{CudaElement, CudaStorage};
 

@@ -16,19 +16,58 @@ pub trait CudaElement:
     DeviceRepr + ValidAsZeroBits + Default + Clone + Copy + PartialEq + Send + Sync + 'static
 {
     const DTYPE: DType;
+
+    /// The `Storage` variant holding a device buffer of this type.
+    fn into_storage(values: CudaStorage<Self>) -> Storage;
+
+    /// Borrows an operand of `op` that must be stored as this type on `device`, or says
+    /// what and where it is instead.
+    fn operand<'a>(
+        storage: &'a Storage,
+        op: &'static str,
+        operand: &str,
+        device: Device,
+    ) -> Result<&'a CudaStorage<Self>>;
 }
 
 impl CudaElement for f32 {
     const DTYPE: DType = DType::F32;
+
+    fn into_storage(values: CudaStorage<f32>) -> Storage {
+        Storage::Cuda(values)
+    }
+
+    fn operand<'a>(
+        storage: &'a Storage,
+        op: &'static str,
+        operand: &str,
+        device: Device,
+    ) -> Result<&'a CudaStorage<f32>> {
+        storage.cuda(op, operand, device)
+    }
 }
 
 impl CudaElement for u16 {
     const DTYPE: DType = DType::BF16;
+
+    fn into_storage(values: CudaStorage<u16>) -> Storage {
+        Storage::CudaBf16(values)
+    }
+
+    fn operand<'a>(
+        storage: &'a Storage,
+        op: &'static str,
+        operand: &str,
+        device: Device,
+    ) -> Result<&'a CudaStorage<u16>> {
+        storage.cuda_bf16(op, operand, device)
+    }
 }
 
-/// Wraps a buffer that a kernel of `backend` has written as a `Storage::Cuda`.
-pub(crate) fn wrap(backend: &Arc<CudaBackend>, buffer: CudaBuffer<f32>) -> Storage {
-    Storage::Cuda(CudaStorage::new(buffer, backend.clone()))
+/// Wraps a buffer that a kernel of `backend` has written as a `Storage::Cuda` (f32) or
+/// `Storage::CudaBf16` (bf16 bits).
+pub(crate) fn wrap<T: CudaElement>(backend: &Arc<CudaBackend>, buffer: CudaBuffer<T>) -> Storage {
+    T::into_storage(CudaStorage::new(buffer, backend.clone()))
 }
 
 /// The launch most ops make: a new f32 buffer of `len` elements, written in full by one
@@ -47,7 +86,24 @@ pub(crate) unsafe fn launch_into_new(
     len: usize,
     args: impl FnOnce(Arg) -> Vec<Arg>,
 ) -> Result<Storage> {
-    let out = gpu.alloc::<f32>(len)?;
+    // SAFETY: the caller's contract, for an f32 output.
+    unsafe { launch_into_new_of::<f32>(gpu, op, kernel, config, len, args) }
+}
+
+/// [`launch_into_new`] for an output of `T`: f32, or bf16 bits (a `bf16*` parameter).
+///
+/// # Safety
+///
+/// As [`launch_into_new`], the kernel's output parameter being a `T*`.
+pub(crate) unsafe fn launch_into_new_of<T: CudaElement>(
+    gpu: &Arc<CudaBackend>,
+    op: &'static str,
+    kernel: (&'static str, &'static str),
+    config: LaunchConfig,
+    len: usize,
+    args: impl FnOnce(Arg) -> Vec<Arg>,
+) -> Result<Storage> {
+    let out = gpu.alloc::<T>(len)?;
     let args = args(Arg::ptr(&out, 0));
     // SAFETY: the caller vouches for the arguments and for the kernel writing `out`.
     unsafe { gpu.launch(op, kernel, config, &args)? };
@@ -55,39 +111,41 @@ pub(crate) unsafe fn launch_into_new(
 }
 
 /// The forward pass of an element-wise activation (ReLU, GELU): one launch of
-/// `kernel(const float* x, float* y, unsigned long long n)`, which must write every `y[i]`
-/// from `x[i]` alone.
-pub(crate) fn activation_forward(
+/// `kernel(const T* x, T* y, unsigned long long n)` (`T` float, or bf16 under autocast),
+/// which must write every `y[i]` from `x[i]` alone.
+pub(crate) fn activation_forward<T: CudaElement>(
     op: &'static str,
     kernel: (&'static str, &'static str),
-    x: &CudaStorage,
+    x: &CudaStorage<T>,
 ) -> Result<Storage> {
     let (gpu, n) = (x.backend(), x.len());
-    // SAFETY: the kernel declares (const float* x, float* y, unsigned long long n) and
-    // writes the n elements of y from the n of x (the caller's contract).
+    // SAFETY: the kernel declares (const T* x, T* y, unsigned long long n) and writes the
+    // n elements of y from the n of x (the caller's contract).
     unsafe {
-        launch_into_new(gpu, op, kernel, gpu.grid_stride_config(n), n, |y| {
+        launch_into_new_of::<T>(gpu, op, kernel, gpu.grid_stride_config(n), n, |y| {
             vec![x.arg(), y, Arg::U64(n as u64)]
         })
     }
 }
 
 /// The backward pass of an element-wise activation from its forward input: one launch of
-/// `kernel(const float* x, const float* grad_out, float* grad_in, unsigned long long n)`,
-/// which must write every `grad_in[i]` from `x[i]` and `grad_out[i]`.
-pub(crate) fn activation_backward(
+/// `kernel(const T* x, const T* grad_out, T* grad_in, unsigned long long n)`, which must
+/// write every `grad_in[i]` from `x[i]` and `grad_out[i]`. The gradient has the
+/// activation's dtype (as under PyTorch's autocast): another `grad_out` is an error naming
+/// it.
+pub(crate) fn activation_backward<T: CudaElement>(
     op: &'static str,
     kernel: (&'static str, &'static str),
-    x: &CudaStorage,
+    x: &CudaStorage<T>,
     grad_out: &Storage,
 ) -> Result<Storage> {
     let (gpu, n) = (x.backend(), x.len());
-    let grad_out = grad_out.cuda(op, "grad_out", x.device())?;
+    let grad_out = T::operand(grad_out, op, "grad_out", x.device())?;
     grad_out.check_len(op, "grad_out", n)?;
-    // SAFETY: the kernel declares (const float* x, const float* grad_out, float* grad_in,
+    // SAFETY: the kernel declares (const T* x, const T* grad_out, T* grad_in,
     // unsigned long long n) and writes the n elements of grad_in; grad_out holds n.
     unsafe {
-        launch_into_new(gpu, op, kernel, gpu.grid_stride_config(n), n, |grad_in| {
+        launch_into_new_of::<T>(gpu, op, kernel, gpu.grid_stride_config(n), n, |grad_in| {
             vec![x.arg(), grad_out.arg(), grad_in, Arg::U64(n as u64)]
         })
     }

@@ -4,8 +4,8 @@
 //! from the input as the f32 one is, since the GPU keeps no argmax.
 
 use super::{Pool2dGeometry, PoolKind};
-use crate::cuda::{launch_into_new, launch_into_new_bf16, to_i32, Arg, CudaElement, CudaStorage};
-use crate::{DType, Result, Storage};
+use crate::cuda::{launch_into_new_of, to_i32, Arg, CudaElement, CudaStorage};
+use crate::{Result, Storage};
 
 const FILE: &str = "pool2d.cu";
 
@@ -115,7 +115,7 @@ pub(super) fn backward(x: &CudaStorage, grad_out: &Storage, g: &Pool2dGeometry) 
 ///
 /// # Safety
 ///
-/// As [`launch_into_new`] (an f32 `x`) or [`launch_into_new_bf16`] (a bf16 one).
+/// As [`launch_into_new_of`] for an output of `x`'s type.
 unsafe fn launch<T: CudaElement>(
     x: &CudaStorage<T>,
     g: &Pool2dGeometry,
@@ -131,10 +131,5 @@ unsafe fn launch<T: CudaElement>(
     let (kernel, config) = ((FILE, kernel), gpu.grid_stride_config(len));
     // SAFETY: the caller vouches for the kernel, its inputs and the output length; the
     // output is of x's dtype, as the kernel (named for that dtype) declares it.
-    unsafe {
-        match x.dtype() {
-            DType::BF16 => launch_into_new_bf16(gpu, g.op(), kernel, config, len, args),
-            _ => launch_into_new(gpu, g.op(), kernel, config, len, args),
-        }
-    }
+    unsafe { launch_into_new_of::<T>(gpu, g.op(), kernel, config, len, args) }
 }

@@ -2,10 +2,7 @@
 //! (an activation stored under autocast, computed in f32 and rounded once).
 
 use super::OP;
-use crate::cuda::{
-    activation_backward, activation_backward_bf16, activation_forward, activation_forward_bf16,
-    CudaStorage,
-};
+use crate::cuda::{activation_backward, activation_forward, CudaStorage};
 use crate::{Result, Storage};
 
 pub(super) fn forward(x: &CudaStorage) -> Result<Storage> {
@@ -17,10 +14,10 @@ pub(super) fn backward(x: &CudaStorage, grad_out: &Storage) -> Result<Storage> {
 }
 
 pub(super) fn forward_bf16(x: &CudaStorage<u16>) -> Result<Storage> {
-    activation_forward_bf16(OP, ("relu.cu", "relu_forward_bf16"), x)
+    activation_forward(OP, ("relu.cu", "relu_forward_bf16"), x)
 }
 
 /// `grad_out` must be bf16 on `x`'s device, as the gradient of a bf16 activation is.
 pub(super) fn backward_bf16(x: &CudaStorage<u16>, grad_out: &Storage) -> Result<Storage> {
-    activation_backward_bf16(OP, ("relu.cu", "relu_backward_bf16"), x, grad_out)
+    activation_backward(OP, ("relu.cu", "relu_backward_bf16"), x, grad_out)
 }
