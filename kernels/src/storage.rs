@@ -1,9 +1,10 @@
 //! The flat buffer behind every tensor: where it lives ([`Device`]) and what it holds
 //! ([`DType`]), as two separate things.
 //!
-//! `Storage` says the device (`Cpu` or `Cuda`); the host buffer [`CpuStorage`] says the
-//! element type. Shapes are not stored here: kernels receive them explicitly (in each op's
-//! geometry), and the `autograd` crate keeps the shape beside the storage.
+//! `Storage` says the device (`Cpu`, or `Cuda` / `CudaBf16`: a device holds f32, or bf16
+//! under autocast); the host buffer [`CpuStorage`] says the element type. Shapes are not
+//! stored here: kernels receive them explicitly (in each op's geometry), and the `autograd`
+//! crate keeps the shape beside the storage.
 //!
 //! Every op routes a call to its kernel through one macro, `dispatch!` (below):
 //! by the device of its first operand, then, on the CPU, by the element type. The CPU
@@ -319,22 +320,6 @@ impl Storage {
         match self {
             Storage::CudaBf16(c) if c.device() == device => Ok(c),
             _ => Err(self.not_on_as(op, operand, device, DType::BF16)),
-        }
-    }
-
-    /// Mutable [`Storage::cuda_bf16`], for bf16 operands an op updates in place.
-    pub fn cuda_bf16_mut(
-        &mut self,
-        op: &'static str,
-        operand: &str,
-        device: Device,
-    ) -> Result<&mut CudaStorage<u16>> {
-        if self.device() != device || self.dtype() != DType::BF16 {
-            return Err(self.not_on_as(op, operand, device, DType::BF16));
-        }
-        match self {
-            Storage::CudaBf16(c) => Ok(c),
-            other => Err(other.not_on_as(op, operand, device, DType::BF16)),
         }
     }
 

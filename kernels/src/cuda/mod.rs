@@ -12,11 +12,15 @@
 //! checks that a library loads before calling into it, so a machine without CUDA gets an
 //! [`Error::CudaUnavailable`] naming what is missing instead of a panic.
 //!
-//! Tensors reach the GPU as `Storage::Cuda(`[`CudaStorage`]`)`: each op's dispatch sends
+//! Tensors reach the GPU as `Storage::Cuda(`[`CudaStorage`]`)` (f32), or under autocast as
+//! `Storage::CudaBf16(CudaStorage<u16>)` (bf16, held as bits): each op's dispatch sends
 //! that variant to the `cuda.rs` beside its CPU code, which allocates outputs from the
 //! caching allocator and launches the op's kernels with [`CudaBackend::launch`] (whose
 //! arguments are checked against the kernel's parameter list in the `.cu` source) and its
-//! products with [`CudaBackend::sgemm`]. Everything runs in order on the backend's one
+//! products with [`CudaBackend::sgemm`] (f32) or [`CudaBackend::gemm_bf16`] (bf16 operands
+//! summed in f32). A kernel that reads or writes activations is written once over the
+//! stored type, with an entry point per type (`prelude.cuh`: `widen`, `store`, whose
+//! rounding is the CPU's bit for bit). Everything runs in order on the backend's one
 //! stream; only copies to the host wait for it, unless [`SYNC_LAUNCHES_VAR`]
 //! (`KERNELS_CUDA_SYNC=1`) makes every launch wait and report its own failure.
 //!
