@@ -184,24 +184,29 @@ fn forward_in_slices(
     Ok(wrap(gpu, y))
 }
 
-/// `dL/db`: each output channel's sum of `gy` (the backward's, or alone for a frozen layer).
-pub(super) fn bias_grad(gy: &CudaStorage, g: &Conv2dGeometry) -> Result<Storage> {
+/// `dL/db`: each output channel's sum of `gy` (the backward's, or alone for a frozen layer),
+/// f32 or bf16 (autocast's), accumulated in f64 either way; an f32 result.
+pub(super) fn bias_grad(gy: DeviceValues, g: &Conv2dGeometry) -> Result<Storage> {
     let gpu = gy.backend();
     let batch = to_i32(OP, "batch", g.batch)?;
     let c_out = g.out_channels;
     let pixels = to_i32(OP, "pixels", g.out_h * g.out_w)?;
-    // SAFETY: conv2d_bias_grad(const float* gy, int N, int C, int P, float* gb) reads
-    // the whole N * c_out * pixels gradient and writes the c_out sums.
+    let kernel = match gy {
+        DeviceValues::F32(_) => "conv2d_bias_grad",
+        DeviceValues::Bf16(_) => "conv2d_bias_grad_bf16",
+    };
+    // SAFETY: conv2d_bias_grad[_bf16](const T* gy, int N, int C, int P, float* gb) reads
+    // the whole N * c_out * pixels gradient (of gy's type) and writes the c_out sums.
     unsafe {
         launch_into_new(
             gpu,
             OP,
-            (FILE, "conv2d_bias_grad"),
+            (FILE, kernel),
             gpu.block_per_item_config(c_out),
             c_out,
             |gb| {
                 vec![
-                    gy.arg(),
+                    gy.arg_at(0),
                     Arg::I32(batch),
                     Arg::I32(c_out as i32),
                     Arg::I32(pixels),
@@ -336,7 +341,7 @@ fn backward_in_slices(
         }
     }
     let gb = if has_bias {
-        Some(bias_grad(gy, g)?)
+        Some(bias_grad(DeviceValues::F32(gy), g)?)
     } else {
         None
     };

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::cuda::{Lowering, COL_BUDGET, FILE};
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
-use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, DeviceValues};
+use crate::cuda::{wrap, Arg, CudaBackend, CudaBuffer, DeviceValues};
 use crate::{DType, Error, Result, Storage};
 
 /// `im2col` into bf16 columns, for an input of the operand's dtype.
@@ -124,39 +124,6 @@ pub(super) fn forward(
     }
     drop((col, wide, w));
     Ok(y.into_storage(gpu))
-}
-
-/// `dL/db` from an output gradient in bf16: each channel's sum, accumulated as the f32
-/// kernel's.
-pub(super) fn bias_grad(gy: DeviceValues, g: &Conv2dGeometry) -> Result<Storage> {
-    let gy = match gy {
-        DeviceValues::F32(gy) => return super::cuda::bias_grad(gy, g),
-        DeviceValues::Bf16(gy) => gy,
-    };
-    let gpu = gy.backend();
-    let batch = to_i32(OP, "batch", g.batch)?;
-    let c_out = g.out_channels;
-    let pixels = to_i32(OP, "pixels", g.out_h * g.out_w)?;
-    // SAFETY: conv2d_bias_grad_bf16(const bf16* gy, int N, int C, int P, float* gb) reads
-    // the whole N * c_out * pixels gradient and writes the c_out sums.
-    unsafe {
-        launch_into_new(
-            gpu,
-            OP,
-            (FILE, "conv2d_bias_grad_bf16"),
-            gpu.block_per_item_config(c_out),
-            c_out,
-            |gb| {
-                vec![
-                    gy.arg(),
-                    Arg::I32(batch),
-                    Arg::I32(c_out as i32),
-                    Arg::I32(pixels),
-                    gb,
-                ]
-            },
-        )
-    }
 }
 
 pub(super) fn backward(
@@ -272,7 +239,9 @@ pub(super) fn backward(
             }
         }
     }
-    let gb = has_bias.then(|| bias_grad(gy, g)).transpose()?;
+    let gb = has_bias
+        .then(|| super::cuda::bias_grad(gy, g))
+        .transpose()?;
     drop((col, gy_wide, gcol, w));
     Ok(Conv2dGrads {
         input: gx.map(|gx| gx.into_storage(gpu)),

@@ -296,8 +296,8 @@ pub fn bias_grad(grad_out: &Storage, g: &Conv2dGeometry) -> Result<Storage> {
         grad_out,
         cpu::<T> => Ok(T::into_storage(cpu::bias_grad(grad_out.host::<T>(OP, "grad_out")?, g))),
         bf16 => Ok(Storage::f32(cpu::bias_grad(grad_out.host_bf16(OP, "grad_out")?, g))),
-        cuda(grad_out) => cuda::bias_grad(grad_out, g),
-        cuda_bf16(gy) => cuda_bf16::bias_grad(crate::cuda::DeviceValues::Bf16(gy), g),
+        cuda(gy) => cuda::bias_grad(crate::cuda::DeviceValues::F32(gy), g),
+        cuda_bf16(gy) => cuda::bias_grad(crate::cuda::DeviceValues::Bf16(gy), g),
     )
 }
 

@@ -1,6 +1,6 @@
 //! Element-wise arithmetic on the GPU: one grid-stride launch of elementwise.cu per call.
 
-use crate::cuda::{launch_into_new, Arg, CudaStorage};
+use crate::cuda::{launch_into_new, Arg, CudaElement, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "elementwise.cu";
@@ -74,40 +74,25 @@ pub(super) fn lerp_assign(
     }
 }
 
-/// `acc += x` in place.
-pub(super) fn add_assign(op: &'static str, acc: &mut CudaStorage, x: &Storage) -> Result<()> {
-    let x = x.cuda(op, "x", acc.device())?;
-    let gpu = acc.backend().clone();
-    let n = acc.len();
-    let acc = acc.buffer_mut()?;
-    // SAFETY: elementwise_add_assign(float* acc, const float* x, unsigned long long n);
-    // the caller checked that both hold n elements.
-    unsafe {
-        gpu.launch(
-            op,
-            (FILE, "elementwise_add_assign"),
-            gpu.grid_stride_config(n),
-            &[Arg::ptr(acc, 0), x.arg(), Arg::U64(n as u64)],
-        )
-    }
-}
-
-/// [`add_assign`] on bf16 gradients: each sum in f32, rounded once.
-pub(super) fn add_assign_bf16(
+/// `acc += x` in place, by `kernel(T* acc, const T* x, unsigned long long n)`:
+/// `elementwise_add_assign` (f32) or `elementwise_add_assign_bf16` (bf16 gradients, each
+/// sum in f32, rounded once).
+pub(super) fn add_assign<T: CudaElement>(
     op: &'static str,
-    acc: &mut CudaStorage<u16>,
+    kernel: &'static str,
+    acc: &mut CudaStorage<T>,
     x: &Storage,
 ) -> Result<()> {
-    let x = x.cuda_bf16(op, "x", acc.device())?;
+    let x = T::operand(x, op, "x", acc.device())?;
     let gpu = acc.backend().clone();
     let n = acc.len();
     let acc = acc.buffer_mut()?;
-    // SAFETY: elementwise_add_assign_bf16(bf16* acc, const bf16* x, unsigned long long n);
-    // the caller checked that both hold n elements.
+    // SAFETY: the kernel takes (T* acc, const T* x, unsigned long long n); the caller
+    // checked that both hold n elements.
     unsafe {
         gpu.launch(
             op,
-            (FILE, "elementwise_add_assign_bf16"),
+            (FILE, kernel),
             gpu.grid_stride_config(n),
             &[Arg::ptr(acc, 0), x.arg(), Arg::U64(n as u64)],
         )

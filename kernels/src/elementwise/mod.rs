@@ -69,8 +69,8 @@ pub fn add_assign(acc: &mut Storage, x: &Storage) -> Result<()> {
             cpu::add_assign(acc.host_bf16_mut(OP, "acc")?, x);
             Ok(())
         },
-        cuda(acc) => cuda::add_assign(OP, acc, x),
-        cuda_bf16(acc) => cuda::add_assign_bf16(OP, acc, x),
+        cuda(acc) => cuda::add_assign(OP, "elementwise_add_assign", acc, x),
+        cuda_bf16(acc) => cuda::add_assign(OP, "elementwise_add_assign_bf16", acc, x),
     )
 }
 

@@ -2,7 +2,7 @@
 //! gradient in linear.cu.
 
 use super::{LinearGeometry, LinearGrads, OP};
-use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaStorage};
+use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
 use crate::{Result, Storage};
 
 const FILE: &str = "linear.cu";
@@ -32,23 +32,35 @@ pub(super) fn forward(
         false,
     )?;
     if let Some(bias) = bias {
-        // SAFETY: linear_bias_add(float* y, const float* bias, int rows, int cols) over
-        // the n x o output; bias holds o elements (checked by the caller).
-        unsafe {
-            gpu.launch(
-                OP,
-                (FILE, "linear_bias_add"),
-                gpu.grid_stride_config(n * o),
-                &[
-                    Arg::ptr(&y, 0),
-                    bias.arg(),
-                    Arg::I32(to_i32(OP, "batch", n)?),
-                    Arg::I32(to_i32(OP, "out_features", o)?),
-                ],
-            )?;
-        }
+        add_bias(gpu, &y, bias, n, o)?;
     }
     Ok(wrap(gpu, y))
+}
+
+/// `y[r, c] += bias[c]` over an `n x o` product in place (the caller has checked that
+/// `bias` holds `o` elements).
+pub(super) fn add_bias(
+    gpu: &CudaBackend,
+    y: &CudaBuffer<f32>,
+    bias: &CudaStorage,
+    n: usize,
+    o: usize,
+) -> Result<()> {
+    // SAFETY: linear_bias_add(float* y, const float* bias, int rows, int cols) over the
+    // n x o output; bias holds o elements.
+    unsafe {
+        gpu.launch(
+            OP,
+            (FILE, "linear_bias_add"),
+            gpu.grid_stride_config(n * o),
+            &[
+                Arg::ptr(y, 0),
+                bias.arg(),
+                Arg::I32(to_i32(OP, "batch", n)?),
+                Arg::I32(to_i32(OP, "out_features", o)?),
+            ],
+        )
+    }
 }
 
 pub(super) fn backward(

@@ -41,21 +41,7 @@ pub(super) fn forward(
         false,
     )?;
     if let Some(bias) = bias {
-        // SAFETY: linear_bias_add(float* y, const float* bias, int rows, int cols) over
-        // the n x o output; bias holds o elements (checked by the caller).
-        unsafe {
-            gpu.launch(
-                OP,
-                (FILE, "linear_bias_add"),
-                gpu.grid_stride_config(n * o),
-                &[
-                    Arg::ptr(&y, 0),
-                    bias.arg(),
-                    Arg::I32(to_i32(OP, "batch", n)?),
-                    Arg::I32(to_i32(OP, "out_features", o)?),
-                ],
-            )?;
-        }
+        super::cuda::add_bias(gpu, &y, bias, n, o)?;
     }
     Ok(wrap(gpu, y))
 }
