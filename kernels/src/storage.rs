@@ -180,6 +180,10 @@ impl Storage {
                 len,
                 value as f32,
             )?)),
+            // +0.0 is all-zero bits in bf16 too: no f32 buffer to fill and convert.
+            (Device::Cuda(ordinal), DType::BF16) if value.to_bits() == 0 => Ok(Storage::CudaBf16(
+                CudaStorage::zeros(&cuda::open(ordinal)?, len)?,
+            )),
             (Device::Cuda(_), DType::BF16) => {
                 Self::full(len, value, DType::F32, device)?.to_dtype(DType::BF16)
             }

@@ -12,10 +12,12 @@
 //! bigger batches or images are cut into several).
 
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
-use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaStorage, DeviceValues};
+use crate::cuda::{
+    launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage, DeviceValues,
+};
 use crate::{Result, Storage};
 
-pub(super) const FILE: &str = "conv2d.cu";
+const FILE: &str = "conv2d.cu";
 
 /// The f32 lowering's `im2col`.
 const IM2COL: &str = "conv2d_im2col";
@@ -31,8 +33,12 @@ pub(super) struct Lowering {
     pub pixels: usize,
     /// Images per slice.
     pub chunk: usize,
+    /// `C_out`, the rows of the products' outputs.
+    c_out: usize,
+    /// `C_in * H * W`, the elements of one input image.
+    image_len: usize,
     /// `images, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW` without the leading `images`.
-    pub geometry: Vec<Arg>,
+    geometry: Vec<Arg>,
 }
 
 impl Lowering {
@@ -63,6 +69,8 @@ impl Lowering {
             ckk,
             pixels,
             chunk,
+            c_out: g.out_channels,
+            image_len: g.in_channels * g.in_h * g.in_w,
             geometry,
         })
     }
@@ -87,11 +95,13 @@ impl Lowering {
         gpu: &CudaBackend,
         kernel: &'static str,
         (x, col): (DeviceValues, Arg),
-        g: &Conv2dGeometry,
         (start, images): (usize, usize),
     ) -> Result<()> {
-        let image_len = g.in_channels * g.in_h * g.in_w;
-        let mut args = vec![x.arg_at(start * image_len), col, Arg::I32(images as i32)];
+        let mut args = vec![
+            x.arg_at(start * self.image_len),
+            col,
+            Arg::I32(images as i32),
+        ];
         args.extend(&self.geometry);
         // SAFETY: conv2d_im2col*(const T* x, U* col, int images, int C, int H, int W,
         // int KH, int KW, int SH, int SW, int PH, int PW, int OH, int OW) reads `images`
@@ -102,6 +112,111 @@ impl Lowering {
                 OP,
                 (FILE, kernel),
                 gpu.grid_stride_config(self.ckk * images * self.pixels),
+                &args,
+            )
+        }
+    }
+
+    /// The products' `[C_out, images * pixels]` result `wide` into images `start..start +
+    /// images` of the NCHW output `y`, plus `bias` when there is one, by `kernel`:
+    /// `conv2d_cnp_to_ncp` (an f32 `y`) or `conv2d_cnp_to_ncp_bf16` (a bf16 one, each value
+    /// rounded once).
+    ///
+    /// # Safety
+    ///
+    /// `wide` must hold the slice's `C_out * images * pixels` sums, `y` the whole batch's
+    /// outputs in the type `kernel` writes, and `bias` `C_out` values.
+    pub(super) unsafe fn to_ncp(
+        &self,
+        gpu: &CudaBackend,
+        kernel: &'static str,
+        (wide, bias, y): (&CudaBuffer<f32>, Option<&CudaStorage>, Arg),
+        images: usize,
+    ) -> Result<()> {
+        // The bias pointer is not read when has_bias is 0; any valid address will do.
+        let bias_arg = bias.map_or(Arg::ptr(wide, 0), |b| b.arg());
+        // SAFETY: conv2d_cnp_to_ncp[_bf16](const float* src, const float* bias,
+        // int has_bias, T* dst, int N, int C, int P) reads C_out * images * pixels elements
+        // of wide and writes the slice's outputs inside y (the caller's contract); bias
+        // holds C_out elements.
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, kernel),
+                gpu.grid_stride_config(self.c_out * images * self.pixels),
+                &[
+                    Arg::ptr(wide, 0),
+                    bias_arg,
+                    Arg::I32(bias.is_some() as i32),
+                    y,
+                    Arg::I32(images as i32),
+                    Arg::I32(self.c_out as i32),
+                    Arg::I32(self.pixels as i32),
+                ],
+            )
+        }
+    }
+
+    /// Images `start..start + images` of the NCHW output gradient `gy` into the products'
+    /// `[C_out, images * pixels]` layout `gy_wide`, by `kernel`: `conv2d_ncp_to_cnp` (f32
+    /// to f32) or one of its bf16 entry points (f32 or bf16 to bf16).
+    ///
+    /// # Safety
+    ///
+    /// `gy` must hold the whole batch's gradient in the type `kernel` reads, and `gy_wide`
+    /// at least `C_out * chunk * pixels` elements of the type it writes.
+    pub(super) unsafe fn to_cnp(
+        &self,
+        gpu: &CudaBackend,
+        kernel: &'static str,
+        (gy, gy_wide): (DeviceValues, Arg),
+        (start, images): (usize, usize),
+    ) -> Result<()> {
+        let per_image = self.c_out * self.pixels;
+        // SAFETY: conv2d_ncp_to_cnp*(const T* src, U* dst, int N, int C, int P) reads the
+        // slice's C_out * images * pixels gradients inside gy and writes as many to
+        // gy_wide (sized for a full slice, the caller's contract).
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, kernel),
+                gpu.grid_stride_config(per_image * images),
+                &[
+                    gy.arg_at(start * per_image),
+                    gy_wide,
+                    Arg::I32(images as i32),
+                    Arg::I32(self.c_out as i32),
+                    Arg::I32(self.pixels as i32),
+                ],
+            )
+        }
+    }
+
+    /// The input gradient of images `start..start + images` from the slice's unrolled
+    /// gradient `gcol` (`ckk x images * pixels`, f32 sums), gathered by `kernel`:
+    /// `conv2d_col2im` (an f32 `dx`) or `conv2d_col2im_to_bf16` (a bf16 one, rounded once).
+    ///
+    /// # Safety
+    ///
+    /// `gcol` must hold the slice's `ckk * images * pixels` sums and `dx` point at the
+    /// whole batch's input gradient in the type `kernel` writes.
+    pub(super) unsafe fn col2im(
+        &self,
+        gpu: &CudaBackend,
+        kernel: &'static str,
+        (gcol, dx): (&CudaBuffer<f32>, Arg),
+        images: usize,
+    ) -> Result<()> {
+        let mut args = vec![Arg::ptr(gcol, 0), dx, Arg::I32(images as i32)];
+        args.extend(&self.geometry);
+        // SAFETY: conv2d_col2im*(const float* col, T* dx, int images, <11 ints as im2col>)
+        // reads ckk * images * pixels elements of gcol and writes the slice's images
+        // inside dx (the caller's contract).
+        unsafe {
+            gpu.launch(
+                OP,
+                (FILE, kernel),
+                gpu.grid_stride_config(images * self.image_len),
                 &args,
             )
         }
@@ -135,14 +250,14 @@ fn forward_in_slices(
     let mut wide = gpu.alloc::<f32>(c_out * low.chunk * low.pixels)?;
     for (start, images) in low.slices(g.batch) {
         let cols = images * low.pixels;
+        let slice = (start, images);
         // SAFETY: x is an f32 batch and col holds ckk * chunk * pixels f32.
         unsafe {
             low.im2col(
                 gpu,
                 IM2COL,
                 (DeviceValues::F32(x), Arg::ptr(&col, 0)),
-                g,
-                (start, images),
+                slice,
             )?
         };
         gpu.sgemm(
@@ -156,27 +271,9 @@ fn forward_in_slices(
             &mut wide.view_mut().slice_mut(0..c_out * cols),
             false,
         )?;
-        // The bias pointer is not read when has_bias is 0; any valid address will do.
-        let bias_arg = bias.map_or(Arg::ptr(&wide, 0), |b| b.arg());
-        // SAFETY: conv2d_cnp_to_ncp(const float* src, const float* bias, int has_bias,
-        // float* dst, int N, int C, int P) reads c_out * cols elements of wide and writes
-        // the images' c_out * pixels outputs each, inside y; bias holds c_out elements.
-        unsafe {
-            gpu.launch(
-                OP,
-                (FILE, "conv2d_cnp_to_ncp"),
-                gpu.grid_stride_config(c_out * cols),
-                &[
-                    Arg::ptr(&wide, 0),
-                    bias_arg,
-                    Arg::I32(bias.is_some() as i32),
-                    Arg::ptr(&y, start * c_out * low.pixels),
-                    Arg::I32(images as i32),
-                    Arg::I32(c_out as i32),
-                    Arg::I32(low.pixels as i32),
-                ],
-            )?;
-        }
+        let y_at = Arg::ptr(&y, start * c_out * low.pixels);
+        // SAFETY: wide holds the slice's sums, y the batch's f32 outputs, bias c_out values.
+        unsafe { low.to_ncp(gpu, "conv2d_cnp_to_ncp", (&wide, bias, y_at), images)? };
     }
     // Keep the scratch buffers alive (and out of the free list) until the last kernel
     // that uses them has been queued.
@@ -271,32 +368,13 @@ fn backward_in_slices(
     };
     for (start, images) in low.slices(g.batch) {
         let cols = images * low.pixels;
-        // SAFETY: x is an f32 batch and col holds ckk * chunk * pixels f32.
+        let slice = (start, images);
+        let (x, gy) = (DeviceValues::F32(x), DeviceValues::F32(gy));
+        // SAFETY: x and gy are the batch's f32 input and output gradient; col and gy_wide
+        // hold ckk and c_out rows of chunk * pixels f32.
         unsafe {
-            low.im2col(
-                gpu,
-                IM2COL,
-                (DeviceValues::F32(x), Arg::ptr(&col, 0)),
-                g,
-                (start, images),
-            )?
-        };
-        // SAFETY: conv2d_ncp_to_cnp(const float* src, float* dst, int N, int C, int P)
-        // reads the slice's c_out * cols gradients inside gy and writes as many to
-        // gy_wide (sized for a full slice).
-        unsafe {
-            gpu.launch(
-                OP,
-                (FILE, "conv2d_ncp_to_cnp"),
-                gpu.grid_stride_config(c_out * cols),
-                &[
-                    Arg::ptr(gy.buffer(), start * c_out * low.pixels),
-                    Arg::ptr(&gy_wide, 0),
-                    Arg::I32(images as i32),
-                    Arg::I32(c_out as i32),
-                    Arg::I32(low.pixels as i32),
-                ],
-            )?;
+            low.im2col(gpu, IM2COL, (x, Arg::ptr(&col, 0)), slice)?;
+            low.to_cnp(gpu, "conv2d_ncp_to_cnp", (gy, Arg::ptr(&gy_wide, 0)), slice)?;
         }
         gpu.sgemm(
             c_out,
@@ -321,23 +399,9 @@ fn backward_in_slices(
                 &mut gcol.view_mut().slice_mut(0..ckk * cols),
                 false,
             )?;
-            let mut args = vec![
-                Arg::ptr(gcol, 0),
-                Arg::ptr(gx, start * image_len),
-                Arg::I32(images as i32),
-            ];
-            args.extend(&low.geometry);
-            // SAFETY: conv2d_col2im(const float* col, float* dx, int images, <11 ints as
-            // im2col>) reads ckk * cols elements of gcol and writes the slice's images
-            // inside gx.
-            unsafe {
-                gpu.launch(
-                    OP,
-                    (FILE, "conv2d_col2im"),
-                    gpu.grid_stride_config(images * image_len),
-                    &args,
-                )?;
-            }
+            let dx_at = Arg::ptr(gx, start * image_len);
+            // SAFETY: gcol holds the slice's sums; gx the batch's f32 input gradient.
+            unsafe { low.col2im(gpu, "conv2d_col2im", (gcol, dx_at), images)? };
         }
     }
     let gb = if has_bias {

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use super::cuda::{Lowering, COL_BUDGET, FILE};
+use super::cuda::{Lowering, COL_BUDGET};
 use super::{numel, Conv2dGeometry, Conv2dGrads, OP};
 use crate::cuda::{wrap, Arg, CudaBackend, CudaBuffer, DeviceValues};
 use crate::{DType, Error, Result, Storage};
@@ -87,7 +87,7 @@ pub(super) fn forward(
         let slice = (start, images);
         // SAFETY: x is the batch in the dtype its kernel reads; col holds ckk * chunk *
         // pixels bf16.
-        unsafe { low.im2col(gpu, im2col_kernel(x), (x, Arg::ptr(&col, 0)), g, slice)? };
+        unsafe { low.im2col(gpu, im2col_kernel(x), (x, Arg::ptr(&col, 0)), slice)? };
         gpu.gemm_bf16(
             c_out,
             cols,
@@ -99,28 +99,10 @@ pub(super) fn forward(
             &mut wide.view_mut().slice_mut(0..c_out * cols),
             false,
         )?;
-        // The bias pointer is not read when has_bias is 0; any valid address will do.
-        let bias_arg = bias.map_or(Arg::ptr(&wide, 0), |b| b.arg());
-        // SAFETY: conv2d_cnp_to_ncp[_bf16](const float* src, const float* bias,
-        // int has_bias, T* dst, int N, int C, int P) reads c_out * cols elements of wide and
-        // writes the slice's c_out * pixels outputs per image inside y (of the output's
-        // type); bias holds c_out elements.
-        unsafe {
-            gpu.launch(
-                OP,
-                (FILE, to_ncp),
-                gpu.grid_stride_config(c_out * cols),
-                &[
-                    Arg::ptr(&wide, 0),
-                    bias_arg,
-                    Arg::I32(bias.is_some() as i32),
-                    y.arg_at(start * c_out * low.pixels),
-                    Arg::I32(images as i32),
-                    Arg::I32(c_out as i32),
-                    Arg::I32(low.pixels as i32),
-                ],
-            )?;
-        }
+        let y_at = y.arg_at(start * c_out * low.pixels);
+        // SAFETY: wide holds the slice's sums, y the batch's outputs in the type to_ncp
+        // writes, bias c_out values.
+        unsafe { low.to_ncp(gpu, to_ncp, (&wide, bias, y_at), images)? };
     }
     drop((col, wide, w));
     Ok(y.into_storage(gpu))
@@ -169,33 +151,12 @@ pub(super) fn backward(
     };
     for (start, images) in low.slices(g.batch) {
         let cols = images * low.pixels;
-        // SAFETY: x is the batch in the dtype its kernel reads; col holds ckk * chunk *
-        // pixels bf16.
+        let slice = (start, images);
+        // SAFETY: x and gy are the batch's input and output gradient in the dtypes their
+        // kernels read; col and gy_wide hold ckk and c_out rows of chunk * pixels bf16.
         unsafe {
-            low.im2col(
-                gpu,
-                im2col_kernel(x),
-                (x, Arg::ptr(&col, 0)),
-                g,
-                (start, images),
-            )?
-        };
-        // SAFETY: conv2d_ncp_to_cnp_*(const T* src, bf16* dst, int N, int C, int P) reads
-        // the slice's c_out * cols gradients inside gy and writes as many to gy_wide
-        // (sized for a full slice).
-        unsafe {
-            gpu.launch(
-                OP,
-                (FILE, to_cnp),
-                gpu.grid_stride_config(c_out * cols),
-                &[
-                    gy.arg_at(start * c_out * low.pixels),
-                    Arg::ptr(&gy_wide, 0),
-                    Arg::I32(images as i32),
-                    Arg::I32(c_out as i32),
-                    Arg::I32(low.pixels as i32),
-                ],
-            )?;
+            low.im2col(gpu, im2col_kernel(x), (x, Arg::ptr(&col, 0)), slice)?;
+            low.to_cnp(gpu, to_cnp, (gy, Arg::ptr(&gy_wide, 0)), slice)?;
         }
         gpu.gemm_bf16(
             c_out,
@@ -220,23 +181,10 @@ pub(super) fn backward(
                 &mut gcol.view_mut().slice_mut(0..ckk * cols),
                 false,
             )?;
-            let mut args = vec![
-                Arg::ptr(gcol, 0),
-                gx.arg_at(start * image_len),
-                Arg::I32(images as i32),
-            ];
-            args.extend(&low.geometry);
-            // SAFETY: conv2d_col2im[_to_bf16](const float* col, T* dx, int images,
-            // <11 ints as im2col>) reads ckk * cols elements of gcol and writes the
-            // slice's images inside gx (of the input's dtype).
-            unsafe {
-                gpu.launch(
-                    OP,
-                    (FILE, col2im),
-                    gpu.grid_stride_config(images * image_len),
-                    &args,
-                )?;
-            }
+            let dx_at = gx.arg_at(start * image_len);
+            // SAFETY: gcol holds the slice's sums; gx the batch's input gradient in the
+            // type col2im writes.
+            unsafe { low.col2im(gpu, col2im, (gcol, dx_at), images)? };
         }
     }
     let gb = has_bias

@@ -489,16 +489,9 @@ impl CudaBackend {
         // cuBLAS is column-major, and a row-major matrix is its transpose in column-major
         // order: the row-major c = op(a) op(b) is the column-major c^T = op(b)^T op(a)^T,
         // so b goes first, a second, and the transpose flags carry over unchanged.
-        let op = |transposed: bool| {
-            if transposed {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
         let gemm = GemmConfig {
-            transa: op(b_transposed),
-            transb: op(a_transposed),
+            transa: cublas_op(b_transposed),
+            transb: cublas_op(a_transposed),
             m: int("n", n)?,
             n: int("m", m)?,
             k: int("k", k)?,
@@ -567,13 +560,6 @@ impl CudaBackend {
         }
         let int = |what: &str, v: usize| super::to_i32(OP, what, v);
         // Row-major as column-major, b first: see sgemm_strided_batched.
-        let op = |transposed: bool| {
-            if transposed {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
         let (rows, cols, depth) = (int("n", n)?, int("m", m)?, int("k", k)?);
         let lda = int("ldb", if b_transposed { k } else { n })?;
         let ldb = int("lda", if a_transposed { m } else { k })?;
@@ -588,8 +574,8 @@ impl CudaBackend {
         let result = unsafe {
             cudarc::cublas::result::gemm_ex(
                 *blas.handle(),
-                op(b_transposed),
-                op(a_transposed),
+                cublas_op(b_transposed),
+                cublas_op(a_transposed),
                 rows,
                 cols,
                 depth,
@@ -642,6 +628,15 @@ impl CudaBackend {
             driver(zeroed, "could not zero a product")?;
         }
         Ok(())
+    }
+}
+
+/// cuBLAS's flag for an operand stored transposed, or as it is.
+fn cublas_op(transposed: bool) -> cublasOperation_t {
+    if transposed {
+        cublasOperation_t::CUBLAS_OP_T
+    } else {
+        cublasOperation_t::CUBLAS_OP_N
     }
 }
 

@@ -177,9 +177,8 @@ impl<T: CudaElement> Clone for CudaStorage<T> {
 impl CudaStorage<f32> {
     /// `len` copies of `value`.
     pub fn full(backend: &Arc<CudaBackend>, len: usize, value: f32) -> Result<CudaStorage> {
-        // All-zero bits are 0.0: a memset, no kernel.
         if value.to_bits() == 0 {
-            return Ok(CudaStorage::new(backend.alloc_zeros(len)?, backend.clone()));
+            return CudaStorage::zeros(backend, len);
         }
         let buffer = backend.alloc::<f32>(len)?;
         if len > 0 {
@@ -211,6 +210,11 @@ impl CudaStorage<u16> {
 }
 
 impl<T: CudaElement> CudaStorage<T> {
+    /// `len` zeros (+0.0 in f32 and in bf16 alike: all-zero bits, a memset, no kernel).
+    pub fn zeros(backend: &Arc<CudaBackend>, len: usize) -> Result<CudaStorage<T>> {
+        Ok(CudaStorage::new(backend.alloc_zeros(len)?, backend.clone()))
+    }
+
     /// One launch of `kernel(const T* x, U* y, unsigned long long n)`, which writes each
     /// `y[i]` from `x[i]`, into a new buffer of `U`.
     fn convert<U: CudaElement>(

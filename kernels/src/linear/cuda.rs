@@ -2,7 +2,9 @@
 //! gradient in linear.cu.
 
 use super::{LinearGeometry, LinearGrads, OP};
-use crate::cuda::{launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage};
+use crate::cuda::{
+    launch_into_new, to_i32, wrap, Arg, CudaBackend, CudaBuffer, CudaStorage, DeviceValues,
+};
 use crate::{Result, Storage};
 
 const FILE: &str = "linear.cu";
@@ -107,26 +109,31 @@ pub(super) fn backward(
         &mut gw.view_mut(),
         false,
     )?;
-    let bias = if has_bias {
-        let (rows, cols) = (to_i32(OP, "batch", n)?, to_i32(OP, "out_features", o)?);
-        // SAFETY: linear_bias_grad(const float* gy, int rows, int cols, float* gb) reads
-        // the n x o gradient and writes the o column sums; launched with (32, 8) blocks.
-        Some(unsafe {
-            launch_into_new(
-                gpu,
-                OP,
-                (FILE, "linear_bias_grad"),
-                gpu.column_sum_config(o),
-                o,
-                |gb| vec![gy.arg(), Arg::I32(rows), Arg::I32(cols), gb],
-            )?
-        })
-    } else {
-        None
-    };
+    let bias = has_bias
+        .then(|| bias_grad(DeviceValues::F32(gy), n, o))
+        .transpose()?;
     Ok(LinearGrads {
         input,
         weight: wrap(gpu, gw),
         bias,
     })
+}
+
+/// `dL/db`: the column sums of the `n x o` output gradient `gy`, f32 or bf16 (autocast's),
+/// accumulated in f64 either way; an f32 result.
+pub(super) fn bias_grad(gy: DeviceValues, n: usize, o: usize) -> Result<Storage> {
+    let gpu = gy.backend();
+    let (rows, cols) = (to_i32(OP, "batch", n)?, to_i32(OP, "out_features", o)?);
+    let kernel = match gy {
+        DeviceValues::F32(_) => "linear_bias_grad",
+        DeviceValues::Bf16(_) => "linear_bias_grad_bf16",
+    };
+    // SAFETY: linear_bias_grad[_bf16](const T* gy, int rows, int cols, float* gb) reads
+    // the n x o gradient (of gy's type) and writes the o column sums; launched with
+    // (32, 8) blocks.
+    unsafe {
+        launch_into_new(gpu, OP, (FILE, kernel), gpu.column_sum_config(o), o, |gb| {
+            vec![gy.arg_at(0), Arg::I32(rows), Arg::I32(cols), gb]
+        })
+    }
 }

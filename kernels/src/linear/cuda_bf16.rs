@@ -10,10 +10,8 @@
 //! [`CudaBackend::gemm_bf16`]: crate::cuda::CudaBackend::gemm_bf16
 
 use super::{LinearGeometry, LinearGrads, OP};
-use crate::cuda::{launch_into_new, to_i32, wrap, Arg, DeviceValues};
+use crate::cuda::{wrap, DeviceValues};
 use crate::{Result, Storage};
-
-const FILE: &str = "linear.cu";
 
 pub(super) fn forward(
     input: &Storage,
@@ -94,23 +92,9 @@ pub(super) fn backward(
         &mut gw.view_mut(),
         false,
     )?;
-    let bias = if has_bias {
-        let (rows, cols) = (to_i32(OP, "batch", n)?, to_i32(OP, "out_features", o)?);
-        let kernel = match gy {
-            DeviceValues::F32(_) => "linear_bias_grad",
-            DeviceValues::Bf16(_) => "linear_bias_grad_bf16",
-        };
-        // SAFETY: linear_bias_grad[_bf16](const T* gy, int rows, int cols, float* gb)
-        // reads the n x o gradient (of gy's dtype) and writes the o column sums; launched
-        // with (32, 8) blocks.
-        Some(unsafe {
-            launch_into_new(gpu, OP, (FILE, kernel), gpu.column_sum_config(o), o, |gb| {
-                vec![gy.arg_at(0), Arg::I32(rows), Arg::I32(cols), gb]
-            })?
-        })
-    } else {
-        None
-    };
+    let bias = has_bias
+        .then(|| super::cuda::bias_grad(gy, n, o))
+        .transpose()?;
     Ok(LinearGrads {
         input: input_grad,
         weight: wrap(gpu, gw),
